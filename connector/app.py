@@ -1,0 +1,57 @@
+"""The web app: a Flask app factory, as ``chat2crm serve`` runs it under gunicorn.
+
+Requests only verify, de-duplicate, enqueue and answer; every piece of bot and CRM work runs in
+the rq worker (:mod:`connector.worker`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, current_app, jsonify
+
+from connector.errors import ConfigurationError
+from connector.runtime import Runtime
+
+log = logging.getLogger("chat2crm.web")
+
+
+def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Build the web app.
+
+    Args:
+        test_config: Flask settings to override (tests).
+        runtime: the process's runtime; made from the environment when omitted.
+
+    Raises:
+        ConfigurationError: settings are missing or invalid (the CLI prints every problem).
+    """
+    app = Flask(__name__)
+    app.config.update(test_config or {})
+    runtime = runtime or Runtime()
+    app.extensions["chat2crm"] = runtime
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
+
+    from connector import health
+
+    app.register_blueprint(health.blueprint)
+    for module in _blueprint_modules():
+        app.register_blueprint(module.blueprint)
+    return app
+
+
+def _blueprint_modules() -> list[Any]:
+    """The modules whose ``blueprint`` the app serves, in registration order."""
+    from connector import metrics_web, transcripts
+
+    return [metrics_web, transcripts]
+
+
+def runtime_of(app: Flask | None = None) -> Runtime:
+    """The runtime of ``app`` (or of the current app)."""
+    runtime: Runtime = (app or current_app).extensions["chat2crm"]
+    return runtime
+
+
+__all__ = ["ConfigurationError", "create_app", "jsonify", "runtime_of"]

@@ -1,0 +1,119 @@
+"""The ``chat2crm`` command.
+
+The core commands live here (``serve``, ``worker``, ``check``); every module in
+:mod:`connector.commands` that defines ``command`` (a click command or group) is added too, so a
+capability brings its own commands. Configuration errors are printed as one list and exit 1,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+from typing import Any
+
+import click
+
+from connector import __version__
+from connector.errors import ConfigurationError
+
+
+class Chat2CrmGroup(click.Group):
+    """A click group that turns ConfigurationError into a clean message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            click.echo(f"chat2crm: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=Chat2CrmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chat2crm")
+def main() -> None:
+    """chat2crm: relay a clinic's WhatsApp and Telegram conversations into the CRM it already uses."""
+
+
+def _runtime() -> Any:
+    from connector.logs import configure_logging
+    from connector.runtime import Runtime
+    from connector.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return Runtime(settings)
+
+
+def _require_valid(runtime: Any) -> None:
+    problems = runtime.check()
+    if problems:
+        raise ConfigurationError(problems)
+    runtime.redis.ping()
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port to listen on (default: $PORT, else 8000).")
+@click.option("--workers", type=int, default=None, help="gunicorn processes (default: $WEB_CONCURRENCY, else 2).")
+def serve(port: int | None, workers: int | None) -> None:
+    """Run the web app (webhooks, click links, transcripts, health, metrics) under gunicorn."""
+    runtime = _runtime()
+    _require_valid(runtime)
+    port = port or runtime.settings.port
+    workers = workers or runtime.settings.web_concurrency
+    os.execvp(sys.executable, [  # noqa: S606 - replace this process with gunicorn, as Procfile platforms expect
+        sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{port}", "--workers", str(workers),
+        "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
+        "--access-logformat", '%(m)s %(U)s %(s)s %(L)ss', "--graceful-timeout", "10",
+        "connector.wsgi:app",
+    ])
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
+@click.option("--name", default=None, help="Worker name (default: rq picks one).")
+def worker(burst: bool, name: str | None) -> None:
+    """Run an rq worker (with the scheduler, so delayed retries run) on the relay's queues."""
+    from connector.worker import run_worker
+
+    runtime = _runtime()
+    _require_valid(runtime)
+    run_worker(runtime, burst=burst, name=name)
+
+
+@main.command()
+@click.option("--online", is_flag=True, help="Also check the mapping against the live CRM.")
+def check(online: bool) -> None:
+    """Validate every configuration file; print each problem as file:line: path: message."""
+    runtime = _runtime()
+    problems = runtime.check()
+    if problems:
+        raise ConfigurationError(problems)
+    config = runtime.config
+    click.echo(f"configuration ok: {config.crm} mapping, {len(runtime.flows)} flow(s), "
+               f"{len(runtime.campaigns.campaigns)} campaign(s)")
+    if online:
+        from connector.mapping import check_online
+
+        online_problems = check_online(runtime.mapping, runtime.adapter)
+        if online_problems:
+            raise ConfigurationError(online_problems)
+        click.echo(f"{config.crm}: the mapping matches the live CRM")
+
+
+def _discover() -> None:
+    from connector import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"connector.commands.{info.name}")
+        command = getattr(module, "command", None)
+        if isinstance(command, click.Command):
+            main.add_command(command)
+
+
+_discover()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

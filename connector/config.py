@@ -1,0 +1,151 @@
+"""The main YAML file (``chat2crm.yaml``, named by ``CHAT2CRM_CONFIG``).
+
+It names the CRM, the mapping, the flows and the campaigns (paths relative to itself), and
+holds the deployment's choices that are not secrets: languages, time zone, retention, limits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from connector.yamlfile import load_model
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WhatsAppChannel(_Section):
+    """The clinic's WhatsApp number (one corporate number for every campaign)."""
+
+    enabled: bool = True
+    #: the number as digits, for wa.me links (``905320000000``)
+    phone_number: str = Field(default="", pattern=r"^\d{0,15}$")
+
+
+class TelegramChannel(_Section):
+    """The clinic's Telegram bot."""
+
+    enabled: bool = True
+    bot_username: str = ""
+    #: ignore messages from groups, supergroups and channels (the bot serves private chats)
+    ignore_groups: bool = True
+
+
+class Channels(_Section):
+    whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)
+    telegram: TelegramChannel = Field(default_factory=TelegramChannel)
+    #: ignore messages whose sender is a bot
+    ignore_bots: bool = True
+
+
+class Retention(_Section):
+    """How long the relay keeps anything about a patient in Redis (the CRM is the record)."""
+
+    conversation_hours: int = Field(default=72, ge=1, le=24 * 90)
+    transcript_days: int = Field(default=30, ge=1, le=365)
+    click_days: int = Field(default=30, ge=1, le=365)
+    dedup_days: int = Field(default=7, ge=7, le=30)
+    transcript_link_days: int = Field(default=30, ge=1, le=365)
+
+
+class BotSettings(_Section):
+    """Conversation timing."""
+
+    #: a patient who writes again within this window resumes where they stopped
+    resume_window_minutes: int = Field(default=120, ge=1)
+    #: a handed-over conversation returns to the bot after this long without an agent releasing it
+    handoff_release_hours: int = Field(default=24, ge=1)
+    #: below this confidence the language detector's answer is not trusted and the bot asks
+    language_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Delivery(_Section):
+    """Retries of CRM and channel jobs."""
+
+    max_retries: int = Field(default=8, ge=0, le=50)
+    backoff_base_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=900.0, gt=0)
+    job_timeout_seconds: int = Field(default=120, ge=5)
+
+
+class Limits(_Section):
+    """Flood control on inbound messages."""
+
+    per_sender_per_minute: int = Field(default=20, ge=1)
+    global_per_second: int = Field(default=300, ge=1)
+
+
+class AppConfig(_Section):
+    """``chat2crm.yaml``. Paths are relative to the file itself."""
+
+    version: Literal[1]
+    crm: str = Field(description="The adapter: hubspot, salesforce, pipedrive, or one from another package.")
+    mapping: Path
+    flows: Path = Path("bot_flows")
+    default_flow: str
+    campaigns: Path | None = None
+    languages: list[str] = Field(default_factory=lambda: ["tr", "en", "de", "ar", "ru"], min_length=1)
+    fallback_language: str = "en"
+    timezone: str = "Europe/Istanbul"
+    clinic_name: str = "Clinic"
+    channels: Channels = Field(default_factory=Channels)
+    retention: Retention = Field(default_factory=Retention)
+    bot: BotSettings = Field(default_factory=BotSettings)
+    delivery: Delivery = Field(default_factory=Delivery)
+    limits: Limits = Field(default_factory=Limits)
+
+    #: the directory of the file, set by :func:`load_config`; relative paths resolve against it
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Istanbul)") from None
+        return value
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        bad = [code for code in value if not (code.isalpha() and len(code) == 2 and code.islower())]
+        if bad:
+            raise ValueError(f"languages are two-letter ISO 639-1 codes; not {bad}")
+        return value
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a path written in the file against the file's directory."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def mapping_path(self) -> Path:
+        return self.resolve(self.mapping)
+
+    @property
+    def flows_path(self) -> Path:
+        return self.resolve(self.flows)
+
+    @property
+    def campaigns_path(self) -> Path | None:
+        return self.resolve(self.campaigns) if self.campaigns else None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate the main file.
+
+    Raises:
+        ConfigurationError: every problem, with file and line.
+    """
+    config, _ = load_model(path, AppConfig)
+    config.base_dir = path.resolve().parent
+    return config

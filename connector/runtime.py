@@ -1,0 +1,179 @@
+"""The process's shared parts: settings, configuration, Redis, queues, and what they load.
+
+One :class:`Runtime` per process (web or worker). The Flask app keeps it in
+``app.extensions["chat2crm"]``; rq jobs get it from :func:`current_runtime`. Configuration files
+(flows, mapping, campaigns) are loaded once, validated, and cached here.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import TYPE_CHECKING, Any
+
+import redis
+from rq import Queue
+
+from connector.config import AppConfig, load_config
+from connector.errors import ConfigurationError, Problem
+from connector.logs import register_secret
+from connector.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from adapters.base import CRMAdapter
+
+#: Every Redis key chat2crm writes starts with this, so one Redis can serve other things too.
+PREFIX = "c2c:"
+
+QUEUE_INBOUND = "inbound"
+QUEUE_CRM = "crm"
+
+
+def rkey(*parts: object) -> str:
+    """A Redis key: ``c2c:part:part…``."""
+    return PREFIX + ":".join(str(p) for p in parts)
+
+
+class Runtime:
+    """Settings, configuration and connections of one process.
+
+    Args:
+        settings: the environment's settings (read from the environment when omitted).
+        config: the main configuration (read from ``settings.chat2crm_config`` when omitted).
+        redis_client: a Redis connection (made from ``settings.redis_url`` when omitted).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config: AppConfig | None = None,
+        redis_client: redis.Redis | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self._config = config
+        self._redis = redis_client
+        self._lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+        for secret in (
+            self.settings.whatsapp_app_secret, self.settings.whatsapp_access_token,
+            self.settings.whatsapp_verify_token, self.settings.telegram_bot_token,
+            self.settings.telegram_secret_token, self.settings.hubspot_access_token,
+            self.settings.salesforce_client_secret, self.settings.salesforce_password,
+            self.settings.salesforce_security_token, self.settings.pipedrive_api_token,
+            self.settings.pipedrive_oauth_token, self.settings.transcript_secret, self.settings.admin_token,
+        ):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        if self.settings.telegram_bot_token is not None:
+            register_secret(self.settings.telegram_bot_token.get_secret_value())
+
+    # -- configuration -------------------------------------------------------------------------
+    @property
+    def config(self) -> AppConfig:
+        """The main configuration (loaded on first use). Raises ConfigurationError."""
+        if self._config is None:
+            self._config = load_config(self.settings.chat2crm_config)
+        return self._config
+
+    def cached(self, name: str, factory: Any) -> Any:
+        """Load something once per process (flows, mapping, campaigns, adapter)."""
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = factory()
+            return self._cache[name]
+
+    def reset_cache(self) -> None:
+        """Forget loaded configuration (tests that edit files use this)."""
+        with self._lock:
+            self._cache.clear()
+
+    @property
+    def flows(self) -> dict[str, Any]:
+        """The bot flows by name."""
+        from connector.bot.flows import load_flows
+
+        return self.cached("flows", lambda: load_flows(self.config.flows_path))
+
+    @property
+    def mapping(self) -> Any:
+        """The CRM mapping."""
+        from connector.mapping import load_mapping
+
+        return self.cached("mapping", lambda: load_mapping(self.config.mapping_path, crm=self.config.crm))
+
+    @property
+    def campaigns(self) -> Any:
+        """The campaign registry (empty when the main file names none)."""
+        from connector.attribution.campaigns import CampaignRegistry, load_campaigns
+
+        def load() -> CampaignRegistry:
+            path = self.config.campaigns_path
+            if path is None:
+                return CampaignRegistry(campaigns=[])
+            return load_campaigns(path, flows=set(self.flows))
+
+        return self.cached("campaigns", load)
+
+    @property
+    def adapter(self) -> CRMAdapter:
+        """The CRM adapter selected in the main file."""
+        from adapters import load_adapter
+
+        def make() -> CRMAdapter:
+            cls = load_adapter(self.config.crm)
+            return cls(self.settings, options=self.mapping.crm_options(), redis=self.redis)
+
+        return self.cached("adapter", make)
+
+    def check(self) -> list[Problem]:
+        """Load and validate every configuration file; return every problem (empty when all is well)."""
+        problems: list[Problem] = []
+        for part in ("config", "flows", "mapping", "campaigns"):
+            try:
+                getattr(self, part)
+            except ConfigurationError as exc:
+                problems.extend(exc.problems)
+                if part == "config":
+                    break
+        return problems
+
+    # -- Redis and queues ----------------------------------------------------------------------
+    @property
+    def redis(self) -> redis.Redis:
+        """The Redis connection. Raises ConfigurationError when no REDIS_URL is set."""
+        if self._redis is None:
+            if not self.settings.redis_url:
+                raise ConfigurationError(Problem(
+                    "REDIS_URL is not set", file="environment", path="REDIS_URL",
+                    hint="point it at your Redis, e.g. redis://localhost:6379/0; the demo starts its own",
+                ))
+            self._redis = redis.Redis.from_url(self.settings.redis_url)
+        return self._redis
+
+    @functools.cache  # noqa: B019 - one Runtime per process; queues are cheap handles
+    def queue(self, name: str) -> Queue:
+        """The rq queue ``name`` (``inbound`` or ``crm``), prefixed by ``QUEUE_NAME``."""
+        timeout = self.config.delivery.job_timeout_seconds if self._config else 120
+        return Queue(f"{self.settings.queue_name}-{name}", connection=self.redis, default_timeout=timeout)
+
+    def queues(self) -> list[Queue]:
+        """Every queue a worker listens on, the conversation queue first."""
+        return [self.queue(QUEUE_INBOUND), self.queue(QUEUE_CRM)]
+
+
+_current: Runtime | None = None
+
+
+def set_current_runtime(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the one jobs in this process use (the worker and tests call this)."""
+    global _current  # noqa: PLW0603 - one per process, by design
+    _current = runtime
+
+
+def current_runtime() -> Runtime:
+    """The process's runtime; made from the environment on first use in a worker."""
+    global _current  # noqa: PLW0603
+    if _current is None:
+        _current = Runtime()
+    return _current

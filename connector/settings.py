@@ -1,0 +1,106 @@
+"""Settings from the environment: secrets and endpoints (see docs/configuration.md).
+
+Everything a deployment changes without editing YAML comes from here: credentials, the
+vendors' base URLs (which tests and the demo point at the emulators), Redis, and a few
+operational knobs. Secrets are :class:`~pydantic.SecretStr`, so they never print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connector.errors import ConfigurationError, Problem
+
+#: The checkout (or installed tree) that holds the shipped flows, mappings and campaigns.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Process settings, read from environment variables (names are the field names upper-cased)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_file=None)
+
+    # -- the relay -----------------------------------------------------------------------------
+    chat2crm_config: Path = Field(
+        default=PROJECT_ROOT / "chat2crm.yaml",
+        description="The main YAML file; it names the CRM, the mapping, the flows and the campaigns.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis to use. Unset: the demo and the tests start a private Redis of their own.",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `chat2crm serve` listens on.")
+    web_concurrency: int = Field(default=2, ge=1, le=64, description="gunicorn worker processes.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="`json` for production, `text` for a terminal; `auto` picks by TTY."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    public_base_url: str = Field(
+        default="http://localhost:8000",
+        description="How the relay is reached from outside: used in transcript links and click links.",
+    )
+    chat2crm_insecure_demo: bool = Field(
+        default=False,
+        description="Accept webhooks without signatures. Only the demo sets this, and it says so loudly.",
+    )
+    transcript_secret: SecretStr | None = Field(
+        default=None, description="Key that signs transcript links (`/t/<token>`). Required in production."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for /metrics and other admin endpoints."
+    )
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest webhook body accepted.")
+    queue_name: str = Field(default="chat2crm", description="Prefix of the rq queues.")
+
+    # -- WhatsApp Cloud API --------------------------------------------------------------------
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v23.0"
+
+    # -- Telegram Bot API ----------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = None
+    telegram_secret_token: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+
+    # -- HubSpot -------------------------------------------------------------------------------
+    hubspot_access_token: SecretStr | None = None
+    hubspot_api_base: str = "https://api.hubapi.com"
+
+    # -- Salesforce ----------------------------------------------------------------------------
+    salesforce_instance_url: str | None = None
+    salesforce_login_url: str = "https://login.salesforce.com"
+    salesforce_api_version: str = "62.0"
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_username: str | None = None
+    salesforce_password: SecretStr | None = None
+    salesforce_security_token: SecretStr | None = None
+    salesforce_private_key_file: Path | None = None
+
+    # -- Pipedrive -----------------------------------------------------------------------------
+    pipedrive_api_token: SecretStr | None = None
+    pipedrive_oauth_token: SecretStr | None = None
+    pipedrive_api_base: str = "https://api.pipedrive.com"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment (``overrides`` win, for tests).
+
+    Raises:
+        ConfigurationError: with one problem per bad variable, naming the variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper()
+            problems.append(Problem(err["msg"], file="environment", path=name))
+        raise ConfigurationError(problems) from None

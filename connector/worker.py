@@ -1,0 +1,67 @@
+"""The rq worker process: runs conversation and CRM jobs, with rq's scheduler for delayed retries.
+
+A sweeper thread in every worker re-enqueues work that a killed worker left behind: conversation
+inboxes that still hold messages but have no job and no lock, and leads not yet in the CRM whose
+job has vanished. Because every CRM write is idempotent, re-running such work is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from rq import Worker
+
+from connector.runtime import Runtime, set_current_runtime
+
+log = logging.getLogger("chat2crm.worker")
+
+SWEEP_SECONDS = 5.0
+
+
+def heartbeat() -> str:
+    """A job that records which worker ran it and when (``chat2crm worker --check`` enqueues it).
+
+    Returns:
+        The name of the worker that ran it.
+    """
+    from rq import get_current_job
+
+    from connector.models import utcnow
+    from connector.runtime import current_runtime, rkey
+
+    job = get_current_job()
+    name = job.worker_name if job is not None and job.worker_name else "unknown"
+    current_runtime().redis.set(rkey("worker", "heartbeat"), f"{name} {utcnow().isoformat()}", ex=7 * 86400)
+    return name
+
+
+def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None,
+               sweep_every: float = SWEEP_SECONDS) -> bool:
+    """Run an rq worker on the relay's queues until stopped (or until idle with ``burst``).
+
+    Returns:
+        True when the worker did any work (rq's own answer).
+    """
+    from connector import pipeline
+
+    set_current_runtime(runtime)
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(sweep_every):
+            try:
+                pipeline.sweep(runtime)
+            except Exception:  # a sweep must never take the worker down
+                log.exception("sweep failed")
+
+    sweeper = threading.Thread(target=sweep, name="chat2crm-sweeper", daemon=True)
+    if not burst:
+        sweeper.start()
+    else:
+        pipeline.sweep(runtime)
+    worker = Worker(runtime.queues(), connection=runtime.redis, name=name)
+    try:
+        return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
+    finally:
+        stop.set()

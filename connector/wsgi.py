@@ -1,0 +1,20 @@
+"""The WSGI entry point gunicorn serves (``connector.wsgi:app``)."""
+
+from __future__ import annotations
+
+import sys
+
+from connector.errors import ConfigurationError
+from connector.logs import configure_logging
+from connector.settings import load_settings
+
+try:
+    _settings = load_settings()
+    configure_logging(_settings.log_format, _settings.log_level)
+    from connector.app import create_app
+    from connector.runtime import Runtime
+
+    app = create_app(runtime=Runtime(_settings))
+except ConfigurationError as exc:  # refuse to start, with every problem listed
+    sys.stderr.write(f"chat2crm: {exc}\n")
+    sys.exit(1)

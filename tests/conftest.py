@@ -1,0 +1,138 @@
+"""Shared fixtures: a real Redis server, settings pointing at it, the app, and a network guard.
+
+When ``REDIS_URL`` is set the suite uses that server (database 15 flushed around each test);
+otherwise it starts a private one for the session (see :mod:`connector.redis_server`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from connector.redis_server import EmbeddedRedis
+from connector.runtime import Runtime, set_current_runtime
+from connector.settings import PROJECT_ROOT, Settings
+
+ARTEFACTS = PROJECT_ROOT / "artefacts"
+
+# -- tests must not reach the network: loopback and Unix sockets only --------------------------
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(sock: socket.socket, address: Any) -> None:
+    if sock.family == socket.AF_UNIX:
+        return
+    host = address[0] if isinstance(address, tuple) else address
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        if host in ("localhost",):
+            return
+    raise RuntimeError(f"a test tried to reach the network: {host!r}; only 127.0.0.1 is allowed")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_address(self, address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_address(self, address)
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+# -- Redis -------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for the whole session."""
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedRedis().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A connection to the session's Redis, flushed before and after the test (as rq's own tests do)."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+# -- settings, runtime, app --------------------------------------------------------------------
+TEST_SECRETS = {
+    "whatsapp_app_secret": "test-app-secret-0123456789",
+    "whatsapp_verify_token": "test-verify-token",
+    "whatsapp_access_token": "EAAtestaccesstoken0123456789",
+    "whatsapp_phone_number_id": "106540352242922",
+    "telegram_bot_token": "123456789:AAtest-telegram-token-0123456789",
+    "telegram_secret_token": "test-telegram-secret",
+    "hubspot_access_token": "pat-test-hubspot-token-0123456789",
+    "pipedrive_api_token": "test-pipedrive-token-0123456789",
+    "transcript_secret": "test-transcript-secret-0123456789",
+    "admin_token": "test-admin-token-0123456789",
+}
+
+
+def make_settings(redis_url: str, **overrides: Any) -> Settings:
+    """Settings for a test: known secrets, the given Redis, the shipped configuration."""
+    values: dict[str, Any] = {**TEST_SECRETS, "redis_url": redis_url,
+                              "chat2crm_config": PROJECT_ROOT / "chat2crm.yaml"}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return make_settings(redis_url)
+
+
+@pytest.fixture
+def runtime(settings: Settings, redis_client: redis.Redis) -> Iterator[Runtime]:
+    rt = Runtime(settings, redis_client=redis_client)
+    set_current_runtime(rt)
+    try:
+        yield rt
+    finally:
+        set_current_runtime(None)
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Any:
+    from connector.app import create_app
+
+    return create_app({"TESTING": True}, runtime=runtime)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def artefacts() -> Path:
+    """Where tests leave things a person may want to look at (screenshots, logs)."""
+    ARTEFACTS.mkdir(exist_ok=True)
+    return ARTEFACTS

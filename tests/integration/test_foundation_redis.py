@@ -1,0 +1,77 @@
+"""The embedded Redis server, health endpoints, and a worker running a real job through real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from rq import Queue
+
+from connector.redis_server import EmbeddedRedis
+from connector.runtime import Runtime
+from connector.worker import heartbeat, run_worker
+
+
+def test_embedded_redis_starts_serves_and_leaves_nothing_behind() -> None:
+    server = EmbeddedRedis().start()
+    pid = server.process.pid if server.process else 0
+    directory = server.directory
+    client = redis.Redis.from_url(server.url)
+    client.set("k", "v")
+    assert client.get("k") == b"v"
+    server.stop()
+    assert not directory.exists()
+    time.sleep(0.1)
+    try:
+        os.kill(pid, 0)
+        alive = Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except ProcessLookupError:
+        alive = False
+    assert not alive
+
+
+def test_append_only_file_survives_a_restart() -> None:
+    with EmbeddedRedis(appendonly=True) as server:
+        client = redis.Redis.from_url(server.url)
+        client.rpush("jobs", "a", "b")
+        server.restart()
+        client = redis.Redis.from_url(server.url)
+        assert client.lrange("jobs", 0, -1) == [b"a", b"b"]
+
+
+def test_healthz_is_always_up(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+
+
+def test_metrics_need_the_admin_token(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/metrics").status_code == 401
+    ok = client.get("/metrics", headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    assert ok.status_code == 200
+    assert b"chat2crm_queue_depth" in ok.data
+
+
+def test_worker_runs_a_real_job_through_real_redis(runtime: Runtime) -> None:
+    queue = runtime.queue("crm")
+    job = queue.enqueue(heartbeat)
+    assert isinstance(queue, Queue) and job.get_status() == "queued"
+    run_worker(runtime, burst=True, name="probe-worker")
+    job.refresh()
+    assert job.get_status() == "finished"
+    assert job.return_value() == "probe-worker"
+    assert runtime.redis.get("c2c:worker:heartbeat").startswith(b"probe-worker ")
+
+
+def test_worker_process_stops_cleanly_on_sigterm(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url}
+    proc = subprocess.Popen([str(Path(os.sys.executable)), "-c",
+                             "from connector.runtime import Runtime; from connector.worker import heartbeat, run_worker;"
+                             "run_worker(Runtime())"], env=env)
+    time.sleep(2.0)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
