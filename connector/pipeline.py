@@ -86,6 +86,7 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage) -> None:
     key = message.conversation_key
     queue = runtime.queue(QUEUE_INBOUND)
     pipe = runtime.redis.pipeline(transaction=True)
+    pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     pipe.rpush(inbox_key(key), message.model_dump_json())
     pipe.sadd(INBOXES, key)
     queue.enqueue_call(process_conversation, args=(key,), pipeline=pipe, result_ttl=0,
@@ -233,6 +234,7 @@ def _commit(runtime: Runtime, key: str, conversation: Conversation,
             effects: list[Callable[[redis.client.Pipeline], None]]) -> None:
     """Save the state, pop the handled message and apply its effects in one transaction."""
     pipe = runtime.redis.pipeline(transaction=True)
+    pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     pipe.set(conversation_redis_key(key), conversation.model_dump_json(), ex=conversation_ttl(runtime))
     pipe.lpop(inbox_key(key))
     for effect in effects:
@@ -398,6 +400,7 @@ def sync_lead(reference: str, attempt: int = 0) -> dict[str, Any] | None:
             raise
     summary = result.model_dump(mode="json")
     pipe = runtime.redis.pipeline(transaction=True)
+    pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     pipe.zrem(LEADS_PENDING, reference)
     pipe.set(rkey("lead", lead.reference_number, "synced"), _json(summary),
              ex=runtime.config.retention.transcript_days * 86400)
@@ -459,6 +462,7 @@ def _retry_later(runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ..
         raise exc
     delay = backoff_delay(runtime, attempt, exc.retry_after)
     pipe = runtime.redis.pipeline(transaction=True)
+    pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     if pending_ref:
         pipe.zadd(LEADS_PENDING, {pending_ref: time.time() + delay + LOST_AFTER_SECONDS})
     pipe.execute()
@@ -511,6 +515,7 @@ def replay_message(raw: str) -> None:
     message = InboundMessage.model_validate_json(raw)
     key = message.conversation_key
     pipe = runtime.redis.pipeline(transaction=True)
+    pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     pipe.lpush(inbox_key(key), raw)
     pipe.sadd(INBOXES, key)
     runtime.queue(QUEUE_INBOUND).enqueue_call(process_conversation, args=(key,), pipeline=pipe, result_ttl=0)
