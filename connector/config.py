@@ -22,77 +22,79 @@ class _Section(BaseModel):
 class WhatsAppChannel(_Section):
     """The clinic's WhatsApp number (one corporate number for every campaign)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Serve this channel.")
     #: the number as digits, for wa.me links (``905320000000``)
-    phone_number: str = Field(default="", pattern=r"^\d{0,15}$")
+    phone_number: str = Field(default="", pattern=r"^\d{0,15}$",
+                              description="The number as digits, for wa.me links (`905320000000`).")
 
 
 class TelegramChannel(_Section):
     """The clinic's Telegram bot."""
 
     enabled: bool = True
-    bot_username: str = ""
+    bot_username: str = Field(default="", description="The bot's @username without @, for t.me links.")
     #: ignore messages from groups, supergroups and channels (the bot serves private chats)
-    ignore_groups: bool = True
+    ignore_groups: bool = Field(default=True, description="Ignore groups, supergroups and channels.")
 
 
 class Channels(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)
     telegram: TelegramChannel = Field(default_factory=TelegramChannel)
     #: ignore messages whose sender is a bot
-    ignore_bots: bool = True
+    ignore_bots: bool = Field(default=True, description="Ignore messages whose sender is a bot.")
 
 
 class Retention(_Section):
     """How long the relay keeps anything about a patient in Redis (the CRM is the record)."""
 
-    conversation_hours: int = Field(default=72, ge=1, le=24 * 90)
-    transcript_days: int = Field(default=30, ge=1, le=365)
-    click_days: int = Field(default=30, ge=1, le=365)
-    dedup_days: int = Field(default=7, ge=7, le=30)
-    transcript_link_days: int = Field(default=30, ge=1, le=365)
+    conversation_hours: int = Field(default=72, ge=1, le=24 * 90, description="Conversation state TTL.")
+    transcript_days: int = Field(default=30, ge=1, le=365, description="Leads and their transcripts TTL.")
+    click_days: int = Field(default=30, ge=1, le=365, description="Click references TTL.")
+    dedup_days: int = Field(default=7, ge=7, le=30, description="How long redelivered webhooks are recognised.")
+    transcript_link_days: int = Field(default=30, ge=1, le=365, description="Transcript links expire after this.")
 
 
 class BotSettings(_Section):
     """Conversation timing."""
 
     #: a patient who writes again within this window resumes where they stopped
-    resume_window_minutes: int = Field(default=120, ge=1)
+    resume_window_minutes: int = Field(default=120, ge=1, description="Resume where the patient stopped.")
     #: a handed-over conversation returns to the bot after this long without an agent releasing it
-    handoff_release_hours: int = Field(default=24, ge=1)
+    handoff_release_hours: int = Field(default=24, ge=1, description="Handed-over chats return to the bot.")
     #: below this confidence the language detector's answer is not trusted and the bot asks
-    language_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    language_confidence: float = Field(default=0.5, ge=0.0, le=1.0, description="Below it, the bot asks.")
 
 
 class Delivery(_Section):
     """Retries of CRM and channel jobs."""
 
-    max_retries: int = Field(default=8, ge=0, le=50)
-    backoff_base_seconds: float = Field(default=2.0, gt=0)
-    backoff_max_seconds: float = Field(default=900.0, gt=0)
-    job_timeout_seconds: int = Field(default=120, ge=5)
+    max_retries: int = Field(default=8, ge=0, le=50, description="Retries before a job is failed.")
+    backoff_base_seconds: float = Field(default=2.0, gt=0, description="First retry delay (doubles).")
+    backoff_max_seconds: float = Field(default=900.0, gt=0, description="Longest retry delay.")
+    job_timeout_seconds: int = Field(default=120, ge=5, description="A job running longer is stopped.")
 
 
 class Limits(_Section):
     """Flood control on inbound messages."""
 
-    per_sender_per_minute: int = Field(default=20, ge=1)
-    global_per_second: int = Field(default=300, ge=1)
+    per_sender_per_minute: int = Field(default=20, ge=1, description="Messages per patient per minute.")
+    global_per_second: int = Field(default=300, ge=1, description="Messages per second, all patients.")
 
 
 class AppConfig(_Section):
     """``chat2crm.yaml``. Paths are relative to the file itself."""
 
-    version: Literal[1]
+    version: Literal[1] = Field(description="Always 1.")
     crm: str = Field(description="The adapter: hubspot, salesforce, pipedrive, or one from another package.")
-    mapping: Path
-    flows: Path = Path("bot_flows")
-    default_flow: str
-    campaigns: Path | None = None
-    languages: list[str] = Field(default_factory=lambda: ["tr", "en", "de", "ar", "ru"], min_length=1)
-    fallback_language: str = "en"
-    timezone: str = "Europe/Istanbul"
-    clinic_name: str = "Clinic"
+    mapping: Path = Field(description="The CRM mapping file.")
+    flows: Path = Field(default=Path("bot_flows"), description="Folder of flow files (`*.yaml`).")
+    default_flow: str = Field(description="Flow for patients who arrive with no campaign.")
+    campaigns: Path | None = Field(default=None, description="The campaign registry file.")
+    languages: list[str] = Field(default_factory=lambda: ["tr", "en", "de", "ar", "ru"], min_length=1,
+                                 description="Languages the bot speaks and the detector chooses from.")
+    fallback_language: str = Field(default="en", description="Used when a text lacks a language.")
+    timezone: str = Field(default="Europe/Istanbul", description="The clinic's zone: dates are read in it.")
+    clinic_name: str = Field(default="Clinic", description="Shown in bot messages and transcript pages.")
     channels: Channels = Field(default_factory=Channels)
     retention: Retention = Field(default_factory=Retention)
     bot: BotSettings = Field(default_factory=BotSettings)

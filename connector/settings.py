@@ -38,14 +38,14 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="`json` for production, `text` for a terminal; `auto` picks by TTY."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
     public_base_url: str = Field(
         default="http://localhost:8000",
         description="How the relay is reached from outside: used in transcript links and click links.",
     )
     chat2crm_insecure_demo: bool = Field(
         default=False,
-        description="Accept webhooks without signatures. Only the demo sets this, and it says so loudly.",
+        description="Accept unsigned webhooks, to try the relay by hand. Never in production: it is logged loudly.",
     )
     transcript_secret: SecretStr | None = Field(
         default=None, description="Key that signs transcript links (`/t/<token>`). Required in production."
