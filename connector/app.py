@@ -43,9 +43,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
 
 def _blueprint_modules() -> list[Any]:
     """The modules whose ``blueprint`` the app serves, in registration order."""
-    from connector import metrics_web, transcripts
+    from connector import metrics_web, transcripts, webhooks
 
-    return [metrics_web, transcripts]
+    return [webhooks, metrics_web, transcripts]
 
 
 def runtime_of(app: Flask | None = None) -> Runtime:

@@ -136,3 +136,39 @@ def artefacts() -> Path:
     """Where tests leave things a person may want to look at (screenshots, logs)."""
     ARTEFACTS.mkdir(exist_ok=True)
     return ARTEFACTS
+
+
+# -- channel emulators over real HTTP ----------------------------------------------------------
+@pytest.fixture
+def whatsapp_emulator() -> Iterator[Any]:
+    """The WhatsApp Cloud API emulator, served on 127.0.0.1 (its ``.url`` is the API base)."""
+    from emulators.server import ServedApp
+    from emulators.whatsapp import WhatsAppEmulator
+
+    emulator = WhatsAppEmulator(access_token=TEST_SECRETS["whatsapp_access_token"],
+                                phone_number_id=TEST_SECRETS["whatsapp_phone_number_id"],
+                                app_secret=TEST_SECRETS["whatsapp_app_secret"], timeout_seconds=2.0)
+    served = ServedApp(emulator.app).start()
+    emulator.url = served.url  # type: ignore[attr-defined]
+    try:
+        yield emulator
+    finally:
+        served.stop()
+    assert not emulator.violations, f"requests WhatsApp would reject: {emulator.violations}"
+
+
+@pytest.fixture
+def telegram_emulator() -> Iterator[Any]:
+    """The Telegram Bot API emulator, served on 127.0.0.1."""
+    from emulators.server import ServedApp
+    from emulators.telegram import TelegramEmulator
+
+    emulator = TelegramEmulator(token=TEST_SECRETS["telegram_bot_token"],
+                                secret_token=TEST_SECRETS["telegram_secret_token"], timeout_seconds=2.0)
+    served = ServedApp(emulator.app).start()
+    emulator.url = served.url  # type: ignore[attr-defined]
+    try:
+        yield emulator
+    finally:
+        served.stop()
+    assert not emulator.violations, f"requests Telegram would reject: {emulator.violations}"

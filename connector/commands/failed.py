@@ -40,7 +40,8 @@ def reason_of(job: Job) -> str:
     reason = job.meta.get("reason")
     if reason:
         return str(reason)
-    text = job.latest_result().exc_string if job.latest_result() else ""
+    result = job.latest_result()
+    text = result.exc_string if result is not None else ""
     lines = [line for line in (text or "").splitlines() if line.strip()]
     return lines[-1][:200] if lines else "unknown"
 

@@ -69,7 +69,7 @@ def test_worker_runs_a_real_job_through_real_redis(runtime: Runtime) -> None:
 def test_worker_process_stops_cleanly_on_sigterm(redis_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "REDIS_URL": redis_url}
     proc = subprocess.Popen([str(Path(os.sys.executable)), "-c",
-                             "from connector.runtime import Runtime; from connector.worker import heartbeat, run_worker;"
+                             "from connector.runtime import Runtime; from connector.worker import run_worker;"
                              "run_worker(Runtime())"], env=env)
     time.sleep(2.0)
     assert proc.poll() is None

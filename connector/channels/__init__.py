@@ -1,0 +1,64 @@
+"""Messaging channels: WhatsApp Cloud API and Telegram Bot API, in and out.
+
+- :mod:`connector.channels.whatsapp` and :mod:`connector.channels.telegram` parse webhooks into
+  :class:`~connector.models.InboundMessage` and send :class:`~connector.models.Reply` objects.
+- :func:`client_for` gives the worker the right outbound client.
+- :func:`seen_before` remembers message and update ids so redeliveries are dropped.
+- :func:`record_status` keeps delivery statuses for metrics and delivery tracking.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis
+
+from connector.channels.base import ChannelClient, StatusUpdate
+from connector.runtime import rkey
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def client_for(runtime: Runtime, channel: str) -> ChannelClient:
+    """The outbound client of ``channel`` (made once per process)."""
+    from connector.channels.telegram import TelegramClient
+    from connector.channels.whatsapp import WhatsAppClient
+
+    if channel == "whatsapp":
+        return runtime.cached("client:whatsapp", lambda: WhatsAppClient(runtime.settings))
+    if channel == "telegram":
+        return runtime.cached("client:telegram", lambda: TelegramClient(runtime.settings))
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def seen_before(client: redis.Redis, channel: str, message_id: str, ttl_days: int) -> bool:
+    """True when ``message_id`` was already accepted (a redelivery); remembers it otherwise."""
+    return not client.set(rkey("seen", channel, message_id), b"1", nx=True, ex=ttl_days * 86400)
+
+
+def forget_seen(client: redis.Redis, channel: str, message_id: str) -> None:
+    """Undo :func:`seen_before` when a message could not be queued, so the redelivery is taken."""
+    client.delete(rkey("seen", channel, message_id))
+
+
+def record_status(client: redis.Redis, update: StatusUpdate, ttl_days: int = 7) -> None:
+    """Keep the latest delivery status of a message we sent (statuses arrive out of order)."""
+    order = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+    key = rkey("status", update.channel, update.message_id)
+    current = client.get(key)
+    if current is None or order.get(update.status, 0) >= order.get(_text(current), 0):
+        client.set(key, update.status, ex=ttl_days * 86400)
+
+
+def delivery_status(client: redis.Redis, channel: str, message_id: str) -> str | None:
+    """The latest known delivery status of a message we sent."""
+    value = client.get(rkey("status", channel, message_id))
+    return _text(value) if value else None
+
+
+__all__ = ["ChannelClient", "StatusUpdate", "client_for", "delivery_status", "record_status", "seen_before"]

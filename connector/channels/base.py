@@ -1,0 +1,115 @@
+"""What every channel shares: the parsed-webhook shape, the client interface, and one HTTP chokepoint."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from connector.errors import AuthError, FatalError, RetryableError
+from connector.models import Conversation, InboundMessage, Reply
+
+log = logging.getLogger("chat2crm.channels")
+
+#: seconds: (connect, read) for every call to a channel API
+TIMEOUT = (3.05, 15)
+
+
+@dataclass
+class StatusUpdate:
+    """A delivery status callback (sent, delivered, read, failed) for a message we sent."""
+
+    channel: str
+    message_id: str
+    status: str
+    recipient: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ParsedWebhook:
+    """Everything one webhook body carried, each part independent of the others."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    #: (account, sender id) of patients who opted out at the channel level
+    opt_outs: list[tuple[str, str]] = field(default_factory=list)
+    #: vendor error objects carried by the payload (logged with their codes)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    #: parts that could not be understood (one bad message never drops the others)
+    skipped: int = 0
+    #: sender ids (as given) whose messages were ignored by policy (bots, groups)
+    ignored: int = 0
+
+
+class ChannelClient(Protocol):
+    """Sends the bot's replies through one channel."""
+
+    def send(self, conversation: Conversation, replies: list[Reply]) -> list[str]:
+        """Send ``replies`` in order; return the channel's message ids.
+
+        Raises:
+            RetryableError: throttling, 5xx, timeout or connection error.
+            AuthError: the token is wrong or expired (names the setting).
+            FatalError: the channel rejected the message for good.
+            SkippableError: the message cannot be sent now (for example outside WhatsApp's window).
+        """
+
+    def mark_read(self, message: InboundMessage) -> None:
+        """Tell the patient their message was read (courtesy; errors are the caller's to ignore)."""
+
+    def answer_callback(self, message: InboundMessage) -> None:
+        """Acknowledge a button press where the channel requires it (Telegram)."""
+
+
+class HttpChannel:
+    """One ``requests.Session`` per channel API: timeouts, error mapping and call counting live here.
+
+    Args:
+        api: the channel's name, for errors and metrics.
+        token_setting: the environment variable that holds the token (named in auth errors).
+    """
+
+    def __init__(self, api: str, token_setting: str, session: requests.Session | None = None) -> None:
+        self.api = api
+        self.token_setting = token_setting
+        self.session = session or requests.Session()
+        self.calls = 0
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send one request; map transport failures to the error tree.
+
+        Raises:
+            RetryableError: timeout or connection error.
+        """
+        self.calls += 1
+        try:
+            return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.Timeout as exc:
+            raise RetryableError(f"{self.api}: timed out", details={"error": type(exc).__name__}) from exc
+        except requests.ConnectionError as exc:
+            raise RetryableError(f"{self.api}: connection failed", details={"error": type(exc).__name__}) from exc
+
+    def status_error(self, response: requests.Response, code: Any, message: str,
+                     retry_after: float | None = None, *, throttled: bool = False) -> Exception:
+        """The error-tree exception for a failed response."""
+        details = {"status": response.status_code, "code": code}
+        if throttled or response.status_code == 429:
+            header = response.headers.get("Retry-After")
+            if retry_after is None and header and header.replace(".", "", 1).isdigit():
+                retry_after = float(header)
+            return RetryableError(f"{self.api}: throttled ({code})", retry_after=retry_after, details=details)
+        if response.status_code >= 500:
+            return RetryableError(f"{self.api}: server error {response.status_code}", details=details)
+        if response.status_code == 401:
+            return AuthError(f"{self.api}: the token was refused ({message}); check {self.token_setting}",
+                             setting=self.token_setting, details=details)
+        return FatalError(f"{self.api}: request rejected ({code}: {message})", details=details)
+
+
+def render_numbered(text: str, titles: list[str]) -> str:
+    """The last-resort rendering of options: a numbered list the patient answers with a number."""
+    lines = [text, ""] + [f"{i}. {title}" for i, title in enumerate(titles, 1)]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""``/webhooks/whatsapp`` and ``/webhooks/telegram``: verify, de-duplicate, enqueue, answer.
+
+The request does nothing else: bot and CRM work run in the worker. Bad input of any kind
+(invalid JSON, wrong types, non-UTF-8, oversized bodies, absurd nesting) is answered with a 4xx
+and a short reason, never a 5xx, and nothing is enqueued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from connector import metrics
+from connector.channels import forget_seen, record_status, seen_before
+from connector.channels import telegram as tg
+from connector.channels import whatsapp as wa
+from connector.channels.base import ParsedWebhook
+from connector.errors import WebhookRejectedError
+from connector.pipeline import enqueue_inbound, enqueue_opt_out
+
+log = logging.getLogger("chat2crm.webhooks")
+blueprint = Blueprint("webhooks", __name__)
+
+MAX_DEPTH = 32
+
+
+def _runtime() -> Any:
+    return current_app.extensions["chat2crm"]
+
+
+def _reject(channel: str, exc: WebhookRejectedError) -> tuple[Response, int]:
+    metrics.incr(_runtime().redis, "webhooks_rejected", channel=channel, reason=str(exc.status))
+    log.warning("webhook rejected", extra={"channel": channel, "status": exc.status, "reason": exc.message})
+    return jsonify(error=exc.message), exc.status
+
+
+def _raw_body() -> bytes:
+    limit = _runtime().settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise WebhookRejectedError(413, "body too large")
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise WebhookRejectedError(413, "body too large")
+    return raw
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRejectedError(400, "body is not UTF-8") from None
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        raise WebhookRejectedError(400, "body nests too deeply") from None
+    except ValueError:
+        raise WebhookRejectedError(400, "body is not valid JSON") from None
+    if _depth(body) > MAX_DEPTH:
+        raise WebhookRejectedError(400, "body nests too deeply")
+    return body
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return depth
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def _accept(channel: str, parsed: ParsedWebhook) -> dict[str, int]:
+    """Queue every new message; drop redeliveries; record statuses and opt-outs."""
+    runtime = _runtime()
+    client = runtime.redis
+    ttl = runtime.config.retention.dedup_days
+    queued = duplicates = 0
+    for message in parsed.messages:
+        if seen_before(client, channel, message.message_id, ttl):
+            duplicates += 1
+            metrics.incr(client, "duplicates_dropped", channel=channel)
+            continue
+        try:
+            enqueue_inbound(runtime, message)
+        except Exception:
+            forget_seen(client, channel, message.message_id)  # let the channel's redelivery through
+            raise
+        queued += 1
+    for status in parsed.statuses:
+        record_status(client, status, ttl)
+        metrics.incr(client, "statuses", channel=channel, status=status.status)
+        for error in status.errors:
+            log.warning("delivery failed", extra={"channel": channel, "code": error.get("code"),
+                                                  "title": str(error.get("title", ""))[:120]})
+    for account, sender in parsed.opt_outs:
+        enqueue_opt_out(runtime, "whatsapp", account, sender)
+    for error in parsed.errors:
+        log.warning("channel reported an error", extra={"channel": channel, "code": error.get("code"),
+                                                        "title": str(error.get("title", ""))[:120]})
+    return {"queued": queued, "duplicates": duplicates, "statuses": len(parsed.statuses),
+            "skipped": parsed.skipped, "ignored": parsed.ignored}
+
+
+def _warn_insecure(channel: str) -> None:
+    log.warning("UNSIGNED WEBHOOK ACCEPTED: CHAT2CRM_INSECURE_DEMO is on; never run like this in production",
+                extra={"channel": channel})
+
+
+@blueprint.get("/webhooks/whatsapp")
+def whatsapp_verify() -> tuple[str, int]:
+    """Meta's subscription handshake."""
+    token = _runtime().settings.whatsapp_verify_token
+    return wa.verify_challenge(request.args.to_dict(), token.get_secret_value() if token else None)
+
+
+@blueprint.post("/webhooks/whatsapp")
+def whatsapp_webhook() -> tuple[Response, int]:
+    """A WhatsApp Cloud API webhook: messages, statuses, user preferences."""
+    settings = _runtime().settings
+    try:
+        raw = _raw_body()
+        header = request.headers.get("X-Hub-Signature-256")
+        if settings.whatsapp_app_secret is not None and not (settings.chat2crm_insecure_demo and not header):
+            wa.verify_signature(raw, header, settings.whatsapp_app_secret.get_secret_value())
+        elif settings.chat2crm_insecure_demo:
+            _warn_insecure("whatsapp")
+        else:
+            raise WebhookRejectedError(401, "WHATSAPP_APP_SECRET is not set: webhooks cannot be verified")
+        parsed = wa.parse_payload(_decode(raw))
+    except WebhookRejectedError as exc:
+        return _reject("whatsapp", exc)
+    return jsonify(_accept("whatsapp", parsed)), 200
+
+
+@blueprint.post("/webhooks/telegram")
+def telegram_webhook() -> tuple[Response, int]:
+    """A Telegram update."""
+    runtime = _runtime()
+    settings = runtime.settings
+    try:
+        raw = _raw_body()
+        header = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
+        if settings.telegram_secret_token is not None and not (settings.chat2crm_insecure_demo and not header):
+            tg.verify_secret(header, settings.telegram_secret_token.get_secret_value())
+        elif settings.chat2crm_insecure_demo:
+            _warn_insecure("telegram")
+        else:
+            raise WebhookRejectedError(401, "TELEGRAM_SECRET_TOKEN is not set: updates cannot be verified")
+        token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
+        channels = runtime.config.channels
+        parsed = tg.parse_update(_decode(raw), tg.bot_id(token), ignore_groups=channels.telegram.ignore_groups,
+                                 ignore_bots=channels.ignore_bots)
+    except WebhookRejectedError as exc:
+        return _reject("telegram", exc)
+    return jsonify(_accept("telegram", parsed)), 200

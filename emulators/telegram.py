@@ -1,0 +1,227 @@
+"""An emulator of the Telegram Bot API and of the users who write to the bot.
+
+Bot side: ``POST /bot<token>/<method>``. Every call is checked against the Bot API description
+(``api.json``): unknown methods get Telegram's 404, missing or mistyped parameters its 400
+``Bad Request`` with the reason, and the call is recorded as a violation. ``getMe``,
+``sendMessage``, ``answerCallbackQuery``, ``setWebhook`` and ``getWebhookInfo`` keep state and
+answer with the real ``{"ok": true, "result": …}`` shapes; 429 carries ``parameters.retry_after``.
+
+User side: :meth:`TelegramEmulator.user` posts updates to the relay with the secret token header.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from flask import Flask, Response, jsonify, request
+
+from emulators._checks import telegram_call_errors
+
+
+@dataclass
+class TelegramEmulator:
+    """State and behaviour of the emulated Bot API.
+
+    Args:
+        token: the bot's token (``<bot id>:<secret>``).
+        secret_token: sent by the emulated users in ``X-Telegram-Bot-Api-Secret-Token``.
+        relay_url: where updates go (``…/webhooks/telegram``).
+    """
+
+    token: str
+    secret_token: str
+    relay_url: str = ""
+    username: str = "chat2crm_demo_bot"
+    timeout_seconds: float = 20.0
+    sent: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    answered_callbacks: list[str] = field(default_factory=list)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    webhook: dict[str, Any] = field(default_factory=dict)
+    faults: list[list[Any]] = field(default_factory=list)
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.message_ids = itertools.count(1000)
+        self.update_ids = itertools.count(800_000_000)
+        self.bot_id = int(self.token.split(":", 1)[0])
+        self.app = self._make_app()
+
+    def fail_next(self, count: int = 1, kind: str = "500") -> None:
+        """Make the next ``count`` calls fail with ``kind`` (429, 500, timeout)."""
+        with self.lock:
+            self.faults.append([kind, count])
+
+    def _take_fault(self) -> str | None:
+        with self.lock:
+            while self.faults and self.faults[0][1] <= 0:
+                self.faults.pop(0)
+            if not self.faults:
+                return None
+            self.faults[0][1] -= 1
+            return str(self.faults[0][0])
+
+    def messages_to(self, chat_id: int | str) -> list[dict[str, Any]]:
+        """The messages the bot sent to one chat, in order."""
+        with self.lock:
+            return list(self.sent.get(int(chat_id), []))
+
+    @staticmethod
+    def _fail(code: int, description: str, **parameters: Any) -> tuple[Response, int]:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return jsonify(body), code
+
+    def _bot_user(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Clinic", "username": self.username}
+
+    def _make_app(self) -> Flask:
+        app = Flask("telegram-emulator")
+
+        @app.route("/bot<path:token>/<method>", methods=["GET", "POST"])
+        def call(token: str, method: str) -> tuple[Response, int]:
+            self.calls += 1
+            fault = self._take_fault()
+            if fault == "timeout":
+                time.sleep(self.timeout_seconds)
+            if fault == "500":
+                return self._fail(500, "Internal Server Error")
+            if fault == "429":
+                return self._fail(429, "Too Many Requests: retry after 3", retry_after=3)
+            if token != self.token:
+                return self._fail(401, "Unauthorized")
+            params = request.get_json(silent=True) if request.is_json else request.values.to_dict()
+            problems = telegram_call_errors(method, params if params is not None else {})
+            if problems is None:
+                return self._fail(404, "Not Found")
+            if problems:
+                with self.lock:
+                    self.violations.append({"method": method, "params": params, "problems": problems})
+                return self._fail(400, f"Bad Request: {problems[0]}")
+            return jsonify({"ok": True, "result": self._perform(method, params or {})}), 200
+
+        @app.get("/_emulator/messages")
+        def list_messages() -> Response:
+            return jsonify(self.messages_to(request.args.get("chat_id", "0")))
+
+        @app.post("/_emulator/users/<int:user_id>/send")
+        def user_send(user_id: int) -> tuple[Response, int]:
+            data = request.get_json(silent=True) or {}
+            user = self.user(user_id, data.get("name") or "Demo Patient", data.get("language_code"))
+            if data.get("callback"):
+                status = user.press(data["callback"]["data"], int(data["callback"].get("message_id") or 0))
+            else:
+                status = user.send_text(str(data.get("text", "")))
+            return jsonify({"relay_status": status}), 200
+
+        return app
+
+    def _perform(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return self._bot_user()
+        if method == "sendMessage":
+            chat_id = int(params["chat_id"])
+            message = {"message_id": next(self.message_ids), "from": self._bot_user(),
+                       "chat": {"id": chat_id, "type": "private"}, "date": int(time.time()), "text": params["text"]}
+            if params.get("reply_markup"):
+                message["reply_markup"] = params["reply_markup"]
+            with self.lock:
+                self.sent[chat_id].append(message)
+            return message
+        if method == "answerCallbackQuery":
+            with self.lock:
+                self.answered_callbacks.append(params["callback_query_id"])
+            return True
+        if method == "setWebhook":
+            self.webhook = {"url": params["url"], "secret_token": params.get("secret_token")}
+            return True
+        if method == "getWebhookInfo":
+            return {"url": self.webhook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+        return True
+
+    def user(self, user_id: int, name: str = "Patient", language_code: str | None = None,
+             username: str | None = None) -> TelegramUser:
+        """A user who writes to the bot in a private chat."""
+        return TelegramUser(self, user_id, name, language_code, username)
+
+
+class TelegramUser:
+    """Posts updates to the relay as Telegram would for one user."""
+
+    def __init__(self, emulator: TelegramEmulator, user_id: int, name: str, language_code: str | None,
+                 username: str | None) -> None:
+        self.emulator, self.user_id, self.name = emulator, user_id, name
+        self.language_code, self.username = language_code, username
+        self.last_update: dict[str, Any] | None = None
+
+    def _from(self) -> dict[str, Any]:
+        first, _, last = self.name.partition(" ")
+        user: dict[str, Any] = {"id": self.user_id, "is_bot": False, "first_name": first}
+        if last:
+            user["last_name"] = last
+        if self.language_code:
+            user["language_code"] = self.language_code
+        if self.username:
+            user["username"] = self.username
+        return user
+
+    def message(self, **content: Any) -> dict[str, Any]:
+        return {"message_id": next(self.emulator.message_ids), "from": self._from(),
+                "chat": {"id": self.user_id, "type": "private", "first_name": self._from()["first_name"]},
+                "date": int(time.time()), **content}
+
+    def post(self, update: dict[str, Any], *, secret: str | None = None) -> int:
+        """POST an update to the relay with the secret token (or ``secret``); returns the HTTP status."""
+        self.last_update = update
+        header = self.emulator.secret_token if secret is None else secret
+        headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
+        return requests.post(self.emulator.relay_url, json=update, headers=headers, timeout=10).status_code
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        return {"update_id": next(self.emulator.update_ids), **fields}
+
+    def send_text(self, text: str) -> int:
+        return self.post(self.update(message=self.message(text=text)))
+
+    def start(self, payload: str | None = None) -> int:
+        return self.send_text("/start" + (f" {payload}" if payload else ""))
+
+    def press(self, data: str, message_id: int = 0) -> int:
+        """Press an inline button whose ``callback_data`` is ``data`` on a message the bot sent."""
+        sent = self.emulator.messages_to(self.user_id)
+        carrier = next((m for m in reversed(sent) if message_id in (0, m["message_id"]) and m.get("reply_markup")),
+                       sent[-1] if sent else self.message(text=""))
+        return self.post(self.update(callback_query={
+            "id": str(next(self.emulator.update_ids)), "from": self._from(), "message": carrier,
+            "chat_instance": str(self.user_id), "data": data}))
+
+    def share_contact(self, phone: str) -> int:
+        return self.post(self.update(message=self.message(contact={
+            "phone_number": phone, "first_name": self._from()["first_name"], "user_id": self.user_id})))
+
+    def share_location(self, latitude: float, longitude: float) -> int:
+        return self.post(self.update(message=self.message(location={"latitude": latitude, "longitude": longitude})))
+
+    def send_photo(self, caption: str | None = None) -> int:
+        photo = [{"file_id": f"AgAC{self.user_id}s", "file_unique_id": "s1", "width": 90, "height": 90},
+                 {"file_id": f"AgAC{self.user_id}L", "file_unique_id": "l1", "width": 1280, "height": 960}]
+        return self.post(self.update(message=self.message(photo=photo, **({"caption": caption} if caption else {}))))
+
+    def edit(self, text: str) -> int:
+        message = self.message(text=text)
+        message["edit_date"] = int(time.time())
+        return self.post(self.update(edited_message=message))
+
+
+def create_app(**kwargs: Any) -> Flask:
+    """A WSGI app of a fresh emulator; the emulator is ``app.config['EMULATOR']``."""
+    emulator = TelegramEmulator(**kwargs)
+    emulator.app.config["EMULATOR"] = emulator
+    return emulator.app

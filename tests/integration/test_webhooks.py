@@ -1,0 +1,145 @@
+"""The webhook endpoints on real Redis: accept, de-duplicate, enqueue; reject forged and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connector.channels.whatsapp import sign
+from connector.pipeline import INBOXES, inbox_messages
+from connector.runtime import Runtime
+from tests.conftest import TEST_SECRETS
+
+APP_SECRET = TEST_SECRETS["whatsapp_app_secret"]
+TG_SECRET = TEST_SECRETS["telegram_secret_token"]
+BATCH = (Path(__file__).parents[1] / "data" / "whatsapp" / "batch.json").read_bytes()
+ACCOUNT = "106540352242922"
+
+
+def post_wa(client: Any, raw: bytes, signature: str | None = "auto") -> Any:
+    headers = {"Content-Type": "application/json"}
+    if signature == "auto":
+        headers["X-Hub-Signature-256"] = sign(raw, APP_SECRET)
+    elif signature is not None:
+        headers["X-Hub-Signature-256"] = signature
+    return client.post("/webhooks/whatsapp", data=raw, headers=headers)
+
+
+def post_tg(client: Any, body: Any, secret: str | None = TG_SECRET) -> Any:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post("/webhooks/telegram", data=raw, headers={**headers, "Content-Type": "application/json"})
+
+
+def queued(runtime: Runtime) -> int:
+    return sum(len(inbox_messages(runtime, k.decode())) for k in runtime.redis.smembers(INBOXES))
+
+
+def test_batch_is_queued_per_conversation_in_order(client: Any, runtime: Runtime) -> None:
+    response = post_wa(client, BATCH)
+    assert response.status_code == 200
+    assert response.json == {"queued": 14, "duplicates": 0, "statuses": 2, "skipped": 1, "ignored": 0}
+    ayse = inbox_messages(runtime, f"whatsapp:{ACCOUNT}:905321112233")
+    assert [m.message_id for m in ayse][:3] == ["wamid.A1", "wamid.A3", "wamid.A4"]
+    assert len(inbox_messages(runtime, f"whatsapp:{ACCOUNT}:4915112345678")) == 2  # a message, and the opt-out
+    assert runtime.queue("inbound").count >= 4
+    assert runtime.redis.get("c2c:status:whatsapp:wamid.OUT1") == b"delivered"
+
+
+def test_redelivery_is_acknowledged_and_dropped(client: Any, runtime: Runtime) -> None:
+    post_wa(client, BATCH)
+    before = queued(runtime)
+    again = post_wa(client, BATCH)
+    assert again.status_code == 200 and again.json["queued"] == 0 and again.json["duplicates"] == 14
+    assert queued(runtime) == before + 1  # only the opt-out, which carries no id, travels again
+    ttl = runtime.redis.ttl("c2c:seen:whatsapp:wamid.A1")
+    assert ttl >= 7 * 86400 - 5
+
+
+@pytest.mark.parametrize(("signature", "status"), [(None, 401), ("sha256=" + "0" * 64, 403), ("md5=x", 403)])
+def test_forged_or_unsigned_webhooks_are_refused(client: Any, runtime: Runtime, signature: str | None,
+                                                  status: int) -> None:
+    assert post_wa(client, BATCH, signature).status_code == status
+    assert queued(runtime) == 0
+
+
+def test_telegram_secret_is_checked(client: Any, runtime: Runtime) -> None:
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 1, "chat": {"id": 5, "type": "private"},
+                                          "from": {"id": 5, "is_bot": False, "first_name": "A"}, "text": "hi"}}
+    assert post_tg(client, update, secret=None).status_code == 401
+    assert post_tg(client, update, secret="wrong").status_code == 403
+    assert queued(runtime) == 0
+    ok = post_tg(client, update)
+    assert ok.status_code == 200 and ok.json["queued"] == 1
+    assert post_tg(client, update).json == {"queued": 0, "duplicates": 1, "statuses": 0, "skipped": 0, "ignored": 0}
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"{not json", 400),
+    (b"\xff\xfe{\"entry\": []}", 400),
+    (b"[" * 5000 + b"]" * 5000, 400),
+    (json.dumps({"entry": [{"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}]}).encode() * 1, 200),
+    (b"\"just a string\"", 400),
+    (b"x" * (300 * 1024), 413),
+])
+def test_bad_input_gets_a_4xx_and_nothing_is_queued(client: Any, runtime: Runtime, raw: bytes, status: int) -> None:
+    assert post_wa(client, raw).status_code == status
+    assert post_tg(client, raw).status_code in (400, 413)
+    assert queued(runtime) == 0
+
+
+def test_verify_handshake(client: Any) -> None:
+    ok = client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.challenge": "42",
+                                                        "hub.verify_token": TEST_SECRETS["whatsapp_verify_token"]})
+    assert (ok.status_code, ok.get_data(as_text=True)) == (200, "42")
+    bad = client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.challenge": "42",
+                                                         "hub.verify_token": "nope"})
+    assert bad.status_code == 403
+
+
+def test_insecure_demo_mode_accepts_unsigned_and_says_so(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    from connector.app import create_app
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(runtime.settings.redis_url or "", chat2crm_insecure_demo=True),
+                 redis_client=runtime.redis)
+    client = create_app({"TESTING": True}, runtime=rt).test_client()
+    assert post_wa(client, BATCH, signature=None).status_code == 200
+    assert "UNSIGNED WEBHOOK ACCEPTED" in caplog.text
+    # a wrong signature is still refused
+    assert post_wa(client, BATCH, signature="sha256=" + "1" * 64).status_code == 403
+
+
+# -- fuzzing: thousands of generated bodies, never a 5xx ------------------------------------------
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=30,
+)
+_keys = st.sampled_from(["entry", "changes", "value", "messages", "statuses", "from", "id", "type", "text", "body",
+                         "metadata", "phone_number_id", "interactive", "button_reply", "referral", "update_id",
+                         "message", "callback_query", "chat", "data", "contacts", "wa_id", "location"])
+_shaped = st.recursive(
+    st.none() | st.integers() | st.text(max_size=12) | st.just("905321112233") | st.just(ACCOUNT),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(_json, _shaped))
+def test_fuzz_whatsapp_never_5xx(client: Any, runtime: Runtime, body: Any) -> None:
+    raw = json.dumps(body).encode()
+    assert post_wa(client, raw).status_code < 500
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(_json, _shaped, st.builds(lambda u, m: {"update_id": u, "message": m},
+                                                 st.integers(), _shaped)))
+def test_fuzz_telegram_never_5xx(client: Any, runtime: Runtime, body: Any) -> None:
+    assert post_tg(client, body).status_code < 500
