@@ -1,0 +1,617 @@
+"""The bot engine: pure, ``(conversation, message) -> (conversation, replies, events)``.
+
+No I/O, no clock, no Redis: the time, the reference-number source and the transcript link come
+in through :class:`EngineContext`. The worker (:mod:`connector.pipeline`) does the I/O around it.
+
+Order of business for each message:
+
+1. commands in any language (stop, talk to a human, restart) act first;
+2. an opted-out or handed-over conversation stays silent (until restart, or the handoff
+   window passes);
+3. a finished conversation, or one idle longer than the resume window, starts again, keeping
+   what the bot already knew (name, phone, e-mail, language);
+4. with no language yet, the bot asks with buttons;
+5. otherwise the message answers the current step: typed values for other steps (an e-mail,
+   a phone number) are taken from it first, the rest answers the step; a bad answer is asked
+   again with the reason, and after ``max_attempts`` the conversation is handed over;
+6. the next step is the first one not answered, not known already, whose ``when`` holds and
+   which consent allows; when none is left the request is complete: a reference number, a
+   summary, a confirmation, and a :class:`LeadReady` event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from connector.bot import fields as readers
+from connector.bot.datetimes import parse_date_range, parse_when
+from connector.bot.flows import ERROR_TEXTS, LANGUAGE_NAMES, Flow, Step
+from connector.models import (
+    Attribution,
+    Consent,
+    Conversation,
+    InboundMessage,
+    Lead,
+    LeadContact,
+    LeadRequest,
+    Option,
+    Reply,
+    TranscriptEntry,
+)
+from connector.templating import render
+
+LANGUAGE_STEP = "__language__"
+SKIP_ID = "__skip__"
+CONFIRM_PREFIX = "when:"
+
+YES_NO_TITLES = {"tr": ("Evet", "Hayır"), "en": ("Yes", "No"), "de": ("Ja", "Nein"), "ar": ("نعم", "لا"),
+                 "ru": ("Да", "Нет")}
+CONSENT_TITLES = {"tr": ("Onaylıyorum", "Onaylamıyorum"), "en": ("I agree", "I do not agree"),
+                  "de": ("Ich stimme zu", "Ich stimme nicht zu"), "ar": ("أوافق", "لا أوافق"),
+                  "ru": ("Согласен(на)", "Не согласен(на)")}
+#: answers carried over when a conversation starts again
+REMEMBERED = ("name", "email", "phone", "company", "country", "city", "contact_language")
+
+
+@dataclass
+class EngineContext:
+    """What the engine needs from outside, injected so that it stays pure."""
+
+    now: datetime
+    timezone: ZoneInfo
+    languages: list[str]
+    fallback_language: str
+    resume_window: timedelta
+    handoff_release: timedelta
+    new_reference: Callable[[], str]
+    transcript_url: Callable[[Conversation], str | None]
+    clinic_name: str = "Clinic"
+
+
+@dataclass
+class FlowStarted:
+    flow: str
+
+
+@dataclass
+class FlowCompleted:
+    flow: str
+
+
+@dataclass
+class HandedOver:
+    reason: str
+
+
+@dataclass
+class OptedOut:
+    pass
+
+
+@dataclass
+class LeadReady:
+    """A request is ready for the CRM (complete, or handed over with what was collected)."""
+
+    lead: Lead
+    reason: Literal["completed", "handoff"]
+
+
+Event = FlowStarted | FlowCompleted | HandedOver | OptedOut | LeadReady
+
+
+@dataclass
+class Turn:
+    """The engine's answer to one message."""
+
+    conversation: Conversation
+    replies: list[Reply] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def handle(conversation: Conversation, message: InboundMessage, *, flow: Flow, ctx: EngineContext) -> Turn:
+    """Handle one patient message. Never raises for anything the patient writes."""
+    return _Run(conversation.model_copy(deep=True), flow, ctx).run(message)
+
+
+def describe(message: InboundMessage) -> str:
+    """A message as one transcript line."""
+    if message.kind in ("text", "start") and message.text:
+        return message.text
+    if message.kind == "choice":
+        return message.choice_title or message.text or message.choice_id or "(choice)"
+    if message.kind == "location" and message.location:
+        loc = message.location
+        return "📍 " + (loc.name or loc.address or f"{loc.latitude}, {loc.longitude}")
+    if message.kind == "media":
+        return "📎 " + ", ".join(m.kind for m in message.media) + (f": {message.text}" if message.text else "")
+    if message.kind == "contact":
+        return "👤 " + ", ".join(c.name or (c.phones[0] if c.phones else "contact") for c in message.contacts)
+    if message.kind == "reaction":
+        return message.reaction or "(reaction)"
+    return f"({message.raw_type or message.kind})"
+
+
+def _norm(text: str | None) -> str:
+    return re.sub(r"[\s.!?¡¿,;:]+", " ", (text or "").strip().lower()).strip()
+
+
+class _Run:
+    def __init__(self, conv: Conversation, flow: Flow, ctx: EngineContext) -> None:
+        self.conv, self.flow, self.ctx = conv, flow, ctx
+        self.turn = Turn(conv)
+
+    # -- speaking -------------------------------------------------------------------------------
+    @property
+    def lang(self) -> str:
+        language = self.conv.language
+        if language in self.flow.languages:
+            return language
+        if self.ctx.fallback_language in self.flow.languages:
+            return self.ctx.fallback_language
+        return self.flow.languages[0]
+
+    def text(self, key: str, **values: Any) -> str:
+        texts = self.flow.texts.get(key, {})
+        return self._pick(texts).format(clinic=self.ctx.clinic_name, **values)
+
+    def _pick(self, texts: dict[str, str] | None) -> str:
+        if not texts:
+            return ""
+        return texts.get(self.lang) or texts.get(self.ctx.fallback_language) or next(iter(texts.values()))
+
+    def say(self, text: str, options: list[Option] | None = None, **extra: Any) -> None:
+        reply = Reply(text=text, options=options or [], **extra)
+        self.turn.replies.append(reply)
+        shown = text + ("\n" + " · ".join(f"[{o.title}]" for o in reply.options) if reply.options else "")
+        self.conv.transcript.append(TranscriptEntry(direction="out", at=self.ctx.now, text=shown))
+
+    # -- the turn ------------------------------------------------------------------------------
+    def run(self, message: InboundMessage) -> Turn:
+        conv, now = self.conv, self.ctx.now
+        idle = now - conv.updated_at if conv.transcript else timedelta(0)
+        conv.transcript.append(TranscriptEntry(direction="in", at=now, text=describe(message), kind=message.kind))
+        conv.last_inbound_at = now
+        conv.updated_at = now
+        if message.media:
+            conv.media.extend(m for m in message.media if m not in conv.media)
+        if message.sender_phone and not conv.phone:
+            conv.phone = message.sender_phone
+        if message.profile.name and not conv.profile_name:
+            conv.profile_name = message.profile.name
+
+        command = self._command(message)
+        if command == "stop":
+            conv.opted_out = True
+            self.say(self.text("stopped"))
+            self.turn.events.append(OptedOut())
+            return self.turn
+        if conv.opted_out:
+            if command == "restart" or message.kind == "start":
+                conv.opted_out = False
+                return self._restart(message, welcome_back=True)
+            return self.turn
+        if command == "human":
+            self._handoff("patient_request")
+            return self.turn
+        if command == "restart":
+            return self._restart(message, welcome_back=False)
+        if conv.status == "handoff":
+            since = datetime.fromisoformat(conv.pending.get("handoff_at", now.isoformat()))
+            if now - since < self.ctx.handoff_release:
+                return self.turn  # an agent has it; the bot keeps quiet
+            return self._restart(message, welcome_back=True)
+        if conv.status == "closed":
+            return self._restart(message, welcome_back=True)
+        if conv.step is not None and idle > self.ctx.resume_window:
+            return self._restart(message, welcome_back=True)
+        if message.kind == "start" and conv.step is not None:
+            return self._restart(message, welcome_back=False)
+        if conv.step is None:
+            return self._start(message, greeting="greeting")
+        if conv.step == LANGUAGE_STEP:
+            return self._answer_language(message)
+        step = self.flow.step(conv.step)
+        if step is None:  # the flow changed under a running conversation
+            return self._start(message, greeting="welcome_back")
+        self._answer(step, message)
+        return self.turn
+
+    def _command(self, message: InboundMessage) -> str | None:
+        if message.kind not in ("text",) or not message.text:
+            return None
+        said = _norm(message.text)
+        for name in ("stop", "human", "restart"):
+            words = getattr(self.flow.commands, name)
+            for lang_words in words.values():
+                if said in {_norm(w) for w in lang_words}:
+                    return name
+        return None
+
+    # -- starting ------------------------------------------------------------------------------
+    def _restart(self, message: InboundMessage, *, welcome_back: bool) -> Turn:
+        conv = self.conv
+        for key in REMEMBERED:
+            if conv.answers.get(key):
+                conv.known[key] = conv.answers[key]
+        conv.answers, conv.attempts, conv.pending = {}, {}, {}
+        conv.step, conv.reference, conv.status, conv.handoff_reason = None, None, "bot", None
+        conv.consent = None
+        return self._start(message, greeting="welcome_back" if welcome_back else "greeting")
+
+    def _start(self, message: InboundMessage, *, greeting: str) -> Turn:
+        conv = self.conv
+        conv.started_at = self.ctx.now
+        self.turn.events.append(FlowStarted(self.flow.name))
+        if conv.language not in self.flow.languages:
+            conv.language = None
+            conv.pending["first_text"] = message.text or ""
+            conv.pending["greeting"] = greeting
+            self._ask_language()
+            return self.turn
+        self.say(self.text(greeting))
+        if message.kind in ("text", "start") and message.text and message.kind != "start":
+            self._extract_first(message.text)
+        self._advance()
+        return self.turn
+
+    def _ask_language(self) -> None:
+        options = [Option(id=f"lang:{code}", title=LANGUAGE_NAMES.get(code, code)) for code in self.flow.languages]
+        texts = self.flow.texts.get("choose_language", {})
+        # Not knowing the language, say it in every language the flow speaks (short texts).
+        lines = [texts[code] for code in self.flow.languages if code in texts]
+        self.say("\n".join(dict.fromkeys(lines)) or "Language?", options)
+        self.conv.step = LANGUAGE_STEP
+
+    def _answer_language(self, message: InboundMessage) -> Turn:
+        conv = self.conv
+        chosen = None
+        if message.choice_id and message.choice_id.startswith("lang:"):
+            chosen = message.choice_id[5:]
+        else:
+            said = _norm(message.text)
+            for code in self.flow.languages:
+                if said in (code, _norm(LANGUAGE_NAMES.get(code, ""))):
+                    chosen = code
+            if chosen is None and said.isdigit() and 1 <= int(said) <= len(self.flow.languages):
+                chosen = self.flow.languages[int(said) - 1]
+        if chosen not in self.flow.languages:
+            conv.attempts[LANGUAGE_STEP] = conv.attempts.get(LANGUAGE_STEP, 0) + 1
+            if conv.attempts[LANGUAGE_STEP] >= self.flow.max_attempts:
+                conv.language = self.lang
+                self._handoff("language_not_chosen")
+                return self.turn
+            self._ask_language()
+            return self.turn
+        conv.language, conv.language_source = chosen, "asked"
+        conv.step = None
+        greeting = conv.pending.pop("greeting", "greeting")
+        first = conv.pending.pop("first_text", "")
+        self.say(self.text(greeting))
+        if first:
+            self._extract_first(first)
+        self._advance()
+        return self.turn
+
+    def _extract_first(self, text: str) -> None:
+        """A first message often says more than hello: take typed values and obvious choices."""
+        remaining = self._extract_typed(text, exclude=None)
+        for step in self.flow.steps:
+            if step.type == "choice" and step.field not in self.conv.answers and not step.health:
+                option = self._match_option(step, remaining, loose=True)
+                if option is not None:
+                    self._store_choice(step, option)
+
+    # -- answering -----------------------------------------------------------------------------
+    def _extract_typed(self, text: str, exclude: str | None) -> str:
+        """Fill unanswered e-mail and phone steps from ``text``; return what is left."""
+        remaining = text
+        for step in self.flow.steps:
+            if step.field == exclude or step.field in self.conv.answers:
+                continue
+            if step.type == "email":
+                value, _ = readers.read_email(remaining)
+                match = readers.EMAIL_IN_TEXT.search(remaining)
+                if value and match:
+                    self.conv.answers[step.field] = value
+                    remaining = readers.remove_spans(remaining, match.group(0))
+            elif step.type == "phone":
+                match = readers.PHONE_IN_TEXT.search(remaining)
+                value, _ = readers.read_phone(remaining, default_region=self._region())
+                if value and match:
+                    self.conv.answers[step.field] = value
+                    remaining = readers.remove_spans(remaining, match.group(0))
+        return remaining
+
+    def _region(self) -> str | None:
+        return readers.phone_region(self.conv.phone)
+
+    def _answer(self, step: Step, message: InboundMessage) -> None:
+        conv = self.conv
+        if step.optional and (message.choice_id == SKIP_ID or _norm(message.text) in {
+                _norm(t) for t in self.flow.texts.get("skip", {}).values()}):
+            conv.answers[step.field] = None
+            self._advance()
+            return
+        text = message.text or ""
+        if message.kind == "text" and step.type in ("text", "name", "note", "location"):
+            text = self._extract_typed(text, exclude=step.field)
+        value, error = self._read(step, message, text)
+        if error == "confirm":
+            return
+        if error is not None:
+            attempts = conv.attempts.get(step.field, 0) + 1
+            conv.attempts[step.field] = attempts
+            if attempts >= self.flow.max_attempts:
+                self._handoff("too_many_attempts")
+                return
+            self.say(self._pick(step.error) or self._pick(ERROR_TEXTS.get(error, ERROR_TEXTS["text"])))
+            self._ask(step)
+            return
+        conv.attempts.pop(step.field, None)
+        if step.type == "consent":
+            conv.consent = Consent(given=bool(value), text_version=step.version or "", at=self.ctx.now)
+            if not value and "consent_declined" in self.flow.texts:
+                self.say(self.text("consent_declined"))
+        if step.type not in ("choice",):
+            conv.answers[step.field] = value
+        if step.type == "choice":
+            option = next(o for o in step.options if o.id == value)
+            self._store_choice(step, option)
+            if option.handoff:
+                self._handoff(f"option:{option.id}")
+                return
+        self._advance()
+
+    def _store_choice(self, step: Step, option: Any) -> None:
+        self.conv.answers[step.field] = option.id
+        self.conv.answers[f"{step.field}_label"] = self._pick(option.title)
+
+    def _read(self, step: Step, message: InboundMessage, text: str) -> tuple[Any, str | None]:
+        kind = step.type
+        conv = self.conv
+        if kind in ("choice", "yes_no", "consent") or (kind == "datetime" and conv.pending.get("confirm")):
+            pass
+        elif message.kind not in ("text", "choice") and kind not in ("location", "media", "phone"):
+            return None, kind if kind in ERROR_TEXTS else "text"
+        if kind in {"text", "note"}:
+            cleaned = text.strip()
+            return (cleaned, None) if len(cleaned) >= 2 else (None, "text")
+        if kind == "name":
+            return readers.read_name(text)
+        if kind == "email":
+            return readers.read_email(text)
+        if kind == "phone":
+            if message.kind == "contact" and message.contacts and message.contacts[0].phones:
+                return readers.read_phone(message.contacts[0].phones[0], default_region=self._region())
+            return readers.read_phone(text, default_region=self._region())
+        if kind == "number":
+            return readers.read_number(text, minimum=step.min, maximum=step.max)
+        if kind in ("yes_no", "consent"):
+            if message.choice_id in ("yes", "no"):
+                return message.choice_id == "yes", None
+            return readers.read_yes_no(text)
+        if kind == "choice":
+            option = self._match_option(step, message.choice_id or text, loose=False)
+            return (option.id, None) if option else (None, "choice")
+        if kind == "multi_choice":
+            picked = [o.id for o in step.options if self._match_option(step, text, loose=True, only=o)]
+            if message.choice_id:
+                picked = [message.choice_id] if any(o.id == message.choice_id for o in step.options) else picked
+            return (picked, None) if picked else (None, "choice")
+        if kind == "location":
+            if message.location is not None:
+                loc = message.location
+                return loc.name or loc.address or f"{loc.latitude:.5f},{loc.longitude:.5f}", None
+            cleaned = text.strip()
+            return (cleaned, None) if len(cleaned) >= 2 else (None, "location")
+        if kind == "media":
+            if message.media:
+                return [m.media_id for m in message.media], None
+            return None, "media"
+        if kind == "date_range":
+            found = parse_date_range(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
+            if found:
+                conv.answers[f"{step.field}_text"] = text.strip()
+                return {"start": found[0], "end": found[1]}, None
+            when = parse_when(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
+            if when.value:
+                conv.answers[f"{step.field}_text"] = text.strip()
+                return {"start": when.value[:10], "end": None}, None
+            return None, "date_range"
+        if kind == "datetime":
+            return self._read_when(step, message, text)
+        return text.strip() or None, None if text.strip() else "text"
+
+    def _read_when(self, step: Step, message: InboundMessage, text: str) -> tuple[Any, str | None]:
+        conv = self.conv
+        pending = conv.pending.get("confirm")
+        if pending and message.choice_id and message.choice_id.startswith(CONFIRM_PREFIX):
+            index = int(message.choice_id[len(CONFIRM_PREFIX):])
+            if 0 <= index < len(pending["candidates"]):
+                conv.pending.pop("confirm")
+                conv.answers[f"{step.field}_text"] = pending["text"]
+                return pending["candidates"][index], None
+        conv.pending.pop("confirm", None)
+        when = parse_when(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
+        if when.ambiguous and when.candidates:
+            conv.pending["confirm"] = {"text": text.strip(), "candidates": when.candidates}
+            options = [Option(id=f"{CONFIRM_PREFIX}{i}", title=self._format_when(value))
+                       for i, value in enumerate(when.candidates[:3])]
+            self.say(self.text("confirm_time"), options)
+            return None, "confirm"
+        if not when.value:
+            return None, "datetime"
+        if step.require_time and not when.has_time:
+            return None, "time"
+        conv.answers[f"{step.field}_text"] = text.strip()
+        return when.value, None
+
+    def _format_when(self, value: str) -> str:
+        moment = datetime.fromisoformat(value)
+        day = moment.strftime("%d.%m")
+        names = {"tr": ["Pzt", "Sal", "Çar", "Per", "Cum", "Cmt", "Paz"],
+                 "de": ["Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"],
+                 "ru": ["Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"],
+                 "ar": ["الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"]}
+        weekday = names.get(self.lang, ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])[moment.weekday()]
+        clock = f" {moment.strftime('%H:%M')}" if "T" in value else ""
+        return f"{weekday} {day}{clock}"
+
+    def _match_option(self, step: Step, said: str | None, *, loose: bool, only: Any = None) -> Any:
+        if not said:
+            return None
+        options = [only] if only is not None else step.options
+        for option in options:
+            if said == option.id:
+                return option
+        norm = _norm(said)
+        if not loose and norm.isdigit() and 1 <= int(norm) <= len(step.options) and only is None:
+            return step.options[int(norm) - 1]  # answering a numbered list
+        for option in options:
+            titles = {_norm(t) for t in option.title.values()}
+            synonyms = {_norm(s) for words in option.synonyms.values() for s in words}
+            if norm in titles or norm in synonyms:
+                return option
+            inside = any(s and re.search(rf"(?<!\w){re.escape(s)}", norm) for s in synonyms | titles if len(s) > 2)
+            if (loose or len(norm) > 3) and inside:
+                return option
+        return None
+
+    # -- moving on -----------------------------------------------------------------------------
+    def _allowed(self, step: Step) -> bool:
+        if step.when and not step.when.holds(self.conv.answers):
+            return False
+        return not (step.health and not (self.conv.consent and self.conv.consent.given))
+
+    def _advance(self) -> None:
+        conv = self.conv
+        for step in self.flow.steps:
+            if step.field in conv.answers or not self._allowed(step):
+                continue
+            known = self._known(step)
+            if known is not None:
+                conv.answers[step.field] = known
+                continue
+            self._ask(step)
+            return
+        self._complete()
+
+    def _known(self, step: Step) -> Any:
+        conv = self.conv
+        for key in (step.field, *step.known_from):
+            if conv.known.get(key) not in (None, "", []):
+                return conv.known[key]
+            if key == "profile_name" and conv.profile_name and step.type == "name":
+                name, _ = readers.read_name(conv.profile_name)
+                return name
+            if key == "phone" and step.type == "phone":
+                phone = conv.phone or (readers.whatsapp_id_to_e164(conv.sender_id)
+                                       if conv.channel == "whatsapp" else None)
+                if phone:
+                    return phone
+        return None
+
+    def _ask(self, step: Step) -> None:
+        conv = self.conv
+        conv.step = step.field
+        prompt = self._pick(step.prompt)
+        options: list[Option] = []
+        extra: dict[str, Any] = {}
+        if step.type in ("choice", "multi_choice"):
+            options = [Option(id=o.id, title=self._pick(o.title), description=self._pick(o.description) or None)
+                       for o in step.options]
+            if step.list_button:
+                extra["list_button"] = self._pick(step.list_button)
+        elif step.type in ("yes_no", "consent"):
+            yes, no = (CONSENT_TITLES if step.type == "consent" else YES_NO_TITLES).get(self.lang, ("Yes", "No"))
+            options = [Option(id="yes", title=yes), Option(id="no", title=no)]
+        elif step.type == "phone":
+            extra["request_phone"] = True
+        elif step.type == "location":
+            extra["request_location"] = True
+        if step.optional:
+            options.append(Option(id=SKIP_ID, title=self.text("skip")))
+        self.say(prompt, options, **extra)
+
+    def _complete(self) -> None:
+        conv = self.conv
+        reference = conv.reference or self.ctx.new_reference()
+        conv.reference = reference
+        conv.step = None
+        conv.status = "closed"
+        conv.completed_at = self.ctx.now
+        conv.lead_count += 1
+        self.say(self.text("done", reference=reference))
+        self.turn.events.append(FlowCompleted(self.flow.name))
+        self.turn.events.append(LeadReady(build_lead(conv, self.flow, self.ctx), "completed"))
+
+    def _handoff(self, reason: str) -> None:
+        conv = self.conv
+        conv.reference = conv.reference or self.ctx.new_reference()
+        conv.status = "handoff"
+        conv.handoff_reason = reason
+        conv.pending["handoff_at"] = self.ctx.now.isoformat()
+        conv.step = None
+        conv.lead_count += 1
+        self.say(self.text("handoff", reference=conv.reference))
+        self.turn.events.append(HandedOver(reason))
+        self.turn.events.append(LeadReady(build_lead(conv, self.flow, self.ctx), "handoff"))
+
+
+def _label(answers: dict[str, Any], key: str) -> Any:
+    return answers.get(f"{key}_label") or answers.get(key)
+
+
+def build_lead(conv: Conversation, flow: Flow, ctx: EngineContext) -> Lead:
+    """The CRM-bound request from a conversation's answers (well-known field names map to the
+    lead's contact and request; every answer is kept in ``answers`` too)."""
+    answers = dict(conv.answers)
+    known = conv.known
+    name = answers.get("name") or known.get("name")
+    if not name and conv.profile_name:
+        name, _ = readers.read_name(conv.profile_name)
+    phone = answers.get("phone") or known.get("phone") or conv.phone or (
+        readers.whatsapp_id_to_e164(conv.sender_id) if conv.channel == "whatsapp" else None)
+    first, last = readers.split_name(name)
+    country = _label(answers, "country") or readers.phone_region(phone)
+    when = answers.get("preferred_time")
+    travel = answers.get("travel_dates") if isinstance(answers.get("travel_dates"), dict) else None
+    location_parts = [str(_label(answers, k)) for k in ("city", "location") if answers.get(k)]
+    if answers.get("country"):
+        location_parts.append(str(_label(answers, "country")))
+    topic_key = flow.topic_field or "topic"
+    request = LeadRequest(
+        topic=_label(answers, topic_key),
+        location=", ".join(location_parts) or None,
+        preferred_time=when or (travel or {}).get("start"),
+        preferred_time_text=answers.get("preferred_time_text") or answers.get("travel_dates_text"),
+        preferred_end=(travel or {}).get("end"),
+        priority=_label(answers, "priority"),
+        note=answers.get("note"),
+    )
+    contact = LeadContact(
+        name=name, first_name=first, last_name=last, phone=phone, email=answers.get("email") or known.get("email"),
+        language=conv.language, country=country, channel=conv.channel, channel_id=conv.sender_id,
+    )
+    lead = Lead(
+        reference=conv.reference or "", conversation_key=conv.key, contact_key=f"{conv.channel}:{conv.sender_id}",
+        contact=contact, organization=answers.get("company") or known.get("company"), request=request,
+        answers=answers, first_touch=conv.first_touch or Attribution(), last_touch=conv.last_touch or Attribution(),
+        language=conv.language, language_source=conv.language_source, consent=conv.consent,
+        transcript=list(conv.transcript), handoff_reason=conv.handoff_reason, media=list(conv.media),
+        opted_out=conv.opted_out, flow=flow.name, created_at=ctx.now,
+        status="new",
+    )
+    context = {"lead": lead.model_dump(mode="json"), "answers": answers, "contact": lead.contact.model_dump(),
+               "request": request.model_dump(), "reference": lead.reference, "language": conv.language,
+               "flow": flow.name, "clinic": ctx.clinic_name}
+    lead.summary = render(flow.summary, context)
+    tags = [render(tag, context) for tag in flow.tags]
+    lead.tags = list(dict.fromkeys(t for t in tags if t))
+    lead.transcript_url = ctx.transcript_url(conv)
+    return lead

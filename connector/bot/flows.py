@@ -1,0 +1,264 @@
+"""Flow files (``bot_flows/*.yaml``, ``version: 1``): the question sets integrators write.
+
+A flow is a list of steps, each collecting one field of one type, with texts in every language
+the flow speaks. :func:`load_flows` validates shape first (pydantic, ``extra="forbid"``), then
+cross-references (a ``when`` names an earlier field; every text exists in every language; option
+ids are unique), and reports every problem as ``file:line: path: message (hint)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from connector.errors import ConfigurationError, Problem
+from connector.yamlfile import load_model, write_schema
+
+StepType = Literal["text", "name", "email", "phone", "choice", "multi_choice", "datetime", "date_range", "location",
+                   "number", "yes_no", "note", "consent", "media", "language"]
+
+#: Texts by language code: ``{tr: "...", en: "..."}``
+Texts = dict[str, str]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptionSpec(_Base):
+    """One option of a choice step."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,40}$", description="Stored as the answer; sent as button id.")
+    title: Texts = Field(description="Button or list title per language (≤ 20 characters fit a button).")
+    description: Texts | None = Field(default=None, description="List row description per language.")
+    synonyms: dict[str, list[str]] = Field(default_factory=dict,
+                                           description="Words that pick this option when typed, per language.")
+    handoff: bool = Field(default=False, description="Choosing this hands the conversation to a person.")
+
+
+class Condition(_Base):
+    """``when``: the step is asked only if an earlier answer matches."""
+
+    field: str
+    equals: Any = None
+    not_equals: Any = None
+    is_in: list[Any] | None = Field(default=None, alias="in")
+    answered: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def holds(self, answers: dict[str, Any]) -> bool:
+        """True when the condition holds for ``answers``."""
+        value = answers.get(self.field)
+        if self.answered is not None and (value is not None) != self.answered:
+            return False
+        if self.equals is not None and value != self.equals:
+            return False
+        if self.not_equals is not None and value == self.not_equals:
+            return False
+        return not (self.is_in is not None and value not in self.is_in)
+
+
+class Step(_Base):
+    """One question."""
+
+    field: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Where the answer is kept (answers.<field>).")
+    type: StepType
+    prompt: Texts
+    optional: bool = Field(default=False, description="The patient may skip it (a Skip button is offered).")
+    when: Condition | None = None
+    options: list[OptionSpec] = Field(default_factory=list)
+    error: Texts | None = Field(default=None, description="Re-prompt when the answer is not valid.")
+    health: bool = Field(default=False, description="Health information: asked only after consent was given.")
+    min: float | None = None
+    max: float | None = None
+    require_time: bool = Field(default=False, description="datetime: a day without a time is asked again.")
+    version: str | None = Field(default=None, description="consent: the version of the consent text.")
+    known_from: list[str] = Field(default_factory=list,
+                                  description="Skip when one of these known values exists (profile_name, phone…).")
+    list_button: Texts | None = Field(default=None, description="Label of the list button (many options).")
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> Step:
+        if self.type in ("choice", "multi_choice") and len(self.options) < 2:
+            raise ValueError(f"a {self.type} step needs at least two options")
+        if self.type not in ("choice", "multi_choice") and self.options:
+            raise ValueError("only choice steps have options")
+        if self.type == "consent" and not self.version:
+            raise ValueError("a consent step needs the version of its text (version: \"2026-01\")")
+        ids = [o.id for o in self.options]
+        if len(ids) != len(set(ids)):
+            raise ValueError("option ids must be unique")
+        return self
+
+
+class Commands(_Base):
+    """Words that act in every state, per language (compared whole, case-insensitively)."""
+
+    restart: dict[str, list[str]] = Field(default_factory=dict)
+    human: dict[str, list[str]] = Field(default_factory=dict)
+    stop: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Flow(_Base):
+    """A question set."""
+
+    version: Literal[1]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    description: str = ""
+    languages: list[str] = Field(min_length=1)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Invalid answers before handing over.")
+    texts: dict[str, Texts] = Field(description="System messages: greeting, welcome_back, done, handoff, "
+                                                "stopped, skip, choose_language, confirm_time, consent_declined…")
+    commands: Commands = Field(default_factory=Commands)
+    summary: str = Field(description="Jinja2 template of the lead's summary (sandboxed).")
+    tags: list[str] = Field(default_factory=list, description="Jinja2 templates; empty results are dropped.")
+    topic_field: str | None = Field(default=None, description="The answer that is the request's topic.")
+    steps: list[Step] = Field(min_length=1)
+
+    REQUIRED_TEXTS: ClassVar[tuple[str, ...]] = ("greeting", "done", "handoff", "stopped", "skip", "welcome_back",
+                                       "choose_language", "confirm_time")
+
+    def step(self, field: str) -> Step | None:
+        """The step collecting ``field``."""
+        return next((s for s in self.steps if s.field == field), None)
+
+
+ERROR_TEXTS: dict[str, Texts] = {
+    "email": {"tr": "Bu bir e-posta adresine benzemiyor. Örnek: ad@ornek.com", "en": "That does not look like an "
+              "e-mail address. Example: name@example.com", "de": "Das sieht nicht wie eine E-Mail-Adresse aus. "
+              "Beispiel: name@beispiel.de", "ar": "هذا لا يبدو عنوان بريد إلكتروني. مثال: name@example.com",
+              "ru": "Это не похоже на адрес электронной почты. Пример: name@example.com"},
+    "phone": {"tr": "Numarayı ülke koduyla yazın, örneğin +90 532 123 45 67.", "en": "Please write the number with its "
+              "country code, e.g. +44 7700 900123.", "de": "Bitte die Nummer mit Ländervorwahl, z. B. +49 151 "
+              "12345678.", "ar": "يرجى كتابة الرقم مع رمز الدولة، مثل ‎+971 50 123 4567.", "ru": "Напишите номер "
+              "с кодом страны, например +7 916 123-45-67."},
+    "name": {"tr": "Adınızı ve soyadınızı yazar mısınız?", "en": "Could you write your first and last name?",
+             "de": "Könnten Sie Ihren Vor- und Nachnamen schreiben?", "ar": "هل يمكنك كتابة اسمك الكامل؟",
+             "ru": "Напишите, пожалуйста, имя и фамилию."},
+    "choice": {"tr": "Lütfen seçeneklerden birini seçin.", "en": "Please pick one of the options.",
+               "de": "Bitte wählen Sie eine der Optionen.", "ar": "يرجى اختيار أحد الخيارات.",
+               "ru": "Пожалуйста, выберите один из вариантов."},
+    "datetime": {"tr": "Tarihi ve saati anlayamadım. Örnek: Çarşamba 11:00", "en": "I could not read a day and time. "
+                 "Example: Wednesday 11:00", "de": "Ich konnte Tag und Uhrzeit nicht lesen. Beispiel: Mittwoch "
+                 "11 Uhr", "ar": "لم أتمكن من فهم اليوم والوقت. مثال: الأربعاء 11:00", "ru": "Не удалось понять "
+                 "день и время. Пример: среда 11:00"},
+    "time": {"tr": "Saat kaçta uygun olur?", "en": "What time would suit you?", "de": "Um wie viel Uhr passt es "
+             "Ihnen?", "ar": "ما الوقت المناسب لك؟", "ru": "В какое время вам удобно?"},
+    "date_range": {"tr": "Tarih aralığını anlayamadım. Örnek: 10-17 Mart", "en": "I could not read the dates. "
+                   "Example: 10-17 March", "de": "Ich konnte die Daten nicht lesen. Beispiel: 10.-17. März",
+                   "ar": "لم أفهم التواريخ. مثال: 10-17 مارس", "ru": "Не удалось понять даты. Пример: 10-17 марта"},
+    "number": {"tr": "Lütfen bir sayı yazın.", "en": "Please write a number.", "de": "Bitte eine Zahl schreiben.",
+               "ar": "يرجى كتابة رقم.", "ru": "Пожалуйста, напишите число."},
+    "range": {"tr": "Bu sayı aralığın dışında.", "en": "That number is out of range.", "de": "Diese Zahl liegt "
+              "außerhalb des Bereichs.", "ar": "هذا الرقم خارج النطاق.", "ru": "Число вне допустимого диапазона."},
+    "yes_no": {"tr": "Evet ya da hayır diye cevaplar mısınız?", "en": "Could you answer yes or no?",
+               "de": "Bitte mit Ja oder Nein antworten.", "ar": "هل يمكنك الإجابة بنعم أو لا؟",
+               "ru": "Ответьте, пожалуйста, да или нет."},
+    "location": {"tr": "Şehir ve ülke yazın ya da konum paylaşın.", "en": "Write a city and country, or share a "
+                 "location.", "de": "Schreiben Sie Stadt und Land oder teilen Sie einen Standort.",
+                 "ar": "اكتب المدينة والبلد أو شارك موقعًا.", "ru": "Напишите город и страну или поделитесь "
+                 "геопозицией."},
+    "media": {"tr": "Fotoğraf veya belge gönderebilir ya da 'Atla' diyebilirsiniz.", "en": "Send a photo or a "
+              "document, or press Skip.", "de": "Senden Sie ein Foto oder Dokument, oder tippen Sie auf "
+              "Überspringen.", "ar": "أرسل صورة أو مستندًا، أو اضغط تخطي.", "ru": "Отправьте фото или документ "
+              "или нажмите «Пропустить»."},
+    "text": {"tr": "Biraz daha ayrıntı yazar mısınız?", "en": "Could you write a little more?",
+             "de": "Könnten Sie etwas mehr schreiben?", "ar": "هل يمكنك كتابة المزيد قليلاً؟",
+             "ru": "Напишите, пожалуйста, чуть подробнее."},
+}
+
+LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English", "de": "Deutsch", "ar": "العربية", "ru": "Русский",
+                  "fr": "Français", "es": "Español", "it": "Italiano", "nl": "Nederlands", "pl": "Polski",
+                  "uk": "Українська", "fa": "فارسی", "az": "Azərbaycanca", "ka": "ქართული"}
+
+
+def _cross_check(flow: Flow, path: Path, line_of: Any) -> list[Problem]:
+    from connector.templating import check_template
+
+    problems: list[Problem] = []
+
+    def problem(loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
+        problems.append(Problem(message, file=str(path), line=line_of(loc), path=".".join(map(str, loc)), hint=hint))
+
+    if path.stem != flow.name:
+        problem(("name",), f"the flow is named {flow.name!r} but its file is {path.name}",
+                hint=f"rename the file to {flow.name}.yaml or the flow to {path.stem}")
+    for key in flow.REQUIRED_TEXTS:
+        if key not in flow.texts:
+            problem(("texts",), f"system text {key!r} is missing")
+
+    def texts(loc: tuple[Any, ...], value: Texts | None) -> None:
+        if value is None:
+            return
+        missing = [lang for lang in flow.languages if lang not in value]
+        if missing:
+            problem(loc, f"no text in {', '.join(missing)}", hint="every text needs every language of the flow")
+        extra = [lang for lang in value if lang not in flow.languages]
+        if extra:
+            problem(loc, f"text in {', '.join(extra)}, which the flow does not list in languages")
+
+    for key, value in flow.texts.items():
+        texts(("texts", key), value)
+    fields_so_far: list[str] = []
+    for i, step in enumerate(flow.steps):
+        texts(("steps", i, "prompt"), step.prompt)
+        texts(("steps", i, "error"), step.error)
+        texts(("steps", i, "list_button"), step.list_button)
+        for j, option in enumerate(step.options):
+            texts(("steps", i, "options", j, "title"), option.title)
+            texts(("steps", i, "options", j, "description"), option.description)
+        if step.field in fields_so_far:
+            problem(("steps", i, "field"), f"field {step.field!r} is collected twice")
+        if step.when and step.when.field not in fields_so_far:
+            problem(("steps", i, "when", "field"), f"'when' names {step.when.field!r}, which no earlier step collects",
+                    hint="conditions may only look at answers given before")
+        fields_so_far.append(step.field)
+    if flow.topic_field and flow.topic_field not in fields_so_far:
+        problem(("topic_field",), f"topic_field names {flow.topic_field!r}, which no step collects")
+    for loc, source in [(("summary",), flow.summary), *[(("tags", k), t) for k, t in enumerate(flow.tags)]]:
+        error = check_template(source)
+        if error:
+            problem(loc, f"template error: {error}")
+    return problems
+
+
+def load_flow(path: Path) -> Flow:
+    """Read and validate one flow file. Raises ConfigurationError with every problem."""
+    flow, doc = load_model(path, Flow)
+    problems = _cross_check(flow, path, doc.line_of)
+    if problems:
+        raise ConfigurationError(problems)
+    return flow
+
+
+def load_flows(directory: Path) -> dict[str, Flow]:
+    """Every ``*.yaml`` flow in ``directory``, by name.
+
+    Raises:
+        ConfigurationError: every problem of every file (the folder missing or empty is one).
+    """
+    if not directory.is_dir():
+        raise ConfigurationError(Problem("flows folder not found", file=str(directory)))
+    flows: dict[str, Flow] = {}
+    problems: list[Problem] = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            flow = load_flow(path)
+        except ConfigurationError as exc:
+            problems.extend(exc.problems)
+            continue
+        flows[flow.name] = flow
+    if not flows and not problems:
+        problems.append(Problem("no flow files (*.yaml)", file=str(directory)))
+    if problems:
+        raise ConfigurationError(problems)
+    return flows
+
+
+def write_flow_schema(path: Path) -> None:
+    """Publish the JSON Schema of flow files (for editors)."""
+    write_schema(Flow, path, "chat2crm flow")
+
