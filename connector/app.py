@@ -44,8 +44,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
 def _blueprint_modules() -> list[Any]:
     """The modules whose ``blueprint`` the app serves, in registration order."""
     from connector import metrics_web, transcripts, webhooks
+    from connector.attribution import links
 
-    return [webhooks, metrics_web, transcripts]
+    return [webhooks, links, metrics_web, transcripts]
 
 
 def runtime_of(app: Flask | None = None) -> Runtime:

@@ -188,7 +188,7 @@ def process_conversation(key: str) -> None:
 
 def _handle(runtime: Runtime, key: str, raw: bytes, message: InboundMessage) -> None:
     """Run one message through attribution, the bot and the channel; commit its effects atomically."""
-    from connector import attribution
+    from connector.attribution import attribute
     from connector.bot import engine
     from connector.channels import client_for
 
@@ -210,7 +210,7 @@ def _handle(runtime: Runtime, key: str, raw: bytes, message: InboundMessage) -> 
             _commit(runtime, key, conversation, effects)
             return
         metrics.incr(client, "messages_in", channel=message.channel, kind=message.kind)
-        message = attribution.attribute(runtime, conversation, message)
+        message = attribute(runtime, conversation, message)
         if message.sender_phone and not conversation.phone:
             conversation.phone = message.sender_phone
         flow_name = conversation.flow or config.default_flow

@@ -53,7 +53,7 @@ class Runtime:
         self.settings = settings or load_settings()
         self._config = config
         self._redis = redis_client
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # loaders nest (campaigns need flows)
         self._cache: dict[str, Any] = {}
         for secret in (
             self.settings.whatsapp_app_secret, self.settings.whatsapp_access_token,

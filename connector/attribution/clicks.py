@@ -1,0 +1,80 @@
+"""Click references: a short code that carries a campaign click into the first message.
+
+The code (six characters from an alphabet without look-alikes) travels in the prefilled WhatsApp
+text or as Telegram's start payload. The first message is searched for any code-shaped word,
+case-insensitively, and each candidate is checked against Redis, so a patient who edits the
+prefilled text still brings their campaign with them. The code is then removed from the text the
+bot reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from connector.runtime import rkey
+
+ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no I, L, O, U, 0, 1: easy to read and retype
+CODE_LENGTH = 6
+_CANDIDATE = re.compile(rf"(?<![A-Za-z0-9])([A-Za-z2-9]{{{CODE_LENGTH}}})(?![A-Za-z0-9])")
+_WRAPPER = re.compile(r"[\(\[]?\s*(?:ref|kod|code|код|رمز|referenz)?\s*[:#]?\s*$", re.I)
+
+#: the prefilled text per language when a campaign gives none; {code} is the reference
+PREFILL = {
+    "tr": "Merhaba! Bilgi almak istiyorum. (ref: {code})",
+    "en": "Hello! I would like some information. (ref: {code})",
+    "de": "Hallo! Ich hätte gern Informationen. (ref: {code})",
+    "ar": "مرحبًا! أود الحصول على معلومات. (ref: {code})",
+    "ru": "Здравствуйте! Хочу получить информацию. (ref: {code})",
+}
+
+
+def new_code() -> str:
+    """A fresh reference code."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def store_click(client: redis.Redis, data: dict[str, Any], ttl_days: int) -> str:
+    """Store a click and return its code (a new one if the first few collide)."""
+    for _ in range(10):
+        code = new_code()
+        if client.set(rkey("click", code), json.dumps(data, ensure_ascii=False, default=str), nx=True,
+                      ex=ttl_days * 86400):
+            return code
+    raise RuntimeError("could not allocate a click code")
+
+
+def load_click(client: redis.Redis, code: str) -> dict[str, Any] | None:
+    """The click behind ``code`` (any case), or None when unknown or expired."""
+    raw = client.get(rkey("click", code.upper()))
+    return json.loads(raw) if raw else None
+
+
+def find_code(client: redis.Redis, text: str) -> tuple[str, dict[str, Any], str] | None:
+    """Find a known click code in ``text``.
+
+    Returns:
+        (code, click, the text without the code and its wrapper), or None.
+    """
+    for match in _CANDIDATE.finditer(text):
+        candidate = match.group(1).upper()
+        if any(ch not in ALPHABET for ch in candidate):
+            continue
+        click = load_click(client, candidate)
+        if click is None:
+            continue
+        before = _WRAPPER.sub("", text[: match.start()])
+        after = re.sub(r"^\s*[\)\]]", "", text[match.end():])
+        cleaned = " ".join((before + " " + after).split()).strip()
+        return candidate, click, cleaned
+    return None
+
+
+def clicked_at(click: dict[str, Any]) -> datetime | None:
+    value = click.get("clicked_at")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
