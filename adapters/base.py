@@ -54,6 +54,8 @@ class ContactWrite(_Op):
     phone: str | None = None
     email: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+    #: written only when the contact is created (first-touch attribution)
+    create_only: dict[str, Any] = Field(default_factory=dict)
 
 
 class CompanyWrite(_Op):
@@ -77,6 +79,8 @@ class RecordWrite(_Op):
     reference_property: str
     reference: str
     properties: dict[str, Any] = Field(default_factory=dict)
+    #: written only when the record is created
+    create_only: dict[str, Any] = Field(default_factory=dict)
     pipeline: str | None = None
     stage: str | None = None
     stage_property: str | None = None

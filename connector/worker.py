@@ -36,6 +36,26 @@ def heartbeat() -> str:
     return name
 
 
+def warm_up(runtime: Runtime) -> None:
+    """Load configuration, the adapter and the language detector before rq forks work-horses.
+
+    rq runs each job in a fork of this process: what is loaded here is shared by every job
+    (copy-on-write) instead of being loaded again per job.
+
+    Raises:
+        ConfigurationError: the configuration is invalid (the worker must not start).
+    """
+    from connector.errors import ConfigurationError
+
+    problems = runtime.check()
+    if problems:
+        raise ConfigurationError(problems)
+    _ = runtime.adapter
+    from connector.attribution.language import detect_language
+
+    detect_language("warm up", list(runtime.config.languages))
+
+
 def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None,
                sweep_every: float = SWEEP_SECONDS) -> bool:
     """Run an rq worker on the relay's queues until stopped (or until idle with ``burst``).
@@ -46,6 +66,7 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
     from connector import pipeline
 
     set_current_runtime(runtime)
+    warm_up(runtime)
     stop = threading.Event()
 
     def sweep() -> None:

@@ -1,0 +1,58 @@
+"""``chat2crm crm setup | doctor``: prepare and diagnose the configured CRM."""
+
+from __future__ import annotations
+
+import click
+
+from connector.errors import ConfigurationError
+
+
+def _runtime():  # type: ignore[no-untyped-def]
+    from connector.logs import configure_logging
+    from connector.runtime import Runtime
+    from connector.settings import load_settings
+
+    settings = load_settings()
+    configure_logging("text", "WARNING")
+    runtime = Runtime(settings)
+    problems = runtime.check()
+    if problems:
+        raise ConfigurationError(problems)
+    return runtime
+
+
+@click.group("crm")
+def command() -> None:
+    """Set up and diagnose the CRM named in chat2crm.yaml."""
+
+
+@command.command("setup")
+@click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing.")
+def setup(dry_run: bool) -> None:
+    """Create the custom fields (and groups) the mapping needs. Safe to run again."""
+    from connector.mapping import required_schema
+
+    runtime = _runtime()
+    for line in runtime.adapter.setup(required_schema(runtime.mapping), apply=not dry_run):
+        click.echo(line)
+
+
+@command.command("doctor")
+def doctor() -> None:
+    """Check credentials, and the mapping against the live CRM. Exit 1 on any problem."""
+    from connector.mapping import check_online
+
+    runtime = _runtime()
+    adapter = runtime.adapter
+    report = adapter.check_credentials()
+    if not report.ok:
+        for problem in report.problems:
+            click.echo(f"credentials: {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"credentials: ok ({runtime.config.crm})")
+    problems = check_online(runtime.mapping, adapter)
+    for problem in problems:
+        click.echo(f"mapping: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("mapping: every field, option, pipeline and stage exists")

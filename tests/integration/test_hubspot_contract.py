@@ -1,0 +1,119 @@
+"""HubSpot passes the adapters' shared contract, against the HubSpot emulator over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from adapters import hubspot as hubspot_adapter
+from adapters.hubspot import HubSpotAdapter
+from connector.mapping import load_mapping, required_schema
+from emulators.hubspot import HubSpotEmulator
+from emulators.server import ServedApp
+from tests.conftest import make_settings
+from tests.contract import AdapterContract, AdapterEnv
+
+MAPPING = load_mapping(Path(__file__).parents[2] / "mappings" / "hubspot.yaml", crm="hubspot")
+KINDS = {"contact": "contacts", "record": "deals", "note": "notes", "task": "tasks"}
+
+
+@pytest.fixture
+def hubspot(redis_client: redis.Redis) -> Iterator[tuple[HubSpotEmulator, HubSpotAdapter]]:
+    emulator = HubSpotEmulator("pat-contract", timeout_seconds=2.0)
+    served = ServedApp(emulator.app).start()
+    settings = make_settings("unix:///unused", hubspot_access_token="pat-contract", hubspot_api_base=served.url)
+    adapter = HubSpotAdapter(settings, options=MAPPING.crm_options(), redis=redis_client)
+    adapter.setup(required_schema(MAPPING), apply=True)
+    try:
+        yield emulator, adapter
+    finally:
+        served.stop()
+    assert not emulator.violations, emulator.violations
+
+
+@pytest.fixture
+def env(hubspot: tuple[HubSpotEmulator, HubSpotAdapter], monkeypatch: pytest.MonkeyPatch) -> AdapterEnv:
+    emulator, adapter = hubspot
+    monkeypatch.setattr(hubspot_adapter, "TIMEOUT", (1, 0.5))
+
+    def state(reference: str) -> dict[str, Any]:
+        deal = next(d for d in emulator.records("deals") if d["properties"].get("chat2crm_reference") == reference)
+        return {"stage": deal["properties"].get("dealstage"),
+                "tags": (deal["properties"].get("chat2crm_tags") or "").split(";")}
+
+    return AdapterEnv(adapter=adapter, mapping=MAPPING, fail_next=emulator.fail_next,
+                      count=lambda kind: emulator.count(KINDS[kind]), record_state=state)
+
+
+class TestHubSpotContract(AdapterContract):
+    """The shared contract, for HubSpot."""
+
+
+def test_calls_per_lead(env: AdapterEnv) -> None:
+    contract = AdapterContract()
+    contract.sync(env, __import__("tests.contract", fromlist=["make_lead"]).make_lead("#1000", sender="4915100000000"))
+    from tests.contract import make_lead
+
+    new = contract.sync(env, make_lead("#1042"))
+    returning = contract.sync(env, make_lead("#1043"))
+    replay = contract.sync(env, make_lead("#1043"))
+    assert (new.calls, returning.calls, replay.calls) == (3, 3, 3)
+
+
+def test_note_and_deal_are_associated_with_the_contact(hubspot: tuple[HubSpotEmulator, HubSpotAdapter],
+                                                       env: AdapterEnv) -> None:
+    from tests.contract import make_lead
+
+    emulator, _ = hubspot
+    result = AdapterContract().sync(env, make_lead())
+    assert result.record is not None and result.note is not None
+    assert emulator.associated("deals", result.record.id, "contacts") == [result.contact.id]
+    assert sorted(emulator.associated("notes", result.note.id, "contacts") +
+                  emulator.associated("notes", result.note.id, "deals")) == sorted([result.contact.id, result.record.id])
+    note = emulator.records("notes")[0]["properties"]["hs_note_body"]
+    assert "#1042" in note and "https://relay.example/t/abc" in note
+
+
+def test_a_contact_a_person_created_is_adopted_by_email(hubspot: tuple[HubSpotEmulator, HubSpotAdapter],
+                                                        env: AdapterEnv) -> None:
+    from tests.contract import make_lead
+
+    emulator, _ = hubspot
+    with emulator.lock:
+        existing = emulator._create("contacts", {"email": "p905321112233@example.com", "firstname": "Ayse"}, [])
+    result = AdapterContract().sync(env, make_lead())
+    assert result.contact.id == existing["id"] and emulator.count("contacts") == 1
+    assert emulator.records("contacts")[0]["properties"]["chat2crm_contact_key"] == "whatsapp:905321112233"
+
+
+def test_rate_limit_is_honoured_not_a_failure(redis_client: redis.Redis) -> None:
+    emulator = HubSpotEmulator("pat-rl", rate_limit=(5, 1.0))
+    with ServedApp(emulator.app) as served:
+        settings = make_settings("unix:///unused", hubspot_access_token="pat-rl", hubspot_api_base=served.url)
+        adapter = HubSpotAdapter(settings, options={"rate_limit": {"requests": 5, "per_seconds": 1.0}},
+                                 redis=redis_client)
+        for _ in range(12):
+            adapter.describe(["contacts"])
+    assert all(c["status"] == 200 for c in emulator.calls)  # the shared limiter kept under HubSpot's limit
+
+
+def test_emulator_rejects_what_hubspot_would(hubspot: tuple[HubSpotEmulator, HubSpotAdapter]) -> None:
+    import requests
+
+    emulator, adapter = hubspot
+    base = adapter.settings.hubspot_api_base
+    headers = {"Authorization": "Bearer pat-contract"}
+    no_associations = requests.post(f"{base}/crm/v3/objects/deals", json={"properties": {"dealname": "x"}},
+                                    headers=headers, timeout=5)
+    assert no_associations.status_code == 400  # HubSpot's create requires associations (send [])
+    number = requests.post(f"{base}/crm/v3/objects/deals", json={"properties": {"amount": 5}, "associations": []},
+                           headers=headers, timeout=5)
+    assert number.status_code == 400  # property values are strings
+    unknown = requests.post(f"{base}/crm/v3/objects/deals", json={"properties": {"nope": "x"}, "associations": []},
+                            headers=headers, timeout=5)
+    assert unknown.status_code == 400 and "PROPERTY_DOESNT_EXIST" in unknown.text
+    emulator.violations.clear()

@@ -1,0 +1,95 @@
+"""The mapping engine: loading with file:line errors, transforms, the pure planner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from connector.errors import ConfigurationError
+from connector.mapping import FieldSource, Mapping, Transform, apply_transform, load_mapping, plan, required_schema
+from tests.contract import make_lead
+
+ROOT = Path(__file__).parents[2]
+HUBSPOT = load_mapping(ROOT / "mappings" / "hubspot.yaml", crm="hubspot")
+
+
+def test_plan_for_a_new_lead() -> None:
+    result = plan(make_lead(), HUBSPOT)
+    assert result.contact.key_value == "whatsapp:905321112233" and result.contact.key_property == "chat2crm_contact_key"
+    assert result.contact.properties["firstname"] == "Ayşe" and result.contact.properties["phone"] == "+905321112233"
+    assert result.record is not None and result.record.reference == "1042"
+    assert result.record.stage == "appointmentscheduled" and result.record.pipeline == "default"
+    assert result.record.properties["dealname"] == "Hair transplant – Ayşe Yılmaz (#1042)"
+    assert result.record.properties["chat2crm_consent"] == "true"
+    assert result.record.properties["chat2crm_utm_source"] == "instagram"
+    assert result.note is not None and "https://relay.example/t/abc" in result.note.body and "Saç ekimi" in result.note.body
+    assert result.task is None and result.tags == ["hair_transplant", "lang:tr"]
+    # empty values are not written (a CRM field is never blanked by a missing answer)
+    assert "chat2crm_ad_id" not in result.record.properties
+
+
+def test_handoff_adds_a_task() -> None:
+    result = plan(make_lead(handoff_reason="too_many_attempts"), HUBSPOT)
+    assert result.task is not None and "too_many_attempts" in result.task.body and result.task.priority == "high"
+
+
+@pytest.mark.parametrize(("value", "transform", "expected"), [
+    ("ayşe", Transform(name="upper"), "AYŞE"), ("905321112233", Transform(name="e164"), "+905321112233"),
+    ("x" * 10, Transform(name="truncate", length=5), "xxxx…"),
+    ("2026-11-25T11:00:00+03:00", Transform(name="date", format="%d.%m.%Y %H:%M"), "25.11.2026 11:00"),
+    ("dental", Transform(name="map", table={"hair_transplant": "Hair"}, default="Other"), "Other"),
+    (True, Transform(name="bool"), "true"), (["a", "b"], Transform(name="join"), "a;b"),
+    ("+90 (532) 111", Transform(name="digits"), "90532111")])
+def test_transforms(value: object, transform: Transform, expected: object) -> None:
+    assert apply_transform(value, transform) == expected
+
+
+def test_field_shorthands() -> None:
+    assert FieldSource.model_validate("contact.phone").source == "contact.phone"
+    spec = FieldSource.model_validate({"source": "contact.email", "transform": "lower"})
+    assert spec.transform[0].name == "lower"
+    with pytest.raises(ValueError, match="exactly one"):
+        FieldSource.model_validate({"source": "a", "value": "b"})
+
+
+def test_mapping_errors_have_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("""version: 1
+crm: hubspot
+contact:
+  object: contacts
+  key_property: k
+  fields:
+    firstname: contact.frist_name
+    lastname: {template: "{{ contact.last_name "}
+record:
+  object: deals
+  reference_property: ref
+  statuses: {new: a, archived: b}
+""", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_mapping(path, crm="hubspot")
+    rendered = [str(p) for p in info.value.problems]
+    assert any(":12: record.statuses" in r and "unknown statuses" in r for r in rendered) or any(
+        ":9: record" in r for r in rendered), rendered
+    path.write_text(path.read_text().replace("  statuses: {new: a, archived: b}\n", ""), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_mapping(path, crm="salesforce")
+    rendered = [str(p) for p in info.value.problems]
+    assert any(f"{path}:7: contact.fields.firstname: unknown field path 'contact.frist_name'" in r for r in rendered)
+    assert any(":8: contact.fields.lastname: template error" in r for r in rendered)
+    assert any(":2: crm: this mapping is for 'hubspot'" in r for r in rendered)
+
+
+def test_required_schema_names_unique_keys_and_the_first_stage() -> None:
+    schema = required_schema(HUBSPOT)
+    assert schema.objects["contacts"].fields["chat2crm_contact_key"].unique
+    assert schema.objects["deals"].fields["chat2crm_reference"].unique
+    assert schema.objects["deals"].pipelines == {"default": ["appointmentscheduled"]}
+
+
+def test_published_schema_is_current() -> None:
+    current = json.loads((ROOT / "schemas" / "mapping.schema.json").read_text(encoding="utf-8"))
+    assert current["properties"] == Mapping.model_json_schema()["properties"]
