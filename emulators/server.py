@@ -7,7 +7,14 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Emulators record their calls themselves; one access-log line per call is noise."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
 
 
 class ServedApp:
@@ -22,7 +29,7 @@ class ServedApp:
     def __init__(self, app: Any, *, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.app = app
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, app, threaded=True, ssl_context=ssl_context
+            "127.0.0.1", port, app, threaded=True, ssl_context=ssl_context, request_handler=_QuietHandler
         )
         self.port = self._server.server_port
         scheme = "https" if ssl_context else "http"

@@ -44,6 +44,7 @@ class TelegramEmulator:
     violations: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
     faults: list[list[Any]] = field(default_factory=list)
+    inbound: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     calls: int = 0
 
     def __post_init__(self) -> None:
@@ -110,6 +111,11 @@ class TelegramEmulator:
         @app.get("/_emulator/messages")
         def list_messages() -> Response:
             return jsonify(self.messages_to(request.args.get("chat_id", "0")))
+
+        @app.get("/_emulator/inbound")
+        def list_inbound() -> Response:
+            with self.lock:
+                return jsonify(list(self.inbound.get(int(request.args.get("from", "0") or 0), [])))
 
         @app.post("/_emulator/users/<int:user_id>/send")
         def user_send(user_id: int) -> tuple[Response, int]:
@@ -180,6 +186,8 @@ class TelegramUser:
     def post(self, update: dict[str, Any], *, secret: str | None = None) -> int:
         """POST an update to the relay with the secret token (or ``secret``); returns the HTTP status."""
         self.last_update = update
+        with self.emulator.lock:
+            self.emulator.inbound[self.user_id].append(update)
         header = self.emulator.secret_token if secret is None else secret
         headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
         return requests.post(self.emulator.relay_url, json=update, headers=headers, timeout=10).status_code

@@ -75,3 +75,28 @@ def test_worker_process_stops_cleanly_on_sigterm(redis_url: str, tmp_path: Path)
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
+
+
+def test_readyz_when_redis_and_configuration_are_fine(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json["checks"] == {"redis": "ok", "configuration": "ok"}
+
+
+def test_readyz_reports_redis_down(settings) -> None:  # type: ignore[no-untyped-def]
+    from connector.app import create_app
+
+    runtime = Runtime(settings, redis_client=redis.Redis(unix_socket_path="/nonexistent/redis.sock"))
+    response = create_app({"TESTING": True}, runtime=runtime).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["redis"].startswith("unreachable")
+
+
+def test_readyz_reports_bad_configuration(redis_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from connector.app import create_app
+    from tests.conftest import make_settings
+
+    bad = tmp_path / "chat2crm.yaml"
+    bad.write_text("version: 1\ncrm: hubspot\nmapping: missing.yaml\ndefault_flow: x\n", encoding="utf-8")
+    runtime = Runtime(make_settings("unix:///x", chat2crm_config=bad), redis_client=redis_client)
+    response = create_app({"TESTING": True}, runtime=runtime).test_client().get("/readyz")
+    assert response.status_code == 503 and "problem" in response.json["checks"]["configuration"]

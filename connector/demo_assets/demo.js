@@ -1,0 +1,156 @@
+// chat2crm demo page: plays a patient through the channel emulators and shows the CRM emulator's state.
+// Everything goes through /demo/api on the relay (same origin), which talks to the emulators.
+"use strict";
+
+const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, lastChat: "", lastCrm: "" };
+
+function randomPatient(channel) {
+  if (channel === "telegram") return String(500000000 + Math.floor(Math.random() * 400000000));
+  return "90532" + String(Math.floor(Math.random() * 1e7)).padStart(7, "0");
+}
+
+async function api(path, body) {
+  const options = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const response = await fetch("/demo/api/" + path, options);
+  if (!response.ok) throw new Error(path + ": " + response.status + " " + (await response.text()));
+  return response.json();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child.nodeType ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+async function send(payload) {
+  const body = { channel: state.channel, patient: state.patient, ...payload };
+  if (state.pendingAd && state.channel === "whatsapp") { body.ad = state.pendingAd; state.pendingAd = null; }
+  await api("send", body);
+  setTimeout(refresh, 150);
+}
+
+function openList(list) {
+  const sheet = document.getElementById("list-dialog").content.firstElementChild.cloneNode(true);
+  sheet.querySelector(".sheet-title").textContent = list.button || "Choose";
+  for (const row of list.rows) {
+    sheet.querySelector(".rows").append(el("button", { type: "button", onclick: () => { sheet.remove(); send({ list: { id: row.id, title: row.title } }); } },
+      row.title, row.description ? el("small", {}, row.description) : null));
+  }
+  sheet.querySelector(".close").addEventListener("click", () => sheet.remove());
+  document.body.append(sheet);
+}
+
+function renderMessage(m) {
+  const node = el("div", { class: "msg " + m.direction, "data-direction": m.direction }, m.text || "");
+  if (m.buttons && m.buttons.length) {
+    const box = el("div", { class: "buttons" });
+    for (const b of m.buttons) box.append(el("button", { type: "button", onclick: () => send({ button: b }) }, b.title));
+    node.append(box);
+  }
+  if (m.list) node.append(el("div", { class: "buttons" }, el("button", { type: "button", class: "list-open", onclick: () => openList(m.list) }, "☰ " + (m.list.button || "Options"))));
+  if (m.keyboard && m.keyboard.length) {
+    const kb = el("div", { class: "kb" });
+    for (const row of m.keyboard) {
+      const r = el("div", { class: "kb-row" });
+      for (const key of row) r.append(el("button", { type: "button", onclick: () => send({ callback: { data: key.callback_data, title: key.text, message_id: m.id } }) }, key.text));
+      kb.append(r);
+    }
+    node.append(kb);
+  }
+  if (m.at) node.append(el("span", { class: "time" }, new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
+  return node;
+}
+
+function renderChat(data) {
+  const text = JSON.stringify(data.messages);
+  if (text === state.lastChat) return;
+  state.lastChat = text;
+  const chat = document.getElementById("chat");
+  chat.replaceChildren(...data.messages.map(renderMessage));
+  chat.scrollTop = chat.scrollHeight;
+}
+
+function fields(obj) {
+  const dl = el("dl", { class: "fields" });
+  for (const [k, v] of Object.entries(obj || {})) {
+    if (v === null || v === "" || v === undefined) continue;
+    const value = typeof v === "string" && v.startsWith("http") ? el("a", { href: v, target: "_blank", rel: "noopener" }, v) : String(v);
+    dl.append(el("dt", {}, k), el("dd", { "data-field": k }, value));
+  }
+  return dl;
+}
+
+function renderCrm(data) {
+  const text = JSON.stringify(data);
+  if (text === state.lastCrm) return;
+  state.lastCrm = text;
+  document.getElementById("crm-name").textContent = data.crm;
+  const box = document.getElementById("crm");
+  const cards = [];
+  for (const c of data.contacts) cards.push(el("div", { class: "card contact", "data-id": c.id }, el("h4", {}, "👤 " + (c.title || "Contact"), el("span", { class: "muted" }, c.object)), fields(c.fields)));
+  for (const r of data.records) {
+    const tags = (r.tags || []).map((t) => el("span", { class: "tag" }, t));
+    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, "📋 " + (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields)));
+  }
+  for (const n of data.notes) cards.push(el("div", { class: "card" }, el("h4", {}, "🗒 Note"), el("div", { class: "note" }, n.body)));
+  for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "✅ Task: " + t.title), fields(t.fields)));
+  box.replaceChildren(...cards);
+  document.getElementById("crm-empty").hidden = cards.length > 0;
+  const calls = document.getElementById("calls");
+  calls.replaceChildren(...data.calls.map((c) => el("li", { class: c.status >= 400 ? "err" : "" }, `${c.method} ${c.path} → ${c.status}`)));
+  document.getElementById("call-count").textContent = "(" + data.calls.length + ")";
+}
+
+async function refresh() {
+  try {
+    const [chat, crm] = await Promise.all([api(`chat?channel=${state.channel}&patient=${state.patient}`), api("crm")]);
+    renderChat(chat);
+    renderCrm(crm);
+  } catch (err) { console.error(err); }
+}
+
+async function arrive() {
+  const value = document.getElementById("arrival").value;
+  state.arrival = value;
+  state.pendingAd = null;
+  if (!value) return;
+  const [kind, id] = value.split(":", 2);
+  if (kind === "ad") { state.pendingAd = id; return; }
+  const result = await api("arrive", { channel: state.channel, campaign: id, patient: state.patient });
+  if (result.start_payload) await send({ text: "/start " + result.start_payload });
+  else if (result.prefill) document.getElementById("text").value = result.prefill;
+}
+
+function newPatient() {
+  state.patient = randomPatient(state.channel);
+  state.lastChat = "";
+  document.getElementById("patient-id").textContent = state.channel === "whatsapp" ? "+" + state.patient : "id " + state.patient;
+  document.getElementById("chat").replaceChildren();
+}
+
+async function init() {
+  state.config = await api("config");
+  document.getElementById("phone-title").textContent = state.config.clinic_name;
+  const arrival = document.getElementById("arrival");
+  for (const c of state.config.campaigns) arrival.append(el("option", { value: "campaign:" + c.slug }, "Link: " + c.slug + " (" + c.language + ", " + c.channel + ")"));
+  for (const a of state.config.ads) arrival.append(el("option", { value: "ad:" + a.source_id }, "Click-to-WhatsApp ad: " + a.headline));
+  document.getElementById("channel").addEventListener("change", (e) => { state.channel = e.target.value; document.body.className = state.channel; newPatient(); });
+  arrival.addEventListener("change", arrive);
+  document.getElementById("new-patient").addEventListener("click", newPatient);
+  document.getElementById("compose").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = document.getElementById("text");
+    if (!input.value.trim()) return;
+    const text = input.value; input.value = "";
+    send({ text });
+  });
+  document.body.className = state.channel;
+  newPatient();
+  setInterval(refresh, 1000);
+  refresh();
+}
+
+init();

@@ -1,0 +1,81 @@
+"""`chat2crm demo`: starts on embedded defaults, plays a conversation through the demo page's API, shows it
+in the CRM half, and leaves no process behind after Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.integration.test_docs_commands import _free_port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.split(")")[-1].split()[0] != "Z"
+
+
+def test_demo_runs_the_whole_product_and_stops_cleanly() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            output.append(line)
+            if "chat2crm is running" in line or not line:
+                break
+        assert any(f"open {base}/demo" in line for line in output), "".join(output)
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+        ready = requests.get(f"{base}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert "chat2crm demo" in requests.get(f"{base}/demo", timeout=5).text
+        patient = "905329990001"
+        exchange = ["Merhaba, hafta içi bir görüşme ayarlamak istiyorum"]
+        # The demo's default flow is the health intake; play it through the page's API with buttons.
+        requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": exchange[0]},
+                      timeout=10)
+        deadline = time.monotonic() + 30
+        messages: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            messages = requests.get(f"{base}/demo/api/chat?channel=whatsapp&patient={patient}", timeout=5).json()[
+                "messages"]
+            if any(m["direction"] == "out" for m in messages):
+                break
+            time.sleep(0.3)
+        assert messages[0]["direction"] == "in" and messages[0]["text"] == exchange[0]
+        assert any(m["direction"] == "out" for m in messages)
+        requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": "temsilci"},
+                      timeout=10)
+        deadline = time.monotonic() + 30
+        crm: dict[str, list[dict[str, object]]] = {"records": []}
+        while time.monotonic() < deadline and not crm["records"]:
+            crm = requests.get(f"{base}/demo/api/crm", timeout=5).json()
+            time.sleep(0.3)
+        assert len(crm["contacts"]) == 1 and len(crm["records"]) == 1 and len(crm["tasks"]) == 1
+        assert crm["records"][0]["stage"] == "appointmentscheduled"
+        assert any(c["path"] == "/crm/v3/objects/deals" for c in crm["calls"])  # type: ignore[index]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        output.append(rest)
+    text = "".join(output)
+    assert proc.returncode == 0, text
+    assert "nothing left running" in text
+    pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
+    assert len(pids) >= 3  # redis, web, worker
+    time.sleep(1.5)
+    assert [pid for pid in pids if _alive(pid)] == []
