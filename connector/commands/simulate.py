@@ -1,0 +1,80 @@
+"""``chat2crm simulate --flow NAME [--lang xx]``: chat with a flow in the terminal (a dry run).
+
+Lines typed (or piped) are the patient's messages; a number answers a question with options. At
+the end it prints the Lead as JSON and the CRM operations the configured mapping would send.
+Nothing is written anywhere: no Redis, no channel, no CRM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from datetime import timedelta
+
+import click
+
+from connector.models import Conversation, InboundMessage, utcnow
+
+
+@click.command("simulate")
+@click.option("--flow", "flow_name", required=True, help="The flow to chat with.")
+@click.option("--lang", default=None, help="The patient's language (the bot asks when not given).")
+@click.option("--channel", type=click.Choice(["whatsapp", "telegram"]), default="whatsapp", show_default=True)
+def command(flow_name: str, lang: str | None, channel: str) -> None:
+    """Chat with a flow in the terminal; print the lead and the CRM operations it would produce."""
+    from connector.bot.engine import EngineContext, LeadReady, handle
+    from connector.mapping import plan
+    from connector.runtime import Runtime
+    from connector.settings import load_settings
+
+    runtime = Runtime(load_settings())
+    flows = runtime.flows
+    if flow_name not in flows:
+        raise click.ClickException(f"no flow {flow_name!r}; flows: {', '.join(sorted(flows))}")
+    flow = flows[flow_name]
+    config = runtime.config
+    references = itertools.count(1001)
+    conversation = Conversation(key=f"{channel}:simulator:905320000001", channel=channel,  # type: ignore[arg-type]
+                                account="simulator", sender_id="905320000001", language=lang,
+                                language_source="asked" if lang else None)
+    interactive = sys.stdin.isatty()
+    options: list[str] = []
+    lead = None
+    for number in itertools.count(1):
+        if interactive:
+            click.echo("you> ", nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.rstrip("\n")
+        choice = options[int(text) - 1] if text.isdigit() and 0 < int(text) <= len(options) else None
+        message = InboundMessage(channel=channel, account="simulator", sender_id="905320000001",  # type: ignore[arg-type]
+                                 message_id=f"sim-{number}", timestamp=utcnow(), kind="choice" if choice else "text",
+                                 text=text, choice_id=choice, choice_title=text if choice else None)
+        ctx = EngineContext(now=utcnow(), timezone=config.zone, languages=list(config.languages),
+                            fallback_language=config.fallback_language,
+                            resume_window=timedelta(minutes=config.bot.resume_window_minutes),
+                            handoff_release=timedelta(hours=config.bot.handoff_release_hours),
+                            new_reference=lambda: f"#{next(references)}", transcript_url=lambda _c: None,
+                            clinic_name=config.clinic_name)
+        turn = handle(conversation, message, flow=flow, ctx=ctx)
+        conversation = turn.conversation
+        options = []
+        for reply in turn.replies:
+            click.echo(f"bot> {reply.text}")
+            for i, option in enumerate(reply.options, 1):
+                click.echo(f"      {i}. {option.title}")
+                options.append(option.id)
+        for event in turn.events:
+            if isinstance(event, LeadReady):
+                lead = event.lead
+        if lead is not None:
+            break
+    if lead is None:
+        click.echo("(the conversation ended before the request was complete)")
+        return
+    click.echo("\n== Lead ==")
+    click.echo(json.dumps(lead.model_dump(mode="json", exclude={"transcript"}), ensure_ascii=False, indent=2))
+    click.echo(f"\n== {config.crm} operations (dry run) ==")
+    click.echo(json.dumps(plan(lead, runtime.mapping).model_dump(mode="json"), ensure_ascii=False, indent=2))
