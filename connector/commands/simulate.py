@@ -35,7 +35,7 @@ def command(flow_name: str, lang: str | None, channel: str) -> None:
     flow = flows[flow_name]
     config = runtime.config
     references = itertools.count(1001)
-    conversation = Conversation(key=f"{channel}:simulator:905320000001", channel=channel,  # type: ignore[arg-type]
+    conversation = Conversation(key=f"{channel}:simulator:905320000001", channel=channel,
                                 account="simulator", sender_id="905320000001", language=lang,
                                 language_source="asked" if lang else None)
     interactive = sys.stdin.isatty()
@@ -49,7 +49,7 @@ def command(flow_name: str, lang: str | None, channel: str) -> None:
             break
         text = line.rstrip("\n")
         choice = options[int(text) - 1] if text.isdigit() and 0 < int(text) <= len(options) else None
-        message = InboundMessage(channel=channel, account="simulator", sender_id="905320000001",  # type: ignore[arg-type]
+        message = InboundMessage(channel=channel, account="simulator", sender_id="905320000001",
                                  message_id=f"sim-{number}", timestamp=utcnow(), kind="choice" if choice else "text",
                                  text=text, choice_id=choice, choice_title=text if choice else None)
         ctx = EngineContext(now=utcnow(), timezone=config.zone, languages=list(config.languages),
