@@ -1,0 +1,136 @@
+"""Every command shown in the docs runs, so the docs do not rot.
+
+A command is a line starting with ``$ `` inside a fenced ``console`` block of README.md or any
+file under docs/. Each runs with bash in a fresh folder, against the suite's real Redis, the
+shipped configuration and the CRM emulator, and must exit 0. Commands that serve until stopped
+(``serve``, ``worker``, ``demo``) must come up; they are then stopped. ``./scripts/test`` is the
+command running this suite and is not run again from inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from connector.settings import PROJECT_ROOT
+from tests.conftest import TEST_SECRETS
+
+DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+_BLOCK = re.compile(r"^```console\n(.*?)^```", re.S | re.M)
+LONG_RUNNING = ("chat2crm serve", "chat2crm worker", "chat2crm demo", "./scripts/demo")
+NOT_FROM_INSIDE = ("./scripts/test",)
+
+
+def doc_commands() -> list[tuple[str, int, str]]:
+    """(file, line, command) for every ``$ `` line in a console block."""
+    found = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for block in _BLOCK.finditer(text):
+            start_line = text[: block.start()].count("\n") + 2
+            for offset, line in enumerate(block.group(1).splitlines()):
+                if line.startswith("$ "):
+                    found.append((str(path.relative_to(PROJECT_ROOT)), start_line + offset, line[2:].strip()))
+    return found
+
+
+COMMANDS = doc_commands()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the whole walk through the docs: later commands use what earlier ones wrote."""
+    return tmp_path_factory.mktemp("docs")
+
+
+@pytest.fixture(scope="module")
+def hubspot_url() -> Iterator[str]:
+    """A HubSpot emulator, so CRM commands shown in the docs have a CRM to talk to."""
+    from emulators.hubspot import create_app as create_hubspot
+    from emulators.server import ServedApp
+
+    served = ServedApp(create_hubspot(TEST_SECRETS["hubspot_access_token"])).start()
+    try:
+        yield served.url
+    finally:
+        served.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(redis_url: str, hubspot_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update({k.upper(): v for k, v in TEST_SECRETS.items()})
+    env.update({
+        "REDIS_URL": redis_url, "CHAT2CRM_CONFIG": str(PROJECT_ROOT / "chat2crm.yaml"),
+        "HUBSPOT_API_BASE": hubspot_url, "PORT": str(port), "LOG_FORMAT": "text",
+        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    })
+    return env
+
+
+def test_docs_show_commands() -> None:
+    assert len(COMMANDS) >= 5, COMMANDS
+
+
+@pytest.mark.parametrize(("doc", "line", "cmd"), COMMANDS, ids=[f"{d}:{n}" for d, n, _ in COMMANDS])
+def test_doc_command_runs(doc: str, line: int, cmd: str, redis_url: str, hubspot_url: str, workdir: Path) -> None:
+    if cmd.startswith(NOT_FROM_INSIDE):
+        pytest.skip(f"{cmd} is the command that runs this suite")
+    port = _free_port()
+    env = _env(redis_url, hubspot_url, port)
+    # Commands run from a copy-free working folder; relative paths in docs refer to the checkout.
+    cwd = PROJECT_ROOT if cmd.startswith("./") else workdir
+    if cmd.startswith(LONG_RUNNING):
+        _check_long_running(cmd, env, cwd, port)
+        return
+    proc = subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"{doc}:{line}: `{cmd}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+def _check_long_running(cmd: str, env: dict[str, str], cwd: Path, port: int) -> None:
+    if "demo" in cmd:
+        env = {k: v for k, v in env.items() if k != "REDIS_URL"}
+        cmd = f"{cmd} --port {port}" if "--port" not in cmd else cmd
+    proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=cwd, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        up = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "worker" in cmd:
+                time.sleep(3)
+                up = proc.poll() is None
+                break
+            try:
+                up = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                up = False
+            if up:
+                break
+            time.sleep(0.3)
+        assert up, f"`{cmd}` did not come up"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT if "demo" in cmd else signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
