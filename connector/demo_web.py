@@ -125,7 +125,8 @@ def _whatsapp_in(payload: dict[str, Any]) -> dict[str, Any]:
         text = "📍 " + str(message["location"].get("name") or "")
     else:
         text = f"({kind})"
-    return {"id": message["id"], "direction": "in", "text": text, "at": int(message["timestamp"]) * 1000}
+    at = payload.get("_received_at") or int(message["timestamp"])
+    return {"id": message["id"], "direction": "in", "text": text, "at": at * 1000}
 
 
 @blueprint.get("/demo/api/chat")
@@ -138,13 +139,15 @@ def chat() -> Response:
         for update in _get(f"{emulators['telegram']}/_emulator/inbound?from={patient}"):
             if "message" in update:
                 messages.append({"id": str(update["update_id"]), "direction": "in",
-                                 "text": update["message"].get("text", ""), "at": update["message"]["date"] * 1000})
+                                 "text": update["message"].get("text", ""),
+                                 "at": update.get("_received_at", update["message"]["date"]) * 1000})
             elif "callback_query" in update:
                 data = update["callback_query"]["data"]
                 messages.append({"id": str(update["update_id"]), "direction": "in", "text": f"▸ {data}",
-                                 "at": update["callback_query"]["message"].get("date", 0) * 1000})
+                                 "at": update.get("_received_at", 0) * 1000})
         for sent in _get(f"{emulators['telegram']}/_emulator/messages?chat_id={patient}"):
-            shown = {"id": sent["message_id"], "direction": "out", "text": sent["text"], "at": sent["date"] * 1000}
+            shown = {"id": sent["message_id"], "direction": "out", "text": sent["text"],
+                     "at": sent.get("_sent_at", sent["date"]) * 1000}
             keyboard = (sent.get("reply_markup") or {}).get("inline_keyboard")
             if keyboard:
                 shown["keyboard"] = keyboard

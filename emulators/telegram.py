@@ -139,7 +139,7 @@ class TelegramEmulator:
             if params.get("reply_markup"):
                 message["reply_markup"] = params["reply_markup"]
             with self.lock:
-                self.sent[chat_id].append(message)
+                self.sent[chat_id].append({**message, "_sent_at": time.time()})
             return message
         if method == "answerCallbackQuery":
             with self.lock:
@@ -187,7 +187,7 @@ class TelegramUser:
         """POST an update to the relay with the secret token (or ``secret``); returns the HTTP status."""
         self.last_update = update
         with self.emulator.lock:
-            self.emulator.inbound[self.user_id].append(update)
+            self.emulator.inbound[self.user_id].append({**update, "_received_at": time.time()})
         header = self.emulator.secret_token if secret is None else secret
         headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
         return requests.post(self.emulator.relay_url, json=update, headers=headers, timeout=10).status_code

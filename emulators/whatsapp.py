@@ -235,7 +235,8 @@ class Patient:
             headers["X-Hub-Signature-256"] = header
         if isinstance(body, dict):
             with self.emulator.lock:
-                self.emulator.inbound[self.wa_id or self.user_id or ""].append(body)
+                # the arrival time, finer than the payload's whole seconds, orders the demo's chat
+                self.emulator.inbound[self.wa_id or self.user_id or ""].append({**body, "_received_at": time.time()})
         return requests.post(self.emulator.relay_url, data=raw, headers=headers, timeout=10).status_code
 
     def redeliver(self) -> int:

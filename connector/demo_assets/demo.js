@@ -90,13 +90,13 @@ function renderCrm(data) {
   document.getElementById("crm-name").textContent = data.crm;
   const box = document.getElementById("crm");
   const cards = [];
-  for (const c of data.contacts) cards.push(el("div", { class: "card contact", "data-id": c.id }, el("h4", {}, "👤 " + (c.title || "Contact"), el("span", { class: "muted" }, c.object)), fields(c.fields)));
+  for (const c of data.contacts) cards.push(el("div", { class: "card contact", "data-id": c.id }, el("h4", {}, "Contact: " + (c.title || ""), el("span", { class: "muted" }, c.object)), fields(c.fields)));
   for (const r of data.records) {
     const tags = (r.tags || []).map((t) => el("span", { class: "tag" }, t));
-    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, "📋 " + (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields)));
+    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields)));
   }
-  for (const n of data.notes) cards.push(el("div", { class: "card" }, el("h4", {}, "🗒 Note"), el("div", { class: "note" }, n.body)));
-  for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "✅ Task: " + t.title), fields(t.fields)));
+  for (const n of data.notes) cards.push(el("div", { class: "card" }, el("h4", {}, "Note"), el("div", { class: "note" }, n.body)));
+  for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "Task: " + t.title), fields(t.fields)));
   box.replaceChildren(...cards);
   document.getElementById("crm-empty").hidden = cards.length > 0;
   const calls = document.getElementById("calls");

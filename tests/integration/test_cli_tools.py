@@ -23,7 +23,7 @@ def test_init_scaffolds_a_configuration_that_checks(tmp_path: Path) -> None:
     assert "HUBSPOT_ACCESS_TOKEN=" in env_example and "SALESFORCE" not in env_example
     checked = CliRunner().invoke(main, ["check"], env={"CHAT2CRM_CONFIG": str(clinic / "chat2crm.yaml")})
     assert checked.exit_code == 0, checked.output
-    assert "configuration ok: hubspot mapping, 2 flow(s), 5 campaign(s)" in checked.output
+    assert "configuration ok: hubspot mapping, 2 flow(s), 6 campaign(s)" in checked.output
     again = CliRunner().invoke(main, ["init", str(clinic)])
     assert again.exit_code == 1 and "use --force" in again.output
 

@@ -1,0 +1,111 @@
+"""The demo page in headless Chromium (Debian's package, driven by Playwright): the Turkish meeting request
+and a health-tourism intake, played through the page; the CRM half must show the records.
+Screenshots are saved under artefacts/."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_docs_commands import _free_port
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
+]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if "chat2crm is running" in line or not line:
+            break
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def _say(page: object, text: str, expect: str) -> None:
+    page.fill("#text", text)  # type: ignore[attr-defined]
+    page.click("#send")  # type: ignore[attr-defined]
+    page.locator(".msg.out", has_text=expect).last.wait_for(timeout=20_000)  # type: ignore[attr-defined]
+
+
+def test_turkish_meeting_request_through_the_page(demo: str, browser: object, artefacts: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    page.goto(f"{demo}/demo")
+    page.select_option("#arrival", "campaign:meeting-tr")
+    page.wait_for_function("document.querySelector('#text').value.includes('ref:')", timeout=10_000)
+    page.click("#send")
+    page.locator(".msg.out", has_text="Görüşmenin konusu nedir?").wait_for(timeout=20_000)
+    first = page.locator(".msg.in").first.inner_text()
+    assert first.startswith("Merhaba, hafta içi bir görüşme ayarlamak istiyorum")
+    _say(page, "Süreç otomasyonu ve raporlama.", "Şirketinizin adı ve e-posta adresiniz nedir?")
+    _say(page, "ABC Lojistik, info@abc.com", "Hangi gün ve saat size uygun?")
+    _say(page, "Çarşamba 11:00 uygun.", "numarasıyla kaydedildi")
+    record = page.locator(".card.record").first
+    record.wait_for(timeout=20_000)
+    text = record.inner_text()
+    assert "Süreç otomasyonu ve raporlama." in text and "appointmentscheduled" in text
+    assert "Çarşamba 11:00 uygun." in text and "meeting-tr" in text and "campaign" in text
+    contact = page.locator(".card.contact").first.inner_text()
+    assert "info@abc.com" in contact
+    assert "Note" in page.locator("#crm").inner_text() and "ABC Lojistik" in page.locator("#crm").inner_text()
+    assert page.locator("#calls li").count() >= 3
+    page.screenshot(path=str(artefacts / "demo-meeting-request.png"), full_page=True)
+    page.close()
+
+
+def test_health_intake_with_buttons_and_lists(demo: str, browser: object, artefacts: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    page.goto(f"{demo}/demo")
+    page.click("#new-patient")
+    _say(page, "Hi, price for hair transplant?", "Which country and city do you live in?")
+    _say(page, "Berlin, Germany", "When are you thinking of travelling?")
+    _say(page, "10-17 March", "Your e-mail address?")  # the name came from the WhatsApp profile
+    page.locator(".msg.out").last.locator("button", has_text="Skip").click()
+    page.locator(".msg.out", has_text="Which language should our coordinator").wait_for(timeout=20_000)
+    page.locator(".msg.out").last.locator(".list-open").click()  # five options: a WhatsApp list
+    page.locator(".sheet .rows button", has_text="German").click()
+    page.locator(".msg.out", has_text="Do you agree").wait_for(timeout=20_000)
+    page.locator(".msg.out").last.locator("button", has_text="I agree").click()
+    page.locator(".msg.out", has_text="photos or medical reports").wait_for(timeout=20_000)
+    page.locator(".msg.out").last.locator("button", has_text="Skip").click()
+    page.locator(".msg.out", has_text="Anything you would like to add").wait_for(timeout=20_000)
+    _say(page, "Norwood 4", "is recorded as")
+    page.wait_for_function("document.querySelectorAll('.card.record').length >= 2", timeout=20_000)
+    text = page.locator(".card.record", has_text="Hair transplant").first.inner_text()
+    assert "hair_transplant" in text and "lang:en" in text and "detected" in text
+    page.screenshot(path=str(artefacts / "demo-health-intake.png"), full_page=True)
+    page.close()
