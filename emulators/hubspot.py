@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import random
 import re
 import threading
 import time
@@ -172,6 +173,10 @@ class HubSpotEmulator:
         self.calls: list[dict[str, Any]] = []
         self.violations: list[dict[str, Any]] = []
         self.faults: deque[str] = deque()
+        #: share of calls that fail at random, and how (a list of fail_next kinds)
+        self.fault_rate = 0.0
+        self.fault_kinds: list[str] = ["429", "500", "timeout"]
+        self._random = random.Random(7)
         self.window: deque[float] = deque()
         self.properties["deals"]["pipeline"].options = ["default"]
         self.properties["deals"]["dealstage"].options = [s["id"] for s in self.pipelines["deals"][0]["stages"]]
@@ -221,6 +226,8 @@ class HubSpotEmulator:
             time.sleep(self.latency)
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
+            if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
+                fault = self._random.choice(self.fault_kinds)
             self.calls.append({"method": request.method, "path": request.path, "at": time.time(), "status": None})
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
@@ -440,7 +447,7 @@ class HubSpotEmulator:
                     if obj["archived"]:
                         continue
                     for group in body.get("filterGroups") or [{"filters": []}]:
-                        if all(_matches(obj["properties"].get(f["propertyName"]), f) for f in group["filters"]):
+                        if all(_matches(_value(obj, f["propertyName"]), f) for f in group["filters"]):
                             found.append(obj)
                             break
                 limit = body.get("limit") or 10
@@ -528,7 +535,16 @@ class HubSpotEmulator:
         return app
 
 
+def _value(obj: dict[str, Any], name: str) -> Any:
+    """A property, or an association (``associations.deal`` matches any associated deal id)."""
+    if name.startswith("associations."):
+        return obj["associations"].get(name.split(".", 1)[1] + "s", [])
+    return obj["properties"].get(name)
+
+
 def _matches(value: Any, flt: dict[str, Any]) -> bool:
+    if isinstance(value, list):  # association ids
+        return str(flt.get("value")) in value
     operator = flt.get("operator", "EQ")
     wanted = flt.get("value")
     if operator == "EQ":
