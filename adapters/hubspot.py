@@ -441,18 +441,36 @@ class HubSpotAdapter(CRMAdapter):
     def sync(self, plan: SyncPlan) -> SyncResult:
         """Contact, record (with association and tags), note (associated with both), task on handoff."""
         start = self.calls
-        contact = self.upsert_contact(plan.contact)
+        # A retry resumes where the last attempt stopped: steps already written are not written again
+        # (under a CRM failing often, redoing every step on each retry compounds the failures).
+        progress = rkey("hubspot", "progress", plan.lead_reference)
+        done = {_str(k): _str(v) for k, v in self.redis.hgetall(progress).items()} if self.redis else {}
+        if "contact" in done:
+            contact = Ref(object=plan.contact.object, id=done["contact"], created=False)
+        else:
+            contact = self.upsert_contact(plan.contact)
+            self._progress(progress, "contact", contact.id)
         company = self.upsert_company(plan.company) if plan.company else None
         record = None
-        if plan.record is not None:
+        if plan.record is not None and "record" in done:
+            record = Ref(object=plan.record.object, id=done["record"], created=False)
+        elif plan.record is not None:
             record = self.upsert_record(plan.record, contact=contact, company=company, tags=plan.tags,
                                         tags_property=plan.tags_property)
+            self._progress(progress, "record", record.id)
         elif plan.tags and plan.tags_property:
             self.set_tags(plan.tags, target=contact, tags_property=plan.tags_property)
         note = self.attach_note(plan.note, contact=contact, record=record) if plan.note else None
         task = self.create_task(plan.task, contact=contact, record=record) if plan.task else None
+        if self.redis is not None:
+            self.redis.delete(progress)  # complete: a later replay writes everything again, idempotently
         return SyncResult(contact=contact, company=company, record=record, note=note, task=task,
                           calls=self.calls - start)
+
+    def _progress(self, key: str, step: str, value: str) -> None:
+        if self.redis is not None:
+            self.redis.hset(key, step, value)
+            self.redis.expire(key, 7 * 86400)
 
 
 def _text(value: Any) -> str:
@@ -464,3 +482,7 @@ def _text(value: Any) -> str:
 
 def _millis() -> str:
     return str(int(time.time() * 1000))
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

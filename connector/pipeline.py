@@ -89,6 +89,8 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage) -> None:
     pipe.multi()  # rq joins an open transaction; it would otherwise start one after our commands
     pipe.rpush(inbox_key(key), message.model_dump_json())
     pipe.sadd(INBOXES, key)
+    # A job is on its way: the sweeper leaves this conversation alone until it could have been lost.
+    pipe.set(rkey("kick", key), "1", ex=runtime.config.delivery.lost_job_seconds)
     queue.enqueue_call(process_conversation, args=(key,), pipeline=pipe, result_ttl=0,
                        failure_ttl=7 * 86400, description="conversation")
     pipe.execute()
@@ -560,8 +562,9 @@ def sweep(runtime: Runtime) -> dict[str, int]:
             continue
         if client.exists(rkey("lock", key)) or client.exists(rkey("inbox-wait", key)):
             continue
-        # One kick per conversation per interval, however many workers sweep.
-        if client.set(rkey("kick", key), "1", nx=True, ex=10):
+        # One kick per conversation per interval, however many workers sweep; a conversation whose job
+        # is merely waiting in a long queue is not kicked again until that job could have been lost.
+        if client.set(rkey("kick", key), "1", nx=True, ex=runtime.config.delivery.lost_job_seconds):
             runtime.queue(QUEUE_INBOUND).enqueue_call(process_conversation, args=(key,), result_ttl=0)
             kicked += 1
     leads = 0
