@@ -63,6 +63,8 @@ class BotSettings(_Section):
     handoff_release_hours: int = Field(default=24, ge=1, description="Handed-over chats return to the bot.")
     #: below this confidence the language detector's answer is not trusted and the bot asks
     language_confidence: float = Field(default=0.5, ge=0.0, le=1.0, description="Below it, the bot asks.")
+    crm_lookup: bool = Field(default=True, description="Look a new conversation's patient up in the CRM to skip "
+                                                       "what it knows (one search call per new conversation).")
 
 
 class Delivery(_Section):

@@ -213,6 +213,8 @@ def _handle(runtime: Runtime, key: str, raw: bytes, message: InboundMessage) -> 
             _commit(runtime, key, conversation, effects)
             return
         metrics.incr(client, "messages_in", channel=message.channel, kind=message.kind)
+        if not conversation.transcript and config.bot.crm_lookup:
+            _prefill_from_crm(runtime, conversation)
         message = attribute(runtime, conversation, message)
         if message.sender_phone and not conversation.phone:
             conversation.phone = message.sender_phone
@@ -231,6 +233,38 @@ def _handle(runtime: Runtime, key: str, raw: bytes, message: InboundMessage) -> 
         for event in turn.events:
             effects.extend(_effects_of(runtime, conversation, event))
         _commit(runtime, key, conversation, effects)
+
+
+#: canonical contact paths whose CRM value the bot can use as a known answer
+_PREFILL = {"contact.first_name": "first_name", "contact.last_name": "last_name", "contact.name": "name",
+            "contact.email": "email", "organization": "company"}
+
+
+def _prefill_from_crm(runtime: Runtime, conversation: Conversation) -> None:
+    """A returning patient: what the CRM already holds (name, e-mail, company) is not asked again.
+
+    Never holds the patient up: any CRM error is logged and the bot simply asks.
+    """
+    mapping = runtime.mapping
+    wanted = {crm: _PREFILL[spec.source] for crm, spec in mapping.contact.fields.items() if spec.source in _PREFILL}
+    if not wanted:
+        return
+    try:
+        found = runtime.adapter.find_contact(
+            key=(mapping.contact.key_property, f"{conversation.channel}:{conversation.sender_id}"),
+            object=mapping.contact.object, properties=sorted(wanted))
+    except (RetryableError, FatalError, SkippableError) as exc:
+        log.warning("CRM look-up skipped", extra={"error": type(exc).__name__})
+        return
+    if found is None:
+        return
+    values = {wanted[k]: v for k, v in found.properties.items() if k in wanted and v}
+    name = values.get("name") or " ".join(v for v in (values.get("first_name"), values.get("last_name")) if v)
+    if name:
+        conversation.known.setdefault("name", name)
+    for key in ("email", "company"):
+        if values.get(key):
+            conversation.known.setdefault(key, values[key])
 
 
 def _commit(runtime: Runtime, key: str, conversation: Conversation,

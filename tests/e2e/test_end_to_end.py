@@ -144,3 +144,33 @@ def test_crm_outage_is_retried_until_the_lead_lands(stack: Stack) -> None:
     while stack.hubspot.count("deals") == 0 and datetime.now() < deadline:
         stack.work()
     assert (stack.hubspot.count("contacts"), stack.hubspot.count("deals"), stack.hubspot.count("notes")) == (1, 1, 1)
+
+
+def test_an_agent_releases_a_handed_over_conversation(stack: Stack) -> None:
+    from connector.commands.release import release
+
+    patient = stack.whatsapp.patient("4915155555555", "Released")
+    for said in ("Hello, I would like a meeting", "human"):
+        patient.send_text(said)
+        stack.work()
+    before = len(stack.whatsapp.messages_to("4915155555555"))
+    patient.send_text("hello?")
+    stack.work()
+    assert len(stack.whatsapp.messages_to("4915155555555")) == before  # an agent has it: the bot is quiet
+    assert release(stack.runtime, "+4915155555555") == 1
+    patient.send_text("thanks, one more question")
+    stack.work()
+    assert "Welcome back" in _bot_texts(stack, "4915155555555")[-2]
+
+
+def test_a_returning_contact_is_not_asked_what_the_crm_knows(stack: Stack) -> None:
+    with stack.hubspot.lock:
+        stack.hubspot._create("contacts", {"chat2crm_contact_key": "whatsapp:4915166666666",
+                                           "email": "known@example.de", "firstname": "Known"}, [])
+    patient = stack.whatsapp.patient("4915166666666", "Known Patient")
+    for said in ("Hello, I would like a meeting", "Reporting"):
+        patient.send_text(said)
+        stack.work()
+    patient.send_text("Acme GmbH")
+    stack.work()
+    assert _bot_texts(stack, "4915166666666")[-1] == "Which day and time suit you?"  # the e-mail was known

@@ -265,3 +265,26 @@ def test_arabic_intake_names_keep_their_script() -> None:
     chat.send("10-17 مارس")
     chat.send("محمد عبد الله")
     assert chat.conv.answers["name"] == "محمد عبد الله"
+
+
+TYPES_FLOWS = load_flows(Path(__file__).parents[1] / "data" / "engine_flows")
+
+
+@pytest.mark.parametrize(("travelling", "asked_companions"), [("yes", True), ("no", False)])
+def test_conditions_number_multi_choice_and_known_phone(travelling: str, asked_companions: bool) -> None:
+    chat = Chat("health_tourism_intake", language="en")
+    chat.flow = TYPES_FLOWS["types_demo"]
+    assert chat.send("Hello")[-1] == "Will you travel?"
+    replies = chat.send(travelling)
+    if asked_companions:
+        assert replies == ["How many people come with you?"]
+        assert chat.send("nine")[0] == "Please write a number."
+        assert chat.send("9")[0] == "That number is out of range."
+        replies = chat.send("2")
+        assert chat.conv.answers["companions"] == 2
+    assert replies == ["What interests you?"]
+    assert ("companions" in chat.conv.answers) == asked_companions
+    done = chat.send("hair and teeth please")
+    assert chat.conv.answers["interests"] == ["hair", "teeth"]
+    # the phone is known from the WhatsApp id: never asked
+    assert done[0].startswith("Done #1042") and chat.leads[0].answers["phone"] == "+905321112233"
