@@ -97,7 +97,10 @@ class HubSpotAdapter(CRMAdapter):
         deadline = time.monotonic() + 120
         while True:
             now = time.time()
-            wait = float(self.redis.eval(_LIMITER, 1, key, now, self.rate_seconds, self.rate_requests,
+            # HubSpot counts a call when it arrives, we when we send it: a small margin on the window keeps a
+            # call that travelled slowly from landing in the next window's count.
+            window = self.rate_seconds + max(0.05, self.rate_seconds * 0.03)
+            wait = float(self.redis.eval(_LIMITER, 1, key, now, window, self.rate_requests,
                                          f"{now}:{id(self)}:{self.calls}"))
             if wait <= 0:
                 return
@@ -107,22 +110,28 @@ class HubSpotAdapter(CRMAdapter):
 
     def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from hubspot.crm.objects.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        from urllib3.exceptions import HTTPError, ReadTimeoutError
 
         self._acquire()
         self.calls += 1
         outcome = "ok"
+        timeout = self.timeout if TIMEOUT[1] == 20 else TIMEOUT  # tests shorten the module default
         try:
-            timeout = self.timeout if TIMEOUT[1] == 20 else TIMEOUT  # tests shorten the module default
             return fn(*args, _request_timeout=timeout, **kwargs)
         except ApiException as exc:
             outcome = str(exc.status)
             raise self._map(exc) from None
         except HTTPError as exc:
             outcome = "network"
-            raise RetryableError(f"hubspot: {type(exc).__name__}", details={"operation": operation}) from None
+            # A request that timed out while HubSpot was reading it may still be carried out: wait as long
+            # again before retrying, so the retry's look-up (of a note's marker) sees what it wrote.
+            settle = float(timeout[1]) if isinstance(exc, ReadTimeoutError) else None
+            raise RetryableError(f"hubspot: {type(exc).__name__}", retry_after=settle,
+                                 details={"operation": operation}) from None
         except Exception as exc:
-            if type(exc).__name__ == "ApiException" and hasattr(exc, "status"):  # each sub-package has its own class
+            # Each sub-package of the client has its own ApiException, and newer ones raise subclasses of it
+            # (ServiceException for 5xx, NotFoundException, UnauthorizedException…).
+            if hasattr(exc, "status") and any(c.__name__ == "ApiException" for c in type(exc).__mro__):
                 outcome = str(exc.status)
                 raise self._map(exc) from None
             raise

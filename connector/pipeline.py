@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, get_current_job
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from connector import metrics
@@ -52,6 +53,8 @@ INBOXES = rkey("inboxes")
 LEADS_PENDING = rkey("leads", "pending")
 #: grace after a job's due time before the sweeper assumes it was lost
 LOST_AFTER_SECONDS = 60.0
+#: how late a delayed retry may be before the sweeper assumes its scheduler is gone (a live one is 1 s late)
+SCHEDULER_GRACE_SECONDS = 5.0
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -611,9 +614,76 @@ def sweep(runtime: Runtime) -> dict[str, int]:
         runtime.queue(QUEUE_CRM).enqueue_call(sync_lead, args=(reference,), result_ttl=3600,
                                               failure_ttl=30 * 86400, description=f"lead {reference}")
         leads += 1
-    if kicked or leads:
-        log.info("sweep re-enqueued work", extra={"conversations": kicked, "leads": leads})
-    return {"conversations": kicked, "leads": leads}
+    retries = release_due_retries(runtime)
+    abandoned = drop_abandoned_jobs(runtime)
+    if kicked or leads or retries or abandoned:
+        log.info("sweep re-enqueued work", extra={"conversations": kicked, "leads": leads, "retries": retries,
+                                                  "abandoned_dropped": abandoned})
+    return {"conversations": kicked, "leads": leads, "retries": retries, "abandoned": abandoned}
+
+
+#: jobs whose work the sweeper recovers by itself when their worker dies (inboxes, pending leads)
+_RECOVERED = {"connector.pipeline.process_conversation", "connector.pipeline.sync_lead"}
+
+
+def drop_abandoned_jobs(runtime: Runtime) -> int:
+    """Remove from the failed registries the jobs rq marked abandoned (their worker was killed) when
+    the sweeper recovers their work anyway: a conversation's message stays at the head of its inbox
+    and a lead stays pending until written, so such an entry is noise in ``chat2crm failed list``,
+    and replaying it would only repeat what is already done. Real failures carry a reason and stay.
+
+    Returns:
+        How many entries were removed.
+    """
+    dropped = 0
+    for queue in runtime.queues():
+        registry = queue.failed_job_registry
+        for job_id in registry.get_job_ids(0, 199):
+            try:
+                job = Job.fetch(job_id, connection=runtime.redis)
+            except NoSuchJobError:
+                registry.remove(job_id)
+                continue
+            if job.func_name not in _RECOVERED or job.meta.get("reason"):
+                continue
+            result = job.latest_result()
+            if result is None or "AbandonedJobError" not in (result.exc_string or ""):
+                continue
+            registry.remove(job, delete_job=True)
+            dropped += 1
+    return dropped
+
+
+def release_due_retries(runtime: Runtime, grace_seconds: float = SCHEDULER_GRACE_SECONDS) -> int:
+    """Enqueue delayed retries that are overdue: their scheduler is gone.
+
+    rq moves a delayed job to its queue from a scheduler process that one worker holds a lock for.
+    When that worker is killed, the lock outlives it by a minute and other workers try to take it
+    over only every few minutes, so retries would sit overdue while every worker idles. A live
+    scheduler moves due jobs every second; a job overdue by ``grace_seconds`` is moved here. The
+    ZREM is the claim: of several sweepers (and the scheduler) only the one that removed the job
+    enqueues it.
+
+    Returns:
+        How many jobs were moved.
+    """
+    from rq.registry import ScheduledJobRegistry
+
+    moved = 0
+    cutoff = time.time() - grace_seconds
+    for queue in runtime.queues():
+        registry = ScheduledJobRegistry(queue=queue)
+        for raw_id in runtime.redis.zrangebyscore(registry.key, "-inf", cutoff, start=0, num=500):
+            job_id = _bytes(raw_id).decode()
+            if not runtime.redis.zrem(registry.key, job_id):
+                continue  # another sweeper or the scheduler took it
+            try:
+                job = Job.fetch(job_id, connection=runtime.redis)
+            except NoSuchJobError:
+                continue
+            queue.enqueue_job(job)
+            moved += 1
+    return moved
 
 
 def _bytes(value: Any) -> bytes:

@@ -81,7 +81,8 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
         sweeper.start()
     else:
         pipeline.sweep(runtime)
-    worker = Worker(runtime.queues(), connection=runtime.redis, name=name)
+    # Maintenance (which also restarts a scheduler whose worker died) every minute, not every ten.
+    worker = Worker(runtime.queues(), connection=runtime.redis, name=name, maintenance_interval=60)
     try:
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
     finally:

@@ -117,3 +117,20 @@ def test_emulator_rejects_what_hubspot_would(hubspot: tuple[HubSpotEmulator, Hub
                             headers=headers, timeout=5)
     assert unknown.status_code == 400 and "PROPERTY_DOESNT_EXIST" in unknown.text
     emulator.violations.clear()
+
+
+@pytest.mark.parametrize(("kind", "error"), [("500", "RetryableError"), ("503", "RetryableError"),
+                                             ("404", "FatalError"), ("401", "AuthError")])
+def test_errors_of_every_client_sub_package_are_mapped(hubspot: tuple[HubSpotEmulator, HubSpotAdapter], kind: str,
+                                                       error: str) -> None:
+    """The properties and pipelines packages raise their own exception subclasses (ServiceException for 5xx…):
+    they must reach the error tree like the objects package's, or a 500 there would fail a lead for good."""
+    from connector import errors
+
+    emulator, adapter = hubspot
+    emulator.fail_next(1, kind)
+    with pytest.raises(getattr(errors, error)):
+        adapter._ensure_options("deals", "chat2crm_tags", ["new-tag"])
+    emulator.fail_next(1, kind)
+    with pytest.raises(getattr(errors, error)):
+        adapter.describe(["deals"])
