@@ -1,19 +1,89 @@
 """The emulators ``chat2crm demo`` runs, in its own process, on 127.0.0.1.
 
 Each is the same product code the tests use; here they hold the demo's state. The CRM emulator is
-prepared the way ``chat2crm crm setup`` prepares a real account.
+prepared the way ``chat2crm crm setup`` prepares a real account. :func:`start_crm` is also what
+the end-to-end tests use, so the demo and the tests start every CRM the same way.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from emulators.server import ServedApp
 
 #: CRMs the demo can show (an emulator ships for each)
-DEMO_CRMS = ("hubspot",)
+DEMO_CRMS = ("hubspot", "salesforce", "pipedrive")
+#: the environment variables holding each CRM's demo credentials (made fresh by the demo)
+CRM_SECRETS = {
+    "hubspot": ("HUBSPOT_ACCESS_TOKEN",),
+    "salesforce": ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"),
+    "pipedrive": ("PIPEDRIVE_API_TOKEN",),
+}
+
+
+@dataclass
+class RunningCRM:
+    """A CRM emulator served on 127.0.0.1, and the environment that points the relay at it.
+
+    ``environment`` holds the ``*_API_BASE`` (or instance and login URLs) and, for an HTTPS
+    emulator, ``REQUESTS_CA_BUNDLE`` naming a bundle that trusts its test certificate: every
+    process that talks to it (web, worker, the demo page's back end) needs that variable.
+    """
+
+    name: str
+    emulator: Any
+    served: ServedApp
+    environment: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    def stop(self) -> None:
+        self.served.stop()
+
+
+def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, **emulator_options: Any) -> RunningCRM:
+    """Start the emulator of ``crm``, accepting the credentials named in ``env`` (see :data:`CRM_SECRETS`).
+
+    Args:
+        crm: hubspot, salesforce or pipedrive.
+        env: the environment holding the credentials the emulator must accept.
+        directory: where an HTTPS emulator keeps its test CA bundle (a new temporary folder if omitted).
+        emulator_options: passed to the emulator (``rate_limit``, ``latency``, ``timeout_seconds``…).
+
+    Raises:
+        ValueError: no emulator ships for ``crm``.
+        KeyError: ``env`` lacks a credential the CRM needs.
+    """
+    if crm == "hubspot":
+        from emulators.hubspot import HubSpotEmulator
+
+        hubspot = HubSpotEmulator(env["HUBSPOT_ACCESS_TOKEN"], **emulator_options)
+        served = ServedApp(hubspot.app).start()
+        return RunningCRM(crm, hubspot, served, {"HUBSPOT_API_BASE": served.url})
+    if crm == "salesforce":
+        from emulators.salesforce import SalesforceCredentials, SalesforceEmulator, make_test_tls
+
+        tls = make_test_tls(directory or Path(tempfile.mkdtemp(prefix="chat2crm-tls-")))
+        org = SalesforceEmulator(SalesforceCredentials(client_id=env["SALESFORCE_CLIENT_ID"],
+                                                       client_secret=env["SALESFORCE_CLIENT_SECRET"]),
+                                 **emulator_options)
+        served = ServedApp(org.app, ssl_context=tls.ssl_context).start()
+        # Salesforce's client insists on https: the emulator's certificate comes from a test CA
+        return RunningCRM(crm, org, served, {"SALESFORCE_INSTANCE_URL": served.url, "SALESFORCE_LOGIN_URL": served.url,
+                                             "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)})
+    if crm == "pipedrive":
+        from emulators.pipedrive import PipedriveEmulator
+
+        pipedrive = PipedriveEmulator(env["PIPEDRIVE_API_TOKEN"], **emulator_options)
+        served = ServedApp(pipedrive.app).start()
+        return RunningCRM(crm, pipedrive, served, {"PIPEDRIVE_API_BASE": served.url})
+    raise ValueError(f"no emulator ships for {crm!r}; available: {', '.join(DEMO_CRMS)}")
 
 
 @dataclass
@@ -23,6 +93,7 @@ class DemoStack:
     served: list[ServedApp] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     crm_url: str = ""
+    crm: RunningCRM | None = None
     whatsapp: Any = None
     telegram: Any = None
 
@@ -37,7 +108,7 @@ class DemoStack:
         self.served.clear()
 
 
-def start_emulators(crm: str, env: dict[str, str]) -> DemoStack:
+def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = None) -> DemoStack:
     """Start the WhatsApp, Telegram and CRM emulators with the credentials in ``env``.
 
     Raises:
@@ -47,7 +118,7 @@ def start_emulators(crm: str, env: dict[str, str]) -> DemoStack:
     from emulators.whatsapp import WhatsAppEmulator
 
     if crm not in DEMO_CRMS:
-        raise ValueError(f"the demo has no {crm} emulator yet; available: {', '.join(DEMO_CRMS)}")
+        raise ValueError(f"the demo has no {crm} emulator; available: {', '.join(DEMO_CRMS)}")
     stack = DemoStack()
     stack.whatsapp = WhatsAppEmulator(access_token=env["WHATSAPP_ACCESS_TOKEN"],
                                       phone_number_id=env["WHATSAPP_PHONE_NUMBER_ID"],
@@ -56,28 +127,42 @@ def start_emulators(crm: str, env: dict[str, str]) -> DemoStack:
     whatsapp = ServedApp(stack.whatsapp.app).start()
     telegram = ServedApp(stack.telegram.app).start()
     stack.served += [whatsapp, telegram]
-    from emulators.hubspot import HubSpotEmulator
-
-    hubspot = HubSpotEmulator(env["HUBSPOT_ACCESS_TOKEN"])
-    crm_served = ServedApp(hubspot.app).start()
-    stack.served.append(crm_served)
-    stack.crm_url = crm_served.url
-    stack.environment = {"WHATSAPP_API_BASE": whatsapp.url, "TELEGRAM_API_BASE": telegram.url,
-                         "HUBSPOT_API_BASE": crm_served.url}
+    running = start_crm(crm, env, directory=directory)
+    stack.crm = running
+    stack.served.append(running.served)
+    stack.crm_url = running.url
+    stack.environment = {"WHATSAPP_API_BASE": whatsapp.url, "TELEGRAM_API_BASE": telegram.url, **running.environment}
     stack.environment["CHAT2CRM_DEMO_EMULATORS"] = json.dumps(
-        {"whatsapp": whatsapp.url, "telegram": telegram.url, "crm": crm_served.url, "crm_name": crm})
-    _prepare_crm(crm, {**env, **stack.environment})
-    hubspot.calls.clear()
+        {"whatsapp": whatsapp.url, "telegram": telegram.url, "crm": running.url, "crm_name": crm})
+    prepare_crm(crm, {**env, **stack.environment})
+    running.emulator.calls.clear()
     return stack
 
 
-def _prepare_crm(crm: str, env: dict[str, str]) -> None:
-    """Create the custom fields the shipped mapping needs, as `chat2crm crm setup` does."""
+def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None) -> list[str]:
+    """Create the custom fields (and labels) the mapping needs, as ``chat2crm crm setup`` does.
+
+    Returns:
+        The set-up's lines (one per field: created, or already there).
+    """
+    import os
+
     from adapters import load_adapter
     from connector.mapping import load_mapping, required_schema
     from connector.settings import PROJECT_ROOT, Settings
 
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
-    mapping = load_mapping(PROJECT_ROOT / "mappings" / f"{crm}.yaml", crm=crm)
+    mapping = load_mapping(mapping_path or PROJECT_ROOT / "mappings" / f"{crm}.yaml", crm=crm)
     adapter = load_adapter(crm)(settings, options=mapping.crm_options())
-    adapter.setup(required_schema(mapping), apply=True)
+    bundle = env.get("REQUESTS_CA_BUNDLE")
+    previous = os.environ.get("REQUESTS_CA_BUNDLE")
+    if bundle:  # requests lets this variable win over a session's `verify`
+        os.environ["REQUESTS_CA_BUNDLE"] = bundle
+    try:
+        return adapter.setup(required_schema(mapping), apply=True)
+    finally:
+        if bundle:
+            if previous is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = previous

@@ -161,47 +161,15 @@ def chat() -> Response:
     return jsonify({"messages": messages})
 
 
-_CONTACT_FIELDS = ("firstname", "lastname", "phone", "email", "country", "chat2crm_contact_key", "chat2crm_language",
-                   "chat2crm_last_campaign", "chat2crm_opted_out")
-_DEAL_FIELDS = ("chat2crm_reference", "chat2crm_treatment", "chat2crm_preferred_time", "chat2crm_preferred_time_text",
-                "chat2crm_language", "chat2crm_language_source", "chat2crm_utm_source", "chat2crm_utm_medium",
-                "chat2crm_utm_campaign", "chat2crm_first_campaign", "chat2crm_ad_id", "chat2crm_ctwa_clid",
-                "chat2crm_consent", "chat2crm_handoff_reason", "chat2crm_transcript_url")
-
-
 @blueprint.get("/demo/api/crm")
 def crm() -> Response:
-    """The CRM as an agent sees it: contacts, records in their stages, notes, tasks, and the API calls."""
+    """The CRM as an agent sees it (contacts, records in their stages, notes, tasks, extras such as
+    campaign members), and the API calls the relay made to it. Each CRM emulator renders its own
+    ``/_emulator/view`` in one CRM-neutral shape."""
     emulators = _emulators()
     base = emulators["crm"]
-    contacts = _get(f"{base}/_emulator/objects/contacts")
-    deals = _get(f"{base}/_emulator/objects/deals")
-    notes = _get(f"{base}/_emulator/objects/notes")
-    tasks = _get(f"{base}/_emulator/objects/tasks")
+    view = _get(f"{base}/_emulator/view")
     calls = _get(f"{base}/_emulator/calls")
-
-    def pick(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-        return {n: props.get(n) for n in names if props.get(n) not in (None, "")}
-
-    return jsonify({
-        "crm": emulators["crm_name"],
-        "contacts": [{"id": c["id"], "object": "contact", "title": f"{c['properties'].get('firstname') or ''} "
-                                                                  f"{c['properties'].get('lastname') or ''}".strip(),
-                      "fields": pick(c["properties"], _CONTACT_FIELDS)} for c in contacts],
-        "records": [{"id": d["id"], "object": "deal", "title": d["properties"].get("dealname"),
-                     "stage": d["properties"].get("dealstage"),
-                     "tags": [t for t in (d["properties"].get("chat2crm_tags") or "").split(";") if t],
-                     "fields": pick(d["properties"], _DEAL_FIELDS)} for d in deals],
-        "notes": [{"id": n["id"], "body": _plain(n["properties"].get("hs_note_body", ""))} for n in notes],
-        "tasks": [{"id": t["id"], "title": t["properties"].get("hs_task_subject"),
-                   "fields": pick(t["properties"], ("hs_task_priority", "hs_task_status"))} for t in tasks],
-        "calls": [{"method": c["method"], "path": c["path"], "status": c["status"] or 0} for c in calls],
-    })
-
-
-def _plain(html: str) -> str:
-    import re
-
-    text = re.sub(r"<li>", "• ", html)
-    text = re.sub(r"</(p|li)>", "\n", text)
-    return re.sub(r"<[^>]+>", "", text).strip()
+    view["crm"] = emulators["crm_name"]
+    view["calls"] = [{"method": c["method"], "path": c["path"], "status": c["status"] or 0} for c in calls]
+    return jsonify(view)

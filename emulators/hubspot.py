@@ -208,6 +208,28 @@ class HubSpotEmulator:
         with self.lock:
             return list(self.objects[object_type][object_id]["associations"].get(to_type, []))
 
+    def agent_view(self) -> dict[str, Any]:
+        """The account as an agent sees it (CRM-neutral shape, shown by the demo page)."""
+
+        def fields(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+            return {n: props[n] for n in names if props.get(n) not in (None, "")}
+
+        contacts = [{"id": c["id"], "object": "contact", "title": " ".join(
+            v for v in (c["properties"].get("firstname"), c["properties"].get("lastname")) if v),
+            "fields": fields(c["properties"], _VIEW_CONTACT)} for c in self.records("contacts")]
+        records = [{"id": d["id"], "object": "deal", "title": d["properties"].get("dealname") or "",
+                    "stage": d["properties"].get("dealstage"),
+                    "tags": [t for t in (d["properties"].get("chat2crm_tags") or "").split(";") if t],
+                    "fields": {k: v for k, v in d["properties"].items() if k.startswith("chat2crm_")
+                               and k != "chat2crm_tags" and v not in (None, "")}} for d in self.records("deals")]
+        notes = [{"id": n["id"], "body": plain_text(n["properties"].get("hs_note_body") or "")}
+                 for n in self.records("notes")]
+        tasks = [{"id": t["id"], "title": t["properties"].get("hs_task_subject") or "",
+                  "fields": fields(t["properties"], ("hs_task_priority", "hs_task_status", "hubspot_owner_id"))}
+                 for t in self.records("tasks")]
+        return {"crm": "hubspot", "contacts": contacts, "records": records, "notes": notes, "tasks": tasks,
+                "extras": []}
+
     # -- HTTP ----------------------------------------------------------------------------------
     @staticmethod
     def _error(status: int, message: str, category: str, **extra: Any) -> tuple[Response, int]:
@@ -527,12 +549,27 @@ class HubSpotEmulator:
         def list_objects(object_type: str) -> Any:
             return jsonify(self.records(object_type) if object_type in self.objects else []), 200
 
+        @app.get("/_emulator/view")
+        def view() -> Any:
+            return jsonify(self.agent_view()), 200
+
         @app.get("/_emulator/calls")
         def list_calls() -> Any:
             with self.lock:
                 return jsonify(list(self.calls)[-200:]), 200
 
         return app
+
+
+_VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_language", "chat2crm_channel",
+                 "chat2crm_last_campaign", "chat2crm_opted_out")
+
+
+def plain_text(html: str) -> str:
+    """A note's HTML as an agent reads it: list items as bullets, one paragraph a line."""
+    text = re.sub(r"<li>", "• ", html)
+    text = re.sub(r"</(p|li)>", "\n", text)
+    return re.sub(r"<[^>]+>", "", text).strip()
 
 
 def _value(obj: dict[str, Any], name: str) -> Any:

@@ -91,6 +91,8 @@ TEST_SECRETS = {
     "telegram_secret_token": "test-telegram-secret",
     "hubspot_access_token": "pat-test-hubspot-token-0123456789",
     "pipedrive_api_token": "test-pipedrive-token-0123456789",
+    "salesforce_client_id": "3MVG9test-connected-app-client-id",
+    "salesforce_client_secret": "test-salesforce-client-secret-0123456789",
     "transcript_secret": "test-transcript-secret-0123456789",
     "admin_token": "test-admin-token-0123456789",
 }

@@ -103,6 +103,8 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
         "TELEGRAM_SECRET_TOKEN": secrets.token_urlsafe(16),
         "HUBSPOT_ACCESS_TOKEN": "pat-demo-" + secrets.token_hex(16),
         "PIPEDRIVE_API_TOKEN": secrets.token_hex(20),
+        "SALESFORCE_CLIENT_ID": "3MVG9demo" + secrets.token_urlsafe(24),
+        "SALESFORCE_CLIENT_SECRET": secrets.token_hex(32),
     })
     return env
 
@@ -153,7 +155,7 @@ def command(crm: str, port: int) -> None:
         env = demo_environment(crm, port, redis_url, config)
         from connector.demo_stack import start_emulators
 
-        stack = start_emulators(crm, env)
+        stack = start_emulators(crm, env, directory=workdir / "tls")
         click.echo(f"    {'emulators':<10} WhatsApp, Telegram, {crm} (in this process)")
         supervisor.cleanups.append(stack.stop)
         env.update(stack.environment)

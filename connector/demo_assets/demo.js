@@ -97,6 +97,7 @@ function renderCrm(data) {
   }
   for (const n of data.notes) cards.push(el("div", { class: "card" }, el("h4", {}, "Note"), el("div", { class: "note" }, n.body)));
   for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "Task: " + t.title), fields(t.fields)));
+  for (const x of data.extras || []) cards.push(el("div", { class: "card extra", "data-kind": x.kind }, el("h4", {}, x.title, el("span", { class: "muted" }, x.kind)), fields(x.fields)));
   box.replaceChildren(...cards);
   document.getElementById("crm-empty").hidden = cards.length > 0;
   const calls = document.getElementById("calls");
