@@ -135,8 +135,23 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
     stack.environment["CHAT2CRM_DEMO_EMULATORS"] = json.dumps(
         {"whatsapp": whatsapp.url, "telegram": telegram.url, "crm": running.url, "crm_name": crm})
     prepare_crm(crm, {**env, **stack.environment})
+    if crm == "salesforce":
+        _add_demo_campaigns(running.emulator)
     running.emulator.calls.clear()
     return stack
+
+
+def _add_demo_campaigns(org: Any) -> None:
+    """The Campaigns a clinic's marketing team keeps in Salesforce, one per example campaign (named by its
+    UTM campaign, as the shipped mapping looks them up), so the demo shows campaign membership."""
+    from ruamel.yaml import YAML
+
+    from connector.settings import PROJECT_ROOT
+
+    data = YAML(typ="safe").load((PROJECT_ROOT / "campaigns.yaml").read_text(encoding="utf-8"))
+    for campaign in data.get("campaigns") or []:
+        name = (campaign.get("utm") or {}).get("campaign") or campaign["slug"]
+        org.add_record("Campaign", {"Name": name, "IsActive": True})
 
 
 def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None) -> list[str]:

@@ -567,6 +567,7 @@ _VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_
 
 def plain_text(html: str) -> str:
     """A note's HTML as an agent reads it: list items as bullets, one paragraph a line."""
+    html = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2: \1", html)  # an agent sees where a link goes
     text = re.sub(r"<li>", "• ", html)
     text = re.sub(r"</(p|li)>", "\n", text)
     return re.sub(r"<[^>]+>", "", text).strip()

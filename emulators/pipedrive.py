@@ -129,6 +129,7 @@ def _digits(value: str) -> str:
 
 def plain_text(html: str) -> str:
     """A note's HTML as an agent reads it: list items as bullets, one paragraph a line."""
+    html = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2: \1", html)  # an agent sees where a link goes
     text = re.sub(r"<li>", "• ", html)
     text = re.sub(r"</(p|li)>", "\n", text)
     return re.sub(r"\n\s*\n+", "\n", _TAGS.sub("", text)).strip()

@@ -4,6 +4,7 @@ Screenshots are saved under artefacts/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,12 +27,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
+@contextlib.contextmanager
+def _demo(crm: str = "hubspot") -> Iterator[str]:
+    """`chat2crm demo --crm CRM` running until the block ends (then Ctrl-C, as a person would)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port), "--crm", crm],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -42,6 +44,12 @@ def demo() -> Iterator[str]:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[str]:
+    with _demo() as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +117,29 @@ def test_health_intake_with_buttons_and_lists(demo: str, browser: object, artefa
     assert "hair_transplant" in text and "lang:en" in text and "detected" in text
     page.screenshot(path=str(artefacts / "demo-health-intake.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.parametrize(("crm", "stage", "extra"), [("salesforce", "Open - Not Contacted", "campaign member"),
+                                                      ("pipedrive", "New enquiry", None)])
+def test_the_meeting_request_in_the_other_crms(browser: object, artefacts: Path, crm: str, stage: str,
+                                               extra: str | None) -> None:
+    """`chat2crm demo --crm salesforce|pipedrive`: the same exchange, the record as that CRM holds it."""
+    with _demo(crm) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+        page.goto(f"{base}/demo")
+        page.locator("#crm-name", has_text=crm).wait_for(timeout=10_000)
+        page.select_option("#arrival", "campaign:meeting-tr")
+        page.wait_for_function("document.querySelector('#text').value.includes('ref:')", timeout=10_000)
+        page.click("#send")
+        page.locator(".msg.out", has_text="Görüşmenin konusu nedir?").wait_for(timeout=20_000)
+        _say(page, "Süreç otomasyonu ve raporlama.", "Şirketinizin adı ve e-posta adresiniz nedir?")
+        _say(page, "ABC Lojistik, info@abc.com", "Hangi gün ve saat size uygun?")
+        _say(page, "Çarşamba 11:00 uygun.", "numarasıyla kaydedildi")
+        page.wait_for_function("document.querySelector('#crm').innerText.includes('ABC Lojistik')", timeout=20_000)
+        record = page.locator(".card.record").first.inner_text()
+        assert stage in record and "Süreç otomasyonu ve raporlama." in record and "meeting" in record
+        assert "info@abc.com" in page.locator(".card.contact").first.inner_text()
+        if extra:
+            assert "meeting-tr" in page.locator(".card.extra", has_text=extra).first.inner_text()
+        page.screenshot(path=str(artefacts / f"demo-meeting-request-{crm}.png"), full_page=True)
+        page.close()

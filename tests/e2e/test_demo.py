@@ -10,10 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
 from tests.integration.test_docs_commands import _free_port
+
+#: per CRM: the first stage of the shipped mapping, and a path the relay's writes go to
+EXPECTED = {"hubspot": ("appointmentscheduled", "/crm/v3/objects/deals"),
+            "pipedrive": ("New enquiry", "/v1/leads"), "salesforce": ("Open - Not Contacted", "/composite")}
 
 
 def _alive(pid: int) -> bool:
@@ -24,10 +30,12 @@ def _alive(pid: int) -> bool:
     return stat.split(")")[-1].split()[0] != "Z"
 
 
-def test_demo_runs_the_whole_product_and_stops_cleanly() -> None:
+@pytest.mark.parametrize("crm", sorted(EXPECTED))
+def test_demo_runs_the_whole_product_and_stops_cleanly(crm: str) -> None:
+    stage, write_path = EXPECTED[crm]
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port), "--crm", crm], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     base = f"http://127.0.0.1:{port}"
@@ -61,13 +69,13 @@ def test_demo_runs_the_whole_product_and_stops_cleanly() -> None:
         requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": "temsilci"},
                       timeout=10)
         deadline = time.monotonic() + 30
-        crm: dict[str, list[dict[str, object]]] = {"records": []}
-        while time.monotonic() < deadline and not crm["records"]:
-            crm = requests.get(f"{base}/demo/api/crm", timeout=5).json()
+        view: dict[str, Any] = {"records": []}
+        while time.monotonic() < deadline and not (view["records"] and view["tasks"]):
+            view = requests.get(f"{base}/demo/api/crm", timeout=5).json()
             time.sleep(0.3)
-        assert len(crm["contacts"]) == 1 and len(crm["records"]) == 1 and len(crm["tasks"]) == 1
-        assert crm["records"][0]["stage"] == "appointmentscheduled"
-        assert any(c["path"] == "/crm/v3/objects/deals" for c in crm["calls"])  # type: ignore[index]
+        assert len(view["contacts"]) == 1 and len(view["records"]) == 1 and len(view["tasks"]) == 1
+        assert view["crm"] == crm and view["records"][0]["stage"] == stage
+        assert view["notes"] and any(c["path"].endswith(write_path) for c in view["calls"])  # type: ignore[index]
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

@@ -20,7 +20,7 @@ from connector.pipeline import LEADS_PENDING, sync_lead
 from tests.e2e.conftest import Stack
 from tests.e2e.test_end_to_end import _bot_texts, _next_wednesday_11
 
-CRMS = ["hubspot", "pipedrive"]
+CRMS = ["hubspot", "salesforce", "pipedrive"]
 PATIENT = "905327778899"
 
 
@@ -73,8 +73,12 @@ def test_turkish_meeting_request_from_a_campaign_lands_once(stack: Stack, caplog
     if crm.name == "salesforce":
         (member,) = crm.campaign_members()
         assert member["LeadId"] == contact["_id"]
-        assert all(c.get("headers", {}).get("Sforce-Auto-Assign") == "TRUE"
-                   for c in crm.emulator.calls if c["method"] != "GET" and "/composite" in c["path"])
+        from emulators.salesforce import COORDINATOR_ID
+
+        # (a composite of queries only, as the returning-patient look-up sends, carries no header)
+        writes = [c for c in crm.emulator.calls if c["path"].endswith("/composite") and c["auto_assign"]]
+        assert writes[0]["auto_assign"] == "TRUE"  # the org's assignment rules ran when the Lead was made…
+        assert contact["OwnerId"] == COORDINATOR_ID  # …and gave it to the rule's coordinator
     assert not stack.runtime.redis.zcard(LEADS_PENDING)
 
     # the same job again (a replay): nothing new
@@ -94,6 +98,9 @@ def test_turkish_meeting_request_from_a_campaign_lands_once(stack: Stack, caplog
         stack.work()
     assert crm.counts() == ((1, 2, 2) if crm.record_per_request else (1, 1, 2))
     assert len(crm.campaign_members()) == (1 if crm.name == "salesforce" else 0)
+    if crm.name == "salesforce":  # updates never re-run assignment: the Lead stays with the agent who has it
+        later = [c for c in crm.emulator.calls if c["path"].endswith("/composite") and c["auto_assign"]][1:]
+        assert later and all(c["auto_assign"] == "FALSE" for c in later)
 
     logs = "\n".join(record.getMessage() + " " + str(record.__dict__) for record in caplog.records)
     for secret in (PATIENT, PATIENT[2:], "info@abc.com", "Ayşe", "Yılmaz", "ABC Lojistik", "Süreç otomasyonu"):
