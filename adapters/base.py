@@ -268,6 +268,17 @@ class CRMAdapter(abc.ABC):
         return SyncResult(contact=contact, company=company, record=record, note=note, task=task,
                           calls=self.calls - start)
 
+    def prepare(self, required: CRMSchema) -> None:
+        """Resolve, once at worker start, what the adapter must look up before it can write (field keys…),
+        so a mapping that names a field the CRM lacks stops the worker with a clear message instead of
+        failing lead after lead. The default does nothing.
+
+        Raises:
+            ConfigurationError: the mapping names fields the CRM does not have (every one is listed).
+            RetryableError: the CRM could not be reached (the caller carries on; writes look up later).
+        """
+        return None  # HubSpot and Salesforce address fields by their API names: nothing to resolve
+
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
         """Create what ``required`` names and the CRM lacks (fields, groups, labels).

@@ -317,6 +317,24 @@ class PipedriveAdapter(CRMAdapter):
                              f"account's {where}; run `chat2crm crm setup` or create it in Pipedrive", field=name)
         return spec
 
+    def prepare(self, required: CRMSchema) -> None:
+        """Resolve every custom field the mapping names to its key (cached in Redis for every worker)."""
+        from connector.errors import ConfigurationError, Problem
+
+        problems = []
+        for obj, info in required.objects.items():
+            entity: Literal["person", "deal"] = "person" if obj == "person" else "deal"
+            for name in info.fields:
+                if name in STANDARD.get(obj, set()) or name in STANDARD[entity]:
+                    continue
+                try:
+                    self._field(entity, name)
+                except FatalError as exc:
+                    problems.append(Problem(exc.message, file=self.mapping_file, path=f"{obj}.{name}",
+                                            hint="run `chat2crm crm setup`"))
+        if problems:
+            raise ConfigurationError(problems)
+
     def _value(self, spec: dict[str, Any], value: Any) -> Any:
         """A mapped value in the shape the field takes (option ids for enum and set fields)."""
         kind = spec["type"]

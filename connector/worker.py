@@ -50,7 +50,13 @@ def warm_up(runtime: Runtime) -> None:
     problems = runtime.check()
     if problems:
         raise ConfigurationError(problems)
-    _ = runtime.adapter
+    from connector.errors import RetryableError
+    from connector.mapping import required_schema
+
+    try:
+        runtime.adapter.prepare(required_schema(runtime.mapping))
+    except RetryableError as exc:  # the CRM is down: start anyway, the adapter looks things up when it writes
+        log.warning("CRM not reachable at start", extra={"error": exc.message})
     from connector.attribution.language import detect_language
 
     detect_language("warm up", list(runtime.config.languages))

@@ -25,7 +25,7 @@ from connector.settings import PROJECT_ROOT
 from tests.conftest import TEST_SECRETS
 
 DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
-_BLOCK = re.compile(r"^```console\n(.*?)^```", re.S | re.M)
+_BLOCK = re.compile(r"^[ ]*```console\n(.*?)^[ ]*```", re.S | re.M)  # also inside list items
 LONG_RUNNING = ("chat2crm serve", "chat2crm worker", "chat2crm demo", "./scripts/demo")
 NOT_FROM_INSIDE = ("./scripts/test",)
 
@@ -38,8 +38,8 @@ def doc_commands() -> list[tuple[str, int, str]]:
         for block in _BLOCK.finditer(text):
             start_line = text[: block.start()].count("\n") + 2
             for offset, line in enumerate(block.group(1).splitlines()):
-                if line.startswith("$ "):
-                    found.append((str(path.relative_to(PROJECT_ROOT)), start_line + offset, line[2:].strip()))
+                if line.lstrip().startswith("$ "):
+                    found.append((str(path.relative_to(PROJECT_ROOT)), start_line + offset, line.lstrip()[2:].strip()))
     return found
 
 
@@ -63,6 +63,32 @@ def hubspot_url() -> Iterator[str]:
         yield served.url
     finally:
         served.stop()
+
+
+#: docs about one CRM run their commands with that CRM configured (the others run on HubSpot)
+CRM_DOCS = {"docs/crm-salesforce.md": "salesforce", "docs/crm-pipedrive.md": "pipedrive"}
+
+
+@pytest.fixture(scope="module")
+def crm_envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    """For each CRM with a doc of its own: its emulator, and the environment that selects it."""
+    from connector.commands.demo import demo_config
+    from connector.demo_stack import start_crm
+
+    directory = tmp_path_factory.mktemp("crm-docs")
+    credentials = {k.upper(): str(v) for k, v in TEST_SECRETS.items()}
+    running = []
+    envs: dict[str, dict[str, str]] = {}
+    try:
+        for crm in sorted(set(CRM_DOCS.values())):
+            started = start_crm(crm, credentials, directory=directory / crm)
+            running.append(started)
+            (directory / crm).mkdir(exist_ok=True)
+            envs[crm] = {**started.environment, "CHAT2CRM_CONFIG": str(demo_config(crm, directory / crm))}
+        yield envs
+    finally:
+        for started in running:
+            started.stop()
 
 
 def _free_port() -> int:
@@ -89,11 +115,14 @@ def test_docs_show_commands() -> None:
 
 
 @pytest.mark.parametrize(("doc", "line", "cmd"), COMMANDS, ids=[f"{d}:{n}" for d, n, _ in COMMANDS])
-def test_doc_command_runs(doc: str, line: int, cmd: str, redis_url: str, hubspot_url: str, workdir: Path) -> None:
+def test_doc_command_runs(doc: str, line: int, cmd: str, redis_url: str, hubspot_url: str, workdir: Path,
+                          crm_envs: dict[str, dict[str, str]]) -> None:
     if cmd.startswith(NOT_FROM_INSIDE):
         pytest.skip(f"{cmd} is the command that runs this suite")
     port = _free_port()
     env = _env(redis_url, hubspot_url, port)
+    if doc in CRM_DOCS:
+        env.update(crm_envs[CRM_DOCS[doc]])
     # Commands run from a copy-free working folder; relative paths in docs refer to the checkout.
     cwd = PROJECT_ROOT if cmd.startswith("./") else workdir
     if cmd.startswith(LONG_RUNNING):

@@ -347,3 +347,23 @@ def test_an_oauth_token_is_sent_as_bearer_and_named_when_refused(redis_client: r
         adapter("expired").describe(["person"])
     assert info.value.setting == "PIPEDRIVE_OAUTH_TOKEN"
     assert "expired" not in info.value.message and "expired" not in str(info.value.details)
+
+
+def test_field_keys_are_resolved_at_worker_start_or_it_refuses_to_start(redis_client: redis.Redis,
+                                                                         serve: Any) -> None:
+    from connector.errors import ConfigurationError
+
+    emulator = PipedriveEmulator(TOKEN)
+    adapter = _adapter(serve(emulator), MAPPINGS["lead"], redis_client)
+    required = required_schema(MAPPINGS["lead"])
+    with pytest.raises(ConfigurationError) as info:
+        adapter.prepare(required)  # a new account: none of the mapping's custom fields exists yet
+    missing = {p.path for p in info.value.problems}
+    assert {"person.chat2crm contact key", "lead.chat2crm reference", "lead.Treatment"} <= missing
+    assert all("crm setup" in str(p) for p in info.value.problems)
+    adapter.setup(required, apply=True)
+    redis_client.flushdb()  # a worker starting on an empty cache
+    adapter.prepare(required)
+    before = len(emulator.calls)
+    adapter.prepare(required)  # the keys are in Redis now, for every worker
+    assert len(emulator.calls) == before
