@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from adapters._ratelimit import SharedRateLimiter
 from adapters.base import (
     CompanyWrite,
     ContactWrite,
@@ -48,16 +49,6 @@ ASSOCIATIONS = {("deals", "contacts"): 3, ("tickets", "contacts"): 16, ("leads",
                 ("notes", "contacts"): 202, ("notes", "deals"): 214, ("notes", "tickets"): 228, ("notes", "leads"): 854,
                 ("tasks", "contacts"): 204, ("tasks", "deals"): 216, ("tasks", "tickets"): 230, ("tasks", "leads"): 646}
 _EXISTING_ID = re.compile(r"Existing ID: (\d+)")
-_LIMITER = """
-local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local limit = tonumber(ARGV[3])
-redis.call('zremrangebyscore', KEYS[1], '-inf', now - window)
-if redis.call('zcard', KEYS[1]) < limit then
-  redis.call('zadd', KEYS[1], now, ARGV[4]); redis.call('pexpire', KEYS[1], math.ceil(window * 1000) + 1000)
-  return 0
-end
-local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
-"""
 
 
 class ConflictError(FatalError):
@@ -84,35 +75,18 @@ class HubSpotAdapter(CRMAdapter):
         self.client = HubSpot(access_token=token, host=settings.hubspot_api_base.rstrip("/"),
                               retry=Retry(total=0, raise_on_status=False))
         limit = self.options.get("rate_limit") or {}
-        self.rate_requests = int(limit.get("requests", 100))
-        self.rate_seconds = float(limit.get("per_seconds", 10))
+        # HubSpot's ten-second budget is per account: shared by every worker
+        self.limiter = SharedRateLimiter(redis, "hubspot", int(limit.get("requests", 100)),
+                                         float(limit.get("per_seconds", 10)))
         self.property_group = str(self.options.get("property_group", "chat2crm"))
         self.timeout = (3.05, float(self.options.get("timeout_seconds", TIMEOUT[1])))
 
     # -- the chokepoint ------------------------------------------------------------------------
-    def _acquire(self) -> None:
-        if self.redis is None:
-            return
-        key = rkey("ratelimit", "hubspot")
-        deadline = time.monotonic() + 120
-        while True:
-            now = time.time()
-            # HubSpot counts a call when it arrives, we when we send it: a small margin on the window keeps a
-            # call that travelled slowly from landing in the next window's count.
-            window = self.rate_seconds + max(0.05, self.rate_seconds * 0.03)
-            wait = float(self.redis.eval(_LIMITER, 1, key, now, window, self.rate_requests,
-                                         f"{now}:{id(self)}:{self.calls}"))
-            if wait <= 0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise RetryableError("hubspot: local rate limit busy", retry_after=wait)
-            time.sleep(min(wait, 1.0) + 0.005)
-
     def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from hubspot.crm.objects.exceptions import ApiException
         from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-        self._acquire()
+        self.limiter.acquire()
         self.calls += 1
         outcome = "ok"
         timeout = self.timeout if TIMEOUT[1] == 20 else TIMEOUT  # tests shorten the module default

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import requests
 
+from adapters._ratelimit import SharedRateLimiter
 from adapters.base import (
     CompanyWrite,
     ContactWrite,
@@ -79,18 +80,6 @@ _INTEGER_FIELDS = {"owner_id", "org_id", "visible_to", "channel"}
 _KEY = re.compile(r"\b([0-9a-f]{40})\b")
 _FIELD_TYPES = {"string": "varchar", "text": "text", "date": "date", "enumeration": "set", "bool": "enum",
                 "number": "double"}
-_LIMITER = """
-local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local limit = tonumber(ARGV[3])
-local pause = tonumber(redis.call('get', KEYS[2]) or '0')
-if pause > now then return tostring(pause - now) end
-redis.call('zremrangebyscore', KEYS[1], '-inf', now - window)
-if redis.call('zcard', KEYS[1]) < limit then
-  redis.call('zadd', KEYS[1], now, ARGV[4]); redis.call('pexpire', KEYS[1], math.ceil(window * 1000) + 1000)
-  return 0
-end
-local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
-"""
 
 
 class PipedriveAdapter(CRMAdapter):
@@ -129,6 +118,10 @@ class PipedriveAdapter(CRMAdapter):
         if min(self.rate_requests, self.search_requests) < 1 or min(self.rate_seconds, self.search_seconds) <= 0:
             raise ValueError(f"rate_limit and search_rate_limit must have requests >= 1 and per_seconds > 0, got "
                              f"{limit!r} and {search_limit!r}")
+        # per API token, so shared by every worker; the search endpoints have a lower limit of their own
+        self.limiter = SharedRateLimiter(redis, "pipedrive", self.rate_requests, self.rate_seconds)
+        self.search_limiter = SharedRateLimiter(redis, "pipedrive", self.search_requests, self.search_seconds,
+                                                window="search")
         self.activity_type = str(self.options.get("activity_type", "task"))
         self.label_color = str(self.options.get("label_color", "gray"))
         self.status_label_color = str(self.options.get("status_label_color", "green"))
@@ -137,24 +130,6 @@ class PipedriveAdapter(CRMAdapter):
         self._local: dict[str, Any] = {}  # caches when there is no Redis (one process, tests of the CLI)
 
     # -- the chokepoint ------------------------------------------------------------------------
-    def _acquire(self, *, search: bool = False) -> None:
-        """Wait for a slot in the shared 2-second window (``search``: the search endpoints' own)."""
-        if self.redis is None:
-            return
-        deadline = time.monotonic() + 120
-        window = rkey("ratelimit", "pipedrive", "search") if search else rkey("ratelimit", "pipedrive")
-        requests_, seconds = (self.search_requests, self.search_seconds) if search else \
-            (self.rate_requests, self.rate_seconds)
-        while True:
-            now = time.time()
-            wait = float(self.redis.eval(_LIMITER, 2, window, rkey("ratelimit", "pipedrive", "pause"), now,
-                                         seconds, requests_, f"{now}:{id(self)}:{self.calls}"))
-            if wait <= 0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise RetryableError("pipedrive: local rate limit busy", retry_after=wait)
-            time.sleep(min(wait, 1.0) + 0.005)
-
     def _call(self, operation: str, method: str, path: str, *, params: dict[str, Any] | None = None,
               body: Any = None) -> dict[str, Any]:
         """One API call: ``path`` starts with ``/v1/`` or ``/api/v2/``. Returns the JSON envelope.
@@ -165,8 +140,8 @@ class PipedriveAdapter(CRMAdapter):
             FatalError: other 4xx (names the field when Pipedrive says which).
         """
         if path.endswith("/search"):
-            self._acquire(search=True)  # search endpoints have a lower limit of their own
-        self._acquire()
+            self.search_limiter.acquire()
+        self.limiter.acquire()
         self.calls += 1
         outcome = "ok"
         timeout = (TIMEOUT[0], float(self.options.get("timeout_seconds", TIMEOUT[1])))
@@ -207,8 +182,7 @@ class PipedriveAdapter(CRMAdapter):
             reset = float(response.headers.get("x-ratelimit-reset") or self.rate_seconds)
         except ValueError:
             return
-        self.redis.set(rkey("ratelimit", "pipedrive", "pause"), str(time.time() + min(reset, 10.0)),
-                       px=int(min(reset, 10.0) * 1000) + 100)
+        self.limiter.pause(min(reset, 10.0))
 
     def _map(self, response: requests.Response, operation: str) -> Exception:
         status = response.status_code

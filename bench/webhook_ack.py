@@ -5,6 +5,7 @@ and enqueue on a real Redis) next to a bare Flask endpoint that returns 200, bot
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +19,7 @@ from connector.redis_server import EmbeddedRedis
 from connector.runtime import Runtime
 from emulators.server import ServedApp
 
-N_LATENCY, N_THROUGHPUT, THREADS = 1500, 4000, 8
+N_LATENCY, N_THROUGHPUT, THREADS, ROUNDS = 1000, 3000, 8, 5
 
 
 def body(i: int) -> bytes:
@@ -73,14 +74,27 @@ def main() -> None:
                              "X-Hub-Signature-256": sign(raw, SECRETS["whatsapp_app_secret"])}
 
             measure(f"{bare_served.url}/hook", plain, 10_000_000)  # warm-up
-            base_lat, base_tp = measure(f"{bare_served.url}/hook", plain, 0)
-            ours_lat, ours_tp = measure(f"{relay_served.url}/webhooks/whatsapp", signed, 0)
+            # Alternate the two, several rounds: whatever else the machine does then weighs on both alike.
+            base_lat: list[float] = []
+            ours_lat: list[float] = []
+            base_tps: list[float] = []
+            ours_tps: list[float] = []
+            for round_ in range(ROUNDS):
+                latencies, throughput = measure(f"{bare_served.url}/hook", plain, round_ * 100_000)
+                base_lat += latencies
+                base_tps.append(throughput)
+                latencies, throughput = measure(f"{relay_served.url}/webhooks/whatsapp", signed, round_ * 100_000)
+                ours_lat += latencies
+                ours_tps.append(throughput)
             queued = runtime.queue("inbound").count
-    print(f"requests: {N_LATENCY} sequential (latency), {N_THROUGHPUT} over {THREADS} threads (throughput)")
-    print(f"bare Flask endpoint:      {describe(base_lat)}; {base_tp:.0f} req/s")
-    print(f"/webhooks/whatsapp:       {describe(ours_lat)}; {ours_tp:.0f} req/s")
-    print(f"throughput ratio (ours / bare): {ours_tp / base_tp:.2f}  (goal ≥ 0.70)")
-    print(f"jobs enqueued: {queued} (every message, none lost)")
+    ratios = [ours / base for ours, base in zip(ours_tps, base_tps, strict=True)]
+    print(f"requests: {ROUNDS} rounds of {N_LATENCY} sequential (latency) and {N_THROUGHPUT} over {THREADS} threads "
+          "(throughput), the two endpoints alternating")
+    print(f"bare Flask endpoint:      {describe(base_lat)}; {statistics.median(base_tps):.0f} req/s (median round)")
+    print(f"/webhooks/whatsapp:       {describe(ours_lat)}; {statistics.median(ours_tps):.0f} req/s (median round)")
+    print(f"throughput ratio (ours / bare) by round: {', '.join(f'{r:.2f}' for r in ratios)}; "
+          f"median {statistics.median(ratios):.2f}  (goal ≥ 0.70)")
+    print(f"jobs enqueued: {queued} of {ROUNDS * (N_LATENCY + N_THROUGHPUT)} messages (every one, none lost)")
 
 
 if __name__ == "__main__":

@@ -80,11 +80,18 @@ def lead_key(reference: str) -> str:
 
 
 # -- the web side ------------------------------------------------------------------------------
-def enqueue_inbound(runtime: Runtime, message: InboundMessage) -> None:
-    """Queue one patient message for its conversation (called by the webhook, after de-dup).
+def enqueue_inbound(runtime: Runtime, message: InboundMessage, *, dedup_days: int | None = None) -> bool:
+    """Queue one patient message for its conversation (called by the webhook).
 
     The message is appended to the conversation's inbox, so messages are processed in arrival
-    order, and a job is enqueued to drain it. Costs two Redis round trips.
+    order, and a job is enqueued to drain it. With ``dedup_days``, the message id is remembered
+    for that long and a message seen before is dropped, in the same atomic step: a redelivery is
+    never queued twice, and a message is never marked seen without being queued (were Redis to
+    fail between the two, the channel's redelivery would be dropped and the message lost). One
+    Redis round trip.
+
+    Returns:
+        False when the message was a redelivery (nothing queued).
     """
     key = message.conversation_key
     queue = runtime.queue(QUEUE_INBOUND)
@@ -96,7 +103,37 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage) -> None:
     pipe.set(rkey("kick", key), "1", ex=runtime.config.delivery.lost_job_seconds)
     queue.enqueue_call(process_conversation, args=(key,), pipeline=pipe, result_ttl=0,
                        failure_ttl=7 * 86400, description="conversation")
-    pipe.execute()
+    if dedup_days is None:
+        pipe.execute()
+        return True
+    guard = rkey("seen", message.channel, message.message_id)
+    return _execute_if_new(runtime, pipe, guard, dedup_days * 86400)
+
+
+_IF_NEW = """
+if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
+def _execute_if_new(runtime: Runtime, pipe: redis.client.Pipeline, guard: str, ttl_seconds: int) -> bool:
+    """Run the commands buffered in ``pipe`` only if ``guard`` did not exist (then set it, with a TTL),
+    atomically: a Lua script is one transaction, as MULTI/EXEC would be, but with a condition."""
+    client = runtime.redis
+    flat: list[Any] = [ttl_seconds]
+    for args, _options in pipe.command_stack:
+        flat.append(len(args))
+        flat.extend(args)  # encoded once, when the script's arguments are sent
+    pipe.reset()
+    # sent once, then called by its SHA1
+    script = runtime.cached("script:if_new", lambda: client.register_script(_IF_NEW))
+    return bool(script(keys=[guard], args=flat))
 
 
 def enqueue_opt_out(runtime: Runtime, channel: Channel, account: str, sender_id: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from connector import metrics
-from connector.channels import forget_seen, record_status, seen_before
+from connector.channels import record_status
 from connector.channels import telegram as tg
 from connector.channels import whatsapp as wa
 from connector.channels.base import ParsedWebhook
@@ -84,15 +84,11 @@ def _accept(channel: str, parsed: ParsedWebhook) -> dict[str, int]:
     ttl = runtime.config.retention.dedup_days
     queued = duplicates = 0
     for message in parsed.messages:
-        if seen_before(client, channel, message.message_id, ttl):
+        # remembered and queued in one atomic step: never queued twice, never remembered but lost
+        if not enqueue_inbound(runtime, message, dedup_days=ttl):
             duplicates += 1
             metrics.incr(client, "duplicates_dropped", channel=channel)
             continue
-        try:
-            enqueue_inbound(runtime, message)
-        except Exception:
-            forget_seen(client, channel, message.message_id)  # let the channel's redelivery through
-            raise
         queued += 1
     for status in parsed.statuses:
         record_status(client, status, ttl)

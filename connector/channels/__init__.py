@@ -3,7 +3,8 @@
 - :mod:`connector.channels.whatsapp` and :mod:`connector.channels.telegram` parse webhooks into
   :class:`~connector.models.InboundMessage` and send :class:`~connector.models.Reply` objects.
 - :func:`client_for` gives the worker the right outbound client.
-- :func:`seen_before` remembers message and update ids so redeliveries are dropped.
+- Redeliveries are dropped by :func:`connector.pipeline.enqueue_inbound`, which remembers message
+  and update ids in the same atomic step that queues them.
 - :func:`record_status` keeps delivery statuses for metrics and delivery tracking.
 """
 
@@ -36,16 +37,6 @@ def client_for(runtime: Runtime, channel: str) -> ChannelClient:
     raise ValueError(f"unknown channel {channel!r}")
 
 
-def seen_before(client: redis.Redis, channel: str, message_id: str, ttl_days: int) -> bool:
-    """True when ``message_id`` was already accepted (a redelivery); remembers it otherwise."""
-    return not client.set(rkey("seen", channel, message_id), b"1", nx=True, ex=ttl_days * 86400)
-
-
-def forget_seen(client: redis.Redis, channel: str, message_id: str) -> None:
-    """Undo :func:`seen_before` when a message could not be queued, so the redelivery is taken."""
-    client.delete(rkey("seen", channel, message_id))
-
-
 def record_status(client: redis.Redis, update: StatusUpdate, ttl_days: int = 7) -> None:
     """Keep the latest delivery status of a message we sent (statuses arrive out of order)."""
     order = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -61,4 +52,4 @@ def delivery_status(client: redis.Redis, channel: str, message_id: str) -> str |
     return _text(value) if value else None
 
 
-__all__ = ["ChannelClient", "StatusUpdate", "client_for", "delivery_status", "record_status", "seen_before"]
+__all__ = ["ChannelClient", "StatusUpdate", "client_for", "delivery_status", "record_status"]

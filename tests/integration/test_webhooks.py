@@ -143,3 +143,27 @@ def test_fuzz_whatsapp_never_5xx(client: Any, runtime: Runtime, body: Any) -> No
                                                  st.integers(), _shaped)))
 def test_fuzz_telegram_never_5xx(client: Any, runtime: Runtime, body: Any) -> None:
     assert post_tg(client, body).status_code < 500
+
+
+def test_a_message_is_remembered_and_queued_in_one_atomic_step(runtime: Runtime) -> None:
+    """Remembering the id and queueing the message cannot come apart: were Redis to fail between the
+    two, a remembered-but-unqueued message would have its redelivery dropped, and be lost."""
+    import redis as redis_lib
+
+    from connector.models import InboundMessage
+    from connector.pipeline import enqueue_inbound
+    from connector.runtime import rkey
+
+    message = InboundMessage(channel="whatsapp", account=ACCOUNT, sender_id="905321112233", message_id="wamid.A1",
+                             timestamp=1763800000, kind="text", text="Merhaba")
+    assert enqueue_inbound(runtime, message, dedup_days=7) is True
+    assert enqueue_inbound(runtime, message, dedup_days=7) is False  # the redelivery
+    assert queued(runtime) == 1 and runtime.queue("inbound").count == 1
+    assert 6 * 86400 < runtime.redis.ttl(rkey("seen", "whatsapp", "wamid.A1")) <= 7 * 86400
+    # Redis goes away mid-request: nothing is remembered, so the channel's redelivery is taken later
+    broken = Runtime(runtime.settings, redis_client=redis_lib.Redis(unix_socket_path="/nonexistent/redis.sock"))
+    other = message.model_copy(update={"message_id": "wamid.A2"})
+    with pytest.raises(redis_lib.ConnectionError):
+        enqueue_inbound(broken, other, dedup_days=7)
+    assert not runtime.redis.exists(rkey("seen", "whatsapp", "wamid.A2"))
+    assert enqueue_inbound(runtime, other, dedup_days=7) is True

@@ -1,0 +1,90 @@
+"""A CRM's request budget, shared by every worker process through Redis.
+
+CRMs count requests per account (HubSpot's ten-second limit, Pipedrive's two-second burst window),
+not per process, so the limiter lives in Redis: a sorted set of recent calls per window, checked
+and appended in one Lua script, and an optional "pause until" key that an adapter sets when the
+CRM says its budget is spent (``x-ratelimit-remaining: 0``) so that every worker waits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+from connector.errors import RetryableError
+from connector.runtime import rkey
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+_SCRIPT = """
+local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local limit = tonumber(ARGV[3])
+local pause = tonumber(redis.call('get', KEYS[2]) or '0')
+if pause > now then return tostring(pause - now) end
+redis.call('zremrangebyscore', KEYS[1], '-inf', now - window)
+if redis.call('zcard', KEYS[1]) < limit then
+  redis.call('zadd', KEYS[1], now, ARGV[4]); redis.call('pexpire', KEYS[1], math.ceil(window * 1000) + 1000)
+  return 0
+end
+local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(tonumber(oldest[2]) + window - now)
+"""
+_tickets = itertools.count()
+
+
+class SharedRateLimiter:
+    """At most ``requests`` calls in any ``seconds``, across every process sharing ``redis``.
+
+    Args:
+        redis: the shared connection (None: no limit, for one-off commands without Redis).
+        api: names the CRM in errors and in the Redis keys (``hubspot``, ``pipedrive``).
+        requests: calls allowed per window (at least 1).
+        seconds: the window's length (more than 0).
+        window: a name for this window when an API has several (Pipedrive's searches have their own).
+        max_wait: the longest a call waits for a slot before it is handed back to the job layer.
+
+    Raises:
+        ValueError: ``requests`` or ``seconds`` out of range.
+    """
+
+    def __init__(self, redis: Redis | None, api: str, requests: int, seconds: float, *, window: str = "",
+                 max_wait: float = 120.0) -> None:
+        if requests < 1:
+            raise ValueError(f"requests must be at least 1, got {requests!r}")
+        if seconds <= 0:
+            raise ValueError(f"seconds must be more than 0, got {seconds!r}")
+        self.redis = redis
+        self.api = api
+        self.requests = requests
+        self.seconds = seconds
+        # The CRM counts a call when it arrives, we when we send it: a small margin on the window keeps a
+        # call that travelled slowly from landing in the next window's count.
+        self.window_seconds = seconds + max(0.05, seconds * 0.03)
+        self.max_wait = max_wait
+        self.key = rkey("ratelimit", api, window) if window else rkey("ratelimit", api)
+        self.pause_key = rkey("ratelimit", api, "pause")
+
+    def acquire(self) -> None:
+        """Wait for a slot.
+
+        Raises:
+            RetryableError: no slot within ``max_wait`` (carries how long to wait).
+        """
+        if self.redis is None:
+            return
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            now = time.time()
+            wait = float(self.redis.eval(_SCRIPT, 2, self.key, self.pause_key, now, self.window_seconds,
+                                         self.requests, f"{now}:{id(self)}:{next(_tickets)}"))
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise RetryableError(f"{self.api}: local rate limit busy", retry_after=wait)
+            time.sleep(min(wait, 1.0) + 0.005)
+
+    def pause(self, seconds: float) -> None:
+        """Make every worker wait ``seconds`` before its next call (the CRM said the budget is spent)."""
+        if self.redis is not None and seconds > 0:
+            self.redis.set(self.pause_key, str(time.time() + seconds), px=int(seconds * 1000) + 100)
