@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import random
 import re
-import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+
+from emulators._faults import FaultInjection
 
 ASSOCIATION_TYPES = {  # HUBSPOT_DEFINED (from type, to type) → type id
     ("deals", "contacts"): 3, ("contacts", "deals"): 4, ("tickets", "contacts"): 16, ("contacts", "tickets"): 15,
@@ -137,7 +136,7 @@ def _standard_properties() -> dict[str, dict[str, Property]]:
     return props
 
 
-class HubSpotEmulator:
+class HubSpotEmulator(FaultInjection):
     """State and behaviour of the emulated HubSpot account.
 
     Args:
@@ -150,10 +149,7 @@ class HubSpotEmulator:
     def __init__(self, access_token: str = "pat-demo", *, rate_limit: tuple[int, float] | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0) -> None:
         self.access_token = access_token
-        self.rate_limit = rate_limit
-        self.latency = latency
-        self.timeout_seconds = timeout_seconds
-        self.lock = threading.RLock()
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit)
         self.ids = itertools.count(50_001)
         self.properties = _standard_properties()
         self.groups: dict[str, set[str]] = {t: {"contactinformation", "dealinformation"} for t in OBJECT_TYPES}
@@ -170,24 +166,11 @@ class HubSpotEmulator:
         }
         self.owners = [{"id": "75001", "email": "coordinator@clinic.example", "firstName": "Deniz",
                         "lastName": "Koordinatör", "userId": 9001, "archived": False}]
-        self.calls: list[dict[str, Any]] = []
-        self.violations: list[dict[str, Any]] = []
-        self.faults: deque[str] = deque()
-        #: share of calls that fail at random, and how (a list of fail_next kinds)
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = ["429", "500", "timeout"]
-        self._random = random.Random(7)
-        self.window: deque[float] = deque()
         self.properties["deals"]["pipeline"].options = ["default"]
         self.properties["deals"]["dealstage"].options = [s["id"] for s in self.pipelines["deals"][0]["stages"]]
         self.app = self._make_app()
 
     # -- helpers for tests and the demo --------------------------------------------------------
-    def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail: 400, 401, 404, 409, 429, 500, 502, 503 or timeout."""
-        with self.lock:
-            self.faults.extend([kind] * count)
-
     def add_property(self, object_type: str, name: str, *, unique: bool = False, kind: str = "string",
                      options: list[str] | None = None) -> None:
         """Define a custom property, as an admin (or ``crm setup``) would."""
@@ -244,12 +227,8 @@ class HubSpotEmulator:
                 "X-HubSpot-RateLimit-Daily": "500000", "X-HubSpot-RateLimit-Daily-Remaining": "499000"}
 
     def _before(self) -> tuple[Response, int] | None:
-        if self.latency:
-            time.sleep(self.latency)
+        fault = self._draw_fault()
         with self.lock:
-            fault = self.faults.popleft() if self.faults else None
-            if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
-                fault = self._random.choice(self.fault_kinds)
             self.calls.append({"method": request.method, "path": request.path, "at": time.time(), "status": None})
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
@@ -271,19 +250,12 @@ class HubSpotEmulator:
             return self._error(401, "Authentication credentials not found. This API supports OAuth 2.0 "
                                     "authentication and you can find more details at https://developers.hubspot.com"
                                     "/docs/methods/auth/oauth-overview", "INVALID_AUTHENTICATION")
-        if self.rate_limit:
-            limit, seconds = self.rate_limit
-            now = time.monotonic()
-            with self.lock:
-                while self.window and now - self.window[0] > seconds:
-                    self.window.popleft()
-                if len(self.window) >= limit:
-                    response, status = self._error(429, "You have reached your ten_secondly_rolling limit.",
-                                                   "RATE_LIMITS", errorType="RATE_LIMIT",
-                                                   policyName="TEN_SECONDLY_ROLLING")
-                    response.headers.update(self._rate_headers(0))
-                    return response, status
-                self.window.append(now)
+        with self.lock:
+            if not self._fits(self.window, self.rate_limit):
+                response, status = self._error(429, "You have reached your ten_secondly_rolling limit.",
+                                               "RATE_LIMITS", errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
+                response.headers.update(self._rate_headers(0))
+                return response, status
         return None
 
     def _shape(self, model: str, module: str = _MODELS) -> tuple[Response, int] | None:

@@ -30,9 +30,7 @@ import hashlib
 import itertools
 import json
 import logging
-import random
 import re
-import threading
 import time
 import uuid
 from collections import deque
@@ -42,6 +40,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from emulators import pipedrive_spec
+from emulators._faults import FaultInjection
 from emulators.specs import spec_path
 
 log = logging.getLogger("chat2crm.emulators.pipedrive")
@@ -135,7 +134,7 @@ def plain_text(html: str) -> str:
     return re.sub(r"\n\s*\n+", "\n", _TAGS.sub("", text)).strip()
 
 
-class PipedriveEmulator:
+class PipedriveEmulator(FaultInjection):
     """State and behaviour of one emulated Pipedrive company account.
 
     Args:
@@ -149,6 +148,8 @@ class PipedriveEmulator:
             files are not there, and says so).
     """
 
+    FAULTS = FaultInjection.FAULTS | {"403", "daily"}
+
     def __init__(self, api_token: str = "pd-demo", *, rate_limit: tuple[int, float] | None = None,
                  search_rate_limit: tuple[int, float] | None = None, daily_tokens: int | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0,
@@ -156,26 +157,15 @@ class PipedriveEmulator:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
         self.api_token = api_token
-        self.rate_limit = rate_limit
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit)
         self.search_rate_limit = search_rate_limit
         self.daily_tokens = daily_tokens
         self.tokens_used = 0
-        self.latency = latency
-        self.timeout_seconds = timeout_seconds
         #: requests are checked against the OpenAPI files (off when asked, or when they are absent)
         self.check_requests = check_requests and specs_available()
         if check_requests and not self.check_requests:
             log.warning("Pipedrive's OpenAPI files were not found: the emulator runs without checking requests")
-        self.lock = threading.RLock()
         self.ids = itertools.count(1001)
-        self.calls: list[dict[str, Any]] = []
-        self.violations: list[dict[str, Any]] = []
-        self.faults: deque[str] = deque()
-        #: share of calls that fail at random, and how (a list of fail_next kinds)
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = ["429", "500", "timeout"]
-        self._random = random.Random(7)
-        self.window: deque[float] = deque()
         self.search_window: deque[float] = deque()
         self.users = [{"id": 1, "name": "Deniz Koordinatör", "email": "coordinator@clinic.example",
                        "active_flag": True, "is_admin": 1, "lang": 1, "locale": "en_US", "timezone_name": "UTC",
@@ -211,11 +201,6 @@ class PipedriveEmulator:
         """The key of the field called ``name`` (None when there is none)."""
         with self.lock:
             return next((f["field_code"] for f in self.fields[entity] if f["field_name"] == name), None)
-
-    def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail: 400, 401, 403, 404, 409, 429, 500, 502, 503, timeout, daily."""
-        with self.lock:
-            self.faults.extend([kind] * count)
 
     def records(self, object_name: str) -> list[dict[str, Any]]:
         """Every live object of a kind (``persons``, ``leads``, ``deals``, ``notes``, ``activities``…)."""
@@ -320,12 +305,8 @@ class PipedriveEmulator:
         return response
 
     def _before(self) -> Response | None:
-        if self.latency:
-            time.sleep(self.latency)
+        fault = self._draw_fault()
         with self.lock:
-            fault = self.faults.popleft() if self.faults else None
-            if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
-                fault = self._random.choice(self.fault_kinds)
             self.calls.append({"method": request.method, "path": request.path, "at": time.time(), "status": None})
         if fault == "timeout":
             time.sleep(self.timeout_seconds)

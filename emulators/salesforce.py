@@ -41,13 +41,10 @@ from __future__ import annotations
 
 import copy
 import itertools
-import random
 import re
 import secrets
 import ssl
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
@@ -58,6 +55,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import Flask, Response, jsonify, request
 
 from emulators import salesforce_contract as contract
+from emulators._faults import FaultInjection
 from emulators.salesforce_contract import CASCADE, CHILD_RELATIONSHIPS, SalesforceProblem, SField, SoqlError
 
 ORG_ID = "00D5g000004XyzAEAS"
@@ -154,7 +152,7 @@ def _fail(status: int, message: str, code: str, fields: list[str] | None = None,
     return _Failed(status, [{"message": message, "errorCode": code, "fields": list(fields or []), **extra}])
 
 
-class SalesforceEmulator:
+class SalesforceEmulator(FaultInjection):
     """State and behaviour of the emulated Salesforce org.
 
     Args:
@@ -172,6 +170,8 @@ class SalesforceEmulator:
         session_seconds: sessions expire after this many seconds (None: never).
     """
 
+    FAULTS = FaultInjection.FAULTS | {"expired", "limit", "duplicates"}
+
     def __init__(self, credentials: SalesforceCredentials | None = None, *, rate_limit: tuple[int, float] | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0, daily_limit: int = 100_000,
                  used_today: int = 0, can_customize: bool = True, session_seconds: float | None = None,
@@ -181,14 +181,11 @@ class SalesforceEmulator:
         self.duplicate_rule = duplicate_rule
         self._allow_save = False
         self.credentials = credentials or SalesforceCredentials()
-        self.rate_limit = rate_limit
-        self.latency = latency
-        self.timeout_seconds = timeout_seconds
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit)
         self.daily_limit = daily_limit
         self.used = used_today
         self.can_customize = can_customize
         self.session_seconds = session_seconds
-        self.lock = threading.RLock()
         self.counter = itertools.count(1)
         self.schema: dict[str, dict[str, SField]] = {}
         self.prefixes: dict[str, str] = {}
@@ -199,16 +196,8 @@ class SalesforceEmulator:
         self.custom_fields: dict[str, str] = {}  # FullName → CustomField id
         self.tokens: dict[str, float] = {}  # access token → issued at
         self.token_grants: list[str] = []
-        self.calls: list[dict[str, Any]] = []
-        self.violations: list[dict[str, Any]] = []
-        self.faults: deque[str] = deque()
-        #: share of calls that fail at random, and how (a list of fail_next kinds)
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = ["429", "500", "timeout"]
-        self._random = random.Random(7)
         self._refuse_next_grant = False
         self._duplicates_pending = 0
-        self.window: deque[float] = deque()
         self.assignment_rules = {ASSIGNMENT_RULE_ID: COORDINATOR_ID}
         self.objects["User"][API_USER_ID] = self._stamp("User", API_USER_ID, {
             "Name": "Integration User", "Username": self.credentials.username or "integration@clinic.example",
@@ -219,14 +208,6 @@ class SalesforceEmulator:
         self.app = self._make_app()
 
     # -- helpers for tests and the demo --------------------------------------------------------
-    def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail (kinds in the module docstring)."""
-        known = {"400", "401", "404", "409", "429", "500", "502", "503", "timeout", "expired", "limit", "duplicates"}
-        if kind not in known:
-            raise ValueError(f"kind must be one of {sorted(known)}, got {kind!r}")
-        with self.lock:
-            self.faults.extend([kind] * count)
-
     def expire_sessions(self) -> None:
         """Every access token issued so far stops working (as when an admin revokes sessions)."""
         with self.lock:
@@ -432,12 +413,7 @@ class SalesforceEmulator:
         return response
 
     def _fault(self) -> tuple[str | None, Response | None]:
-        if self.latency:
-            time.sleep(self.latency)
-        with self.lock:
-            fault = self.faults.popleft() if self.faults else None
-            if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
-                fault = self._random.choice(self.fault_kinds)
+        fault = self._draw_fault()
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
             return fault, self._reply(503, [{"message": "Request timed out", "errorCode": "REQUEST_RUNNING_TOO_LONG"}])
@@ -483,15 +459,9 @@ class SalesforceEmulator:
             if self.used >= self.daily_limit:
                 return self._reply(403, [{"message": "TotalRequests Limit exceeded.",
                                           "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
-            if self.rate_limit:
-                limit, seconds = self.rate_limit
-                now = time.monotonic()
-                while self.window and now - self.window[0] > seconds:
-                    self.window.popleft()
-                if len(self.window) >= limit:
-                    return self._reply(403, [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.",
-                                              "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
-                self.window.append(now)
+            if not self._fits(self.window, self.rate_limit):
+                return self._reply(403, [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                                          "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
             self.used += 1
         return None
 

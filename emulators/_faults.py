@@ -1,0 +1,79 @@
+"""What every CRM emulator shares: the calls it received, the requests the vendor would reject,
+injected faults and latency, and rolling-window rate limits.
+
+Each emulator answers a fault in its vendor's own words; this module only decides *which* fault
+the next call gets (the next one asked for with :meth:`FaultInjection.fail_next`, or one drawn at
+random at ``fault_rate``) and whether a call fits in a rate-limit window.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from typing import Any, ClassVar
+
+
+class FaultInjection:
+    """Mixin of the CRM emulators. Subclasses name the fault kinds they answer in ``FAULTS``.
+
+    Args:
+        latency: seconds added to every call.
+        timeout_seconds: how long a ``timeout`` fault holds the call.
+        rate_limit: ``(requests, seconds)`` the emulated account allows, or None.
+    """
+
+    #: the kinds :meth:`fail_next` accepts (the vendor-specific ones included)
+    FAULTS: ClassVar[frozenset[str]] = frozenset({"400", "401", "404", "409", "429", "500", "502", "503", "timeout"})
+
+    def _init_faults(self, *, latency: float, timeout_seconds: float, rate_limit: tuple[int, float] | None) -> None:
+        if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
+            raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
+        self.latency = latency
+        self.timeout_seconds = timeout_seconds
+        self.rate_limit = rate_limit
+        self.lock = threading.RLock()
+        #: every call received: method, path, time, status (and what an emulator adds)
+        self.calls: list[dict[str, Any]] = []
+        #: requests the vendor would have rejected (tests assert there are none)
+        self.violations: list[dict[str, Any]] = []
+        self.faults: deque[str] = deque()
+        #: share of calls that fail at random, and how (a list of fail_next kinds)
+        self.fault_rate = 0.0
+        self.fault_kinds: list[str] = ["429", "500", "timeout"]
+        self._random = random.Random(7)  # the same faults on every run
+        self.window: deque[float] = deque()
+
+    def fail_next(self, count: int = 1, kind: str = "500") -> None:
+        """Make the next ``count`` calls fail with ``kind`` (one of ``FAULTS``).
+
+        Raises:
+            ValueError: ``kind`` is not a fault this emulator answers.
+        """
+        if kind not in self.FAULTS:
+            raise ValueError(f"kind must be one of {sorted(self.FAULTS)}, got {kind!r}")
+        with self.lock:
+            self.faults.extend([kind] * count)
+
+    def _draw_fault(self) -> str | None:
+        """Wait the added latency, then the fault this call gets (None: none)."""
+        if self.latency:
+            time.sleep(self.latency)
+        with self.lock:
+            fault = self.faults.popleft() if self.faults else None
+            if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
+                fault = self._random.choice(self.fault_kinds)
+        return fault
+
+    def _fits(self, window: deque[float], limit: tuple[int, float] | None) -> bool:
+        """Whether one more call fits in the rolling ``window`` (counted when it does). Hold ``lock``."""
+        if limit is None:
+            return True
+        now = time.monotonic()
+        while window and now - window[0] > limit[1]:
+            window.popleft()
+        if len(window) >= limit[0]:
+            return False
+        window.append(now)
+        return True
