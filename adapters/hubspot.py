@@ -99,7 +99,9 @@ class HubSpotAdapter(CRMAdapter):
             outcome = "network"
             # A request that timed out while HubSpot was reading it may still be carried out: wait as long
             # again before retrying, so the retry's look-up (of a note's marker) sees what it wrote.
-            settle = float(timeout[1]) if isinstance(exc, ReadTimeoutError) else None
+            # (with retries off, urllib3 wraps the time-out in a MaxRetryError)
+            timed_out = isinstance(exc, ReadTimeoutError) or isinstance(getattr(exc, "reason", None), ReadTimeoutError)
+            settle = float(timeout[1]) if timed_out else None
             raise RetryableError(f"hubspot: {type(exc).__name__}", retry_after=settle,
                                  details={"operation": operation}) from None
         except Exception as exc:

@@ -661,13 +661,17 @@ def sweep(runtime: Runtime) -> dict[str, int]:
 
 #: jobs whose work the sweeper recovers by itself when their worker dies (inboxes, pending leads)
 _RECOVERED = {"connector.pipeline.process_conversation", "connector.pipeline.sync_lead"}
+#: how rq records a job whose process died under it: its worker was killed (found by another worker's
+#: clean-up), or its work-horse was (the worker saw it exit: SIGKILL, or Redis gone mid-job)
+_DIED = ("AbandonedJobError", "Work-horse terminated unexpectedly")
 
 
 def drop_abandoned_jobs(runtime: Runtime) -> int:
-    """Remove from the failed registries the jobs rq marked abandoned (their worker was killed) when
-    the sweeper recovers their work anyway: a conversation's message stays at the head of its inbox
-    and a lead stays pending until written, so such an entry is noise in ``chat2crm failed list``,
-    and replaying it would only repeat what is already done. Real failures carry a reason and stay.
+    """Remove from the failed registries the jobs whose process died under them (rq marks them
+    abandoned, or "work-horse terminated") when the sweeper recovers their work anyway: a
+    conversation's message stays at the head of its inbox and a lead stays pending until written,
+    so such an entry is noise in ``chat2crm failed list``, and replaying it would only repeat what
+    is already done. Real failures carry a reason and stay.
 
     Returns:
         How many entries were removed.
@@ -684,7 +688,7 @@ def drop_abandoned_jobs(runtime: Runtime) -> int:
             if job.func_name not in _RECOVERED or job.meta.get("reason"):
                 continue
             result = job.latest_result()
-            if result is None or "AbandonedJobError" not in (result.exc_string or ""):
+            if result is None or not any(marker in (result.exc_string or "") for marker in _DIED):
                 continue
             registry.remove(job, delete_job=True)
             dropped += 1

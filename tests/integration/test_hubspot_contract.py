@@ -134,3 +134,19 @@ def test_errors_of_every_client_sub_package_are_mapped(hubspot: tuple[HubSpotEmu
     emulator.fail_next(1, kind)
     with pytest.raises(getattr(errors, error)):
         adapter.describe(["deals"])
+
+
+def test_a_timed_out_write_waits_before_its_retry(env: AdapterEnv) -> None:
+    """HubSpot may still carry out a request the client gave up on: the retry waits as long again, so its
+    look-up for the note's marker sees what the first attempt wrote."""
+    from connector.errors import RetryableError
+    from tests.contract import make_lead
+
+    env.fail_next(1, "timeout")
+    with pytest.raises(RetryableError) as info:
+        AdapterContract().sync(env, make_lead())
+    assert info.value.retry_after == 0.5  # the read timeout the test sets
+    env.fail_next(1, "503")
+    with pytest.raises(RetryableError) as info:
+        AdapterContract().sync(env, make_lead())
+    assert info.value.retry_after is None  # nothing was written: the job layer's backoff alone decides

@@ -58,6 +58,7 @@ def test_a_pending_lead_whose_job_vanished_is_enqueued_again(runtime: Runtime) -
 
 
 def test_jobs_abandoned_by_a_killed_worker_leave_the_failed_registry_real_failures_stay(runtime: Runtime) -> None:
+    from rq.job_lifecycle import record_job_failure
     from rq.registry import StartedJobRegistry
 
     from connector.pipeline import drop_abandoned_jobs, sync_lead
@@ -72,10 +73,15 @@ def test_jobs_abandoned_by_a_killed_worker_leave_the_failed_registry_real_failur
         job.set_status("started")
         runtime.redis.zadd(StartedJobRegistry(queue=queue).key, {f"{job.id}:dead-horse": 1})
     StartedJobRegistry(queue=queue).cleanup()
+    horse = queue.enqueue(sync_lead, "#1044")  # its work-horse died under a live worker (Redis went away)
+    queue.remove(horse.id)
+    with runtime.redis.pipeline() as pipe:  # as the worker records it
+        record_job_failure(horse, "Work-horse terminated unexpectedly; waitpid returned 256; ", pipe)
+        pipe.execute()
     queue.remove(failed.id)
     failed.meta["reason"] = "FatalError: salesforce: request rejected"
     failed.save_meta()
     queue.failed_job_registry.add(failed, exc_string="FatalError")
-    assert set(queue.failed_job_registry.get_job_ids()) == {abandoned.id, other.id, failed.id}
-    assert drop_abandoned_jobs(runtime) == 1
+    assert set(queue.failed_job_registry.get_job_ids()) == {abandoned.id, other.id, failed.id, horse.id}
+    assert drop_abandoned_jobs(runtime) == 2
     assert set(queue.failed_job_registry.get_job_ids()) == {other.id, failed.id}
