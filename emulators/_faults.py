@@ -56,6 +56,24 @@ class FaultInjection:
         with self.lock:
             self.faults.extend([kind] * count)
 
+    def _record_call(self, **extra: Any) -> None:
+        """Record the call being served (its status is filled in by :meth:`_record_status`)."""
+        from flask import g, request
+
+        call = {"method": request.method, "path": request.path, "at": time.time(), "status": None, **extra}
+        with self.lock:
+            self.calls.append(call)
+        g.emulator_call = call  # this request's own record, whatever other threads are serving
+
+    def _record_status(self, status: int) -> None:
+        """The status the call recorded by :meth:`_record_call` was answered with."""
+        from flask import g
+
+        call = g.get("emulator_call")
+        if call is not None:
+            with self.lock:
+                call["status"] = status
+
     def _draw_fault(self) -> str | None:
         """Wait the added latency, then the fault this call gets (None: none)."""
         if self.latency:

@@ -228,8 +228,7 @@ class HubSpotEmulator(FaultInjection):
 
     def _before(self) -> tuple[Response, int] | None:
         fault = self._draw_fault()
-        with self.lock:
-            self.calls.append({"method": request.method, "path": request.path, "at": time.time(), "status": None})
+        self._record_call()
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
         if fault in ("500", "502", "503"):
@@ -344,9 +343,7 @@ class HubSpotEmulator(FaultInjection):
         @app.after_request
         def record_status(response: Response) -> Response:
             if not request.path.startswith("/_emulator"):
-                with self.lock:
-                    if self.calls and self.calls[-1]["status"] is None:
-                        self.calls[-1]["status"] = response.status_code
+                self._record_status(response.status_code)
                 remaining = (self.rate_limit[0] - len(self.window)) if self.rate_limit else 189
                 for key, value in self._rate_headers(remaining).items():
                     response.headers.setdefault(key, value)

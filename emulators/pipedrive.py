@@ -306,8 +306,7 @@ class PipedriveEmulator(FaultInjection):
 
     def _before(self) -> Response | None:
         fault = self._draw_fault()
-        with self.lock:
-            self.calls.append({"method": request.method, "path": request.path, "at": time.time(), "status": None})
+        self._record_call()
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
         if fault in ("500", "502", "503"):
@@ -395,9 +394,8 @@ class PipedriveEmulator(FaultInjection):
         @app.after_request
         def record_status(response: Response) -> Response:
             if not request.path.startswith("/_emulator"):
+                self._record_status(response.status_code)
                 with self.lock:
-                    if self.calls and self.calls[-1]["status"] is None:
-                        self.calls[-1]["status"] = response.status_code
                     for key, value in self._rate_headers().items():
                         response.headers.setdefault(key, value)
             return response

@@ -466,9 +466,7 @@ class SalesforceEmulator(FaultInjection):
         return None
 
     def _api(self, rest: str) -> Response:
-        with self.lock:
-            self.calls.append({"method": request.method, "path": request.path, "at": time.time(), "status": None,
-                               "auto_assign": request.headers.get("Sforce-Auto-Assign")})
+        self._record_call(auto_assign=request.headers.get("Sforce-Auto-Assign"))
         fault, early = self._fault()
         if early is not None:
             return early
@@ -808,9 +806,7 @@ class SalesforceEmulator(FaultInjection):
 
     # -- OAuth 2.0 -----------------------------------------------------------------------------
     def _token(self) -> Response:
-        with self.lock:
-            self.calls.append({"method": "POST", "path": request.path, "at": time.time(), "status": None,
-                               "auto_assign": None})
+        self._record_call(auto_assign=None)
         if not (request.mimetype or "").startswith("application/x-www-form-urlencoded"):
             self._violation("the token request must be application/x-www-form-urlencoded")
             return _oauth_error("invalid_request", "unsupported content type")
@@ -870,11 +866,7 @@ class SalesforceEmulator(FaultInjection):
         @app.after_request
         def record_status(response: Response) -> Response:
             if not request.path.startswith("/_emulator"):
-                with self.lock:
-                    for call in reversed(self.calls):
-                        if call["status"] is None and call["path"] == request.path:
-                            call["status"] = response.status_code
-                            break
+                self._record_status(response.status_code)
                 response.headers.setdefault("Sforce-Limit-Info", self._limit_headers()["Sforce-Limit-Info"])
             return response
 
