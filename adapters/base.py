@@ -32,6 +32,16 @@ MatchBy = Literal["key", "phone", "email"]
 DEFAULT_MATCH: tuple[MatchBy, ...] = ("key", "phone", "email")
 
 
+def settle_after_timeout(read_timeout: float) -> float:
+    """How long to wait before retrying a request the CRM may still carry out after we gave up on it.
+
+    A read time-out means the CRM had the request and may write it later: a note or task made by
+    it would be missed by the retry's look-up and written twice. Twice the read timeout, and at
+    least two seconds, covers a CRM that finishes late (timeouts are rare; a lead lands a little later).
+    """
+    return max(2.0 * read_timeout, 2.0)
+
+
 class _Op(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

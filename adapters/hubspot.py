@@ -36,6 +36,7 @@ from adapters.base import (
     SyncPlan,
     SyncResult,
     TaskWrite,
+    settle_after_timeout,
 )
 from connector import metrics
 from connector.errors import AuthError, FatalError, RetryableError
@@ -101,7 +102,7 @@ class HubSpotAdapter(CRMAdapter):
             # again before retrying, so the retry's look-up (of a note's marker) sees what it wrote.
             # (with retries off, urllib3 wraps the time-out in a MaxRetryError)
             timed_out = isinstance(exc, ReadTimeoutError) or isinstance(getattr(exc, "reason", None), ReadTimeoutError)
-            settle = float(timeout[1]) if timed_out else None
+            settle = settle_after_timeout(float(timeout[1])) if timed_out else None
             raise RetryableError(f"hubspot: {type(exc).__name__}", retry_after=settle,
                                  details={"operation": operation}) from None
         except Exception as exc:

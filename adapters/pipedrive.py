@@ -56,6 +56,7 @@ from adapters.base import (
     SyncPlan,
     SyncResult,
     TaskWrite,
+    settle_after_timeout,
 )
 from connector import metrics
 from connector.errors import AuthError, FatalError, RetryableError
@@ -151,7 +152,7 @@ class PipedriveAdapter(CRMAdapter):
             outcome = "timeout"
             # A request that timed out while Pipedrive was reading it may still be carried out: wait as long
             # again before retrying, so the retry's look-up (lead search, the lead's notes) sees what it wrote.
-            settle = float(timeout[1]) if isinstance(exc, requests.ReadTimeout) else None
+            settle = settle_after_timeout(float(timeout[1])) if isinstance(exc, requests.ReadTimeout) else None
             raise RetryableError("pipedrive: timed out", retry_after=settle, details={"operation": operation}) from None
         except requests.RequestException as exc:
             outcome = "network"

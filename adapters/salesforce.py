@@ -53,6 +53,7 @@ from adapters.base import (
     SyncPlan,
     SyncResult,
     TaskWrite,
+    settle_after_timeout,
 )
 from connector import metrics
 from connector.errors import AuthError, FatalError, RetryableError, SkippableError
@@ -352,7 +353,7 @@ class SalesforceAdapter(CRMAdapter):
                 outcome = "timeout"
                 # A composite that timed out while Salesforce was reading it may still be carried out: wait as
                 # long again before retrying, so the retry's query sees the Note and Task it wrote.
-                settle = float(self._timeout()[1]) if isinstance(exc, requests.ReadTimeout) else None
+                settle = settle_after_timeout(float(self._timeout()[1])) if isinstance(exc, requests.ReadTimeout) else None
                 raise RetryableError(f"salesforce: {operation} timed out", retry_after=settle,
                                      details={"operation": operation}) from None
             except requests.RequestException as exc:

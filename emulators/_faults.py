@@ -75,13 +75,18 @@ class FaultInjection:
                 call["status"] = status
 
     def _draw_fault(self) -> str | None:
-        """Wait the added latency, then the fault this call gets (None: none)."""
+        """Wait the added latency, then the fault this call gets (None: none), noted on its record."""
+        from flask import g, has_app_context
+
         if self.latency:
             time.sleep(self.latency)
         with self.lock:
             fault = self.faults.popleft() if self.faults else None
             if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
                 fault = self._random.choice(self.fault_kinds)
+            call = g.get("emulator_call") if has_app_context() else None
+            if call is not None:
+                call["fault"] = fault
         return fault
 
     def _fits(self, window: deque[float], limit: tuple[int, float] | None) -> bool:

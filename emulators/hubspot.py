@@ -227,8 +227,8 @@ class HubSpotEmulator(FaultInjection):
                 "X-HubSpot-RateLimit-Daily": "500000", "X-HubSpot-RateLimit-Daily-Remaining": "499000"}
 
     def _before(self) -> tuple[Response, int] | None:
-        fault = self._draw_fault()
         self._record_call()
+        fault = self._draw_fault()
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
         if fault in ("500", "502", "503"):

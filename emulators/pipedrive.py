@@ -305,8 +305,8 @@ class PipedriveEmulator(FaultInjection):
         return response
 
     def _before(self) -> Response | None:
-        fault = self._draw_fault()
         self._record_call()
+        fault = self._draw_fault()
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
         if fault in ("500", "502", "503"):

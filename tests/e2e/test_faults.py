@@ -178,7 +178,7 @@ def test_no_lead_lost_or_duplicated_under_faults(world: dict[str, Any]) -> None:
     failed_jobs = _failed(runtime)
     failed = len(failed_jobs)
     calls = len(hubspot.calls)
-    failures = sum(1 for c in hubspot.calls if (c["status"] or 0) >= 400 or c["status"] is None)
+    failures = sum(1 for c in hubspot.calls if c.get("fault") or (c["status"] or 0) >= 400 or c["status"] is None)
     print(f"\nfault test: {CONVERSATIONS} conversations, {calls} CRM calls ({failures} failed or timed out), "
           f"{kills} workers killed, Redis restarted {restarts}x, {workers.started} worker processes in all, "
           f"{time.monotonic() - start:.0f} s")
