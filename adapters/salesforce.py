@@ -38,6 +38,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from adapters.base import (
     ContactWrite,
@@ -325,44 +326,57 @@ class SalesforceAdapter(CRMAdapter):
 
     def _call(self, operation: str, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None) -> Any:
-        """One REST call (``path`` under ``/services/data/vXX.X/``); refreshes an expired session once."""
+        """One REST call (``path`` under ``/services/data/vXX.X/``); an expired session is refreshed once
+        and the call tried again (tenacity): a second refusal is an :class:`AuthError`."""
+        self._guard_usage()
+        current = {"session": self.session or self._login()}
+
+        def refresh(_state: RetryCallState) -> None:
+            # another worker may already have logged in again: use its session, else log in afresh
+            expired = current["session"]
+            shared = self._cached_session()
+            if shared is not None and shared[0] != expired.token:
+                current["session"] = self._login()
+            else:
+                self._drop_session(expired.token)
+                current["session"] = self._login(fresh=True)
+
+        retrying = Retrying(stop=stop_after_attempt(2), retry=retry_if_exception_type(_SessionExpiredError),
+                            before_sleep=refresh, reraise=True)
+        for attempt in retrying:
+            with attempt:
+                return self._call_once(current["session"], operation, method, path, json=json, params=params,
+                                       headers=headers, may_refresh=attempt.retry_state.attempt_number == 1)
+        raise AssertionError("unreachable")  # pragma: no cover - reraise=True ends the loop with a return or raise
+
+    def _call_once(self, session: _Session, operation: str, method: str, path: str, *, json: Any,
+                   params: dict[str, Any] | None, headers: dict[str, str] | None, may_refresh: bool) -> Any:
         from simple_salesforce.exceptions import SalesforceError
 
-        self._guard_usage()
-        session = self.session or self._login()
-        for attempt in (1, 2):
-            self.calls += 1
-            outcome = "ok"
-            try:
-                return session.client.restful(path, params=params, method=method, json=json,
-                                              headers={**self.default_headers, **(headers or {})},
-                                              timeout=self._timeout())
-            except SalesforceError as exc:
-                outcome = str(exc.status)
-                if exc.status == 401 and attempt == 1 and _error_code(exc.content) == "INVALID_SESSION_ID":
-                    # the one refresh (a second 401 is an AuthError): another worker may already have one
-                    shared = self._cached_session()
-                    if shared is not None and shared[0] != session.token:
-                        session = self._login()
-                    else:
-                        self._drop_session(session.token)
-                        session = self._login(fresh=True)
-                    continue
-                raise self._map(exc.status, exc.content, operation) from None
-            except requests.Timeout as exc:
-                outcome = "timeout"
-                # A composite that timed out while Salesforce was reading it may still be carried out: wait as
-                # long again before retrying, so the retry's query sees the Note and Task it wrote.
-                settle = settle_after_timeout(float(self._timeout()[1])) if isinstance(exc, requests.ReadTimeout) else None
-                raise RetryableError(f"salesforce: {operation} timed out", retry_after=settle,
-                                     details={"operation": operation}) from None
-            except requests.RequestException as exc:
-                outcome = "network"
-                raise RetryableError(f"salesforce: {type(exc).__name__}", details={"operation": operation}) from None
-            finally:
-                if self.redis is not None:
-                    metrics.incr(self.redis, "crm_calls", adapter="salesforce", operation=operation, outcome=outcome)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self.calls += 1
+        outcome = "ok"
+        try:
+            return session.client.restful(path, params=params, method=method, json=json,
+                                          headers={**self.default_headers, **(headers or {})},
+                                          timeout=self._timeout())
+        except SalesforceError as exc:
+            outcome = str(exc.status)
+            if exc.status == 401 and may_refresh and _error_code(exc.content) == "INVALID_SESSION_ID":
+                raise _SessionExpiredError from None
+            raise self._map(exc.status, exc.content, operation) from None
+        except requests.Timeout as exc:
+            outcome = "timeout"
+            # A composite that timed out while Salesforce was reading it may still be carried out: the job
+            # waits as long again before its retry, so the retry's query sees the Note and Task it wrote.
+            settle = settle_after_timeout(float(self._timeout()[1])) if isinstance(exc, requests.ReadTimeout) else None
+            raise RetryableError(f"salesforce: {operation} timed out", retry_after=settle,
+                                 details={"operation": operation}) from None
+        except requests.RequestException as exc:
+            outcome = "network"
+            raise RetryableError(f"salesforce: {type(exc).__name__}", details={"operation": operation}) from None
+        finally:
+            if self.redis is not None:
+                metrics.incr(self.redis, "crm_calls", adapter="salesforce", operation=operation, outcome=outcome)
 
     def _map(self, status: int, content: Any, operation: str) -> Exception:
         """Salesforce's ``[{"message", "errorCode", "fields"}]`` (or a composite subresponse) → the error tree."""
@@ -904,6 +918,10 @@ def _secret(value: Any) -> str:
 def _quote(value: str) -> str:
     """A SOQL string literal."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class _SessionExpiredError(Exception):
+    """Salesforce refused the session as expired (``INVALID_SESSION_ID``): log in again, then try once more."""
 
 
 def _error_code(content: Any) -> str:

@@ -14,9 +14,9 @@ from bench._common import settings_for
 from connector.demo_stack import prepare_crm, start_crm
 from connector.mapping import load_mapping, plan, required_schema
 from connector.redis_server import EmbeddedRedis
+from connector.resources import shipped
 from tests.contract import make_lead
 
-ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = [("hubspot", "hubspot.yaml"), ("salesforce", "salesforce.yaml"), ("salesforce", "salesforce-case.yaml"),
             ("salesforce", "salesforce-opportunity.yaml"), ("pipedrive", "pipedrive.yaml"),
             ("pipedrive", "pipedrive-deal.yaml")]
@@ -32,7 +32,7 @@ LEADS = [("first lead after crm setup", make_lead("#1000", sender="4915100000001
 
 def measure(crm: str, mapping_file: str, redis_url: str, directory: Path) -> list[tuple[str, int, int]]:
     """(situation, calls the adapter counted, calls the emulator received) for one mapping."""
-    mapping = load_mapping(ROOT / "mappings" / mapping_file, crm=crm)
+    mapping = load_mapping(shipped("mappings", mapping_file), crm=crm)
     running = start_crm(crm, CREDENTIALS, directory=directory / mapping_file)
     bundle = running.environment.get("REQUESTS_CA_BUNDLE")
     previous = os.environ.get("REQUESTS_CA_BUNDLE")
@@ -40,7 +40,7 @@ def measure(crm: str, mapping_file: str, redis_url: str, directory: Path) -> lis
         os.environ["REQUESTS_CA_BUNDLE"] = bundle
     try:
         environment = {**CREDENTIALS, **running.environment}
-        prepare_crm(crm, environment, ROOT / "mappings" / mapping_file)
+        prepare_crm(crm, environment, shipped("mappings", mapping_file))
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
         settings = settings_for(redis_url, **{k.lower(): v for k, v in environment.items() if k != "REQUESTS_CA_BUNDLE"})

@@ -67,6 +67,9 @@ def serve(port: int | None, workers: int | None) -> None:
         sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
         "--access-logformat", '%(m)s %(U)s %(s)s %(L)ss', "--graceful-timeout", "10",
+        # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which
+        # every server on a host would share; the relay does not use it (signals manage the server)
+        "--no-control-socket",
         "connector.wsgi:app",
     ])
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connector.errors import ConfigurationError, Problem
 from connector.yamlfile import load_model
 
 
@@ -152,6 +153,10 @@ def load_config(path: Path) -> AppConfig:
     Raises:
         ConfigurationError: every problem, with file and line.
     """
+    if not path.exists():
+        raise ConfigurationError(Problem(
+            "configuration file not found", file=str(path),
+            hint="write one with `chat2crm init DIR` and run from DIR, or set CHAT2CRM_CONFIG to its path"))
     config, _ = load_model(path, AppConfig)
     config.base_dir = path.resolve().parent
     return config

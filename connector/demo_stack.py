@@ -1,7 +1,8 @@
 """The emulators ``chat2crm demo`` runs, in its own process, on 127.0.0.1.
 
 Each is the same product code the tests use; here they hold the demo's state. The CRM emulator is
-prepared the way ``chat2crm crm setup`` prepares a real account. :func:`start_crm` is also what
+prepared the way ``chat2crm crm setup`` prepares a real account. Each emulator also answers
+``POST /_emulator/fail``, with which the demo page makes its next call fail. :func:`start_crm` is also what
 the end-to-end tests use, so the demo and the tests start every CRM the same way.
 """
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flask import Flask, Response, jsonify, request
+
 from emulators.server import ServedApp
 
 #: CRMs the demo can show (an emulator ships for each)
@@ -23,6 +26,25 @@ CRM_SECRETS = {
     "salesforce": ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"),
     "pipedrive": ("PIPEDRIVE_API_TOKEN",),
 }
+
+
+def add_fault_control(app: Flask, emulator: Any) -> None:
+    """Give an emulator's app ``POST /_emulator/fail`` (``{"kind": "500", "count": 1}``), which makes its
+    next calls fail through the emulator's own ``fail_next``: the demo page's "Simulate a failure".
+
+    Args:
+        app: the emulator's Flask app, not yet serving (Flask refuses new routes after a first request).
+        emulator: the emulator (it has ``fail_next(count, kind)``).
+    """
+
+    @app.post("/_emulator/fail")
+    def fail() -> tuple[Response, int]:
+        data = request.get_json(silent=True) or {}
+        try:
+            emulator.fail_next(int(data.get("count", 1)), str(data.get("kind", "500")))
+        except (TypeError, ValueError) as exc:
+            return jsonify({"error": str(exc)}), 400
+        return jsonify({"ok": True}), 200
 
 
 @dataclass
@@ -64,6 +86,7 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         from emulators.hubspot import HubSpotEmulator
 
         hubspot = HubSpotEmulator(env["HUBSPOT_ACCESS_TOKEN"], **emulator_options)
+        add_fault_control(hubspot.app, hubspot)
         served = ServedApp(hubspot.app).start()
         return RunningCRM(crm, hubspot, served, {"HUBSPOT_API_BASE": served.url})
     if crm == "salesforce":
@@ -73,6 +96,7 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         org = SalesforceEmulator(SalesforceCredentials(client_id=env["SALESFORCE_CLIENT_ID"],
                                                        client_secret=env["SALESFORCE_CLIENT_SECRET"]),
                                  **emulator_options)
+        add_fault_control(org.app, org)
         served = ServedApp(org.app, ssl_context=tls.ssl_context).start()
         # Salesforce's client insists on https: the emulator's certificate comes from a test CA
         return RunningCRM(crm, org, served, {"SALESFORCE_INSTANCE_URL": served.url, "SALESFORCE_LOGIN_URL": served.url,
@@ -81,6 +105,7 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         from emulators.pipedrive import PipedriveEmulator
 
         pipedrive = PipedriveEmulator(env["PIPEDRIVE_API_TOKEN"], **emulator_options)
+        add_fault_control(pipedrive.app, pipedrive)
         served = ServedApp(pipedrive.app).start()
         return RunningCRM(crm, pipedrive, served, {"PIPEDRIVE_API_BASE": served.url})
     raise ValueError(f"no emulator ships for {crm!r}; available: {', '.join(DEMO_CRMS)}")
@@ -124,6 +149,8 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
                                       phone_number_id=env["WHATSAPP_PHONE_NUMBER_ID"],
                                       app_secret=env["WHATSAPP_APP_SECRET"])
     stack.telegram = TelegramEmulator(token=env["TELEGRAM_BOT_TOKEN"], secret_token=env["TELEGRAM_SECRET_TOKEN"])
+    add_fault_control(stack.whatsapp.app, stack.whatsapp)
+    add_fault_control(stack.telegram.app, stack.telegram)
     whatsapp = ServedApp(stack.whatsapp.app).start()
     telegram = ServedApp(stack.telegram.app).start()
     stack.served += [whatsapp, telegram]
@@ -146,9 +173,9 @@ def _add_demo_campaigns(org: Any) -> None:
     UTM campaign, as the shipped mapping looks them up), so the demo shows campaign membership."""
     from ruamel.yaml import YAML
 
-    from connector.settings import PROJECT_ROOT
+    from connector.resources import shipped
 
-    data = YAML(typ="safe").load((PROJECT_ROOT / "campaigns.yaml").read_text(encoding="utf-8"))
+    data = YAML(typ="safe").load(shipped("campaigns.yaml").read_text(encoding="utf-8"))
     for campaign in data.get("campaigns") or []:
         name = (campaign.get("utm") or {}).get("campaign") or campaign["slug"]
         org.add_record("Campaign", {"Name": name, "IsActive": True})
@@ -164,10 +191,11 @@ def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None)
 
     from adapters import load_adapter
     from connector.mapping import load_mapping, required_schema
-    from connector.settings import PROJECT_ROOT, Settings
+    from connector.resources import shipped
+    from connector.settings import Settings
 
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
-    mapping = load_mapping(mapping_path or PROJECT_ROOT / "mappings" / f"{crm}.yaml", crm=crm)
+    mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm)
     adapter = load_adapter(crm)(settings, options=mapping.crm_options())
     bundle = env.get("REQUESTS_CA_BUNDLE")
     previous = os.environ.get("REQUESTS_CA_BUNDLE")

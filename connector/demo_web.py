@@ -7,18 +7,38 @@ internals: patients' messages arrive at the webhooks as signed webhooks, like re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import requests
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_from_directory
 
-from connector.settings import PROJECT_ROOT
+from connector.logs import redact
+from connector.runtime import rkey
 
 blueprint = Blueprint("demo", __name__)
-ASSETS = PROJECT_ROOT / "connector" / "demo_assets"
+ASSETS = Path(__file__).resolve().parent / "demo_assets"
+
+#: the page's "Try" buttons: a campaign link to arrive through (its prefill is the first message) or,
+#: with no campaign, a first message (the configuration's default flow answers it)
+EXAMPLES: list[dict[str, Any]] = [
+    {"id": "meeting-tr", "label": "Meeting request (Turkish, from its campaign link)", "channel": "whatsapp",
+     "campaign": "meeting-tr", "text": None},
+    {"id": "health-en", "label": "Health-tourism intake (English, no campaign)", "channel": "whatsapp",
+     "campaign": None, "text": "Hi, price for hair transplant?"},
+]
+#: failures the page can provoke, through the emulators' own fault injection: id -> (emulator, kind, label)
+FAULTS: dict[str, tuple[str, str, str]] = {
+    "crm-500": ("crm", "500", "The CRM's next call fails with HTTP 500 (temporary)"),
+    "crm-400": ("crm", "400", "The CRM refuses the next call with HTTP 400 (a refused write fails for good)"),
+    "whatsapp-429": ("whatsapp", "429", "WhatsApp throttles the next send, HTTP 429 (the relay retries)"),
+    "telegram-429": ("telegram", "429", "Telegram throttles the next call, HTTP 429 (the relay retries)"),
+}
 
 
 def _emulators() -> dict[str, str]:
@@ -51,10 +71,14 @@ def config() -> Response:
     emulators = _emulators()
     runtime = current_app.extensions["chat2crm"]
     campaigns = runtime.campaigns.campaigns
+    slugs = {c.slug for c in campaigns}
     return jsonify({
         "clinic_name": runtime.config.clinic_name, "crm": emulators["crm_name"],
+        "default_flow": runtime.config.default_flow,
         "campaigns": [{"slug": c.slug, "language": c.language, "channel": c.channel} for c in campaigns],
         "ads": [{"source_id": c.source_ids[0], "headline": c.name} for c in campaigns if c.source_ids],
+        "examples": [e for e in EXAMPLES if e["campaign"] is None or e["campaign"] in slugs],
+        "faults": [{"id": key, "label": label} for key, (_target, _kind, label) in FAULTS.items()],
     })
 
 
@@ -173,3 +197,105 @@ def crm() -> Response:
     view["crm"] = emulators["crm_name"]
     view["calls"] = [{"method": c["method"], "path": c["path"], "status": c["status"] or 0} for c in calls]
     return jsonify(view)
+
+
+@blueprint.post("/demo/api/fault")
+def fault() -> Response:
+    """Make an emulator fail its next call (one of :data:`FAULTS`), to watch the relay cope."""
+    emulators = _emulators()
+    data = request.get_json(silent=True) or {}
+    chosen = FAULTS.get(str(data.get("fault", "")))
+    if chosen is None:
+        abort(400)
+    target, kind, label = chosen
+    response = requests.post(f"{emulators[target]}/_emulator/fail", json={"kind": kind, "count": 1}, timeout=5)
+    response.raise_for_status()
+    return jsonify({"armed": label})
+
+
+@blueprint.get("/demo/api/problems")
+def problems() -> Response:
+    """What went wrong, newest first, in words: the warnings, errors and retries the relay logged (the
+    terminal shows the same records), which ``chat2crm demo`` keeps in Redis for this page."""
+    _emulators()
+    runtime = current_app.extensions["chat2crm"]
+    found = []
+    for raw in runtime.redis.lrange(PROBLEMS_KEY, 0, PROBLEMS_KEPT - 1):
+        with contextlib.suppress(ValueError, TypeError):
+            found.append(problem(json.loads(raw)))
+    return jsonify({"problems": found})
+
+
+# -- the relay's problems, from its log records -------------------------------------------------
+#: where ``chat2crm demo`` keeps the relay's problem records (newest first) for the page
+PROBLEMS_KEY = rkey("demo", "problems")
+PROBLEMS_KEPT = 100
+#: records logged at INFO that are problems all the same: something failed and the relay retries it
+_RETRIES = frozenset({"retry scheduled", "conversation retry scheduled"})
+#: rq's own error record for these jobs repeats the relay's "job failed" line, which gives the reason
+_REPORTED_BY_THE_RELAY = ("connector.pipeline.sync_lead", "connector.pipeline.sync_opt_out")
+_HINT = ("chat2crm failed list shows it, chat2crm failed replay --all runs it again (the terminal's banner shows "
+         "how to run them against this demo)")
+
+
+def is_duplicate(record: dict[str, Any]) -> bool:
+    """Whether a log record only repeats another one (rq's traceback record of a job the relay reported)."""
+    return str(record.get("logger", "")).startswith("rq.") and record.get("func") in _REPORTED_BY_THE_RELAY
+
+
+def is_problem(record: dict[str, Any]) -> bool:
+    """Whether a relay log record (JSON, already redacted) belongs in the page's Problems list."""
+    if is_duplicate(record):
+        return False
+    return record.get("level") in ("WARNING", "ERROR", "CRITICAL") or record.get("msg") in _RETRIES
+
+
+def problem(record: dict[str, Any]) -> dict[str, Any]:
+    """A problem record as the page shows it: ``at`` (ms), ``kind`` (retry, final, warning, error), ``text``
+    and, for work the relay gave up on, a ``hint``."""
+    msg = str(record.get("msg", "")).splitlines()[0] if record.get("msg") else ""
+    kind = "error" if record.get("level") in ("ERROR", "CRITICAL") else "warning"
+    hint = None
+    if msg == "retry scheduled":
+        kind = "retry"
+        text = (f"{_subject(record)} failed (will retry: attempt {record.get('attempt')} in "
+                f"{record.get('delay_s')} s): {record.get('error')}")
+    elif msg == "conversation retry scheduled":
+        kind = "retry"
+        text = (f"Handling a patient's message failed (will retry: attempt {record.get('attempt')} in "
+                f"{record.get('delay_s')} s): {record.get('error')}")
+    elif msg == "job failed":
+        kind, hint = "final", _HINT
+        text = f"{_subject(record)} failed for good: {record.get('reason')}"
+    elif msg == "message failed":
+        kind, hint = "final", _HINT
+        text = f"A patient's message failed for good: {record.get('reason')}"
+    elif msg == "CRM look-up skipped":
+        text = f"CRM look-up failed ({record.get('error')}): the bot asks the patient instead"
+    else:
+        shown = {k: v for k, v in record.items() if k not in _NOT_SHOWN}
+        text = msg + (": " + ", ".join(f"{k} {v}" for k, v in shown.items()) if shown else "")
+    return {"at": _epoch_ms(record.get("ts")), "kind": kind, "text": redact(text), "hint": hint}
+
+
+_NOT_SHOWN = frozenset({"ts", "level", "logger", "msg", "exc", "details", "conversation", "func", "arguments",
+                        "kwargs", "job_id", "queue"})
+
+
+def _subject(record: dict[str, Any]) -> str:
+    """The work a record is about, for a person: "CRM write of lead #1001"."""
+    if record.get("reference"):
+        return f"CRM write of lead {record['reference']}"
+    job = str(record.get("job") or "")
+    if job.startswith("lead "):
+        return f"CRM write of {job}"
+    if job in ("opt-out", "sync_opt_out"):
+        return "CRM write of an opt-out"
+    return f"Job {job}" if job else "A job"
+
+
+def _epoch_ms(ts: Any) -> float:
+    try:
+        return datetime.fromisoformat(str(ts)).timestamp() * 1000
+    except ValueError:
+        return datetime.now(UTC).timestamp() * 1000

@@ -273,6 +273,24 @@ def _handle(runtime: Runtime, key: str, raw: bytes, message: InboundMessage) -> 
         for event in turn.events:
             effects.extend(_effects_of(runtime, conversation, event))
         _commit(runtime, key, conversation, effects)
+        # after the commit: a message handled again after a failure is reported once, when it took effect
+        log.info("message received", extra={"conversation": _short(key), "kind": message.kind, "flow": flow_name})
+        if turn.replies and not conversation.opted_out:
+            log.info("bot replied", extra={"conversation": _short(key), "replies": len(turn.replies)})
+        for event in turn.events:
+            _log_event(key, conversation, event)
+
+
+def _log_event(key: str, conversation: Conversation, event: Any) -> None:
+    """One log line per engine event worth a line of its own (codes and references only)."""
+    name = type(event).__name__
+    if name == "HandedOver":
+        log.info("handed over to a person", extra={"conversation": _short(key), "reference": conversation.reference,
+                                                   "reason": event.reason})
+    elif name == "OptedOut":
+        log.info("patient opted out", extra={"conversation": _short(key)})
+    elif name == "LeadReady":
+        log.info("lead queued for the CRM", extra={"reference": event.lead.reference, "reason": event.reason})
 
 
 #: canonical contact paths whose CRM value the bot can use as a known answer
@@ -496,8 +514,11 @@ def _sync_locked(runtime: Runtime, lead: Lead, reference: str, attempt: int) -> 
              ex=runtime.config.retention.transcript_days * 86400)
     pipe.execute()
     metrics.observe(runtime.redis, "lead_seconds", (utcnow() - _first_seen(lead)).total_seconds())
-    log.info("lead in CRM", extra={"reference": reference, "calls": result.calls,
-                                   "record_created": bool(result.record and result.record.created)})
+    written: dict[str, Any] = {"reference": reference, "calls": result.calls,
+                               "record_created": bool(result.record and result.record.created)}
+    if result.record:
+        written["record"] = f"{result.record.object}/{result.record.id}"
+    log.info("lead in CRM", extra=written)
     return summary
 
 
@@ -556,10 +577,13 @@ def _retry_later(runtime: Runtime, func: Callable[..., Any], args: tuple[Any, ..
     if pending_ref:
         pipe.zadd(LEADS_PENDING, {pending_ref: time.time() + delay + runtime.config.delivery.lost_job_seconds})
     pipe.execute()
-    queue.enqueue_in(timedelta(seconds=delay), func, *args, attempt=attempt + 1)
+    current = get_current_job()
+    # the retry keeps its job's description ("lead #1001"), which `chat2crm failed list` and the logs show
+    queue.enqueue_in(timedelta(seconds=delay), func, *args, attempt=attempt + 1,
+                     description=current.description if current is not None else None)
     metrics.incr(runtime.redis, "retries", queue=queue.name)
-    log.info("retry scheduled", extra={"job": func.__name__, "attempt": attempt + 1,
-                                       "delay_s": round(delay, 2), "error": exc.message})
+    log.info("retry scheduled", extra={"job": func.__name__, **({"reference": pending_ref} if pending_ref else {}),
+                                       "attempt": attempt + 1, "delay_s": round(delay, 2), "error": exc.message})
 
 
 def _retry_message_later(runtime: Runtime, key: str, exc: RetryableError) -> None:
@@ -621,7 +645,8 @@ def _record_failure(runtime: Runtime, exc: BaseException, queue_name: str, note:
         job.meta["reason"] = reason
         job.save_meta()
     metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queue_name).name)
-    log.error("job failed", extra={"reason": reason, "details": summary.details})
+    log.error("job failed", extra={**({"job": job.description} if job is not None else {}), "reason": reason,
+                                   "details": summary.details})
 
 
 # -- the sweeper -------------------------------------------------------------------------------

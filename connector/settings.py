@@ -15,19 +15,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.errors import ConfigurationError, Problem
 
-#: The checkout (or installed tree) that holds the shipped flows, mappings and campaigns.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The environment file read from the current folder, if present (real environment variables win).
+ENV_FILE = ".env"
 
 
 class Settings(BaseSettings):
     """Process settings, read from environment variables (names are the field names upper-cased)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_file=None)
+    # ``.env`` in the current folder is read as the twelve-factor convention expects; variables set in
+    # the real environment win over it, so a platform's settings are never shadowed by a stray file.
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_file=ENV_FILE,
+                                      env_file_encoding="utf-8")
 
     # -- the relay -----------------------------------------------------------------------------
     chat2crm_config: Path = Field(
-        default=PROJECT_ROOT / "chat2crm.yaml",
-        description="The main YAML file; it names the CRM, the mapping, the flows and the campaigns.",
+        default=Path("chat2crm.yaml"),
+        description="The main YAML file (default: `chat2crm.yaml` in the current folder); it names the CRM, "
+                    "the mapping, the flows and the campaigns. `chat2crm init DIR` writes one.",
     )
     redis_url: str | None = Field(
         default=None,

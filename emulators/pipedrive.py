@@ -41,7 +41,6 @@ from flask import Flask, Response, request
 
 from emulators import pipedrive_spec
 from emulators._faults import FaultInjection
-from emulators.specs import spec_path
 
 log = logging.getLogger("chat2crm.emulators.pipedrive")
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
@@ -108,16 +107,6 @@ def route(method: str, path: str) -> tuple[str, dict[str, str], int] | None:
     return None
 
 
-def specs_available() -> bool:
-    """Whether Pipedrive's OpenAPI files can be found (the demo runs unchecked without them)."""
-    try:
-        for relative in pipedrive_spec.SPECS.values():
-            spec_path(relative)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -161,10 +150,8 @@ class PipedriveEmulator(FaultInjection):
         self.search_rate_limit = search_rate_limit
         self.daily_tokens = daily_tokens
         self.tokens_used = 0
-        #: requests are checked against the OpenAPI files (off when asked, or when they are absent)
-        self.check_requests = check_requests and specs_available()
-        if check_requests and not self.check_requests:
-            log.warning("Pipedrive's OpenAPI files were not found: the emulator runs without checking requests")
+        #: requests are checked against Pipedrive's OpenAPI files (shipped in ``vendor_specs``) unless asked not to
+        self.check_requests = check_requests
         self.ids = itertools.count(1001)
         self.search_window: deque[float] = deque()
         self.users = [{"id": 1, "name": "Deniz Koordinatör", "email": "coordinator@clinic.example",

@@ -226,15 +226,9 @@ def standard_objects() -> dict[str, tuple[str, dict[str, SField]]]:
 
 def skeleton_urls() -> dict[str, str]:
     """The Postman collection's URL template of each route (for the contract's own test)."""
-    base = vendor_specs_dir()
-    out: dict[str, str] = {}
-    if base is None:
-        return out
-    for route, relative in SKELETONS.items():
-        path = base / "salesforce" / "postman-forcedotcom-2021" / relative
-        if path.exists():
-            out[route] = str(json.loads(path.read_text(encoding="utf-8"))["url"])
-    return out
+    base = vendor_specs_dir() / "salesforce" / "postman-forcedotcom-2021"
+    return {route: str(json.loads((base / relative).read_text(encoding="utf-8"))["url"])
+            for route, relative in SKELETONS.items()}
 
 
 # -- routes ---------------------------------------------------------------------------------------

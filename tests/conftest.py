@@ -6,9 +6,12 @@ otherwise it starts a private one for the session (see :mod:`connector.redis_ser
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,58 @@ import redis
 
 from connector.redis_server import EmbeddedRedis
 from connector.runtime import Runtime, set_current_runtime
-from connector.settings import PROJECT_ROOT, Settings
+from connector.settings import Settings
+from tests.paths import REPO, SHIPPED_CONFIG
 
-ARTEFACTS = PROJECT_ROOT / "artefacts"
+ARTEFACTS = REPO / "artefacts"
+
+# -- the project reads nothing outside its own tree ----------------------------------------------
+# Every Python process of the run (this one, and through PYTHONPATH every one a test starts) logs
+# each file it opens outside the checkout, the Python installation, the temporary folder and the
+# system's folders, and anything at all beside the checkout; a test that caused one fails.
+_AUDIT_DIR = REPO / "tests" / "open_audit"
+_AUDIT_LOG = Path(tempfile.mkdtemp(prefix="chat2crm-open-audit-")) / "outside.log"
+_AUDIT_LOG.touch()
+_beside = REPO.parent
+_temp = Path(tempfile.gettempdir()).resolve()
+_AUDIT_ENV = {
+    "CHAT2CRM_OPEN_AUDIT": str(_AUDIT_LOG),
+    "CHAT2CRM_OPEN_AUDIT_HOME": str(REPO),
+    # the checkout's parent, unless it holds the temporary folder or is the root
+    "CHAT2CRM_OPEN_AUDIT_DENY": "" if _beside == _temp or _beside in _temp.parents else str(_beside),
+    "CHAT2CRM_OPEN_AUDIT_ALLOW": os.pathsep.join(sorted({
+        sys.prefix, sys.base_prefix, sys.exec_prefix, str(_temp), str(Path.home() / ".cache"), str(Path.home() / ".config"),
+        "/dev", "/proc", "/sys", "/etc", "/usr", "/lib", "/lib64", "/run", "/var", "/opt",
+        os.environ.get("REQUESTS_CA_BUNDLE", ""), os.environ.get("SSL_CERT_FILE", "")} - {""})),
+}
+os.environ.update(_AUDIT_ENV)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_AUDIT_DIR), os.environ.get("PYTHONPATH", "")) if p)
+_spec = importlib.util.spec_from_file_location("chat2crm_open_audit", _AUDIT_DIR / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+_audit = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_audit)  # installs the hook in this process, from the variables above
+
+
+def opened_outside() -> list[str]:
+    """Every open outside the allowed places logged so far, by any process of this run."""
+    return _AUDIT_LOG.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_read_outside_the_tree() -> Iterator[None]:
+    before = len(opened_outside())
+    yield
+    new = opened_outside()[before:]
+    if new:
+        pytest.fail("opened outside the repository (a fresh clone has nothing beside it):\n" + "\n".join(new[:20]))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Opens logged after the last test (a process that outlived it) fail the run too."""
+    lines = opened_outside()
+    if lines and exitstatus == 0:
+        sys.stderr.write("\nopened outside the repository:\n" + "\n".join(lines[:20]) + "\n")
+        session.exitstatus = 1
 
 # -- tests must not reach the network: loopback and Unix sockets only --------------------------
 _real_connect = socket.socket.connect
@@ -101,7 +153,7 @@ TEST_SECRETS = {
 def make_settings(redis_url: str, **overrides: Any) -> Settings:
     """Settings for a test: known secrets, the given Redis, the shipped configuration."""
     values: dict[str, Any] = {**TEST_SECRETS, "redis_url": redis_url,
-                              "chat2crm_config": PROJECT_ROOT / "chat2crm.yaml"}
+                              "chat2crm_config": SHIPPED_CONFIG}
     values.update(overrides)
     return Settings(**values)
 

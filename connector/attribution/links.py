@@ -10,6 +10,7 @@ No JavaScript is needed. Parameters that are not well-formed are dropped, never 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, redirect, render_template_string, request, send_from_directory
@@ -17,7 +18,6 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from connector.attribution.clicks import PREFILL, store_click
 from connector.models import utcnow
-from connector.settings import PROJECT_ROOT
 
 blueprint = Blueprint("links", __name__)
 
@@ -84,7 +84,7 @@ def click(slug: str) -> BaseResponse | tuple[str, int]:
 @blueprint.get("/c.js")
 def site_script() -> Response:
     """The script that rewrites a website's WhatsApp buttons to carry the visitor's UTM parameters."""
-    response = send_from_directory(PROJECT_ROOT / "connector" / "static", "chat2crm-links.js",
+    response = send_from_directory(Path(__file__).resolve().parent.parent / "static", "chat2crm-links.js",
                                    mimetype="application/javascript")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
+from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
+from urllib3.exceptions import NewConnectionError
 
 from connector.errors import AuthError, FatalError, RetryableError
 from connector.models import Conversation, InboundMessage, Reply
@@ -15,6 +17,10 @@ log = logging.getLogger("chat2crm.channels")
 
 #: seconds: (connect, read) for every call to a channel API
 TIMEOUT = (3.05, 15)
+#: tries of one call inside a job, when the channel surely did not act on it (see ``HttpChannel.request``)
+ATTEMPTS = 3
+#: statuses that say the channel did not carry the request out and may well on a second try
+_TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 
 
 @dataclass
@@ -64,6 +70,20 @@ class ChannelClient(Protocol):
         """Acknowledge a button press where the channel requires it (Telegram)."""
 
 
+def _never_reached(exc: BaseException) -> bool:
+    """Whether a failed request surely never reached the channel: no connection was made at all.
+
+    A connection dropped after the request went out ("connection aborted") is not one of these: the
+    channel may have acted on it.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        reason = getattr(exc.args[0], "reason", exc.args[0])
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
 class HttpChannel:
     """One ``requests.Session`` per channel API: timeouts, error mapping and call counting live here.
 
@@ -79,18 +99,34 @@ class HttpChannel:
         self.calls = 0
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Send one request; map transport failures to the error tree.
+        """Send one request, tried again in place (up to ``ATTEMPTS``, backing off) only where the channel
+        surely did not act on it: no connection could be made, or it answered 500/502/503/504. A read time-out
+        is never tried again here, because the message may have gone out: a second send would reach the
+        patient twice. Whatever is left is the job's to retry (rq), as the error tree says.
+
+        Returns:
+            The response (the last one, if every try answered a transient status).
 
         Raises:
-            RetryableError: timeout or connection error.
+            RetryableError: timeout or connection error (after the tries).
         """
-        self.calls += 1
+        retrying = Retrying(
+            stop=stop_after_attempt(ATTEMPTS), wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception(_never_reached)
+            | retry_if_result(lambda response: response.status_code in _TRANSIENT_STATUSES),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            reraise=True)
         try:
-            return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+            response: requests.Response = retrying(self._send, method, url, **kwargs)
         except requests.Timeout as exc:
             raise RetryableError(f"{self.api}: timed out", details={"error": type(exc).__name__}) from exc
         except requests.ConnectionError as exc:
             raise RetryableError(f"{self.api}: connection failed", details={"error": type(exc).__name__}) from exc
+        return response
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        self.calls += 1
+        return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
 
     def status_error(self, response: requests.Response, code: Any, message: str,
                      retry_after: float | None = None, *, throttled: bool = False) -> Exception:

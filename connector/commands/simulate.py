@@ -1,6 +1,8 @@
 """``chat2crm simulate --flow NAME [--lang xx]``: chat with a flow in the terminal (a dry run).
 
-Lines typed (or piped) are the patient's messages; a number answers a question with options. At
+Lines typed (or piped) are the patient's messages; a number answers a question with options.
+Without ``--lang`` the language is detected on the first message, as the relay does (restricted to
+the configured languages, with the configured confidence); when detection is unsure the bot asks. At
 the end it prints the Lead as JSON and the CRM operations the configured mapping would send.
 Nothing is written anywhere: no Redis, no channel, no CRM.
 """
@@ -19,10 +21,12 @@ from connector.models import Conversation, InboundMessage, utcnow
 
 @click.command("simulate")
 @click.option("--flow", "flow_name", required=True, help="The flow to chat with.")
-@click.option("--lang", default=None, help="The patient's language (the bot asks when not given).")
+@click.option("--lang", default=None, help="The patient's language (default: detected on the first message, "
+                                          "as the relay does; the bot asks when unsure).")
 @click.option("--channel", type=click.Choice(["whatsapp", "telegram"]), default="whatsapp", show_default=True)
 def command(flow_name: str, lang: str | None, channel: str) -> None:
     """Chat with a flow in the terminal; print the lead and the CRM operations it would produce."""
+    from connector.attribution.language import detect_language
     from connector.bot.engine import EngineContext, LeadReady, handle
     from connector.mapping import plan
     from connector.runtime import Runtime
@@ -48,6 +52,10 @@ def command(flow_name: str, lang: str | None, channel: str) -> None:
         if not line:
             break
         text = line.rstrip("\n")
+        if conversation.language is None and number == 1:
+            detected, confidence = detect_language(text, list(config.languages))
+            if detected and confidence >= config.bot.language_confidence:
+                conversation.language, conversation.language_source = detected, "detected"
         choice = options[int(text) - 1] if text.isdigit() and 0 < int(text) <= len(options) else None
         message = InboundMessage(channel=channel, account="simulator", sender_id="905320000001",
                                  message_id=f"sim-{number}", timestamp=utcnow(), kind="choice" if choice else "text",

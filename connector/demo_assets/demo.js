@@ -2,7 +2,7 @@
 // Everything goes through /demo/api on the relay (same origin), which talks to the emulators.
 "use strict";
 
-const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, lastChat: "", lastCrm: "" };
+const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, lastChat: "", lastCrm: "", lastProblems: "" };
 
 function randomPatient(channel) {
   if (channel === "telegram") return String(500000000 + Math.floor(Math.random() * 400000000));
@@ -105,11 +105,25 @@ function renderCrm(data) {
   document.getElementById("call-count").textContent = "(" + data.calls.length + ")";
 }
 
+// The warnings, errors and retries the relay logged (the terminal shows the same), newest first.
+function renderProblems(data) {
+  const text = JSON.stringify(data.problems);
+  if (text === state.lastProblems) return;
+  state.lastProblems = text;
+  const items = data.problems.map((p) => el("li", { class: "problem " + p.kind, "data-kind": p.kind },
+    el("span", { class: "time" }, new Date(p.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })),
+    " ", p.text, p.hint ? el("small", {}, p.hint) : null));
+  document.getElementById("problem-list").replaceChildren(...items);
+  document.getElementById("problem-count").textContent = "(" + items.length + ")";
+  document.getElementById("problems").hidden = items.length === 0;
+}
+
 async function refresh() {
   try {
-    const [chat, crm] = await Promise.all([api(`chat?channel=${state.channel}&patient=${state.patient}`), api("crm")]);
+    const [chat, crm, problems] = await Promise.all([api(`chat?channel=${state.channel}&patient=${state.patient}`), api("crm"), api("problems")]);
     renderChat(chat);
     renderCrm(crm);
+    renderProblems(problems);
   } catch (err) { console.error(err); }
 }
 
@@ -125,6 +139,32 @@ async function arrive() {
   else if (result.prefill) document.getElementById("text").value = result.prefill;
 }
 
+function setChannel(channel) {
+  state.channel = channel;
+  document.getElementById("channel").value = channel;
+  document.body.className = channel;
+  newPatient();
+}
+
+// A "Try" button: a new patient who arrives through the example's campaign link (its prefilled text is the
+// first message) or, with no campaign, writes the example's first message.
+async function tryExample(example) {
+  setChannel(example.channel);
+  const arrival = document.getElementById("arrival");
+  arrival.value = example.campaign ? "campaign:" + example.campaign : "";
+  await arrive();
+  const input = document.getElementById("text");
+  if (example.text) input.value = example.text;
+  const text = input.value;
+  input.value = "";
+  if (text.trim()) await send({ text });
+}
+
+async function armFault() {
+  const result = await api("fault", { fault: document.getElementById("fault").value });
+  document.getElementById("fault-armed").textContent = "armed: " + result.armed;
+}
+
 function newPatient() {
   state.patient = randomPatient(state.channel);
   state.lastChat = "";
@@ -135,10 +175,16 @@ function newPatient() {
 async function init() {
   state.config = await api("config");
   document.getElementById("phone-title").textContent = state.config.clinic_name;
+  document.getElementById("default-flow").textContent = state.config.default_flow;
+  const examples = document.getElementById("examples");
+  for (const x of state.config.examples) examples.append(el("button", { type: "button", class: "try", "data-example": x.id, onclick: () => tryExample(x) }, x.label));
+  const faults = document.getElementById("fault");
+  for (const f of state.config.faults) faults.append(el("option", { value: f.id }, f.label));
+  document.getElementById("arm-fault").addEventListener("click", armFault);
   const arrival = document.getElementById("arrival");
   for (const c of state.config.campaigns) arrival.append(el("option", { value: "campaign:" + c.slug }, "Link: " + c.slug + " (" + c.language + ", " + c.channel + ")"));
   for (const a of state.config.ads) arrival.append(el("option", { value: "ad:" + a.source_id }, "Click-to-WhatsApp ad: " + a.headline));
-  document.getElementById("channel").addEventListener("change", (e) => { state.channel = e.target.value; document.body.className = state.channel; newPatient(); });
+  document.getElementById("channel").addEventListener("change", (e) => setChannel(e.target.value));
   arrival.addEventListener("change", arrive);
   document.getElementById("new-patient").addEventListener("click", newPatient);
   document.getElementById("compose").addEventListener("submit", (e) => {

@@ -1,7 +1,8 @@
 """Render the tables of ``docs/configuration.md`` from :class:`Settings` and :class:`AppConfig`.
 
-``python -m connector.docsgen.configuration`` rewrites the generated part of the file (between
-the ``<!-- generated -->`` markers); a test fails when the committed file is not current.
+``python -m connector.docsgen.configuration [FILE]`` (from the checkout; FILE defaults to
+``docs/configuration.md``) rewrites the generated part of the file (between the
+``<!-- generated -->`` markers); a test fails when the committed file is not current.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from connector.config import AppConfig
-from connector.settings import PROJECT_ROOT, Settings
+from connector.settings import Settings
 
-DOC = PROJECT_ROOT / "docs" / "configuration.md"
+#: the file, relative to the checkout
+DOC = Path("docs") / "configuration.md"
 START, END = "<!-- generated: do not edit by hand -->", "<!-- end generated -->"
 
 _ENV_HELP = {
@@ -49,10 +51,7 @@ def _default(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, Path):
-        try:
-            return f"`{value.relative_to(PROJECT_ROOT)}`"
-        except ValueError:
-            return f"`{value}`"
+        return f"`{value}`"
     if isinstance(value, list):
         return "`[" + ", ".join(str(v) for v in value) + "]`"
     return f"`{value}`"
@@ -100,5 +99,6 @@ def render(current: str) -> str:
 
 
 if __name__ == "__main__":
-    DOC.write_text(render(DOC.read_text(encoding="utf-8")), encoding="utf-8")
-    sys.stdout.write(f"wrote {DOC}\n")
+    doc = Path(sys.argv[1]) if len(sys.argv) > 1 else DOC
+    doc.write_text(render(doc.read_text(encoding="utf-8")), encoding="utf-8")
+    sys.stdout.write(f"wrote {doc}\n")

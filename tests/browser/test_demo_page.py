@@ -1,6 +1,6 @@
 """The demo page in headless Chromium (Debian's package, driven by Playwright): the Turkish meeting request
-and a health-tourism intake, played through the page; the CRM half must show the records.
-Screenshots are saved under artefacts/."""
+and a health-tourism intake, played through the page (by hand and with its "Try" buttons); the CRM half
+must show the records, and a failure must show on the page. Screenshots are saved under artefacts/."""
 
 from __future__ import annotations
 
@@ -143,3 +143,52 @@ def test_the_meeting_request_in_the_other_crms(browser: object, artefacts: Path,
             assert "meeting-tr" in page.locator(".card.extra", has_text=extra).first.inner_text()
         page.screenshot(path=str(artefacts / f"demo-meeting-request-{crm}.png"), full_page=True)
         page.close()
+
+
+def test_try_buttons_pick_the_campaign_link_and_the_first_message(demo: str, browser: object,
+                                                                   artefacts: Path) -> None:
+    """A newcomer who presses "Try" for the meeting request gets the meeting flow (not the default health
+    intake) and, three answers later, the record in the CRM half; the health-intake button needs no campaign."""
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    page.goto(f"{demo}/demo")
+    page.click("button.try[data-example='health-en']")
+    page.locator(".msg.out", has_text="Which country and city do you live in?").wait_for(timeout=20_000)
+    assert page.locator(".msg.in").first.inner_text().startswith("Hi, price for hair transplant?")
+    assert page.input_value("#arrival") == ""
+    page.click("button.try[data-example='meeting-tr']")
+    page.locator(".msg.out", has_text="Görüşmenin konusu nedir?").wait_for(timeout=20_000)
+    assert page.input_value("#arrival") == "campaign:meeting-tr"
+    assert page.locator(".msg.in").first.inner_text().startswith("Merhaba, hafta içi bir görüşme ayarlamak istiyorum")
+    _say(page, "Depo yönetimi yazılımı.", "Şirketinizin adı ve e-posta adresiniz nedir?")
+    _say(page, "Deniz Lojistik, bilgi@deniz.com", "Hangi gün ve saat size uygun?")
+    _say(page, "Perşembe 14:00 uygun.", "numarasıyla kaydedildi")
+    record = page.locator(".card.record", has_text="Depo yönetimi yazılımı.")
+    record.wait_for(timeout=20_000)
+    text = record.inner_text()
+    assert "appointmentscheduled" in text and "meeting-tr" in text and "Perşembe 14:00 uygun." in text
+    page.screenshot(path=str(artefacts / "demo-try-meeting-request.png"), full_page=True)
+    page.close()
+
+
+def test_a_refused_crm_write_shows_on_the_page(demo: str, browser: object, artefacts: Path) -> None:
+    """With "Simulate a failure", the CRM refuses the lead's write; the page's Problems list says the relay gave up."""
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    page.goto(f"{demo}/demo")
+    assert page.locator("#problems").is_hidden()
+    page.click("button.try[data-example='meeting-tr']")
+    page.locator(".msg.out", has_text="Görüşmenin konusu nedir?").wait_for(timeout=20_000)
+    page.click("#simulate summary")
+    page.select_option("#fault", "crm-400")
+    page.click("#arm-fault")
+    page.locator("#fault-armed", has_text="armed").wait_for(timeout=10_000)
+    _say(page, "Filo takibi.", "Şirketinizin adı ve e-posta adresiniz nedir?")
+    _say(page, "Kara Taşımacılık, iletisim@kara.com", "Hangi gün ve saat size uygun?")
+    _say(page, "Cuma 10:00 uygun.", "numarasıyla kaydedildi")
+    problem = page.locator("#problems .problem.final", has_text="failed for good")
+    problem.wait_for(timeout=20_000)
+    text = problem.inner_text()
+    assert "CRM write of lead #" in text and "request rejected (400" in text and "chat2crm failed replay" in text
+    assert page.locator("#problems").is_visible()
+    assert page.locator(".card.record", has_text="Filo takibi.").count() == 0
+    page.screenshot(path=str(artefacts / "demo-failure.png"), full_page=True)
+    page.close()

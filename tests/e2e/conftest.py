@@ -15,11 +15,12 @@ from connector.app import create_app
 from connector.demo_stack import RunningCRM, prepare_crm, start_crm
 from connector.mapping import load_mapping
 from connector.runtime import Runtime, set_current_runtime
-from connector.settings import PROJECT_ROOT, Settings
+from connector.settings import Settings
 from connector.worker import run_worker
 from emulators.server import ServedApp
 from tests.conftest import TEST_SECRETS, make_settings
 from tests.e2e.crm_probes import Probe
+from tests.paths import MAPPINGS, SHIPPED_CONFIG
 
 
 @dataclass
@@ -57,9 +58,9 @@ class Stack:
 def write_config(directory: Path, **changes: Any) -> Path:
     """The shipped main configuration with ``changes``, paths made absolute."""
     yaml = YAML(typ="rt")
-    data = yaml.load((PROJECT_ROOT / "chat2crm.yaml").read_text(encoding="utf-8"))
+    data = yaml.load(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     for key in ("mapping", "flows", "campaigns"):
-        data[key] = str(PROJECT_ROOT / data[key])
+        data[key] = str(SHIPPED_CONFIG.parent / data[key])
     for key, value in changes.items():
         section, _, name = key.partition(".")
         if name:
@@ -100,7 +101,7 @@ def start_test_crm(crm: str, directory: Path, monkeypatch: pytest.MonkeyPatch, *
     """Start ``crm``'s emulator, prepare it as `crm setup` would, and return it with the mapping to use."""
     yaml = YAML(typ="rt")
     mapping_path = directory / f"{crm}.yaml"
-    data = yaml.load((PROJECT_ROOT / "mappings" / f"{crm}.yaml").read_text(encoding="utf-8"))
+    data = yaml.load((MAPPINGS / f"{crm}.yaml").read_text(encoding="utf-8"))
     for key, value in _FAST_OPTIONS.get(crm, {}).items():
         data["options"][key] = value
     with mapping_path.open("w", encoding="utf-8") as handle:

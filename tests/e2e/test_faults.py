@@ -24,12 +24,12 @@ from connector.mapping import load_mapping, required_schema
 from connector.pipeline import INBOXES, LEADS_PENDING
 from connector.redis_server import EmbeddedRedis
 from connector.runtime import Runtime
-from connector.settings import PROJECT_ROOT
 from emulators.hubspot import HubSpotEmulator
 from emulators.server import ServedApp
 from emulators.whatsapp import WhatsAppEmulator
 from tests.conftest import TEST_SECRETS, make_settings
 from tests.e2e.conftest import write_config
+from tests.paths import MAPPINGS, REPO
 
 CONVERSATIONS, WORKERS, KILLS = 500, 4, 4
 # About three minutes on two cores. `-m "not slow"` leaves it out of a quick run.
@@ -80,10 +80,10 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         # Real time-outs (the client gives up after 1 s while the emulator stalls 1.5 s and then writes), and
         # an account limit that lets faults, not throughput, decide the test's length.
         mapping_path = tmp_path / "hubspot.yaml"
-        mapping_path.write_text((PROJECT_ROOT / "mappings" / "hubspot.yaml").read_text(encoding="utf-8").replace(
+        mapping_path.write_text((MAPPINGS / "hubspot.yaml").read_text(encoding="utf-8").replace(
             "  property_group: chat2crm", "  property_group: chat2crm\n  timeout_seconds: 0.5\n"
             "  rate_limit: {requests: 2000, per_seconds: 10}"), encoding="utf-8")
-        config = write_config(tmp_path, flows=str(PROJECT_ROOT / "tests" / "data" / "fault_flows"),
+        config = write_config(tmp_path, flows=str(REPO / "tests" / "data" / "fault_flows"),
                               mapping=str(mapping_path),
                               campaigns=None, default_flow="quick_request", languages=["en"],
                               **{"delivery.backoff_base_seconds": 0.2, "delivery.backoff_max_seconds": 1,

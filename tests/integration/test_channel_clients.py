@@ -66,11 +66,36 @@ def test_whatsapp_mark_read(wa_client: WhatsAppClient, whatsapp_emulator: Any) -
 def test_whatsapp_errors_map_to_the_error_tree(wa_client: WhatsAppClient, whatsapp_emulator: Any,
                                                monkeypatch: pytest.MonkeyPatch, kind: str, error: type) -> None:
     monkeypatch.setattr(channel_base, "TIMEOUT", (1, 0.5))
-    whatsapp_emulator.fail_next(1, kind)
+    # a 5xx is tried in place first (see below): every try fails here
+    whatsapp_emulator.fail_next(channel_base.ATTEMPTS if kind == "500" else 1, kind)
     with pytest.raises(error) as info:
         wa_client.send(_conversation(), [Reply(text="x")])
     if kind == "190":
         assert info.value.setting == "WHATSAPP_ACCESS_TOKEN" and "WHATSAPP_ACCESS_TOKEN" in info.value.message
+
+
+def test_a_server_error_is_tried_again_in_place_and_a_read_timeout_is_not(
+        wa_client: WhatsAppClient, whatsapp_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5xx means Meta did not send: the call is tried again inside the job (tenacity) and the reply goes
+    out once. A read time-out may have sent it: never tried again in place (the patient would get it twice)."""
+    whatsapp_emulator.fail_next(channel_base.ATTEMPTS - 1, "500")
+    before = wa_client.calls
+    ids = wa_client.send(_conversation(), [Reply(text="x")])
+    assert len(ids) == 1 and wa_client.calls - before == channel_base.ATTEMPTS
+    assert [m.payload["text"]["body"] for m in whatsapp_emulator.messages_to("905321112233")][-1:] == ["x"]
+    monkeypatch.setattr(channel_base, "TIMEOUT", (1, 0.5))
+    whatsapp_emulator.fail_next(1, "timeout")
+    before = wa_client.calls
+    with pytest.raises(RetryableError):
+        wa_client.send(_conversation(), [Reply(text="y")])
+    assert wa_client.calls - before == 1
+
+
+def test_a_channel_that_cannot_be_reached_is_tried_again_then_left_to_the_job() -> None:
+    http = channel_base.HttpChannel("whatsapp", "WHATSAPP_ACCESS_TOKEN")
+    with pytest.raises(RetryableError, match="connection failed"):
+        http.request("POST", "http://127.0.0.1:1/v23.0/1/messages", json={})
+    assert http.calls == channel_base.ATTEMPTS
 
 
 def test_whatsapp_reengagement_is_skippable(wa_client: WhatsAppClient, whatsapp_emulator: Any) -> None:

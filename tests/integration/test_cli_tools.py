@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from connector.cli import main
+from tests.paths import SHIPPED_CONFIG
 
 
 def test_init_scaffolds_a_configuration_that_checks(tmp_path: Path) -> None:
@@ -39,7 +41,8 @@ def test_check_reports_a_broken_flow_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_links_prints_links_and_writes_qr_codes(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["links", "--out", str(tmp_path / "qr"), "--base-url", "https://relay.example"])
+    result = CliRunner().invoke(main, ["links", "--out", str(tmp_path / "qr"), "--base-url", "https://relay.example"],
+                                env={"CHAT2CRM_CONFIG": str(SHIPPED_CONFIG)})
     assert result.exit_code == 0, result.output
     assert "https://relay.example/c/hair-tr?utm_source=instagram" in result.output
     assert (tmp_path / "qr" / "hair-tr.svg").read_text().startswith("<?xml")
@@ -50,7 +53,8 @@ def test_simulate_the_turkish_meeting_exchange() -> None:
     script = "Merhaba, hafta içi bir görüşme ayarlamak istiyorum\nSüreç otomasyonu ve raporlama.\n" \
              "ABC Lojistik, info@abc.com\nÇarşamba 11:00 uygun.\n"
     proc = subprocess.run([sys.executable, "-m", "connector.cli", "simulate", "--flow", "meeting_request",
-                           "--lang", "tr"], input=script, capture_output=True, text=True, timeout=60)
+                           "--lang", "tr"], input=script, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CHAT2CRM_CONFIG": str(SHIPPED_CONFIG)})
     assert proc.returncode == 0, proc.stderr
     assert "bot> Görüşmenin konusu nedir?" in proc.stdout and "numarasıyla kaydedildi" in proc.stdout
     lead_text = proc.stdout.split("== Lead ==")[1].split("== hubspot operations")[0]
@@ -58,3 +62,13 @@ def test_simulate_the_turkish_meeting_exchange() -> None:
     assert lead["organization"] == "ABC Lojistik" and lead["contact"]["email"] == "info@abc.com"
     operations = json.loads(proc.stdout.split("(dry run) ==")[1])
     assert operations["record"]["object"] == "deals" and operations["contact"]["key_property"] == "chat2crm_contact_key"
+
+
+def test_simulate_without_lang_detects_the_language_on_the_first_message() -> None:
+    script = "Guten Tag, ich interessiere mich für eine Haartransplantation\n"
+    proc = subprocess.run([sys.executable, "-m", "connector.cli", "simulate", "--flow", "health_tourism_intake"],
+                          input=script, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CHAT2CRM_CONFIG": str(SHIPPED_CONFIG)})
+    assert proc.returncode == 0, proc.stderr
+    assert "Which language" not in proc.stdout and "In welcher Sprache" not in proc.stdout
+    assert "bot> In welchem Land und welcher Stadt wohnen Sie?" in proc.stdout, proc.stdout

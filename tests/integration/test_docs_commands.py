@@ -5,6 +5,10 @@ file under docs/. Each runs with bash in a fresh folder, against the suite's rea
 shipped configuration and the CRM emulator, and must exit 0. Commands that serve until stopped
 (``serve``, ``worker``, ``demo``) must come up; they are then stopped. ``./scripts/test`` is the
 command running this suite and is not run again from inside it.
+
+``docs/getting-started.md`` is a walk a newcomer takes: its commands run in order, as one script,
+in a new shell that has nothing set up (no virtual environment on ``PATH``, no chat2crm variables,
+no Redis), from a folder laid out like a fresh checkout after ``./scripts/demo`` made ``.venv``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from connector.settings import PROJECT_ROOT
 from tests.conftest import TEST_SECRETS
+from tests.paths import REPO as PROJECT_ROOT
+from tests.paths import SHIPPED_CONFIG
 
 DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^[ ]*```console\n(.*?)^[ ]*```", re.S | re.M)  # also inside list items
@@ -103,18 +108,45 @@ def _env(redis_url: str, hubspot_url: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update({k.upper(): v for k, v in TEST_SECRETS.items()})
     env.update({
-        "REDIS_URL": redis_url, "CHAT2CRM_CONFIG": str(PROJECT_ROOT / "chat2crm.yaml"),
+        "REDIS_URL": redis_url, "CHAT2CRM_CONFIG": str(SHIPPED_CONFIG),
         "HUBSPOT_API_BASE": hubspot_url, "PORT": str(port), "LOG_FORMAT": "text",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
     return env
 
 
+#: docs whose commands run in order in one new shell, as a newcomer types them, and what they must print
+WALKTHROUGHS = {"docs/getting-started.md": ("Usage: chat2crm", "configuration ok: hubspot mapping",
+                                            "Görüşmenin konusu nedir?", '"reference": "#1001"')}
+
+
 def test_docs_show_commands() -> None:
     assert len(COMMANDS) >= 5, COMMANDS
 
 
-@pytest.mark.parametrize(("doc", "line", "cmd"), COMMANDS, ids=[f"{d}:{n}" for d, n, _ in COMMANDS])
+@pytest.mark.parametrize("doc", WALKTHROUGHS)
+def test_walkthrough_in_a_fresh_shell(doc: str, tmp_path: Path) -> None:
+    """The doc's commands, in order, in one bash with a newcomer's environment, from a checkout-like folder."""
+    steps = [cmd for d, _line, cmd in COMMANDS if d == doc and not cmd.startswith((*LONG_RUNNING, *NOT_FROM_INSIDE))]
+    assert steps, f"{doc} shows no commands"
+    checkout = tmp_path / "chat2crm"
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(Path(sys.prefix))  # what ./scripts/demo or ./scripts/test made
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
+    env = {"PATH": path, "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8", "TERM": "dumb",
+           **{k: v for k, v in os.environ.items() if k.startswith(("CHAT2CRM_OPEN_AUDIT", "PYTHONPATH"))}}
+    script = "set -euo pipefail\n" + "".join(f"echo '$ {cmd}'\n{cmd}\n" for cmd in steps)
+    proc = subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"{doc}: the walk stopped (last command echoed):\n{proc.stdout}\n{proc.stderr}"
+    missing = [text for text in WALKTHROUGHS[doc] if text not in proc.stdout]
+    assert not missing, f"{doc}: the walk did not show {missing}:\n{proc.stdout}"
+
+
+@pytest.mark.parametrize(("doc", "line", "cmd"), [c for c in COMMANDS if c[0] not in WALKTHROUGHS or
+                                                  c[2].startswith(LONG_RUNNING)],
+                         ids=[f"{d}:{n}" for d, n, c in COMMANDS if d not in WALKTHROUGHS or c.startswith(LONG_RUNNING)])
 def test_doc_command_runs(doc: str, line: int, cmd: str, redis_url: str, hubspot_url: str, workdir: Path,
                           crm_envs: dict[str, dict[str, str]]) -> None:
     if cmd.startswith(NOT_FROM_INSIDE):

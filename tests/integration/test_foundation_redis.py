@@ -14,6 +14,7 @@ from rq import Queue
 from connector.redis_server import EmbeddedRedis
 from connector.runtime import Runtime
 from connector.worker import heartbeat, run_worker
+from tests.paths import SHIPPED_CONFIG
 
 
 def test_embedded_redis_starts_serves_and_leaves_nothing_behind() -> None:
@@ -67,7 +68,7 @@ def test_worker_runs_a_real_job_through_real_redis(runtime: Runtime) -> None:
 
 
 def test_worker_process_stops_cleanly_on_sigterm(redis_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "REDIS_URL": redis_url}
+    env = {**os.environ, "REDIS_URL": redis_url, "CHAT2CRM_CONFIG": str(SHIPPED_CONFIG)}
     proc = subprocess.Popen([str(Path(os.sys.executable)), "-c",
                              "from connector.runtime import Runtime; from connector.worker import run_worker;"
                              "run_worker(Runtime())"], env=env)

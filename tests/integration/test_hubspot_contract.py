@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from emulators.hubspot import HubSpotEmulator
 from emulators.server import ServedApp
 from tests.conftest import make_settings
 from tests.contract import AdapterContract, AdapterEnv
+from tests.paths import MAPPINGS
 
-MAPPING = load_mapping(Path(__file__).parents[2] / "mappings" / "hubspot.yaml", crm="hubspot")
+MAPPING = load_mapping(MAPPINGS / "hubspot.yaml", crm="hubspot")
 KINDS = {"contact": "contacts", "record": "deals", "note": "notes", "task": "tasks"}
 
 

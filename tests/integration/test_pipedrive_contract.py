@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +21,10 @@ from emulators.pipedrive import PipedriveEmulator
 from emulators.server import ServedApp
 from tests.conftest import make_settings
 from tests.contract import AdapterContract, AdapterEnv, make_lead
+from tests.paths import MAPPINGS as SHIPPED_MAPPINGS
 
-ROOT = Path(__file__).parents[2]
-MAPPINGS = {"lead": load_mapping(ROOT / "mappings" / "pipedrive.yaml", crm="pipedrive"),
-            "deal": load_mapping(ROOT / "mappings" / "pipedrive-deal.yaml", crm="pipedrive")}
+MAPPINGS = {"lead": load_mapping(SHIPPED_MAPPINGS / "pipedrive.yaml", crm="pipedrive"),
+            "deal": load_mapping(SHIPPED_MAPPINGS / "pipedrive-deal.yaml", crm="pipedrive")}
 KINDS = {"contact": "persons", "note": "notes", "task": "activities"}
 TOKEN = "pd-contract"
 
@@ -316,19 +315,6 @@ def test_agent_view(pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], env: 
     assert {"hair_transplant", "lang:tr"} <= set(record["tags"])
     assert "#1042" in view["notes"][0]["body"] and "<p>" not in view["notes"][0]["body"]
     assert len(view["tasks"]) == 1
-
-
-def test_without_the_openapi_files_the_emulator_runs_unchecked(redis_client: redis.Redis, serve: Any,
-                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHAT2CRM_VENDOR_SPECS", str(tmp_path))  # a folder without Pipedrive's files
-    emulator = PipedriveEmulator(TOKEN)
-    assert not emulator.check_requests
-    adapter = _adapter(serve(emulator), MAPPINGS["lead"], redis_client)
-    adapter.setup(required_schema(MAPPINGS["lead"]), apply=True)
-    result = AdapterContract().sync(AdapterEnv(adapter, MAPPINGS["lead"], emulator.fail_next, emulator.count,
-                                               lambda _: {}), make_lead())
-    assert result.record is not None and result.record.created and emulator.count("leads") == 1
-    assert requests.get(f"{adapter.base}/api/v2/nothing", headers={"x-api-token": TOKEN}, timeout=5).status_code == 404
 
 
 def test_an_oauth_token_is_sent_as_bearer_and_named_when_refused(redis_client: redis.Redis, serve: Any) -> None:

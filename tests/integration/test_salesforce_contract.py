@@ -30,8 +30,8 @@ from emulators.salesforce import (
 from emulators.server import ServedApp
 from tests.conftest import make_settings
 from tests.contract import AdapterContract, AdapterEnv, make_lead
+from tests.paths import MAPPINGS
 
-MAPPINGS = Path(__file__).parents[2] / "mappings"
 LEAD_MAPPING = load_mapping(MAPPINGS / "salesforce.yaml", crm="salesforce")
 CASE_MAPPING = load_mapping(MAPPINGS / "salesforce-case.yaml", crm="salesforce")
 OPPORTUNITY_MAPPING = load_mapping(MAPPINGS / "salesforce-opportunity.yaml", crm="salesforce")

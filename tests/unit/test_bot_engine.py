@@ -13,10 +13,11 @@ import pytest
 from connector.bot.engine import EngineContext, HandedOver, LeadReady, OptedOut, handle
 from connector.bot.flows import Flow, load_flows
 from connector.models import Conversation, InboundMessage, Location, MediaRef, SenderProfile
+from tests.paths import FLOWS as SHIPPED_FLOWS
 
 ZONE = ZoneInfo("Europe/Istanbul")
 MONDAY = datetime(2026, 11, 23, 9, 30, tzinfo=ZONE)
-FLOWS = load_flows(Path(__file__).parents[2] / "bot_flows")
+FLOWS = load_flows(SHIPPED_FLOWS)
 
 
 class Chat:

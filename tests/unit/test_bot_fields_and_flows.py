@@ -10,8 +10,7 @@ import pytest
 from connector.bot.fields import read_email, read_name, read_number, read_phone, read_yes_no, whatsapp_id_to_e164
 from connector.bot.flows import Flow, load_flows
 from connector.errors import ConfigurationError
-
-ROOT = Path(__file__).parents[2]
+from tests.paths import FLOWS, SCHEMAS
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -51,7 +50,7 @@ def test_number_and_yes_no() -> None:
 
 
 def test_shipped_flows_load() -> None:
-    flows = load_flows(ROOT / "bot_flows")
+    flows = load_flows(FLOWS)
     assert set(flows) == {"health_tourism_intake", "meeting_request"}
     for flow in flows.values():
         assert flow.languages == ["tr", "en", "de", "ar", "ru"]
@@ -108,6 +107,6 @@ def test_cross_references_are_checked(tmp_path: Path) -> None:
 
 
 def test_published_schema_is_current() -> None:
-    current = json.loads((ROOT / "schemas" / "flow.schema.json").read_text(encoding="utf-8"))
+    current = json.loads((SCHEMAS / "flow.schema.json").read_text(encoding="utf-8"))
     assert current["properties"] == Flow.model_json_schema()["properties"]
     assert current["title"] == "chat2crm flow"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from connector.docsgen.configuration import DOC, render
+from connector.docsgen.configuration import render
 from connector.settings import Settings
+from tests.paths import REPO
+
+DOC = REPO / "docs" / "configuration.md"
 
 
 def test_configuration_reference_is_current() -> None:

@@ -15,6 +15,7 @@ from connector.config import load_config
 from connector.errors import ConfigurationError, Problem, WebhookRejectedError
 from connector.logs import RedactingFilter, configure_logging, pii_scope, redact, register_secret
 from connector.settings import load_settings
+from tests.paths import SHIPPED_CONFIG
 
 PY = sys.executable
 
@@ -65,7 +66,7 @@ def test_invalid_yaml_reports_its_line(tmp_path: Path) -> None:
 
 
 def test_shipped_main_config_is_valid() -> None:
-    config = load_config(Path(__file__).parents[2] / "chat2crm.yaml")
+    config = load_config(SHIPPED_CONFIG)
     assert config.crm == "hubspot"
     assert config.mapping_path.name == "hubspot.yaml"
 

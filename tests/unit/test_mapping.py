@@ -10,9 +10,9 @@ import pytest
 from connector.errors import ConfigurationError
 from connector.mapping import FieldSource, Mapping, Transform, apply_transform, load_mapping, plan, required_schema
 from tests.contract import make_lead
+from tests.paths import MAPPINGS, SCHEMAS
 
-ROOT = Path(__file__).parents[2]
-HUBSPOT = load_mapping(ROOT / "mappings" / "hubspot.yaml", crm="hubspot")
+HUBSPOT = load_mapping(MAPPINGS / "hubspot.yaml", crm="hubspot")
 
 
 def test_plan_for_a_new_lead() -> None:
@@ -91,5 +91,5 @@ def test_required_schema_names_unique_keys_and_the_first_stage() -> None:
 
 
 def test_published_schema_is_current() -> None:
-    current = json.loads((ROOT / "schemas" / "mapping.schema.json").read_text(encoding="utf-8"))
+    current = json.loads((SCHEMAS / "mapping.schema.json").read_text(encoding="utf-8"))
     assert current["properties"] == Mapping.model_json_schema()["properties"]
