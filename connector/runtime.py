@@ -16,22 +16,17 @@ from rq import Queue
 
 from connector.config import AppConfig, load_config
 from connector.errors import ConfigurationError, Problem
+from connector.keys import PREFIX, rkey
 from connector.logs import register_secret
 from connector.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from adapters.base import CRMAdapter
 
-#: Every Redis key chat2crm writes starts with this, so one Redis can serve other things too.
-PREFIX = "c2c:"
+__all__ = ["PREFIX", "QUEUE_CRM", "QUEUE_INBOUND", "Runtime", "current_runtime", "rkey", "set_current_runtime"]
 
 QUEUE_INBOUND = "inbound"
 QUEUE_CRM = "crm"
-
-
-def rkey(*parts: object) -> str:
-    """A Redis key: ``c2c:part:part…``."""
-    return PREFIX + ":".join(str(p) for p in parts)
 
 
 class Runtime:
