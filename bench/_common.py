@@ -36,23 +36,22 @@ class CrmStack:
         import os
         import subprocess
         import sys
-        from pathlib import Path
 
         import redis
 
         from adapters.hubspot import HubSpotAdapter
         from connector.mapping import load_mapping, required_schema
         from connector.redis_server import EmbeddedRedis
+        from connector.resources import shipped
         from connector.runtime import Runtime
         from emulators.hubspot import HubSpotEmulator
         from emulators.server import ServedApp
 
-        root = Path(__file__).resolve().parent.parent
         self.redis_server = EmbeddedRedis().start()
         self.emulator = HubSpotEmulator(SECRETS["hubspot_access_token"])
         self.served = ServedApp(self.emulator.app).start()
         settings = settings_for(self.redis_server.url, hubspot_api_base=self.served.url)
-        mapping = load_mapping(root / "mappings" / "hubspot.yaml", crm="hubspot")
+        mapping = load_mapping(shipped("mappings", "hubspot.yaml"), crm="hubspot")
         HubSpotAdapter(settings, options=mapping.crm_options()).setup(required_schema(mapping), apply=True)
         self.emulator.latency, self.emulator.rate_limit = latency, rate_limit
         self.emulator.calls.clear()

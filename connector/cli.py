@@ -63,15 +63,24 @@ def serve(port: int | None, workers: int | None) -> None:
     _require_valid(runtime)
     port = port or runtime.settings.port
     workers = workers or runtime.settings.web_concurrency
-    os.execvp(sys.executable, [  # noqa: S606 - replace this process with gunicorn, as Procfile platforms expect
+    # replace this process with gunicorn, as Procfile platforms expect
+    os.execvp(sys.executable, gunicorn_command("connector.wsgi:app", port, workers))  # noqa: S606
+
+
+def gunicorn_command(app: str, port: int, workers: int) -> list[str]:
+    """The command ``chat2crm serve`` runs: gunicorn with the relay's settings, serving ``app``.
+
+    Benchmarks serve their baseline endpoint with exactly this command, so the two compare like with like.
+    """
+    return [
         sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
         "--access-logformat", '%(m)s %(U)s %(s)s %(L)ss', "--graceful-timeout", "10",
         # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which
         # every server on a host would share; the relay does not use it (signals manage the server)
         "--no-control-socket",
-        "connector.wsgi:app",
-    ])
+        app,
+    ]
 
 
 @main.command()

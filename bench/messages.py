@@ -1,0 +1,147 @@
+"""Messages through the workers: bot turns with their replies sent, per second, with the worker CPU and the
+Redis commands each message costs, for 1, 2 and 4 ``chat2crm worker`` processes.
+
+Patients' messages (a health-tourism intake: a greeting, then the city, then the dates) are accepted
+by the relay's webhook (in this process) once the workers are up and warm; the clock runs from the
+first message until every queue is empty, and the CPU counted is the workers' (their work-horses
+included) over that time. The WhatsApp and HubSpot emulators answer in this process.
+The baseline is the floor of the queue itself: the same number of no-op jobs (``heartbeat``) through
+the same worker setup, measured the same way in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Queue, Worker
+from rq.registry import StartedJobRegistry
+
+from bench._common import SECRETS
+from connector.app import create_app
+from connector.channels.whatsapp import sign
+from connector.demo_stack import start_emulators
+from connector.redis_server import EmbeddedRedis
+from connector.resources import DEFAULT_CONFIG, shipped
+from connector.runtime import Runtime
+from connector.settings import Settings
+
+PATIENTS = 100
+SCRIPT = ("Hi, price for hair transplant?", "Berlin, Germany", "10-17 March")
+WORKERS = (1, 2, 4)
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children (rq's work-horses), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
+
+
+def commands(client: redis.Redis) -> int:
+    """Redis commands served so far (every command, from INFO commandstats)."""
+    return sum(int(stat["calls"]) for stat in client.info("commandstats").values())
+
+
+def idle(client: redis.Redis) -> bool:
+    """No job queued, scheduled or running, on any of the relay's queues."""
+    for queue in Queue.all(connection=client):
+        if queue.count or StartedJobRegistry(queue=queue).count or queue.scheduled_job_registry.count:
+            return False
+    return True
+
+
+def webhook(i: int, sender: str, text: str) -> dict[str, Any]:
+    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Bench Patient"}, "wa_id": sender}],
+        "messages": [{"from": sender, "id": f"wamid.{sender}.{i}", "timestamp": str(int(time.time())), "type": "text",
+                      "text": {"body": text}}]}}]}]}
+
+
+def run(env: dict[str, str], client: redis.Redis, workers: int, load: Any) -> dict[str, float]:
+    """Start ``workers`` worker processes, wait until they are warm and registered, then ``load()`` the work
+    and measure from the first message until every queue is empty (warm-up is not counted)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             for _ in range(workers)]
+    try:
+        deadline = time.monotonic() + 120
+        while Worker.count(connection=client) < workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # past registration: the first poll of the queues
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+        before_commands = commands(client)
+        start = time.perf_counter()
+        count = load()
+        while not idle(client):
+            time.sleep(0.25)
+        elapsed = time.perf_counter() - start
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+        used = commands(client) - before_commands
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+    return {"count": count, "seconds": elapsed, "per_second": count / elapsed, "cpu_ms": cpu * 1000 / count,
+            "commands": used / count}
+
+
+def main() -> None:
+    with EmbeddedRedis() as server:
+        env = {**os.environ, **{k.upper(): v for k, v in SECRETS.items()}, "REDIS_URL": server.url,
+               "CHAT2CRM_CONFIG": str(shipped(DEFAULT_CONFIG)), "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
+        stack = start_emulators("hubspot", env)
+        env.update(stack.environment)
+        client = redis.Redis.from_url(server.url)
+        settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
+        runtime = Runtime(settings, redis_client=client)
+        app = create_app({"TESTING": True}, runtime=runtime).test_client()
+        rows: list[tuple[int, dict[str, float], dict[str, float]]] = []
+        try:
+            for workers in WORKERS:
+                def messages(run_id: int = workers) -> int:
+                    sent = 0
+                    for step, text in enumerate(SCRIPT):
+                        for p in range(PATIENTS):
+                            raw = json.dumps(webhook(step, f"4915{run_id:02d}{p:07d}", text)).encode()
+                            response = app.post("/webhooks/whatsapp", data=raw, headers={
+                                "Content-Type": "application/json",
+                                "X-Hub-Signature-256": sign(raw, SECRETS["whatsapp_app_secret"])})
+                            assert response.status_code == 200, response.data
+                            sent += 1
+                    return sent
+
+                def noops() -> int:
+                    queue = runtime.queue("inbound")
+                    for _ in range(PATIENTS * len(SCRIPT)):
+                        queue.enqueue("connector.worker.heartbeat", result_ttl=0)
+                    return PATIENTS * len(SCRIPT)
+
+                floor = run(env, client, workers, noops)
+                ours = run(env, client, workers, messages)
+                rows.append((workers, floor, ours))
+        finally:
+            stack.stop()
+    load = os.getloadavg()
+    print(f"{PATIENTS} patients x {len(SCRIPT)} messages of the health intake, accepted once the workers are warm; "
+          f"{os.cpu_count()} cores; load average after (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for workers, floor, ours in rows:
+        print(f"{workers} worker(s): {ours['per_second']:6.1f} msg/s, {ours['cpu_ms']:6.1f} ms CPU and "
+              f"{ours['commands']:5.1f} Redis commands per message | no-op floor: {floor['per_second']:6.1f} jobs/s, "
+              f"{floor['cpu_ms']:5.1f} ms CPU, {floor['commands']:4.1f} commands per job | "
+              f"ratio to the floor {ours['per_second'] / floor['per_second']:.2f}")
+    best = max(ours["per_second"] for _, _, ours in rows)
+    print(f"best: {best:.1f} msg/s (goal ≥ 200, at ≤ 5 ms CPU and ≤ 10 Redis commands per message)")
+
+
+if __name__ == "__main__":
+    main()
