@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from connector.errors import RetryableError
-from connector.runtime import rkey
+from connector.keys import family
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -31,6 +31,16 @@ local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
 _tickets = itertools.count()
+#: the longest pause a CRM's answer can put every worker in (a longer wait is the job layer's)
+MAX_PAUSE = 60.0
+#: the calls made in one window of one API (a sorted set; ``window`` is ``all`` or a window of its own)
+WINDOWS = family("ratelimit", "{api}:calls:{window}", ttl="options.rate_limit.per_seconds", holds_pii=False,
+                 owner=__name__)
+#: the calls made to an API's search endpoints, which have a budget of their own (Pipedrive's)
+SEARCH_WINDOWS = family("ratelimit", "{api}:calls:search", ttl="options.search_rate_limit.per_seconds",
+                        holds_pii=False, owner=__name__)
+#: until when every worker waits before calling an API again
+PAUSES = family("ratelimit", "{api}:pause", ttl=int(MAX_PAUSE) + 1, holds_pii=False, owner=__name__)
 
 
 class SharedRateLimiter:
@@ -62,8 +72,8 @@ class SharedRateLimiter:
         # call that travelled slowly from landing in the next window's count.
         self.window_seconds = seconds + max(0.05, seconds * 0.03)
         self.max_wait = max_wait
-        self.key = rkey("ratelimit", api, window) if window else rkey("ratelimit", api)
-        self.pause_key = rkey("ratelimit", api, "pause")
+        self.key = SEARCH_WINDOWS.key(api) if window == "search" else WINDOWS.key(api, window or "all")
+        self.pause_key = PAUSES.key(api)
 
     def acquire(self) -> None:
         """Wait for a slot.
@@ -85,6 +95,8 @@ class SharedRateLimiter:
             time.sleep(min(wait, 1.0) + 0.005)
 
     def pause(self, seconds: float) -> None:
-        """Make every worker wait ``seconds`` before its next call (the CRM said the budget is spent)."""
+        """Make every worker wait ``seconds`` (at most :data:`MAX_PAUSE`) before its next call (the CRM said the
+        budget is spent)."""
+        seconds = min(seconds, MAX_PAUSE)
         if self.redis is not None and seconds > 0:
             self.redis.set(self.pause_key, str(time.time() + seconds), px=int(seconds * 1000) + 100)

@@ -9,21 +9,28 @@ lead or deal, and an activity for the owner on handoff.
 
 Calls, once the field keys and label ids are cached (they are, after ``crm setup`` or the first
 lead): a new patient 5 (key search, phone search, person, lead, note); a returning patient 2
-(lead, note: the person's id comes from Redis and is not written again when nothing changed); a
-replayed job 0 (the lead, the note and the activity are known by Redis; nothing changed). A
-handoff adds 1 (the activity). A retry after a failure resumes where the last attempt stopped
-and, where an earlier attempt may have written without getting the answer, looks first
-(lead search; the lead's notes; the lead's activities).
+(lead, note: the person's id comes from the id cache and is not written again when nothing
+changed); a replayed job 0 (the lead, the note and the activity are known; nothing changed). A
+handoff adds 1 (the activity). A retry after a failure resumes where the last attempt stopped.
+
+Pipedrive has no unique constraint and no upsert, and its search lags behind writes (a person
+appears in ``/persons/search`` some seconds after it is made). So search never decides whether the
+relay's own write happened: the id cache knows what the relay made; a create whose answer was lost
+is marked pending in it before it is sent, and the next attempt looks on a list endpoint, which is
+current (persons and organizations updated since the mark, the person's leads or deals, the
+record's notes and activities), before writing again; one worker at a time finds or makes a given
+person. Search serves what only it can: persons and organizations people made by hand, and persons
+the relay made so long ago that their ids left the cache.
 
 Custom fields are named in the mapping by their visible name; Pipedrive addresses them by
 generated 40-character keys. The adapter reads the keys from the field endpoints and keeps them
 in Redis (shared by every worker, refreshed once when a name is not found); a name that still
 does not exist is a :class:`~connector.errors.FatalError` naming the field.
 
-Every call goes through :meth:`PipedriveAdapter._call`: the Redis-shared limiters for Pipedrive's
+Every call goes through :class:`PipedriveSession`: the Redis-shared limiters for Pipedrive's
 2-second burst windows (per token, so shared by all workers; searches have their own), a pause when
-``x-ratelimit-remaining`` runs out, the timeout, call counting and metrics, and the mapping of
-answers into the error tree.
+``x-ratelimit-remaining`` runs out, the timeouts, call counting and metrics, and Pipedrive's error
+table.
 """
 
 from __future__ import annotations
@@ -33,15 +40,18 @@ import hashlib
 import json
 import logging
 import re
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 import requests
+from pydantic import ConfigDict, Field, SecretStr
 
 from adapters._ratelimit import SharedRateLimiter
 from adapters.base import (
+    AdapterCredentials,
+    AdapterOptions,
     CompanyWrite,
     ContactWrite,
     CredentialReport,
@@ -51,21 +61,38 @@ from adapters.base import (
     FieldInfo,
     NoteWrite,
     ObjectInfo,
+    RateLimit,
     RecordWrite,
     Ref,
     SyncPlan,
     SyncResult,
     TaskWrite,
-    settle_after_timeout,
 )
-from connector import metrics
-from connector.errors import AuthError, FatalError, RetryableError
-from connector.runtime import rkey
+from adapters.session import Answer, ErrorTable, VendorSession, rule
+from connector.errors import FatalError, RetryableError, SyncError
+from connector.keys import family
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 log = logging.getLogger("chat2crm.pipedrive")
 
-#: (connect, read) seconds; ``options.timeout_seconds`` overrides the read timeout
-TIMEOUT = (3.05, 20.0)
+DAY = 86400
+#: a contact key's person: ``<id>|<digest of what was last written>``
+CONTACTS = family("pipedrive", "contact:{contact_key}", ttl=90 * DAY, holds_pii=True, owner=__name__)
+ORGANIZATIONS = family("pipedrive", "organization:{name}", ttl=90 * DAY, holds_pii=True, owner=__name__)
+#: a lead reference's lead or deal: ``<id>|<digest of what was last written>``
+RECORDS = family("pipedrive", "record:{kind}:{reference}", ttl=90 * DAY, holds_pii=False, owner=__name__)
+NOTES = family("pipedrive", "note:{marker}", ttl=90 * DAY, holds_pii=False, owner=__name__)
+ACTIVITIES = family("pipedrive", "activity:{marker}", ttl=90 * DAY, holds_pii=False, owner=__name__)
+#: the account's field keys, lead labels and pipelines (JSON), read again daily
+FIELDS = family("pipedrive", "fields:{entity}", ttl=DAY, holds_pii=False, owner=__name__)
+LABELS = family("pipedrive", "labels", ttl=DAY, holds_pii=False, owner=__name__)
+PIPELINES = family("pipedrive", "pipelines", ttl=DAY, holds_pii=False, owner=__name__)
+#: one worker at a time makes a label, an option, a person, an organization (names are digests)
+LOCKS = family("pipedrive", "lock:{name}", ttl=30, holds_pii=False, owner=__name__)
+PROGRESS = family("pipedrive", "progress:{reference}", ttl=7 * DAY, holds_pii=False, owner=__name__)
+
 #: the pseudo-pipeline of lead mode: leads have no pipeline, their status is a lead label
 LEAD_LABELS = "lead labels"
 #: fields every account has, written under their own names (not custom fields)
@@ -81,101 +108,112 @@ _INTEGER_FIELDS = {"owner_id", "org_id", "visible_to", "channel"}
 _KEY = re.compile(r"\b([0-9a-f]{40})\b")
 _FIELD_TYPES = {"string": "varchar", "text": "text", "date": "date", "enumeration": "set", "bool": "enum",
                 "number": "double"}
+#: how far before a pending mark a list of recent writes looks (the CRM's clock is not ours)
+_CLOCK_SKEW = timedelta(seconds=120)
+LabelColor = Literal["green", "blue", "red", "yellow", "purple", "gray", "brown", "orange", "pink", "dark-gray"]
+#: Pipedrive's answers → the error tree
+ERRORS = ErrorTable("pipedrive", [
+    rule("retryable", 429, what="rate limited"),
+    rule("retryable", (500, 599), what="server error"),
+    rule("auth", 401, what="token refused"),
+    rule("auth", 403, what="permission denied"),
+    rule("fatal", (400, 499), what="request rejected"),
+])
 
 
-class PipedriveAdapter(CRMAdapter):
-    """Writes leads into Pipedrive (persons, leads or deals, notes, activities, labels).
+class PipedriveOptions(AdapterOptions):
+    """The Pipedrive mapping's ``options:``."""
 
-    Options (the mapping's ``options:``): ``rate_limit`` (``{requests, per_seconds}``, default
-    20 per 2 seconds, the smallest plan's burst limit), ``search_rate_limit`` (default 10 per 2
-    seconds, Pipedrive's limit for search endpoints), ``timeout_seconds``, ``activity_type``
-    (``task``), ``label_color`` (for tag labels) and ``status_label_color`` (for status labels),
-    ``text_fields`` (visible names ``crm setup`` creates as long text instead of 255-character
-    text), ``mapping_file`` (named in error messages).
+    model_config = ConfigDict(title="pipedrive options")
+
+    rate_limit: RateLimit = Field(default=RateLimit(requests=20, per_seconds=2),
+                                  description="The burst limit per API token, shared by every worker "
+                                              "(the smallest plan's: 20 per 2 seconds).")
+    search_rate_limit: RateLimit = Field(default=RateLimit(requests=10, per_seconds=2),
+                                         description="Pipedrive's own, lower limit for the search endpoints.")
+    activity_type: str = Field(default="task", min_length=1,
+                               description="The activity type of the handoff task (task, call…).")
+    label_color: LabelColor = Field(default="gray", description="The colour of the lead labels made for tags.")
+    status_label_color: LabelColor = Field(default="green",
+                                           description="The colour of the lead labels made for statuses.")
+    text_fields: list[str] = Field(default_factory=list,
+                                   description="Visible names `crm setup` creates as long text (over 255 "
+                                               "characters) instead of 255-character text.")
+    mapping_file: str = Field(default="the mapping file", description="The mapping's name in error messages.")
+
+
+class PipedriveCredentials(AdapterCredentials):
+    """What the Pipedrive adapter may read of the settings (an OAuth token wins over an API token)."""
+
+    settings_prefix = "pipedrive_"
+
+    api_token: SecretStr | None = None
+    oauth_token: SecretStr | None = None
+    api_base: str = "https://api.pipedrive.com"
+
+
+class _Answered(Exception):
+    """Pipedrive answered with an error status."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class PipedriveSession(VendorSession):
+    """Pipedrive's chokepoint: a ``requests`` session with the token, the limiters, the timeouts and the
+    error table.
+
+    Args:
+        credentials: the token (OAuth or API) and the API base URL.
+        options: the adapter's options (timeouts, the burst and search limits).
+        redis: the shared connection (limiters, metrics).
     """
 
-    name = "pipedrive"
-    requires = ("requests",)
-
-    def __init__(self, settings: Any, *, options: dict[str, Any] | None = None, redis: Any = None) -> None:
-        super().__init__(settings, options=options, redis=redis)
-        self.session = requests.Session()
-        oauth = settings.pipedrive_oauth_token.get_secret_value() if settings.pipedrive_oauth_token else ""
-        token = settings.pipedrive_api_token.get_secret_value() if settings.pipedrive_api_token else ""
-        if oauth:
-            self.session.headers["Authorization"] = f"Bearer {oauth}"
-            self.credential_setting = "PIPEDRIVE_OAUTH_TOKEN"
-        else:
-            self.session.headers["x-api-token"] = token
-            self.credential_setting = "PIPEDRIVE_API_TOKEN"
-        self.session.headers["Accept"] = "application/json"
-        self.base = settings.pipedrive_api_base.rstrip("/")
-        limit = self.options.get("rate_limit") or {}
-        self.rate_requests = int(limit.get("requests", 20))
-        self.rate_seconds = float(limit.get("per_seconds", 2))
-        search_limit = self.options.get("search_rate_limit") or {}
-        self.search_requests = int(search_limit.get("requests", 10))
-        self.search_seconds = float(search_limit.get("per_seconds", 2))
-        if min(self.rate_requests, self.search_requests) < 1 or min(self.rate_seconds, self.search_seconds) <= 0:
-            raise ValueError(f"rate_limit and search_rate_limit must have requests >= 1 and per_seconds > 0, got "
-                             f"{limit!r} and {search_limit!r}")
+    def __init__(self, credentials: PipedriveCredentials, options: PipedriveOptions, redis: Redis | None) -> None:
+        limit, search = options.rate_limit, options.search_rate_limit
         # per API token, so shared by every worker; the search endpoints have a lower limit of their own
-        self.limiter = SharedRateLimiter(redis, "pipedrive", self.rate_requests, self.rate_seconds)
-        self.search_limiter = SharedRateLimiter(redis, "pipedrive", self.search_requests, self.search_seconds,
+        super().__init__("pipedrive", redis=redis, timeouts=options.timeouts(), errors=ERRORS,
+                         limiter=SharedRateLimiter(redis, "pipedrive", limit.requests, limit.per_seconds))
+        self.search_limiter = SharedRateLimiter(redis, "pipedrive", search.requests, search.per_seconds,
                                                 window="search")
-        self.activity_type = str(self.options.get("activity_type", "task"))
-        self.label_color = str(self.options.get("label_color", "gray"))
-        self.status_label_color = str(self.options.get("status_label_color", "green"))
-        self.text_fields = set(self.options.get("text_fields") or [])
-        self.mapping_file = str(self.options.get("mapping_file", "the mapping file"))
-        self._local: dict[str, Any] = {}  # caches when there is no Redis (one process, tests of the CLI)
+        self.rate_seconds = limit.per_seconds
+        self.http = requests.Session()
+        if credentials.oauth_token is not None and credentials.oauth_token.get_secret_value():
+            self.http.headers["Authorization"] = f"Bearer {credentials.oauth_token.get_secret_value()}"
+            self.credential_setting = PipedriveCredentials.setting("oauth_token")
+        else:
+            token = credentials.api_token.get_secret_value() if credentials.api_token else ""
+            self.http.headers["x-api-token"] = token
+            self.credential_setting = PipedriveCredentials.setting("api_token")
+        self.http.headers["Accept"] = "application/json"
+        self.base = credentials.api_base.rstrip("/")
 
-    # -- the chokepoint ------------------------------------------------------------------------
-    def _call(self, operation: str, method: str, path: str, *, params: dict[str, Any] | None = None,
-              body: Any = None) -> dict[str, Any]:
+    def request(self, operation: str, method: str, path: str, *, params: dict[str, Any] | None = None,
+                body: Any = None) -> dict[str, Any]:
         """One API call: ``path`` starts with ``/v1/`` or ``/api/v2/``. Returns the JSON envelope.
 
         Raises:
-            RetryableError: 429, 5xx, timeouts, connection errors.
-            AuthError: 401/403 (names the credential setting).
-            FatalError: other 4xx (names the field when Pipedrive says which).
+            As :meth:`VendorSession.call`; a refusal naming a field's key carries it in ``details["field_key"]``.
         """
-        if path.endswith("/search"):
-            self.search_limiter.acquire()
-        self.limiter.acquire()
-        self.calls += 1
-        outcome = "ok"
-        timeout = (TIMEOUT[0], float(self.options.get("timeout_seconds", TIMEOUT[1])))
-        try:
-            response = self.session.request(method, self.base + path, params=params, json=body, timeout=timeout)
-        except requests.Timeout as exc:
-            outcome = "timeout"
-            # A request that timed out while Pipedrive was reading it may still be carried out: wait as long
-            # again before retrying, so the retry's look-up (lead search, the lead's notes) sees what it wrote.
-            settle = settle_after_timeout(float(timeout[1])) if isinstance(exc, requests.ReadTimeout) else None
-            raise RetryableError("pipedrive: timed out", retry_after=settle, details={"operation": operation}) from None
-        except requests.RequestException as exc:
-            outcome = "network"
-            raise RetryableError(f"pipedrive: {type(exc).__name__}", details={"operation": operation}) from None
-        finally:
-            if outcome != "ok" and self.redis is not None:
-                metrics.incr(self.redis, "crm_calls", adapter="pipedrive", operation=operation, outcome=outcome)
-        self._note_budget(response)
-        if self.redis is not None:
-            metrics.incr(self.redis, "crm_calls", adapter="pipedrive", operation=operation,
-                         outcome="ok" if response.ok else str(response.status_code))
-        if response.ok:
+        def send() -> dict[str, Any]:
+            response = self.http.request(method, self.base + path, params=params, json=body,
+                                         timeout=self.timeouts.pair())
+            self._note_budget(response)
+            if not response.ok:
+                raise _Answered(response)
             try:
                 data: dict[str, Any] = response.json()
             except ValueError:
                 raise RetryableError("pipedrive: answer was not JSON", details={"operation": operation}) from None
             return data
-        raise self._map(response, operation)
+
+        return self.call(operation, send, limiters=[self.search_limiter] if path.endswith("/search") else [])
 
     def _note_budget(self, response: requests.Response) -> None:
         """Slow every worker down when Pipedrive says the burst window is used up."""
         remaining = response.headers.get("x-ratelimit-remaining")
-        if self.redis is None or remaining is None or response.status_code == 429:
+        if remaining is None or response.status_code == 429 or self.limiter is None:
             return
         try:
             if int(remaining) > 0:
@@ -185,65 +223,84 @@ class PipedriveAdapter(CRMAdapter):
             return
         self.limiter.pause(min(reset, 10.0))
 
-    def _map(self, response: requests.Response, operation: str) -> Exception:
-        status = response.status_code
+    def translate(self, exc: Exception, operation: str) -> tuple[str, SyncError] | None:
+        if isinstance(exc, requests.Timeout):
+            return self.timed_out(operation, reading=isinstance(exc, requests.ReadTimeout))
+        if isinstance(exc, requests.RequestException):
+            return self.unreachable(operation, exc)
+        return super().translate(exc, operation)
+
+    def answer_of(self, exc: Exception) -> Answer | None:
+        if not isinstance(exc, _Answered):
+            return None
+        response = exc.response
         try:
             body = response.json()
         except ValueError:
             body = {}
-        message = str((body or {}).get("error") or response.reason or "")[:300]
-        details = {"status": status, "operation": operation, "error_info": (body or {}).get("error_info")}
-        if status == 429:
-            retry_after = response.headers.get("Retry-After") or response.headers.get("x-ratelimit-reset")
+        body = body if isinstance(body, dict) else {}
+        return Answer(status=response.status_code, message=str(body.get("error") or response.reason or ""),
+                      headers=dict(response.headers), body=body)
+
+    def refused(self, answer: Answer, operation: str) -> SyncError:
+        details = {"error_info": (answer.body or {}).get("error_info")}
+        if answer.status == 429:
+            retry_after = answer.headers.get("Retry-After") or answer.headers.get("x-ratelimit-reset")
             try:
                 seconds = max(float(retry_after), 0.5) if retry_after else self.rate_seconds
             except ValueError:
                 seconds = self.rate_seconds
-            if self.redis is not None:
-                pause = min(seconds, 10.0)  # a daily budget reset is far away: the job layer waits for that
-                self.redis.set(rkey("ratelimit", "pipedrive", "pause"), str(time.time() + pause),
-                               px=int(pause * 1000) + 100)
-            return RetryableError("pipedrive: rate limited", retry_after=seconds, details=details)
-        if status >= 500:
-            return RetryableError(f"pipedrive: server error {status}", details=details)
-        if status in (401, 403):
-            what = "token refused" if status == 401 else "permission denied"
-            return AuthError(f"pipedrive: {what} ({message[:120]}); check {self.credential_setting} and the "
-                             "user's permissions", setting=self.credential_setting, details=details)
-        field = None
-        key = _KEY.search(message)
+            if self.limiter is not None:
+                self.limiter.pause(min(seconds, 10.0))  # a daily budget's reset is far away: the job layer waits
+            return self.errors.error(answer, operation=operation, retry_after=seconds, details=details)
+        if answer.status in (401, 403):
+            return self.errors.error(answer, operation=operation, setting=self.credential_setting, details=details,
+                                     hint=f"; check {self.credential_setting} and the user's permissions")
+        key = _KEY.search(answer.message)
         if key:
-            field = self._name_of(key.group(1)) or key.group(1)
-            self._forget_fields()  # a deleted field: read the keys again next time
-        return FatalError(f"pipedrive: request rejected ({status}: {message[:200]})", field=field, details=details)
+            details["field_key"] = key.group(1)
+        return self.errors.error(answer, operation=operation, field=key.group(1) if key else None, details=details)
 
-    # -- caches --------------------------------------------------------------------------------
-    def _cache_get(self, *parts: str) -> str | None:
-        key = rkey("pipedrive", *parts)
-        if self.redis is None:
-            value = self._local.get(key)
-            return value if isinstance(value, str) else None
-        value = self.redis.get(key)
-        return value.decode() if isinstance(value, bytes) else value
 
-    def _cache_set(self, value: str, *parts: str, days: float = 90) -> None:
-        key = rkey("pipedrive", *parts)
-        if self.redis is None:
-            self._local[key] = value
-        else:
-            self.redis.set(key, value, ex=int(days * 86400))
+class PipedriveAdapter(CRMAdapter):
+    """Writes leads into Pipedrive (persons, leads or deals, notes, activities, labels)."""
 
-    def _cache_drop(self, *parts: str) -> None:
-        key = rkey("pipedrive", *parts)
-        self._local.pop(key, None)
-        if self.redis is not None:
-            self.redis.delete(key)
+    name = "pipedrive"
+    requires = ("requests",)
+    Options = PipedriveOptions
+    Credentials = PipedriveCredentials
+    cache_families = MappingProxyType({"contact": CONTACTS, "organization": ORGANIZATIONS, "record": RECORDS,
+                                       "note": NOTES, "activity": ACTIVITIES, "fields": FIELDS, "labels": LABELS,
+                                       "pipelines": PIPELINES})
+    progress_family = PROGRESS
+
+    options: PipedriveOptions
+    session: PipedriveSession
+
+    def __init__(self, credentials: AdapterCredentials, *, options: AdapterOptions | dict[str, Any] | None = None,
+                 redis: Redis | None = None) -> None:
+        super().__init__(credentials, options=options, redis=redis)
+        self.session = PipedriveSession(self.credentials, self.options, redis)  # type: ignore[arg-type]
+        self.base = self.session.base
+
+    def _call(self, operation: str, method: str, path: str, *, params: dict[str, Any] | None = None,
+              body: Any = None) -> dict[str, Any]:
+        """One API call through the session; a refusal naming a custom field's key names the field instead
+        (and the keys are read again next time: the field may have been deleted)."""
+        try:
+            return self.session.request(operation, method, path, params=params, body=body)
+        except FatalError as exc:
+            key = exc.details.get("field_key")
+            if key and exc.setting is None:
+                exc.field = self._name_of(key) or key
+                self._forget_fields()
+            raise
 
     # -- fields: visible names → Pipedrive's keys ----------------------------------------------
     def _fields(self, entity: Literal["person", "deal"], *, refresh: bool = False) -> dict[str, dict[str, Any]]:
         """Visible name → ``{key, type, custom, options: {label: id}}`` (also by key), cached a day."""
         if not refresh:
-            cached = self._cache_get("fields", entity)
+            cached = self.cache.get("fields", entity)
             if cached:
                 loaded: dict[str, dict[str, Any]] = json.loads(cached)
                 return loaded
@@ -263,16 +320,16 @@ class PipedriveAdapter(CRMAdapter):
             cursor = (page.get("additional_data") or {}).get("next_cursor")
             if not cursor:
                 break
-        self._cache_set(json.dumps(found), "fields", entity, days=1)
+        self.cache.set("fields", json.dumps(found), entity)
         return found
 
     def _forget_fields(self) -> None:
         for entity in ("person", "deal"):
-            self._cache_drop("fields", entity)
+            self.cache.drop("fields", entity)
 
     def _name_of(self, key: str) -> str | None:
         for entity in ("person", "deal"):
-            cached = self._cache_get("fields", entity)
+            cached = self.cache.get("fields", entity)
             if cached and key in (specs := json.loads(cached)):
                 return str(specs[key]["name"])
         return None
@@ -288,7 +345,7 @@ class PipedriveAdapter(CRMAdapter):
             spec = self._fields(entity, refresh=True).get(name)
         if spec is None:
             where = "deal fields (leads share them)" if entity == "deal" else "person fields"
-            raise FatalError(f"pipedrive: {self.mapping_file} names the field {name!r}, which is not one of the "
+            raise FatalError(f"pipedrive: {self.options.mapping_file} names the field {name!r}, which is not one of the "
                              f"account's {where}; run `chat2crm crm setup` or create it in Pipedrive", field=name)
         return spec
 
@@ -305,7 +362,7 @@ class PipedriveAdapter(CRMAdapter):
                 try:
                     self._field(entity, name)
                 except FatalError as exc:
-                    problems.append(Problem(exc.message, file=self.mapping_file, path=f"{obj}.{name}",
+                    problems.append(Problem(exc.message, file=self.options.mapping_file, path=f"{obj}.{name}",
                                             hint="run `chat2crm crm setup`"))
         if problems:
             raise ConfigurationError(problems)
@@ -343,7 +400,7 @@ class PipedriveAdapter(CRMAdapter):
         missing = [n for n in named if n not in fields]
         if missing:
             where = "person fields" if entity == "person" else "deal fields (leads share them)"
-            raise FatalError(f"pipedrive: {self.mapping_file} names fields that are not among the account's {where}: "
+            raise FatalError(f"pipedrive: {self.options.mapping_file} names fields that are not among the account's {where}: "
                              f"{', '.join(map(repr, missing))}; run `chat2crm crm setup` or create them in Pipedrive",
                              field=missing[0])
         for name, value in properties.items():
@@ -413,7 +470,7 @@ class PipedriveAdapter(CRMAdapter):
                 if name in have:
                     lines.append(f"ok {obj}.{name}" + (f" ({have[name].label})" if have[name].label != name else ""))
                     continue
-                kind = "text" if name in self.text_fields else _FIELD_TYPES.get(wanted.type, "varchar")
+                kind = "text" if name in set(self.options.text_fields) else _FIELD_TYPES.get(wanted.type, "varchar")
                 options = ["true", "false"] if wanted.type == "bool" else ["chat2crm"] if kind == "set" else []
                 if not apply:
                     lines.append(f"would create {entity} field {name!r} ({kind})")
@@ -431,7 +488,7 @@ class PipedriveAdapter(CRMAdapter):
                         if stage in labels:
                             lines.append(f"ok lead label {stage!r}")
                         elif apply:
-                            self._create_label(stage, self.status_label_color)
+                            self._create_label(stage, self.options.status_label_color)
                             lines.append(f"created lead label {stage!r}")
                         else:
                             lines.append(f"would create lead label {stage!r}")
@@ -447,19 +504,19 @@ class PipedriveAdapter(CRMAdapter):
     # -- labels, pipelines ---------------------------------------------------------------------
     def _labels(self, *, refresh: bool = False) -> dict[str, str]:
         """Lead label name → id, cached a day."""
-        cached = None if refresh else self._cache_get("labels")
+        cached = None if refresh else self.cache.get("labels")
         if cached:
             loaded: dict[str, str] = json.loads(cached)
             return loaded
         page = self._call("labels", "GET", "/v1/leadLabels")
         labels = {str(item["name"]): str(item["id"]) for item in page.get("data") or []}
-        self._cache_set(json.dumps(labels), "labels", days=1)
+        self.cache.set("labels", json.dumps(labels))
         return labels
 
     def _create_label(self, name: str, color: str) -> str:
         created = self._call("label_create", "POST", "/v1/leadLabels", body={"name": name, "color": color})
         labels = {**self._labels(), name: str(created["data"]["id"])}
-        self._cache_set(json.dumps(labels), "labels", days=1)
+        self.cache.set("labels", json.dumps(labels))
         return labels[name]
 
     @contextlib.contextmanager
@@ -472,7 +529,7 @@ class PipedriveAdapter(CRMAdapter):
         if self.redis is None:
             yield
             return
-        lock = self.redis.lock(rkey("pipedrive", "lock", name), timeout=30, blocking_timeout=10)
+        lock = self.redis.lock(LOCKS.key(name), timeout=30, blocking_timeout=10)
         if not lock.acquire():
             raise RetryableError(f"pipedrive: another worker is creating {name}", retry_after=5)
         try:
@@ -490,13 +547,13 @@ class PipedriveAdapter(CRMAdapter):
                 labels = self._labels(refresh=True)  # another worker may have made them meanwhile
                 for label in wanted:
                     if label not in labels:
-                        labels[label] = self._create_label(label, self.status_label_color if label == status
-                                                           else self.label_color)
+                        labels[label] = self._create_label(label, self.options.status_label_color if label == status
+                                                           else self.options.label_color)
         return [labels[label] for label in wanted]
 
     def _pipelines(self, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
         """Pipeline name (and id) → ``{id, stages: {stage name (and id): stage id}}``, cached a day."""
-        cached = None if refresh else self._cache_get("pipelines")
+        cached = None if refresh else self.cache.get("pipelines")
         if cached:
             loaded: dict[str, dict[str, Any]] = json.loads(cached)
             return loaded
@@ -511,7 +568,7 @@ class PipedriveAdapter(CRMAdapter):
                     entry["stages"][str(stage["id"])] = stage["id"]
             found[str(pipeline["name"])] = entry
             found[str(pipeline["id"])] = entry
-        self._cache_set(json.dumps(found), "pipelines", days=1)
+        self.cache.set("pipelines", json.dumps(found))
         return found
 
     def _stage(self, pipeline: str | None, stage: str | None) -> tuple[int | None, int | None]:
@@ -521,33 +578,52 @@ class PipedriveAdapter(CRMAdapter):
         if pipeline not in pipelines or (stage and stage not in pipelines[pipeline]["stages"]):
             pipelines = self._pipelines(refresh=True)
         if pipeline not in pipelines:
-            raise FatalError(f"pipedrive: {self.mapping_file} names the pipeline {pipeline!r}, which does not exist",
+            raise FatalError(f"pipedrive: {self.options.mapping_file} names the pipeline {pipeline!r}, which does not exist",
                              field="record.pipeline")
         entry = pipelines[pipeline]
         if stage and stage not in entry["stages"]:
-            raise FatalError(f"pipedrive: {self.mapping_file} names the stage {stage!r}, which is not in the "
+            raise FatalError(f"pipedrive: {self.options.mapping_file} names the stage {stage!r}, which is not in the "
                              f"pipeline {pipeline!r}", field="record.statuses")
         return int(entry["id"]), int(entry["stages"][stage]) if stage else None
 
+
     # -- persons -------------------------------------------------------------------------------
     def _search(self, operation: str, path: str, term: str, field: str, **extra: Any) -> list[dict[str, Any]]:
+        """An exact search (it lags behind writes: never the proof that the relay's own write did not happen)."""
         page = self._call(operation, "GET", path, params={"term": term, "fields": field, "exact_match": "true",
                                                           "limit": 10, **extra})
         return [i["item"] for i in (page.get("data") or {}).get("items") or []]
 
     def _person_by_key(self, key_property: str, key_value: str) -> dict[str, Any] | None:
-        spec = self._field("person", key_property)
+        self._field("person", key_property)  # a mapping naming no such field fails here, by name
         for item in self._search("person_search", "/api/v2/persons/search", key_value, "custom_fields"):
             if key_value in (item.get("custom_fields") or []):
-                item["_key_field"] = spec["key"]
                 return item
+        return None
+
+    def _recent(self, kind: Literal["persons", "organizations"], since: float,
+                wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The ``kind`` object updated since ``since`` (a pending mark) that is ``wanted``: a list, which is
+        current, unlike search."""
+        moment = (datetime.fromtimestamp(since, UTC) - _CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params: dict[str, Any] = {"updated_since": moment, "sort_by": "update_time", "sort_direction": "desc",
+                                  "limit": 500}
+        for _ in range(20):  # 10,000 changed in minutes would be a different account
+            page = self._call(f"{kind[:-1]}_list", "GET", f"/api/v2/{kind}", params=params)
+            for item in page.get("data") or []:
+                if wanted(item):
+                    return item
+            cursor = (page.get("additional_data") or {}).get("next_cursor")
+            if not cursor:
+                break
+            params["cursor"] = cursor
         return None
 
     def find_contact(self, *, key: tuple[str, str] | None = None, phone: str | None = None,
                      email: str | None = None, object: str | None = None,
                      properties: list[str] | None = None) -> Ref | None:
-        """Find a person by the contact key, then phone, then e-mail; ``properties`` (by the names the
-        mapping uses) are read back, option ids as labels."""
+        """Find a person by the contact key (the id cache, then a search), then phone, then e-mail;
+        ``properties`` (by the names the mapping uses) are read back, option ids as labels."""
         found: dict[str, Any] | None = None
         person_id = self._cached_contact(key[1])[0] if key else None
         if key and person_id is None:
@@ -569,7 +645,7 @@ class PipedriveAdapter(CRMAdapter):
             if exc.details.get("status") != 404:
                 raise
             if key:
-                self._cache_drop("contact", key[1])  # deleted in Pipedrive since it was cached
+                self.cache.drop("contact", key[1])  # deleted in Pipedrive since it was cached
             return None
         return Ref(object=object or "person", id=person_id, properties=self._read_back(person, properties))
 
@@ -594,54 +670,88 @@ class PipedriveAdapter(CRMAdapter):
                 out[name] = value
         return out
 
+
     def _cached_contact(self, key_value: str) -> tuple[str | None, str | None]:
-        cached = self._cache_get("contact", key_value)
+        cached = self.cache.get("contact", key_value)
         if not cached:
             return None, None
         person_id, _, digest = cached.partition("|")
         return person_id, digest
 
-    def upsert_contact(self, write: ContactWrite) -> Ref:
-        """Person by key (Redis, then an exact search of the key field), then by phone / e-mail
-        (adopted: the key is set on it), else created. Not written again when nothing changed."""
+    def _contact(self, write: ContactWrite) -> Ref:
+        """Person by key (the id cache; a create whose answer was lost: the persons updated since; else an
+        exact search of the key field), then by phone / e-mail (adopted: the key is set on it), else
+        created. Not written again when nothing changed. One worker at a time finds or makes a person."""
         standard, custom = self._split("person", write.properties)
         key_spec = self._field("person", write.key_property)
         custom[key_spec["key"]] = write.key_value
         body = {**standard, "custom_fields": custom}
         digest = _digest(body)
+        known = self._known_person(write, body, digest)
+        if known is not None:
+            return known
+        with self._exclusive("person:" + _digest(write.key_value)):
+            known = self._known_person(write, body, digest)  # another worker may have made it meanwhile
+            if known is not None:
+                return known
+            pending = self.cache.pending("contact", write.key_value)
+            found = None
+            if pending is not None:
+                found = self._recent("persons", pending, lambda p: (p.get("custom_fields") or {}).get(
+                    key_spec["key"]) == write.key_value)
+            # The key is always looked up: it is what keeps a patient with no e-mail from being duplicated when the
+            # id cache has lost (or never had) the person: one the relay made long ago, or before Redis was lost.
+            found = found or self._person_by_key(write.key_property, write.key_value)
+            if found is not None:
+                self._call("person_update", "PATCH", f"/api/v2/persons/{found['id']}", body=body)
+                self.cache.set("contact", f"{found['id']}|{digest}", write.key_value)
+                return Ref(object=write.object, id=str(found["id"]))
+            for how, value in (("phone", write.phone), ("email", write.email)):
+                if how not in write.match_by or not value:
+                    continue
+                for item in self._search("person_search", "/api/v2/persons/search", value, how):
+                    adopted = self._adopt(write, item, body, key_spec["key"])
+                    if adopted is not None:
+                        return adopted
+            create_standard, create_custom = self._split("person", write.create_only)
+            created_body = {**standard, **create_standard, "custom_fields": {**custom, **create_custom}}
+            if "name" not in created_body:
+                created_body["name"] = write.phone or write.key_value.split(":", 1)[-1]  # Pipedrive requires a name
+            person_id = self._create_once("contact", (write.key_value,), "person_create", "/api/v2/persons",
+                                          created_body, kept=lambda new: f"{new}|{digest}")
+            return Ref(object=write.object, id=person_id, created=True)
+
+    def _known_person(self, write: ContactWrite, body: dict[str, Any], digest: str) -> Ref | None:
+        """The person the id cache knows for the key (updated when what is written changed), or None."""
         person_id, last = self._cached_contact(write.key_value)
-        if person_id is not None:
-            if last == digest:
-                return Ref(object=write.object, id=person_id)
-            try:
-                self._call("person_update", "PATCH", f"/api/v2/persons/{person_id}", body=body)
-                self._cache_set(f"{person_id}|{digest}", "contact", write.key_value)
-                return Ref(object=write.object, id=person_id)
-            except FatalError as exc:
-                if exc.details.get("status") != 404:
-                    raise
-                self._cache_drop("contact", write.key_value)  # deleted in Pipedrive: find or create again
-        # The key is always looked up: it is what keeps a patient with no e-mail from being duplicated.
-        found = self._person_by_key(write.key_property, write.key_value)
-        if found is not None:
-            self._call("person_update", "PATCH", f"/api/v2/persons/{found['id']}", body=body)
-            self._cache_set(f"{found['id']}|{digest}", "contact", write.key_value)
-            return Ref(object=write.object, id=str(found["id"]))
-        for how, value in (("phone", write.phone), ("email", write.email)):
-            if how not in write.match_by or not value:
-                continue
-            for item in self._search("person_search", "/api/v2/persons/search", value, how):
-                adopted = self._adopt(write, item, body, key_spec["key"])
-                if adopted is not None:
-                    return adopted
-        create_standard, create_custom = self._split("person", write.create_only)
-        created_body = {**standard, **create_standard, "custom_fields": {**custom, **create_custom}}
-        if "name" not in created_body:
-            created_body["name"] = write.phone or write.key_value.split(":", 1)[-1]  # Pipedrive requires a name
-        created = self._call("person_create", "POST", "/api/v2/persons", body=created_body)
-        person_id = str(created["data"]["id"])
-        self._cache_set(f"{person_id}|{digest}", "contact", write.key_value)
-        return Ref(object=write.object, id=person_id, created=True)
+        if person_id is None:
+            return None
+        if last == digest:
+            return Ref(object=write.object, id=person_id)
+        try:
+            self._call("person_update", "PATCH", f"/api/v2/persons/{person_id}", body=body)
+        except FatalError as exc:
+            if exc.details.get("status") != 404:
+                raise
+            self.cache.drop("contact", write.key_value)  # deleted in Pipedrive: find or create again
+            return None
+        self.cache.set("contact", f"{person_id}|{digest}", write.key_value)
+        return Ref(object=write.object, id=person_id)
+
+    def _create_once(self, kind: str, values: tuple[str, ...], operation: str, path: str, body: dict[str, Any], *,
+                     kept: Callable[[str], str] = str) -> str:
+        """POST one object, marked pending in the id cache until its id (``kept(id)``) is there: a create
+        Pipedrive refused is unmarked (nothing was written); one with no answer stays pending for the retry."""
+        self.cache.mark_pending(kind, *values)
+        try:
+            created = self._call(operation, "POST", path, body=body)
+        except (FatalError, RetryableError) as exc:
+            if isinstance(exc, FatalError) or exc.details.get("status") == 429:
+                self.cache.drop(kind, *values)
+            raise
+        new_id = str(created["data"]["id"])
+        self.cache.set(kind, kept(new_id), *values)
+        return new_id
 
     def _adopt(self, write: ContactWrite, item: dict[str, Any], body: dict[str, Any], key_field: str) -> Ref | None:
         """Take over a person a clinic worker made (found by phone or e-mail): set our key on it,
@@ -660,52 +770,61 @@ class PipedriveAdapter(CRMAdapter):
                     [{**x, "primary": not have} for x in extra]
         merged.pop("name", None)  # the name a person typed stays
         self._call("person_update", "PATCH", f"/api/v2/persons/{person['id']}", body=merged)
-        self._cache_set(f"{person['id']}|adopted", "contact", write.key_value)
+        self.cache.set("contact", f"{person['id']}|adopted", write.key_value)
         log.info("adopted a person a clinic worker made", extra={"person_id": person["id"]})
         return Ref(object=write.object, id=str(person["id"]))
 
-    def upsert_company(self, write: CompanyWrite) -> Ref:
-        """The organization by name (Redis, then an exact name search), else created."""
-        cached = self._cache_get("organization", write.name.lower())
+
+    def _company(self, write: CompanyWrite) -> Ref:
+        """The organization by name: the id cache; a create whose answer was lost: the organizations updated
+        since; one a person made: an exact name search; else created (one worker at a time)."""
+        name = write.name.strip().lower()
+        cached = self.cache.get("organization", name)
         if cached:
             return Ref(object=write.object, id=cached)
-        for item in self._search("organization_search", "/api/v2/organizations/search", write.name, "name"):
-            self._cache_set(str(item["id"]), "organization", write.name.lower())
-            return Ref(object=write.object, id=str(item["id"]))
-        created = self._call("organization_create", "POST", "/api/v2/organizations", body={"name": write.name})
-        org_id = str(created["data"]["id"])
-        self._cache_set(org_id, "organization", write.name.lower())
-        return Ref(object=write.object, id=org_id, created=True)
+        with self._exclusive("organization:" + _digest(name)):
+            cached = self.cache.get("organization", name)
+            if cached:
+                return Ref(object=write.object, id=cached)
+            pending = self.cache.pending("organization", name)
+            found = self._recent("organizations", pending, lambda o: str(o.get("name") or "").strip().lower() == name) \
+                if pending is not None else None
+            if found is None:
+                found = next(iter(self._search("organization_search", "/api/v2/organizations/search", write.name,
+                                               "name")), None)
+            if found is not None:
+                self.cache.set("organization", str(found["id"]), name)
+                return Ref(object=write.object, id=str(found["id"]))
+            org_id = self._create_once("organization", (name,), "organization_create", "/api/v2/organizations",
+                                       {"name": write.name})
+            return Ref(object=write.object, id=org_id, created=True)
 
     # -- leads and deals -----------------------------------------------------------------------
-    def upsert_record(self, write: RecordWrite, *, contact: Ref, company: Ref | None = None,
-                      tags: list[str] | None = None, tags_property: str | None = None) -> Ref:
-        """A Lead (``object: lead``) or a Deal (``object: deal``), found again by the reference:
-        Redis, then (when an earlier attempt may have created it) an exact search of the
-        reference field. The status (lead label or stage) is set only on create."""
+    def _record(self, write: RecordWrite, *, contact: Ref, company: Ref | None, tags: list[str],
+                tags_property: str | None) -> Ref:
+        """A Lead (``object: lead``) or a Deal (``object: deal``), found again by the reference: the id
+        cache, then (when a create's answer was lost) the person's leads or deals, a list. The status (lead
+        label or stage) is set only on create."""
         if write.object not in ("lead", "deal"):
             raise FatalError(f"pipedrive: record.object must be lead or deal, not {write.object!r}",
                              field="record.object")
         kind: Literal["lead", "deal"] = "lead" if write.object == "lead" else "deal"
-        tags = list(tags or [])
         standard, custom = self._split(kind, write.properties)
         ref_spec = self._field("deal", write.reference_property)
         custom[ref_spec["key"]] = write.reference
         digest = _digest({"standard": standard, "custom": custom, "tags": tags, "person": contact.id,
                           "org": company.id if company else None})
-        cached = self._cache_get("record", kind, write.reference)
-        record_id, _, last = (cached or "").partition("|")
-        if not record_id and not contact.created and self._cache_get("attempt", kind, write.reference):
-            # An earlier attempt sent the create and may not have seen the answer: look before writing.
-            record_id = self._find_record(kind, write.reference, ref_spec["key"], contact.id) or ""
+        record_id, _, last = (self.cache.get("record", kind, write.reference) or "").partition("|")
+        if not record_id and not contact.created and self.cache.pending("record", kind, write.reference) is not None:
+            # An earlier attempt sent the create and did not see the answer: look before writing.
+            record_id = self._record_of(kind, write.reference, ref_spec["key"], contact.id) or ""
         if record_id:
             if last != digest:
                 self._update_record(kind, record_id, standard=standard, custom=custom, tags=tags,
                                     tags_property=tags_property)
-                self._cache_set(f"{record_id}|{digest}", "record", kind, write.reference)
+                self.cache.set("record", f"{record_id}|{digest}", kind, write.reference)
             return Ref(object=write.object, id=record_id)
         create_standard, create_custom = self._split(kind, write.create_only)
-        self._cache_set("1", "attempt", kind, write.reference, days=30)
         if kind == "lead":
             body: dict[str, Any] = {**standard, **create_standard, **custom, **create_custom,
                                     "person_id": int(contact.id),
@@ -713,9 +832,7 @@ class PipedriveAdapter(CRMAdapter):
             body.setdefault("title", f"Lead {write.reference}")
             if company is not None:
                 body["organization_id"] = int(company.id)
-            if write.owner_id:
-                body["owner_id"] = int(write.owner_id)
-            created = self._call("lead_create", "POST", "/v1/leads", body=body)
+            path = "/v1/leads"
         else:
             pipeline_id, stage_id = self._stage(write.pipeline, write.stage)
             deal_custom = {**custom, **create_custom}
@@ -730,23 +847,34 @@ class PipedriveAdapter(CRMAdapter):
                 body["stage_id"] = stage_id
             if company is not None:
                 body["org_id"] = int(company.id)
-            if write.owner_id:
-                body["owner_id"] = int(write.owner_id)
-            created = self._call("deal_create", "POST", "/api/v2/deals", body=body)
-        record_id = str(created["data"]["id"])
-        self._cache_set(f"{record_id}|{digest}", "record", kind, write.reference)
+            path = "/api/v2/deals"
+        if write.owner_id:
+            body["owner_id"] = int(write.owner_id)
+        record_id = self._create_once("record", (kind, write.reference), f"{kind}_create", path, body,
+                                      kept=lambda new: f"{new}|{digest}")
         return Ref(object=write.object, id=record_id, created=True)
 
-    def _find_record(self, kind: Literal["lead", "deal"], reference: str, ref_key: str, person_id: str) -> str | None:
-        path = "/api/v2/leads/search" if kind == "lead" else "/api/v2/deals/search"
-        for item in self._search(f"{kind}_search", path, reference, "custom_fields", person_id=int(person_id)):
-            if reference in (item.get("custom_fields") or []):
-                found = str(item["id"])
-                # the search matches any custom field holding the value: make sure it is the reference
-                record = self._get_record(kind, found)
-                value = record.get(ref_key) if kind == "lead" else (record.get("custom_fields") or {}).get(ref_key)
+    def _record_of(self, kind: Literal["lead", "deal"], reference: str, ref_key: str, person_id: str) -> str | None:
+        """The person's lead or deal holding ``reference``: a list by parent (current, unlike search)."""
+        start: int | str | None = 0
+        while start is not None:
+            if kind == "lead":
+                page = self._call("lead_list", "GET", "/v1/leads", params={"person_id": int(person_id), "limit": 500,
+                                                                           "start": start})
+                rows = page.get("data") or []
+                more = ((page.get("additional_data") or {}).get("pagination") or {}).get("more_items_in_collection")
+                start = int(start) + len(rows) if more and rows else None
+            else:
+                params: dict[str, Any] = {"person_id": int(person_id), "limit": 500}
+                if start:
+                    params["cursor"] = start
+                page = self._call("deal_list", "GET", "/api/v2/deals", params=params)
+                rows = page.get("data") or []
+                start = (page.get("additional_data") or {}).get("next_cursor") or None
+            for row in rows:
+                value = row.get(ref_key) if kind == "lead" else (row.get("custom_fields") or {}).get(ref_key)
                 if str(value) == reference:
-                    return found
+                    return str(row["id"])
         return None
 
     def _get_record(self, kind: Literal["lead", "deal"], record_id: str) -> dict[str, Any]:
@@ -786,17 +914,6 @@ class PipedriveAdapter(CRMAdapter):
                     spec = self._fields("deal", refresh=True)[name]
         return spec
 
-    def set_tags(self, tags: list[str], *, target: Ref, tags_property: str | None) -> None:
-        """Add tags to a lead (labels) or a deal (options of ``tags_property``), keeping the ones there."""
-        if target.object == "lead":
-            current = self._get_record("lead", target.id)
-            have = [str(i) for i in current.get("label_ids") or []]
-            self._call("lead_update", "PATCH", f"/v1/leads/{target.id}",
-                       body={"label_ids": list(dict.fromkeys(have + self._label_ids(tags)))})
-        elif target.object == "deal" and tags_property:
-            self._update_record("deal", target.id, standard={}, custom={}, tags=tags, tags_property=tags_property)
-        else:
-            raise FatalError("pipedrive: tags go on a lead (labels) or a deal (tags.property)", field="tags.property")
 
     # -- notes and activities ------------------------------------------------------------------
     def _target(self, record: Ref | None) -> dict[str, Any]:
@@ -804,55 +921,65 @@ class PipedriveAdapter(CRMAdapter):
             return {}
         return {"lead_id": record.id} if record.object == "lead" else {"deal_id": int(record.id)}
 
-    def attach_note(self, note: NoteWrite, *, contact: Ref, record: Ref | None) -> Ref:
-        """A note on the lead or deal and the person; its marker makes it idempotent."""
-        known = self._cache_get("note", note.marker)
+
+    def _on_record(self, kind: Literal["note", "activity"], marker: str, record: Ref | None, contact: Ref,
+                   text_of: Callable[[dict[str, Any]], str]) -> str | None:
+        """The note or activity holding ``marker`` among the record's (or the person's): a list by parent."""
+        target = self._target(record) or {"person_id": int(contact.id)}
+        if kind == "note":
+            page = self._call("note_list", "GET", "/v1/notes", params={**target, "limit": 500})
+        else:
+            page = self._call("activity_list", "GET", "/api/v2/activities", params={**target, "limit": 500})
+        for existing in page.get("data") or []:
+            if marker in text_of(existing):
+                return str(existing["id"])
+        return None
+
+    def _note(self, note: NoteWrite, *, contact: Ref, record: Ref | None) -> Ref:
+        """A note on the lead or deal and the person, once per marker."""
+        known = self.cache.get("note", note.marker)
         if known:
             return Ref(object="note", id=known)
+        if self.cache.pending("note", note.marker) is not None:
+            found = self._on_record("note", note.marker, record, contact, lambda n: str(n.get("content") or ""))
+            if found:
+                self.cache.set("note", found, note.marker)
+                return Ref(object="note", id=found)
         target = self._target(record) or {"person_id": int(contact.id)}
-        if record is not None and not record.created:
-            # The record existed before this run: an interrupted earlier run may have written the note.
-            page = self._call("note_list", "GET", "/v1/notes", params={**target, "limit": 100})
-            for existing in page.get("data") or []:
-                if note.marker in (existing.get("content") or ""):
-                    self._cache_set(str(existing["id"]), "note", note.marker)
-                    return Ref(object="note", id=str(existing["id"]))
-        body = {"content": f"{note.body}\n<p>{note.marker}</p>", **target, "person_id": int(contact.id)}
-        created = self._call("note_create", "POST", "/v1/notes", body=body)
-        note_id = str(created["data"]["id"])
-        self._cache_set(note_id, "note", note.marker)
+        content = note.body if note.marker in note.body else f"{note.body}\n<p>{note.marker}</p>"
+        body = {"content": content, **target, "person_id": int(contact.id)}
+        note_id = self._create_once("note", (note.marker,), "note_create", "/v1/notes", body)
         return Ref(object="note", id=note_id, created=True)
 
-    def create_task(self, task: TaskWrite, *, contact: Ref, record: Ref | None) -> Ref:
+    def _activity(self, task: TaskWrite, *, contact: Ref, record: Ref | None) -> Ref:
         """An activity for the owner (``activity_type``, due when the plan says), once per marker."""
-        known = self._cache_get("activity", task.marker)
+        known = self.cache.get("activity", task.marker)
         if known:
             return Ref(object="activity", id=known)
-        target = self._target(record)
-        if record is not None and not record.created:
-            page = self._call("activity_list", "GET", "/api/v2/activities", params={**target, "limit": 100})
-            for existing in page.get("data") or []:
-                if task.marker in (existing.get("note") or ""):
-                    self._cache_set(str(existing["id"]), "activity", task.marker)
-                    return Ref(object="activity", id=str(existing["id"]))
+        if self.cache.pending("activity", task.marker) is not None:
+            found = self._on_record("activity", task.marker, record, contact, lambda a: str(a.get("note") or ""))
+            if found:
+                self.cache.set("activity", found, task.marker)
+                return Ref(object="activity", id=found)
         due = (task.due_at or datetime.now(UTC)).astimezone(UTC)
-        body: dict[str, Any] = {"subject": task.subject[:255], "type": self.activity_type,
+        body: dict[str, Any] = {"subject": task.subject[:255], "type": self.options.activity_type,
                                 "due_date": due.strftime("%Y-%m-%d"), "due_time": due.strftime("%H:%M"),
-                                "note": f"<p>{task.body}</p><p>{task.marker}</p>", "done": False,
-                                "person_id": int(contact.id), **target}
+                                "note": f"<p>{task.body}</p>" + ("" if task.marker in task.body
+                                                                 else f"<p>{task.marker}</p>"), "done": False,
+                                "person_id": int(contact.id), **self._target(record)}
         if task.owner_id:
             body["owner_id"] = int(task.owner_id)
-        created = self._call("activity_create", "POST", "/api/v2/activities", body=body)
-        activity_id = str(created["data"]["id"])
-        self._cache_set(activity_id, "activity", task.marker)
+        activity_id = self._create_once("activity", (task.marker,), "activity_create", "/api/v2/activities", body)
         return Ref(object="activity", id=activity_id, created=True)
 
     # -- erasure -------------------------------------------------------------------------------
     def erase_contact(self, *, key: tuple[str, str], mode: Literal["delete", "anonymise"]) -> ErasureReport:
         """Delete the person with that key, or blank its name, phones, e-mails and key."""
-        found = self._person_by_key(key[0], key[1])
-        person_id = str(found["id"]) if found else self._cached_contact(key[1])[0]
-        self._cache_drop("contact", key[1])
+        person_id = self._cached_contact(key[1])[0]
+        if person_id is None:
+            found = self._person_by_key(key[0], key[1])
+            person_id = str(found["id"]) if found else None
+        self.cache.drop("contact", key[1])
         if person_id is None:
             return ErasureReport(mode=mode, found=False)
         try:
@@ -868,37 +995,34 @@ class PipedriveAdapter(CRMAdapter):
             raise
         return ErasureReport(mode=mode, erased=[f"persons/{person_id}"])
 
-    # -- the whole lead ------------------------------------------------------------------------
+    # -- the write -----------------------------------------------------------------------------
     def sync(self, plan: SyncPlan) -> SyncResult:
-        """Person, organization, lead or deal (with labels or tags), note, activity on handoff."""
+        """Person, organization, lead or deal (with labels or tags), note, activity on handoff.
+
+        A retry resumes where the last attempt stopped (the progress log): steps already written are not
+        written again.
+        """
         start = self.calls
-        # A retry resumes where the last attempt stopped: steps already written are not written again.
-        progress = rkey("pipedrive", "progress", plan.lead_reference)
-        done = {_str(k): _str(v) for k, v in self.redis.hgetall(progress).items()} if self.redis else {}
+        progress = self.progress(plan.lead_reference)
+        done = progress.steps()
         if "contact" in done:
             contact = Ref(object=plan.contact.object, id=done["contact"])
         else:
-            contact = self.upsert_contact(plan.contact)
-            self._progress(progress, "contact", contact.id)
-        company = self.upsert_company(plan.company) if plan.company else None
+            contact = self._contact(plan.contact)
+            progress.record("contact", contact.id)
+        company = self._company(plan.company) if plan.company else None
         record = None
         if plan.record is not None and "record" in done:
             record = Ref(object=plan.record.object, id=done["record"])
         elif plan.record is not None:
-            record = self.upsert_record(plan.record, contact=contact, company=company, tags=plan.tags,
-                                        tags_property=plan.tags_property)
-            self._progress(progress, "record", record.id)
-        note = self.attach_note(plan.note, contact=contact, record=record) if plan.note else None
-        task = self.create_task(plan.task, contact=contact, record=record) if plan.task else None
-        if self.redis is not None:
-            self.redis.delete(progress)  # complete: a later replay writes everything again, idempotently
+            record = self._record(plan.record, contact=contact, company=company, tags=list(plan.tags),
+                                  tags_property=plan.tags_property)
+            progress.record("record", record.id)
+        note = self._note(plan.note, contact=contact, record=record) if plan.note else None
+        task = self._activity(plan.task, contact=contact, record=record) if plan.task else None
+        progress.finish()
         return SyncResult(contact=contact, company=company, record=record, note=note, task=task,
                           calls=self.calls - start)
-
-    def _progress(self, key: str, step: str, value: str) -> None:
-        if self.redis is not None:
-            self.redis.hset(key, step, value)
-            self.redis.expire(key, 7 * 86400)
 
 
 def _digest(value: Any) -> str:
@@ -910,5 +1034,4 @@ def _digits(value: str) -> str:
     return re.sub(r"\D", "", value)
 
 
-def _str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+__all__ = ["PipedriveAdapter", "PipedriveCredentials", "PipedriveOptions", "PipedriveSession"]

@@ -15,33 +15,37 @@ Calls for a lead: 2 API calls, whatever happens (new lead, returning patient, re
    upserted on ``Chat2CRM_Reference__c`` (Contact + Case mode), the Note, the handoff Task, the
    CampaignMember, each referring to the earlier ones with ``@{ref.id}``.
 
-``allOrNone`` is false on purpose: each subrequest is idempotent on its own (upserts on External
+SOQL reads the database itself (it is strongly consistent, unlike SOSL search, which the relay does
+not use): every "did this write already happen?" decision is that query, or an upsert on an External
+ID. ``allOrNone`` is false on purpose: each subrequest is idempotent on its own (upserts on External
 IDs, notes and tasks checked by marker, a membership that exists answers ``DUPLICATE_VALUE``), so a
 part that fails (a Campaign that does not exist, a membership already there) must not undo the
 lead; what did fail is written by the next attempt, which sees in step 1 what exists.
 
-Every call goes through :meth:`SalesforceAdapter._call`: the access token (obtained from
-``/services/oauth2/token`` with client credentials, a JWT bearer assertion, or username-password,
-refreshed once on ``INVALID_SESSION_ID``), the org's API usage read from ``Sforce-Limit-Info`` on
-every response (the adapter stops spending past a share of the daily limit, so the clinic's own
-integrations are not starved), the timeout, call counting and metrics, and the mapping of
-Salesforce's error codes to the error tree.
+Every call goes through :class:`SalesforceSession`: simple-salesforce's own login flows (OAuth 2.0
+JWT bearer, username-password, client credentials; the access token shared by the workers,
+encrypted, through Redis, and refreshed once on ``INVALID_SESSION_ID``), the org's API usage read
+from ``Sforce-Limit-Info`` on every response (the adapter stops spending past a share of the daily
+limit, so the clinic's own integrations are not starved), the timeouts, call counting and metrics,
+and Salesforce's error table over simple-salesforce's exceptions.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import re
-import time
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from adapters.base import (
-    ContactWrite,
+    AdapterCredentials,
+    AdapterOptions,
     CredentialReport,
     CRMAdapter,
     CRMSchema,
@@ -49,41 +53,150 @@ from adapters.base import (
     FieldInfo,
     NoteWrite,
     ObjectInfo,
-    RecordWrite,
     Ref,
     SyncPlan,
     SyncResult,
     TaskWrite,
-    settle_after_timeout,
 )
+from adapters.session import Answer, ErrorTable, Timeouts, VendorSession, rule
 from connector import metrics
-from connector.errors import AuthError, FatalError, RetryableError, SkippableError
-from connector.runtime import rkey
+from connector.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
+from connector.keys import family
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 log = logging.getLogger("chat2crm.salesforce")
 
-TIMEOUT = (3.05, 20.0)
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-#: error codes that name a problem with what we sent: retrying cannot help
-FIELD_ERRORS = {"INVALID_FIELD", "REQUIRED_FIELD_MISSING", "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "MALFORMED_QUERY", "NOT_FOUND", "STRING_TOO_LONG",
-                "INVALID_FIELD_FOR_INSERT_UPDATE", "INVALID_TYPE_ON_FIELD_IN_RECORD", "INVALID_EMAIL_ADDRESS",
-                "JSON_PARSER_ERROR", "INVALID_TYPE", "FIELD_INTEGRITY_EXCEPTION", "INVALID_CROSS_REFERENCE_KEY",
-                "DUPLICATE_VALUE", "CANNOT_UPDATE_CONVERTED_LEAD", "ENTITY_IS_LOCKED", "MALFORMED_ID"}
+DAY = 86400
+#: the access token the workers share, encrypted (rq runs every job in a fork)
+SESSION = family("salesforce", "session", ttl="options.session_cache_seconds", holds_pii=False, owner=__name__)
+#: the org's API usage as Salesforce last reported it
+API_USAGE = family("salesforce", "api-usage", ttl="options.api_usage_backoff_seconds", holds_pii=False,
+                   owner=__name__)
+CAMPAIGNS = family("salesforce", "campaign:{name}", ttl=7 * DAY, holds_pii=False, owner=__name__)
+HOLDERS = family("salesforce", "holders:{field}", ttl=DAY, holds_pii=False, owner=__name__)
+
+AuthMode = Literal["jwt", "password", "client_credentials"]
 #: transient conditions Salesforce reports as 4xx
 TRANSIENT = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"}
+#: Salesforce's answers → the error tree. simple-salesforce raises one exception class per status
+#: (SalesforceMoreThanOneRecord 300, SalesforceMalformedRequest 400, SalesforceExpiredSession 401,
+#: SalesforceRefusedRequest 403, SalesforceResourceNotFound 404, SalesforceGeneralError otherwise);
+#: the error code in its content refines it.
+ERRORS = ErrorTable("salesforce", [
+    rule("retryable", codes={"REQUEST_LIMIT_EXCEEDED"}, what="API request limit exceeded"),
+    rule("retryable", codes=TRANSIENT, what="server busy"),
+    rule("retryable", (500, 599), what="server error"),
+    rule("auth", 401, what="the session was refused"),
+    rule("auth", 403, what="the integration user may not do this"),
+    rule("fatal", 300, what="several records hold the same External ID; make the field Unique"),
+    rule("fatal", codes={"DUPLICATES_DETECTED"}, what="a duplicate rule blocked the save"),
+])
 #: the child relationship of the contact object that holds the request records
 RECORD_RELATIONSHIPS = {("Contact", "Case"): "Cases"}
 #: request records linked to the contact by a junction object, not a lookup on the record: (object, field)
 RECORD_JUNCTIONS = {("Contact", "Opportunity"): ("OpportunityContactRole", "OpportunityId")}
 #: the field that holds each record object's status / stage (its "pipeline")
 STAGE_FIELDS = {"Lead": "Status", "Case": "Status", "Opportunity": "StageName"}
+#: fields a contact object cannot be created without
+REQUIRED_TO_CREATE = {"Lead": ("LastName", "Company"), "Contact": ("LastName",)}
 PRIORITIES = {"high": "High", "medium": "Normal", "low": "Low"}
 _TAGS = re.compile(r"<[^>]+>")
 _BLOCKS = re.compile(r"</(p|li|div|h\d)>|<br\s*/?>", re.I)
+_RULE_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
 
 
-class _Session:
+class CampaignMember(BaseModel):
+    """Add the contact to the Campaign whose Name is the mapped ``field``'s value, with ``status``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(min_length=1, description="The mapped field holding the Campaign's Name.")
+    status: str = Field(default="Responded", min_length=1, description="The member status.")
+
+
+class SalesforceOptions(AdapterOptions):
+    """The Salesforce mapping's ``options:``."""
+
+    model_config = ConfigDict(title="salesforce options")
+
+    api_version: str | None = Field(default=None, pattern=r"^v?\d{2}\.0$",
+                                    description="The REST API version (62.0); default SALESFORCE_API_VERSION.")
+    assignment: bool | str = Field(default="on", description='Assignment rules on creation: "on", "off", or the '
+                                                             "id of an AssignmentRule (01Q…).")
+    api_usage_share: float = Field(default=0.9, gt=0, le=1,
+                                   description="Stop at this share of the org's daily API requests.")
+    api_usage_backoff_seconds: float = Field(default=900, gt=0,
+                                             description="How long the relay waits when that share is spent.")
+    campaign_member: CampaignMember | None = Field(default=None, description="Campaign membership for the contact.")
+    duplicate_alerts: Literal["save", "stop"] = Field(
+        default="save", description="save: acknowledge a duplicate rule's alert (the relay has matched by key, "
+                                    "phone and e-mail already); stop: let the alert stop the save.")
+    session_cache_seconds: float = Field(default=1800, ge=0,
+                                         description="How long workers share one access token (0: not shared).")
+
+    @field_validator("assignment")
+    @classmethod
+    def _assignment(cls, value: bool | str) -> bool | str:
+        if isinstance(value, bool) or str(value).lower() in ("on", "off", "true", "false") or _RULE_ID.match(value):
+            return value
+        raise ValueError(f"assignment must be on, off or an AssignmentRule id, got {value!r}")
+
+    def assign_header(self) -> str:
+        """The ``Sforce-Auto-Assign`` header a create sends."""
+        value = self.assignment
+        if value is True or str(value).lower() in ("on", "true"):
+            return "TRUE"
+        if value is False or str(value).lower() in ("off", "false"):
+            return "FALSE"
+        return str(value)
+
+
+class SalesforceCredentials(AdapterCredentials):
+    """What the Salesforce adapter may read of the settings."""
+
+    settings_prefix = "salesforce_"
+
+    instance_url: str | None = None
+    login_url: str = "https://login.salesforce.com"
+    api_version: str = "62.0"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    private_key_file: Path | None = None
+
+    def auth_mode(self) -> AuthMode:
+        """Which OAuth 2.0 flow these make: JWT bearer when a private key file is set, the username-password
+        flow when a password is, client credentials otherwise.
+
+        Raises:
+            AuthError: they make no complete flow (naming what is missing).
+        """
+        has_secret = self.client_secret is not None
+        needed: tuple[tuple[str, object], ...]
+        if self.private_key_file:
+            needed = (("client_id", self.client_id), ("username", self.username),
+                      ("private_key_file", self.private_key_file))
+            mode: AuthMode = "jwt"
+        elif self.password is not None:
+            needed = (("client_id", self.client_id), ("client_secret", has_secret), ("username", self.username),
+                      ("password", True))
+            mode = "password"
+        else:
+            needed = (("client_id", self.client_id), ("client_secret", has_secret))
+            mode = "client_credentials"
+        missing = [self.setting(name) for name, value in needed if not value]
+        if missing:
+            raise AuthError(f"salesforce: the {mode} flow needs {', '.join(missing)} (set a private key file for "
+                            "JWT bearer, a username and password for the password flow, or a client id and secret "
+                            "for client credentials)", setting=missing[0])
+        return mode
+
+
+class _Login:
     """An access token and the client built on it."""
 
     def __init__(self, token: str, instance_url: str, client: Any) -> None:
@@ -92,116 +205,128 @@ class _Session:
         self.client = client
 
 
-class SalesforceAdapter(CRMAdapter):
-    """Writes leads into Salesforce: a Lead (or a Contact and a Case or an Opportunity), a Note, a Task on
-    handoff, a CampaignMember."""
+class _HTTP(requests.Session):
+    """``requests`` as simple-salesforce uses it. Its login flows call ``https://<domain>.salesforce.com``;
+    when SALESFORCE_LOGIN_URL names another host (an emulator, a proxy) they go there instead. A request
+    sent without a timeout (simple-salesforce's logins send none) gets the session's."""
 
-    name = "salesforce"
-    requires = ("simple_salesforce",)
+    def __init__(self, timeouts: Timeouts, redirect: tuple[str, str] | None) -> None:
+        super().__init__()
+        self.timeouts = timeouts
+        self.redirect = redirect
+        #: the status of the last token request (simple-salesforce reports every refusal alike)
+        self.token_status: int | None = None
+        #: the OAuth scopes the last token granted
+        self.scopes: list[str] = []
 
-    def __init__(self, settings: Any, *, options: dict[str, Any] | None = None, redis: Any = None) -> None:
-        super().__init__(settings, options=options, redis=redis)
-        self.version = str(self.options.get("api_version") or settings.salesforce_api_version).lstrip("v")
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        text = url.decode() if isinstance(url, bytes) else url
+        if self.redirect and text.startswith(self.redirect[0] + "/"):
+            text = self.redirect[1] + text[len(self.redirect[0]):]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeouts.pair()
+        response = super().request(method, text, *args, **kwargs)
+        if "/services/oauth2/token" in text:
+            self.token_status = response.status_code
+            if response.ok:
+                try:
+                    self.scopes = str(response.json().get("scope") or "").split()
+                except ValueError:
+                    self.scopes = []
+        return response
+
+
+def login_domain(login_url: str, mode: AuthMode) -> tuple[str, tuple[str, str] | None]:
+    """simple-salesforce's ``domain`` for SALESFORCE_LOGIN_URL (``login``, ``test``, ``acme.my``), and, when that
+    URL is not on salesforce.com, the login host to send to it instead."""
+    host = (urlsplit(login_url).hostname or "").lower()
+    if host.endswith(".salesforce.com"):
+        return host.removesuffix(".salesforce.com"), None
+    domain = "my-domain.my" if mode == "client_credentials" else "login"  # client credentials need a My Domain
+    return domain, (f"https://{domain}.salesforce.com", login_url.rstrip("/"))
+
+
+class SalesforceSession(VendorSession):
+    """Salesforce's chokepoint: the login (simple-salesforce's flows; the token shared by the workers,
+    encrypted, through Redis), the org's API usage, the timeouts, counting and metrics, and the error table.
+
+    Args:
+        credentials: the connected app's and the integration user's credentials, the login and instance URLs.
+        options: the adapter's options.
+        redis: the shared connection (the shared session, the API usage, metrics).
+    """
+
+    def __init__(self, credentials: SalesforceCredentials, options: SalesforceOptions, redis: Redis | None) -> None:
+        super().__init__("salesforce", redis=redis, timeouts=options.timeouts(), errors=ERRORS)
+        self.credentials = credentials
+        self.version = str(options.api_version or credentials.api_version).lstrip("v")
         if not re.match(r"^\d{2}\.0$", self.version):
             raise ValueError(f"api_version must look like 62.0, got {self.version!r}")
-        assignment = self.options.get("assignment", "on")
-        if assignment is True or str(assignment).lower() in ("on", "true"):
-            self.assign_header = "TRUE"
-        elif assignment is False or str(assignment).lower() in ("off", "false"):
-            self.assign_header = "FALSE"
-        elif re.match(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$", str(assignment)):
-            self.assign_header = str(assignment)
-        else:
-            raise ValueError(f"assignment must be on, off or an AssignmentRule id, got {assignment!r}")
-        share = self.options.get("api_usage_share", 0.9)
-        self.usage_share = float(share)
-        if not 0 < self.usage_share <= 1:
-            raise ValueError(f"api_usage_share must be in (0, 1], got {share!r}")
-        self.usage_backoff = float(self.options.get("api_usage_backoff_seconds", 900))
-        self.campaign = self.options.get("campaign_member") or None
-        if self.campaign is not None and not (isinstance(self.campaign, dict) and self.campaign.get("field")):
-            raise ValueError(f"campaign_member must be {{field: <mapped field>, status: <member status>}}, "
-                             f"got {self.campaign!r}")
-        duplicates = str(self.options.get("duplicate_alerts", "save"))
-        if duplicates not in ("save", "stop"):
-            raise ValueError(f"duplicate_alerts must be save or stop, got {duplicates!r}")
+        self.usage_share = options.api_usage_share
+        self.usage_backoff = options.api_usage_backoff_seconds
+        self.session_cache_seconds = options.session_cache_seconds
         # Salesforce's standard duplicate rules "Allow" a person's save with an alert, but refuse an API save
         # unless the request acknowledges the alert. The relay has already matched by key, phone and e-mail;
         # a rule's fuzzy name match is another patient with the same name. "Block" rules still block.
-        self.default_headers = {"Sforce-Duplicate-Rule-Header": "allowSave=true"} if duplicates == "save" else {}
-        self.timeout_seconds = float(self.options.get("timeout_seconds", TIMEOUT[1]))
-        #: how long workers share one access token (Salesforce's shortest session timeout is 15 minutes;
-        #: an expired one is refreshed on its first refusal anyway)
-        self.session_cache_seconds = float(self.options.get("session_cache_seconds", 1800))
-        self.http = requests.Session()
-        self.http.hooks["response"].append(self._on_response)
-        self.session: _Session | None = None
+        self.default_headers = {"Sforce-Duplicate-Rule-Header": "allowSave=true"} \
+            if options.duplicate_alerts == "save" else {}
+        self.current: _Login | None = None
         #: token requests made (they do not count against the org's API limits)
         self.token_calls = 0
-        #: the OAuth scopes of the last token obtained
-        self.scopes: list[str] = []
         #: the org's API usage as last reported (used, limit)
         self.usage: tuple[int, int] | None = None
+        self._http: _HTTP | None = None
 
     # -- credentials -----------------------------------------------------------------------------
-    def auth_mode(self) -> Literal["jwt", "password", "client_credentials"]:
-        """Which OAuth 2.0 flow the settings make: JWT bearer when a private key file is set, the
-        username-password flow when a password is, client credentials otherwise.
+    def auth_mode(self) -> AuthMode:
+        """The OAuth flow the credentials make (see :meth:`SalesforceCredentials.auth_mode`)."""
+        return self.credentials.auth_mode()
+
+    @property
+    def http(self) -> _HTTP:
+        """The ``requests`` session of every call (made when first needed: its login host depends on the flow)."""
+        if self._http is None:
+            try:
+                mode = self.auth_mode()
+            except AuthError:
+                mode = "password"  # no complete flow: the login says which setting is missing
+            self._http = _HTTP(self.timeouts, login_domain(self.credentials.login_url, mode)[1])
+            self._http.hooks["response"].append(self._on_response)
+        return self._http
+
+    def _token(self) -> tuple[str, str]:
+        """A new access token and the org's instance URL, from simple-salesforce's login flow.
 
         Raises:
-            AuthError: the settings make no complete flow (naming what is missing).
+            AuthError: the credentials are incomplete or refused (naming the setting).
+            RetryableError: the token endpoint failed or did not answer.
         """
-        s = self.settings
-        has_secret = s.salesforce_client_secret is not None
-        if s.salesforce_private_key_file:
-            missing = [n for n, v in (("SALESFORCE_CLIENT_ID", s.salesforce_client_id),
-                                      ("SALESFORCE_USERNAME", s.salesforce_username),
-                                      ("SALESFORCE_PRIVATE_KEY_FILE", s.salesforce_private_key_file)) if not v]
-            mode: Literal["jwt", "password", "client_credentials"] = "jwt"
-        elif s.salesforce_password is not None:
-            missing = [n for n, v in (("SALESFORCE_CLIENT_ID", s.salesforce_client_id),
-                                      ("SALESFORCE_CLIENT_SECRET", has_secret),
-                                      ("SALESFORCE_USERNAME", s.salesforce_username),
-                                      ("SALESFORCE_PASSWORD", s.salesforce_password is not None)) if not v]
-            mode = "password"
-        else:
-            missing = [n for n, v in (("SALESFORCE_CLIENT_ID", s.salesforce_client_id),
-                                      ("SALESFORCE_CLIENT_SECRET", has_secret)) if not v]
-            mode = "client_credentials"
-        if missing:
-            raise AuthError(f"salesforce: the {mode} flow needs {', '.join(missing)} (set a private key file for "
-                            "JWT bearer, a username and password for the password flow, or a client id and secret "
-                            "for client credentials)", setting=missing[0])
-        return mode
+        from simple_salesforce import SalesforceLogin
+        from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
-    def _token_request(self) -> dict[str, Any]:
-        s = self.settings
+        c = self.credentials
         mode = self.auth_mode()
-        login = s.salesforce_login_url.rstrip("/")
-        form: dict[str, str] = {}
+        domain = login_domain(c.login_url, mode)[0]
+        kwargs: dict[str, Any] = {"session": self.http, "sf_version": self.version, "domain": domain}
         if mode == "jwt":
-            import jwt
-
-            path = Path(str(s.salesforce_private_key_file))
-            try:
-                key = path.read_bytes()
-            except OSError as exc:
-                raise AuthError(f"salesforce: cannot read the private key file ({exc.strerror})",
-                                setting="SALESFORCE_PRIVATE_KEY_FILE") from None
-            claims = {"iss": s.salesforce_client_id, "sub": s.salesforce_username, "aud": login,
-                      "exp": int(time.time()) + 180}
-            form = {"grant_type": JWT_GRANT, "assertion": jwt.encode(claims, key, algorithm="RS256")}
+            kwargs |= {"username": c.username, "consumer_key": c.client_id, "privatekey_file": str(c.private_key_file)}
         elif mode == "password":
-            form = {"grant_type": "password", "client_id": str(s.salesforce_client_id),
-                    "client_secret": _secret(s.salesforce_client_secret), "username": str(s.salesforce_username),
-                    "password": _secret(s.salesforce_password) + _secret(s.salesforce_security_token)}
+            # the password flow takes the password with the security token appended
+            kwargs |= {"username": c.username, "password": _secret(c.password) + _secret(c.security_token),
+                       "consumer_key": c.client_id, "consumer_secret": _secret(c.client_secret)}
         else:
-            form = {"grant_type": "client_credentials", "client_id": str(s.salesforce_client_id),
-                    "client_secret": _secret(s.salesforce_client_secret)}
+            kwargs |= {"consumer_key": c.client_id, "consumer_secret": _secret(c.client_secret)}
         self.token_calls += 1
         outcome = "ok"
+        self.http.token_status = None
         try:
-            response = self.http.post(f"{login}/services/oauth2/token", data=form, timeout=self._timeout())
+            token, instance = SalesforceLogin(**kwargs)
+        except SalesforceAuthenticationFailed as exc:
+            status = self.http.token_status or 0
+            outcome = str(status or "refused")
+            if status >= 500:
+                raise RetryableError(f"salesforce: token endpoint error {status}", details={"status": status}) from None
+            raise self._refused_login(mode, str(exc.code or ""), exc.auth_message, status) from None
         except requests.Timeout:
             outcome = "timeout"
             raise RetryableError("salesforce: the token endpoint timed out", details={"operation": "token"}) from None
@@ -209,56 +334,54 @@ class SalesforceAdapter(CRMAdapter):
             outcome = "network"
             raise RetryableError(f"salesforce: token endpoint unreachable ({type(exc).__name__})",
                                  details={"operation": "token"}) from None
+        except (OSError, ValueError) as exc:  # the private key file: unreadable, or not a key
+            outcome = "refused"
+            raise AuthError(f"salesforce: the private key file cannot be used ({type(exc).__name__})",
+                            setting="SALESFORCE_PRIVATE_KEY_FILE") from None
         finally:
             if self.redis is not None:
                 metrics.incr(self.redis, "crm_calls", adapter="salesforce", operation="token", outcome=outcome)
-        if response.status_code >= 500:
-            raise RetryableError(f"salesforce: token endpoint error {response.status_code}",
-                                 details={"status": response.status_code})
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code != 200 or "access_token" not in body:
-            error = str(body.get("error", response.status_code))
-            setting = {"invalid_client_id": "SALESFORCE_CLIENT_ID", "invalid_client": "SALESFORCE_CLIENT_SECRET",
-                       }.get(error) or {"jwt": "SALESFORCE_PRIVATE_KEY_FILE", "password": "SALESFORCE_PASSWORD",
-                                        "client_credentials": "SALESFORCE_CLIENT_SECRET"}[mode]
-            hint = {"password": " (the password flow sends the password with SALESFORCE_SECURITY_TOKEN appended)",
-                    "jwt": " (the certificate on the connected app must match the key, and the user must be "
-                           "pre-authorized)",
-                    "client_credentials": " (the connected app needs a Run As user for client credentials; "
-                                          "SALESFORCE_LOGIN_URL must be the org's My Domain URL)"}[mode]
-            raise AuthError(f"salesforce: the {mode} token request was refused: {error}: "
-                            f"{str(body.get('error_description', ''))[:120]}{hint}", setting=setting,
-                            details={"status": response.status_code, "error": error})
-        return dict(body)
+        return str(token), f"https://{instance}"
 
-    def _login(self, *, fresh: bool = False) -> _Session:
+    @staticmethod
+    def _refused_login(mode: AuthMode, error: str, description: str, status: int) -> AuthError:
+        setting = {"invalid_client_id": "SALESFORCE_CLIENT_ID", "invalid_client": "SALESFORCE_CLIENT_SECRET"}.get(
+            error) or {"jwt": "SALESFORCE_PRIVATE_KEY_FILE", "password": "SALESFORCE_PASSWORD",
+                       "client_credentials": "SALESFORCE_CLIENT_SECRET"}[mode]
+        hint = {"password": " (the password flow sends the password with SALESFORCE_SECURITY_TOKEN appended)",
+                "jwt": " (the certificate on the connected app must match the key, and the user must be "
+                       "pre-authorized)",
+                "client_credentials": " (the connected app needs a Run As user for client credentials; "
+                                      "SALESFORCE_LOGIN_URL must be the org's My Domain URL)"}[mode]
+        return AuthError(f"salesforce: the {mode} token request was refused: {error}: {description[:120]}{hint}",
+                         setting=setting, details={"status": status, "error": error})
+
+    def login(self, *, fresh: bool = False) -> _Login:
         """A session: the one the workers share (Redis, encrypted) unless ``fresh``, else a new token.
 
         rq runs every job in a fork, so a token kept only in memory would cost a token request per job.
         The shared copy is encrypted with a key derived from the credentials, so Redis alone does not
         give the token away.
+
+        Raises:
+            AuthError, RetryableError: as :meth:`_token`.
         """
         from simple_salesforce import Salesforce
 
-        cached = None if fresh else self._cached_session()
+        cached = None if fresh else self._shared()
         if cached is not None:
             token, instance = cached
         else:
-            body = self._token_request()
-            self.scopes = str(body.get("scope") or "").split()
-            token = str(body["access_token"])
-            instance = (self.settings.salesforce_instance_url or body.get("instance_url") or "").rstrip("/")
+            token, instance = self._token()
+            instance = (self.credentials.instance_url or instance).rstrip("/")
             if not instance.startswith("https://"):
                 raise AuthError("salesforce: SALESFORCE_INSTANCE_URL must be the org's https:// My Domain URL",
                                 setting="SALESFORCE_INSTANCE_URL")
-            self._store_session(token, instance)
+            self._share(token, instance)
             log.info("salesforce session opened", extra={"auth_mode": self.auth_mode()})
         client = Salesforce(instance_url=instance, session_id=token, version=self.version, session=self.http)
-        self.session = _Session(token, instance, client)
-        return self.session
+        self.current = _Login(token, instance, client)
+        return self.current
 
     def _fernet(self) -> Any:
         import base64
@@ -266,18 +389,18 @@ class SalesforceAdapter(CRMAdapter):
 
         from cryptography.fernet import Fernet
 
-        s = self.settings
-        material = "|".join([str(s.salesforce_client_id), _secret(s.salesforce_client_secret), _secret(s.salesforce_password),
-                             str(s.salesforce_private_key_file or ""), str(s.salesforce_login_url)])
+        c = self.credentials
+        material = "|".join([str(c.client_id), _secret(c.client_secret), _secret(c.password),
+                             str(c.private_key_file or ""), str(c.login_url)])
         digest = hashlib.sha256(b"chat2crm salesforce session\0" + material.encode()).digest()
         return Fernet(base64.urlsafe_b64encode(digest))
 
-    def _cached_session(self) -> tuple[str, str] | None:
+    def _shared(self) -> tuple[str, str] | None:
         if self.redis is None or self.session_cache_seconds <= 0:
             return None
         from cryptography.fernet import InvalidToken
 
-        sealed = self.redis.get(rkey("salesforce", "session"))
+        sealed = self.redis.get(SESSION.key())
         if not sealed:
             return None
         try:
@@ -287,36 +410,34 @@ class SalesforceAdapter(CRMAdapter):
             return None  # other credentials (rotated): log in again
         return token, instance
 
-    def _store_session(self, token: str, instance: str) -> None:
+    def _share(self, token: str, instance: str) -> None:
         if self.redis is not None and self.session_cache_seconds > 0:
             sealed = self._fernet().encrypt(f"{token}\n{instance}".encode())
-            self.redis.set(rkey("salesforce", "session"), sealed, ex=int(self.session_cache_seconds))
+            self.redis.set(SESSION.key(), sealed, ex=max(1, int(self.session_cache_seconds)))
 
-    def _drop_session(self, token: str) -> None:
-        self.session = None
-        cached = self._cached_session()
-        if self.redis is not None and cached is not None and cached[0] == token:
-            self.redis.delete(rkey("salesforce", "session"))
+    def _drop(self, token: str) -> None:
+        self.current = None
+        shared = self._shared()
+        if self.redis is not None and shared is not None and shared[0] == token:
+            self.redis.delete(SESSION.key())
 
-    # -- the chokepoint ------------------------------------------------------------------------
-    def _timeout(self) -> tuple[float, float]:
-        return TIMEOUT if TIMEOUT[1] != 20.0 else (TIMEOUT[0], self.timeout_seconds)  # tests shorten the default
-
+    # -- the org's API usage -------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         found = re.search(r"api-usage=(\d+)/(\d+)", response.headers.get("Sforce-Limit-Info", ""))
         if not found:
             return
         self.usage = (int(found.group(1)), int(found.group(2)))
         if self.redis is not None:
-            key = rkey("salesforce", "api-usage")
-            self.redis.hset(key, mapping={"used": self.usage[0], "max": self.usage[1]})
-            self.redis.expire(key, int(self.usage_backoff))
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(API_USAGE.key(), mapping={"used": self.usage[0], "max": self.usage[1]})
+            pipe.expire(API_USAGE.key(), max(1, int(self.usage_backoff)))
+            pipe.execute()
 
     def _guard_usage(self) -> None:
         """Refuse to spend the org's last API requests (they belong to the clinic's other integrations)."""
         usage = self.usage
         if self.redis is not None:
-            shared = self.redis.hmget(rkey("salesforce", "api-usage"), "used", "max")
+            shared = self.redis.hmget(API_USAGE.key(), "used", "max")
             if shared[0] is not None and shared[1] is not None:
                 usage = (int(shared[0]), int(shared[1]))
         if usage and usage[1] and usage[0] / usage[1] >= self.usage_share:
@@ -324,112 +445,158 @@ class SalesforceAdapter(CRMAdapter):
                                  f"relay keeps the last {round((1 - self.usage_share) * 100)}% for other integrations",
                                  retry_after=self.usage_backoff, details={"used": usage[0], "max": usage[1]})
 
-    def _call(self, operation: str, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-              headers: dict[str, str] | None = None) -> Any:
-        """One REST call (``path`` under ``/services/data/vXX.X/``); an expired session is refreshed once
-        and the call tried again (tenacity): a second refusal is an :class:`AuthError`."""
+    # -- calls ---------------------------------------------------------------------------------
+    def path(self, rest: str) -> str:
+        """``rest`` under the versioned REST root (``/services/data/v62.0/…``)."""
+        return f"/services/data/v{self.version}/{rest}"
+
+    def request(self, operation: str, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+        """One REST call (``path`` under ``/services/data/vXX.X/``). An expired session is refreshed once and the
+        call sent again; a second refusal is an :class:`AuthError`.
+
+        Raises:
+            As :meth:`VendorSession.call`.
+        """
         self._guard_usage()
-        current = {"session": self.session or self._login()}
+        login = self.current or self.login()
+        sent = {**self.default_headers, **(headers or {})}
+        for attempt in (1, 2):
+            try:
+                return self.call(operation, lambda login=login: login.client.restful(  # type: ignore[misc]
+                    path, params=params, method=method, json=json, headers=sent, timeout=self.timeouts.pair()))
+            except AuthError as exc:
+                if attempt == 2 or exc.details.get("code") != "INVALID_SESSION_ID":
+                    raise
+                login = self._refresh(login)
+        raise AssertionError("unreachable")  # pragma: no cover - the second attempt returns or raises
 
-        def refresh(_state: RetryCallState) -> None:
-            # another worker may already have logged in again: use its session, else log in afresh
-            expired = current["session"]
-            shared = self._cached_session()
-            if shared is not None and shared[0] != expired.token:
-                current["session"] = self._login()
-            else:
-                self._drop_session(expired.token)
-                current["session"] = self._login(fresh=True)
+    def _refresh(self, expired: _Login) -> _Login:
+        """Another worker may already have logged in again: use its session, else log in afresh."""
+        shared = self._shared()
+        if shared is not None and shared[0] != expired.token:
+            return self.login()
+        self._drop(expired.token)
+        return self.login(fresh=True)
 
-        retrying = Retrying(stop=stop_after_attempt(2), retry=retry_if_exception_type(_SessionExpiredError),
-                            before_sleep=refresh, reraise=True)
-        for attempt in retrying:
-            with attempt:
-                return self._call_once(current["session"], operation, method, path, json=json, params=params,
-                                       headers=headers, may_refresh=attempt.retry_state.attempt_number == 1)
-        raise AssertionError("unreachable")  # pragma: no cover - reraise=True ends the loop with a return or raise
+    def translate(self, exc: Exception, operation: str) -> tuple[str, SyncError] | None:
+        if isinstance(exc, requests.Timeout):
+            # A composite that timed out while Salesforce was reading it may still be carried out: the job waits
+            # as long again before its retry, so the retry's query sees the Note and Task it wrote.
+            return self.timed_out(operation, reading=isinstance(exc, requests.ReadTimeout))
+        if isinstance(exc, requests.RequestException):
+            return self.unreachable(operation, exc)
+        return super().translate(exc, operation)
 
-    def _call_once(self, session: _Session, operation: str, method: str, path: str, *, json: Any,
-                   params: dict[str, Any] | None, headers: dict[str, str] | None, may_refresh: bool) -> Any:
+    def answer_of(self, exc: Exception) -> Answer | None:
         from simple_salesforce.exceptions import SalesforceError
 
-        self.calls += 1
-        outcome = "ok"
-        try:
-            return session.client.restful(path, params=params, method=method, json=json,
-                                          headers={**self.default_headers, **(headers or {})},
-                                          timeout=self._timeout())
-        except SalesforceError as exc:
-            outcome = str(exc.status)
-            if exc.status == 401 and may_refresh and _error_code(exc.content) == "INVALID_SESSION_ID":
-                raise _SessionExpiredError from None
-            raise self._map(exc.status, exc.content, operation) from None
-        except requests.Timeout as exc:
-            outcome = "timeout"
-            # A composite that timed out while Salesforce was reading it may still be carried out: the job
-            # waits as long again before its retry, so the retry's query sees the Note and Task it wrote.
-            settle = settle_after_timeout(float(self._timeout()[1])) if isinstance(exc, requests.ReadTimeout) else None
-            raise RetryableError(f"salesforce: {operation} timed out", retry_after=settle,
-                                 details={"operation": operation}) from None
-        except requests.RequestException as exc:
-            outcome = "network"
-            raise RetryableError(f"salesforce: {type(exc).__name__}", details={"operation": operation}) from None
-        finally:
-            if self.redis is not None:
-                metrics.incr(self.redis, "crm_calls", adapter="salesforce", operation=operation, outcome=outcome)
-
-    def _map(self, status: int, content: Any, operation: str) -> Exception:
-        """Salesforce's ``[{"message", "errorCode", "fields"}]`` (or a composite subresponse) → the error tree."""
-        errors = content if isinstance(content, list) else [content] if isinstance(content, dict) else []
+        if not isinstance(exc, SalesforceError):
+            return None
+        content = exc.content
+        errors: list[Any] = content if isinstance(content, list) else [content] if isinstance(content, dict) else []
         first = errors[0] if errors and isinstance(errors[0], dict) else {}
-        code = str(first.get("errorCode") or first.get("statusCode") or "")
-        message = str(first.get("message") or (content if isinstance(content, str) else ""))[:240]
-        fields = [str(f) for f in first.get("fields") or []]
-        details = {"status": status, "errorCode": code, "operation": operation, "fields": fields}
-        if code == "REQUEST_LIMIT_EXCEEDED":
+        return Answer(status=int(exc.status), code=str(first.get("errorCode") or first.get("statusCode") or ""),
+                      message=str(first.get("message") or (content if isinstance(content, str) else "")),
+                      body=first)
+
+    def subresponse(self, status: int, body: Any, operation: str) -> SyncError:
+        """The error of a composite subresponse: simple-salesforce's exception for its status (its own table),
+        through the same error table as any call."""
+        from simple_salesforce.util import exception_handler
+
+        response = requests.Response()
+        response.status_code = status
+        response._content = jsonlib.dumps(body).encode()
+        response.url = self.path(operation)
+        try:
+            exception_handler(response, operation)
+        except Exception as exc:
+            translated = self.translate(exc, operation)
+            if translated is not None:
+                return translated[1]
+        return FatalError(f"salesforce: {operation} failed ({status})", details={"status": status})
+
+    def refused(self, answer: Answer, operation: str) -> SyncError:
+        fields = [str(f) for f in (answer.body or {}).get("fields") or []]
+        details = {"errorCode": answer.code, "fields": fields}
+        if answer.code == "REQUEST_LIMIT_EXCEEDED":
             # TotalRequests: the daily budget (rolling 24 h); otherwise the concurrent-request limit
-            wait = self.usage_backoff * 4 if "TotalRequests" in message else 20.0
-            return RetryableError(f"salesforce: API request limit exceeded ({message[:80]})", retry_after=wait,
-                                  details=details)
-        if status >= 500 or code in TRANSIENT:
-            return RetryableError(f"salesforce: server error {status} {code}", details=details)
-        if status == 401:
-            mode = self.auth_mode()
-            setting = {"jwt": "SALESFORCE_PRIVATE_KEY_FILE", "password": "SALESFORCE_PASSWORD",
-                       "client_credentials": "SALESFORCE_CLIENT_SECRET"}[mode]
-            return AuthError(f"salesforce: the session was refused again after a refresh ({code}); check the "
-                             f"{mode} credentials and the connected app's policies", setting=setting, details=details)
-        if status == 403:
-            return AuthError(f"salesforce: the integration user may not do this ({code}: {message[:120]}); check its "
-                             "permission set", setting="SALESFORCE_USERNAME", details=details)
-        if code == "DUPLICATES_DETECTED":
-            # A duplicate rule blocked the save. We do not adopt its fuzzy match: two patients can share a name or
-            # a phone, and merging health records is a person's decision.
-            result = first.get("duplicateResult") or {}
+            wait = self.usage_backoff * 4 if "TotalRequests" in answer.message else 20.0
+            return self.errors.error(answer, operation=operation, retry_after=wait, details=details)
+        if answer.status == 401 and answer.code not in TRANSIENT:
+            try:
+                mode: str = self.auth_mode()
+            except AuthError:
+                mode = "password"
+            setting = {"jwt": "SALESFORCE_PRIVATE_KEY_FILE", "password": "SALESFORCE_PASSWORD"}.get(
+                mode, "SALESFORCE_CLIENT_SECRET")
+            return self.errors.error(answer, operation=operation, setting=setting, details=details,
+                                     hint=f"; check the {mode} credentials and the connected app's policies")
+        if answer.status == 403 and answer.code not in TRANSIENT:
+            return self.errors.error(answer, operation=operation, setting="SALESFORCE_USERNAME", details=details,
+                                     hint="; check the integration user's permission set")
+        if answer.code == "DUPLICATES_DETECTED":
+            # We do not adopt a duplicate rule's fuzzy match: two patients can share a name or a phone, and
+            # merging health records is a person's decision.
+            result = (answer.body or {}).get("duplicateResult") or {}
             matches = [m.get("record", {}).get("Id") for r in result.get("matchResults") or []
                        for m in r.get("matchRecords") or []]
             return FatalError(f"salesforce: the duplicate rule {result.get('duplicateRule', '?')} blocked the save "
                               f"(matches: {', '.join(str(m) for m in matches) or 'none named'}); set the rule to "
                               "allow saves for the integration user, or merge in Salesforce",
-                              field=result.get("duplicateRule"), details={**details, "matches": matches})
-        if status == 300:
-            return FatalError("salesforce: several records hold the same External ID; make the field Unique",
-                              field=fields[0] if fields else None, details=details)
-        if code == "INVALID_FIELD" and not fields:
-            found = re.search(r"No such column '([^']+)'", message) or re.search(r"field[s]?:? ([A-Za-z0-9_]+__c)",
-                                                                                 message)
+                              field=result.get("duplicateRule"),
+                              details={**details, "status": answer.status, "matches": matches})
+        if answer.code == "INVALID_FIELD" and not fields:
+            found = re.search(r"No such column '([^']+)'", answer.message) or re.search(
+                r"field[s]?:? ([A-Za-z0-9_]+__c)", answer.message)
             fields = [found.group(1)] if found else []
-        return FatalError(f"salesforce: request rejected ({status} {code}: {message[:160]})",
-                          field=fields[0] if fields else None, details=details)
+        return self.errors.error(answer, operation=operation, field=fields[0] if fields else None, details=details)
+
+
+class SalesforceAdapter(CRMAdapter):
+    """Writes leads into Salesforce: a Lead (or a Contact and a Case or an Opportunity), a Note, a Task on
+    handoff, a CampaignMember."""
+
+    name = "salesforce"
+    requires = ("simple_salesforce",)
+    Options = SalesforceOptions
+    Credentials = SalesforceCredentials
+    cache_families = MappingProxyType({"campaign": CAMPAIGNS, "holders": HOLDERS})
+
+    options: SalesforceOptions
+    session: SalesforceSession
+
+    def __init__(self, credentials: AdapterCredentials, *, options: AdapterOptions | dict[str, Any] | None = None,
+                 redis: Redis | None = None) -> None:
+        super().__init__(credentials, options=options, redis=redis)
+        self.session = SalesforceSession(self.credentials, self.options, redis)  # type: ignore[arg-type]
+        self.version = self.session.version
+        self.assign_header = self.options.assign_header()
+
+    def auth_mode(self) -> AuthMode:
+        """Which OAuth 2.0 flow the credentials make.
+
+        Raises:
+            AuthError: they make no complete flow (naming what is missing).
+        """
+        return self.session.auth_mode()
+
+    def _call(self, operation: str, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+              headers: dict[str, str] | None = None) -> Any:
+        return self.session.request(operation, method, path, json=json, params=params, headers=headers)
+
+    def _map(self, status: int, content: Any, operation: str) -> SyncError:
+        """A composite subresponse's ``[{"message", "errorCode", "fields"}]`` → the error tree."""
+        return self.session.subresponse(status, content, operation)
 
     def _version_path(self, rest: str) -> str:
-        return f"/services/data/v{self.version}/{rest}"
+        return self.session.path(rest)
 
     # -- diagnosis -----------------------------------------------------------------------------
     def check_credentials(self) -> CredentialReport:
         try:
-            self.session = None
-            session = self._login(fresh=True)
+            login = self.session.login(fresh=True)
             limits = self._call("limits", "GET", "limits/") or {}
         except (AuthError, RetryableError, FatalError) as exc:
             return CredentialReport(ok=False, problems=[exc.message])
@@ -437,9 +604,10 @@ class SalesforceAdapter(CRMAdapter):
         problems = []
         if daily.get("Max"):
             used = int(daily["Max"]) - int(daily.get("Remaining", 0))
-            if used / int(daily["Max"]) >= self.usage_share:
+            if used / int(daily["Max"]) >= self.options.api_usage_share:
                 problems.append(f"the org has used {used} of {daily['Max']} daily API requests")
-        return CredentialReport(ok=not problems, account=session.instance_url, scopes=self.scopes, problems=problems)
+        return CredentialReport(ok=not problems, account=login.instance_url, scopes=self.session.http.scopes,
+                                problems=problems)
 
     def describe(self, objects: list[str]) -> CRMSchema:
         """One composite call describes every object (fields, External IDs, status/stage picklists)."""
@@ -520,6 +688,7 @@ class SalesforceAdapter(CRMAdapter):
                          "fields (field-level security is not granted by the Tooling API)")
         return lines
 
+
     # -- reading -------------------------------------------------------------------------------
     def _one(self, operation: str, method: str, path: str, *, body: Any = None,
              headers: dict[str, str] | None = None) -> Any:
@@ -575,67 +744,6 @@ class SalesforceAdapter(CRMAdapter):
         values = {k: v for k, v in best.items() if k != "attributes"}
         return Ref(object=sobject, id=str(best["Id"]), properties=values)
 
-    # -- the fine-grained writes (one call each; sync uses fewer) -------------------------------
-    def upsert_contact(self, write: ContactWrite) -> Ref:
-        """Upsert on the contact key. A write that cannot create (no name, e.g. an opt-out) only updates.
-
-        Raises:
-            SkippableError: nothing holds the key and the write cannot create a record.
-        """
-        required = {"Lead": ("LastName", "Company"), "Contact": ("LastName",)}.get(write.object, ())
-        if any(not write.properties.get(f) for f in required):
-            found = self.find_contact(key=(write.key_property, write.key_value), object=write.object,
-                                      properties=[write.key_property])
-            if found is None:
-                raise SkippableError(f"salesforce: no {write.object} holds this contact key")
-            self._call("contact_update", "PATCH", f"sobjects/{write.object}/{found.id}", json=dict(write.properties),
-                       headers={"Sforce-Auto-Assign": "FALSE"})
-            return Ref(object=write.object, id=found.id)
-        body = self._one("contact_upsert", "PATCH",
-                         f"sobjects/{write.object}/{write.key_property}/{quote(write.key_value, safe='')}",
-                         body=dict({**write.properties, **write.create_only}),
-                         headers={"Sforce-Auto-Assign": self.assign_header})
-        return Ref(object=write.object, id=str(body["id"]), created=bool(body.get("created")))
-
-    def upsert_record(self, write: RecordWrite, *, contact: Ref, company: Ref | None = None) -> Ref:
-        values = {**write.properties, **write.create_only}
-        if write.stage and write.stage_property:
-            values[write.stage_property] = write.stage
-        if write.object == "Case":
-            values["ContactId"] = contact.id
-        body = self._one("record_upsert", "PATCH",
-                         f"sobjects/{write.object}/{write.reference_property}/{quote(write.reference, safe='')}",
-                         body=dict(values), headers={"Sforce-Auto-Assign": self.assign_header})
-        return Ref(object=write.object, id=str(body["id"]), created=bool(body.get("created")))
-
-    def attach_note(self, note: NoteWrite, *, contact: Ref, record: Ref | None) -> Ref:
-        parent = record or contact
-        title = _note_title(note.marker)
-        rows = self._soql("note_find", _select(["Id"], "Note", f"ParentId = {_quote(parent.id)} AND Title = "
-                                                                f"{_quote(title)}", 1))
-        if rows:
-            return Ref(object="Note", id=str(rows[0]["Id"]))
-        body = self._call("note_create", "POST", "sobjects/Note", json=_note_body(note, parent.id))
-        return Ref(object="Note", id=str(body["id"]), created=True)
-
-    def create_task(self, task: TaskWrite, *, contact: Ref, record: Ref | None) -> Ref:
-        who = contact.id
-        rows = self._soql("task_find", _select(["Id", "Description"], "Task", f"WhoId = {_quote(who)}"))
-        for row in rows:
-            if task.marker in str(row.get("Description") or ""):
-                return Ref(object="Task", id=str(row["Id"]))
-        what = record.id if record is not None and record.object in ("Case", "Opportunity") else None
-        body = self._call("task_create", "POST", "sobjects/Task", json=_task_body(task, who, what, task.owner_id))
-        return Ref(object="Task", id=str(body["id"]), created=True)
-
-    def set_tags(self, tags: list[str], *, target: Ref, tags_property: str | None) -> None:
-        if not tags_property:
-            raise FatalError("salesforce: the mapping names no tags field", field="tags.property")
-        row = self._call("record_get", "GET", f"sobjects/{target.object}/{target.id}",
-                         params={"fields": tags_property}) or {}
-        merged = _merge_tags(row.get(tags_property), tags)
-        self._call("record_update", "PATCH", f"sobjects/{target.object}/{target.id}", json={tags_property: merged},
-                   headers={"Sforce-Auto-Assign": "FALSE"})
 
     def erase_contact(self, *, key: tuple[str, str], mode: Literal["delete", "anonymise"]) -> ErasureReport:
         """Find the person wherever the key field lives (Lead, Contact) and delete them with their Cases (one
@@ -686,20 +794,22 @@ class SalesforceAdapter(CRMAdapter):
 
     def _key_holders(self, key_field: str) -> list[str]:
         """Which of Lead and Contact have the contact key field (cached for a day)."""
-        cached = self._cache_get("holders", key_field)
+        cached = self.cache.get("holders", key_field)
         if cached is not None:
-            return [o for o in cached.split(",") if o]
+            return [o for o in cached.split(",") if o and o != "-"]
         schema = self.describe(["Lead", "Contact"])
         holders = [name for name, info in schema.objects.items() if key_field in info.fields]
-        self._cache_set(",".join(holders), "holders", key_field, days=1)
+        self.cache.set("holders", ",".join(holders) or "-", key_field)
         return holders
+
 
     # -- the sync: 2 calls -----------------------------------------------------------------------
     def sync(self, plan: SyncPlan) -> SyncResult:
         """One query for what exists, one composite request for what is missing."""
         start = self.calls
         if plan.company is not None:  # an Account is not written: map the organization to Lead.Company
-            self.upsert_company(plan.company)
+            raise FatalError("the salesforce adapter does not write organizations; map the organization to a field "
+                             "(Lead.Company)", field="company")
         c, r = plan.contact, plan.record
         single = r is None or r.object == c.object
         relationship = None if single or r is None else RECORD_RELATIONSHIPS.get((c.object, r.object))
@@ -707,7 +817,8 @@ class SalesforceAdapter(CRMAdapter):
         if not single and relationship is None and junction is None:
             raise FatalError(f"salesforce: {r.object if r else '?'} records cannot hang off {c.object}; use Lead, "
                              "or Contact with Case or Opportunity", field="record.object")
-        campaign_field = str(self.campaign.get("field")) if isinstance(self.campaign, dict) else None
+        campaign = self.options.campaign_member
+        campaign_field = campaign.field if campaign is not None else None
         values = {**c.properties, **(r.properties if r else {})}
         campaign_name = str(values[campaign_field]) if campaign_field and values.get(campaign_field) else None
         note_title = _note_title(plan.note.marker) if plan.note else None
@@ -747,6 +858,11 @@ class SalesforceAdapter(CRMAdapter):
         person = _pick(rows, (c.key_property, c.key_value), c.phone if "phone" in c.match_by else None,
                        c.email if "email" in c.match_by else None)
         adopt = person is not None and not person.get(c.key_property)
+        only_contact = r is None and plan.note is None and plan.task is None and not plan.tags
+        if person is None and only_contact and any(not {**c.properties, **c.create_only}.get(f)
+                                                    for f in REQUIRED_TO_CREATE.get(c.object, ())):
+            # a write that cannot create a record (an opt-out has no name): it only updates, and nothing holds the key
+            raise SkippableError(f"salesforce: no {c.object} holds this contact key")
         existing = None
         if single:
             existing = person
@@ -821,15 +937,15 @@ class SalesforceAdapter(CRMAdapter):
             what = record_ref if not single else None
             subs.append({"method": "POST", "url": f"{prefix}/Task", "referenceId": "task",
                          "body": _task_body(plan.task, contact_ref, what, owner)})
-        campaign_id = self._cache_get("campaign", campaign_name) if campaign_name else None
+        campaign_id = self.cache.get("campaign", campaign_name) if campaign_name else None
         members = {str(m.get("CampaignId")) for m in ((person or {}).get("CampaignMembers") or {}).get("records") or []}
-        if campaign_name and (campaign_id is None or campaign_id not in members) and isinstance(self.campaign, dict):
+        if campaign_name and (campaign_id is None or campaign_id not in members) and campaign is not None:
             if campaign_id is None:
                 subs.append({"method": "GET", "referenceId": "campaign", "url": self._version_path(
                     "query/?q=" + quote(_select(["Id"], "Campaign", f"Name = {_quote(campaign_name)}", 1)))})
             member = {"CampaignId": campaign_id or "@{campaign.records[0].Id}",
                       ("LeadId" if c.object == "Lead" else "ContactId"): contact_ref,
-                      "Status": str(self.campaign.get("status", "Responded"))}
+                      "Status": campaign.status}
             subs.append({"method": "POST", "url": f"{prefix}/CampaignMember", "referenceId": "member",
                          "body": member})
         # Assignment rules run when a Lead or Case is created, and again on every update sent with the
@@ -866,7 +982,7 @@ class SalesforceAdapter(CRMAdapter):
         if "campaign" in results:
             found = (results["campaign"]["body"] or {}).get("records") or []
             if found and campaign_name:
-                self._cache_set(str(found[0]["Id"]), "campaign", campaign_name)
+                self.cache.set("campaign", str(found[0]["Id"]), campaign_name)
 
         contact_sub = results["contact"]
         contact_id = str((contact_sub["body"] or {}).get("id") or contact_ref)
@@ -887,16 +1003,6 @@ class SalesforceAdapter(CRMAdapter):
                 Ref(object="Task", id=task_id)
         return SyncResult(contact=contact, record=record, note=note, task=task, calls=self.calls - start)
 
-    # -- caches ----------------------------------------------------------------------------------
-    def _cache_get(self, *parts: str) -> str | None:
-        if self.redis is None:
-            return None
-        value = self.redis.get(rkey("salesforce", *parts))
-        return value.decode() if isinstance(value, bytes) else value
-
-    def _cache_set(self, value: str, *parts: str, days: int = 7) -> None:
-        if self.redis is not None:
-            self.redis.set(rkey("salesforce", *parts), value, ex=days * 86400)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -918,10 +1024,6 @@ def _secret(value: Any) -> str:
 def _quote(value: str) -> str:
     """A SOQL string literal."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-class _SessionExpiredError(Exception):
-    """Salesforce refused the session as expired (``INVALID_SESSION_ID``): log in again, then try once more."""
 
 
 def _error_code(content: Any) -> str:
@@ -1027,7 +1129,9 @@ def _note_body(note: NoteWrite, parent: str) -> dict[str, Any]:
 
 
 def _task_body(task: TaskWrite, who: str, what: str | None, owner: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"Subject": task.subject[:255], "Description": f"{task.body}\n\n{task.marker}"[:32000],
+    text = task.body.replace(task.marker, "").rstrip()  # the marker ends the Description, however long the text
+    description = f"{text[:32000 - len(task.marker) - 2]}\n\n{task.marker}"
+    body: dict[str, Any] = {"Subject": task.subject[:255], "Description": description,
                             "Status": "Not Started", "Priority": PRIORITIES[task.priority], "WhoId": who}
     if task.due_at is not None:
         body["ActivityDate"] = task.due_at.date().isoformat()

@@ -65,11 +65,11 @@ class CrmStack:
 
     def enqueue_lead(self, lead: Any) -> None:
         """Hand a lead to the CRM side exactly as the conversation job does."""
-        from connector.pipeline import _lead_effect
+        from connector import leads
 
         pipe = self.redis.pipeline(transaction=True)
         pipe.multi()
-        _lead_effect(self.runtime, lead)(pipe)
+        leads.stage(self.runtime, pipe, lead)
         pipe.execute()
 
     def stop(self) -> None:

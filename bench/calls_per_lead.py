@@ -48,7 +48,7 @@ def measure(crm: str, mapping_file: str, redis_url: str, directory: Path) -> lis
         if crm == "pipedrive":  # the emulator enforces no burst limit here: measure calls, not waiting
             options |= {"rate_limit": {"requests": 1000, "per_seconds": 1},
                         "search_rate_limit": {"requests": 1000, "per_seconds": 1}}
-        adapter = load_adapter(crm)(settings, options=options, redis=client)
+        adapter = load_adapter(crm).from_settings(settings, options=options, redis=client)
         adapter.prepare(required_schema(mapping))  # as a worker does when it starts
         rows = []
         for label, lead in LEADS:

@@ -18,7 +18,7 @@ THRESHOLD = 0.5
 RSS_PROBE = """
 import resource, sys
 def rss(): return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024
-import connector.pipeline, connector.bot.engine, connector.attribution, adapters.hubspot, connector.mapping
+import connector.turn, connector.bot.engine, connector.attribution, adapters.hubspot, connector.mapping
 print(f"{rss():.0f}")
 from connector.attribution.language import detect_language
 detect_language("Merhaba, saç ekimi fiyatı nedir?", %r)

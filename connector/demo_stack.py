@@ -196,7 +196,7 @@ def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None)
 
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm)
-    adapter = load_adapter(crm)(settings, options=mapping.crm_options())
+    adapter = load_adapter(crm).from_settings(settings, options=mapping.crm_options())
     bundle = env.get("REQUESTS_CA_BUNDLE")
     previous = os.environ.get("REQUESTS_CA_BUNDLE")
     if bundle:  # requests lets this variable win over a session's `verify`

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import requests
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_from_directory
 
+from connector.keys import family
 from connector.logs import redact
-from connector.runtime import rkey
 
 blueprint = Blueprint("demo", __name__)
 ASSETS = Path(__file__).resolve().parent / "demo_assets"
@@ -228,12 +228,12 @@ def problems() -> Response:
 
 # -- the relay's problems, from its log records -------------------------------------------------
 #: where ``chat2crm demo`` keeps the relay's problem records (newest first) for the page
-PROBLEMS_KEY = rkey("demo", "problems")
+PROBLEMS_KEY = family("demo", "problems", ttl=86400, holds_pii=False, owner="connector.demo_web").key()
 PROBLEMS_KEPT = 100
 #: records logged at INFO that are problems all the same: something failed and the relay retries it
-_RETRIES = frozenset({"retry scheduled", "conversation retry scheduled"})
+_RETRIES = frozenset({"retry scheduled", "conversation retry scheduled", "reply retry scheduled"})
 #: rq's own error record for these jobs repeats the relay's "job failed" line, which gives the reason
-_REPORTED_BY_THE_RELAY = ("connector.pipeline.sync_lead", "connector.pipeline.sync_opt_out")
+_REPORTED_BY_THE_RELAY = ("connector.jobs.sync_lead", "connector.jobs.sync_opt_out")
 _HINT = ("chat2crm failed list shows it, chat2crm failed replay --all runs it again (the terminal's banner shows "
          "how to run them against this demo)")
 
@@ -259,6 +259,10 @@ def problem(record: dict[str, Any]) -> dict[str, Any]:
     if msg == "retry scheduled":
         kind = "retry"
         text = (f"{_subject(record)} failed (will retry: attempt {record.get('attempt')} in "
+                f"{record.get('delay_s')} s): {record.get('error')}")
+    elif msg == "reply retry scheduled":
+        kind = "retry"
+        text = (f"Sending a reply to a patient failed (will retry: attempt {record.get('attempt')} in "
                 f"{record.get('delay_s')} s): {record.get('error')}")
     elif msg == "conversation retry scheduled":
         kind = "retry"

@@ -2,12 +2,15 @@
 
 One registry, so nothing is forgotten: ``chat2crm forget`` erases every family that can hold a
 person's data, a test checks that every key the relay writes belongs to a registered family with
-a TTL, and ``docs/operations.md`` lists them. The module that owns a family declares it (as rq's
+a TTL, and ``docs/architecture.md`` lists them. The module that owns a family declares it (as rq's
 ``Job.key_for`` and ``registry.key`` do) and builds its keys only through it::
 
     CONVERSATION = family("conv", "{conversation}", ttl="retention.conversation_hours",
                           holds_pii=True, owner=__name__)
     CONVERSATION.key("whatsapp:1065:905321112233")   # 'c2c:conv:whatsapp:1065:905321112233'
+
+rq's own keys (``rq:job:…``) are declared too, with ``prefix="rq:"``, by the one module that speaks
+to rq (:mod:`connector.queues`).
 
 This module is at the bottom of the layers: it imports nothing of chat2crm, so channels,
 adapters and the runtime can all use it.
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 PREFIX = "c2c:"
 
 _FIELD = re.compile(r"\{([a-z_]+)\}")
+_SETTING = re.compile(r"[a-z_]+(\.[a-z_]+)*_(seconds|minutes|hours|days)")
+_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 
 def rkey(*parts: object) -> str:
@@ -43,6 +48,10 @@ class KeyFamily:
         holds_pii: whether a key's name or value can contain patient data (then ``forget`` erases it).
         owner: the module that writes the family.
         bounded_by: for a family without a TTL, why it cannot grow without bound.
+        prefix: what every key of the family starts with (``c2c:``; ``rq:`` for rq's own keys).
+
+    Raises:
+        ValueError: a bad name, a TTL that is neither seconds nor a setting, or no TTL and no bound.
     """
 
     name: str
@@ -51,12 +60,21 @@ class KeyFamily:
     holds_pii: bool
     owner: str
     bounded_by: str = ""
+    prefix: str = PREFIX
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name):
             raise ValueError(f"name must be lower-case letters, digits, '-' or '_'; got {self.name!r}")
         if self.ttl is None and not self.bounded_by:
             raise ValueError(f"family {self.name!r}: a key without a TTL must say what bounds it (bounded_by)")
+        if isinstance(self.ttl, int) and self.ttl <= 0:
+            raise ValueError(f"family {self.name!r}: ttl must be a positive number of seconds, got {self.ttl!r}")
+        if isinstance(self.ttl, str) and not _SETTING.fullmatch(self.ttl):
+            raise ValueError(f"family {self.name!r}: ttl must name a setting ending in _seconds, _minutes, _hours "
+                             f"or _days, got {self.ttl!r}")
+
+    def _join(self, rest: str) -> str:
+        return self.prefix + (f"{self.name}:{rest}" if rest else self.name)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -66,8 +84,7 @@ class KeyFamily:
     @property
     def pattern(self) -> str:
         """A Redis ``SCAN MATCH`` pattern for every key of the family."""
-        rest = _FIELD.sub("*", self.shape)
-        return rkey(self.name, rest) if rest else rkey(self.name)
+        return self._join(_FIELD.sub("*", self.shape))
 
     def key(self, *values: object) -> str:
         """The key for ``values``, one per placeholder of ``shape``.
@@ -80,12 +97,35 @@ class KeyFamily:
         rest = self.shape
         for value in values:
             rest = _FIELD.sub(lambda _m, v=value: str(v), rest, count=1)  # type: ignore[misc]
-        return rkey(self.name, rest) if rest else rkey(self.name)
+        return self._join(rest)
 
     def matches(self, key: str) -> bool:
         """Whether ``key`` belongs to this family."""
-        regex = re.escape(self.pattern).replace(r"\*", ".+")
-        return re.fullmatch(regex, key) is not None
+        return self.parse(key) is not None
+
+    def parse(self, key: str) -> dict[str, str] | None:
+        """The placeholder values of ``key`` (``{"conversation": "whatsapp:1065:9053…"}``), or None when the
+        key is not of this family. A placeholder may span ``:`` (a conversation key does)."""
+        regex = re.escape(self._join(self.shape))
+        for field in self.fields:
+            regex = regex.replace(re.escape("{" + field + "}"), f"(?P<{field}>.+)", 1)
+        found = re.fullmatch(regex, key)
+        return None if found is None else found.groupdict()
+
+    def seconds(self, config: object) -> int | None:
+        """The TTL in seconds: the number, or the setting it names read from ``config`` (an object with
+        ``retention``, ``delivery``… sections) and scaled by its unit; None for a family without a TTL.
+
+        Raises:
+            AttributeError: ``config`` has no such setting.
+        """
+        if self.ttl is None or isinstance(self.ttl, int):
+            return self.ttl
+        value: object = config
+        for part in self.ttl.split("."):
+            value = getattr(value, part)
+        unit = _UNITS[self.ttl.rsplit("_", 1)[1]]
+        return int(float(value) * unit)  # type: ignore[arg-type]
 
 
 #: every family, by name (filled by the modules that own them, at import)
@@ -93,14 +133,15 @@ REGISTRY: dict[str, KeyFamily] = {}
 
 
 def family(name: str, shape: str = "", *, ttl: int | str | None, holds_pii: bool, owner: str,
-           bounded_by: str = "") -> KeyFamily:
+           bounded_by: str = "", prefix: str = PREFIX) -> KeyFamily:
     """Declare (register) a key family; declaring the same family twice the same way is harmless.
 
     Raises:
-        ValueError: another family of that name and shape was declared differently.
+        ValueError: another family of that name and shape was declared differently, or the declaration
+            itself is bad (see :class:`KeyFamily`).
     """
-    declared = KeyFamily(name, shape, ttl, holds_pii, owner, bounded_by)
-    handle = f"{name}:{shape}"
+    declared = KeyFamily(name, shape, ttl, holds_pii, owner, bounded_by, prefix)
+    handle = f"{name}:{shape}" if prefix == PREFIX else f"{prefix}{name}:{shape}"
     existing = REGISTRY.get(handle)
     if existing is not None and existing != declared:
         raise ValueError(f"key family {handle!r} declared twice, differently: {existing} and {declared}")
@@ -109,6 +150,11 @@ def family(name: str, shape: str = "", *, ttl: int | str | None, holds_pii: bool
 
 
 def family_of(key: str) -> KeyFamily | None:
-    """The registered family ``key`` belongs to (the most specific one), or None."""
+    """The registered family ``key`` belongs to (the most specific one: the longest fixed text), or None."""
     found = [f for f in REGISTRY.values() if f.matches(key)]
-    return max(found, key=lambda f: len(f.pattern), default=None)
+    return max(found, key=lambda f: len(f.pattern.replace("*", "")), default=None)
+
+
+def pii_families() -> list[KeyFamily]:
+    """Every registered family whose keys can hold patient data (what ``chat2crm forget`` looks through)."""
+    return [f for f in REGISTRY.values() if f.holds_pii]

@@ -20,6 +20,8 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from connector.keys import family
+
 log = logging.getLogger("chat2crm.metrics")
 
 
@@ -51,7 +53,8 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in [
               (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)),
 ]}
 
-_KEY = "c2c:metrics:"
+SERIES = family("metrics", "{metric}", ttl=None, holds_pii=False, owner=__name__,
+                bounded_by="one hash per metric of METRICS, one field per label set")
 
 
 def _field(defn: MetricDef, labels: dict[str, str]) -> str:
@@ -72,7 +75,7 @@ def incr(client: redis.Redis, name: str, amount: float = 1, **labels: str) -> No
     defn = _defn(name)
     field = _field(defn, labels)
     try:
-        client.hincrbyfloat(_KEY + name, field, amount)
+        client.hincrbyfloat(SERIES.key(name), field, amount)
     except redis.RedisError as exc:
         log.warning("metric not recorded", extra={"metric": name, "error": type(exc).__name__})
 
@@ -85,9 +88,9 @@ def observe(client: redis.Redis, name: str, value: float, **labels: str) -> None
         pipe = client.pipeline(transaction=False)
         for bound in defn.buckets:
             if value <= bound:
-                pipe.hincrbyfloat(_KEY + name, f"{base}|le={bound}", 1)
-        pipe.hincrbyfloat(_KEY + name, f"{base}|le=+Inf", 1)
-        pipe.hincrbyfloat(_KEY + name, f"{base}|sum", value)
+                pipe.hincrbyfloat(SERIES.key(name), f"{base}|le={bound}", 1)
+        pipe.hincrbyfloat(SERIES.key(name), f"{base}|le=+Inf", 1)
+        pipe.hincrbyfloat(SERIES.key(name), f"{base}|sum", value)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("metric not recorded", extra={"metric": name, "error": type(exc).__name__})
@@ -95,7 +98,7 @@ def observe(client: redis.Redis, name: str, value: float, **labels: str) -> None
 
 def read(client: redis.Redis, name: str) -> dict[tuple[str, ...], float]:
     """The values of counter ``name`` by label values (tests and the CLI use this)."""
-    raw = client.hgetall(_KEY + name)
+    raw = client.hgetall(SERIES.key(name))
     return {tuple(json.loads(k)): float(v) for k, v in raw.items() if b"|" not in k}
 
 
@@ -112,7 +115,7 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         for defn in METRICS.values():
-            raw = {_text(k): float(v) for k, v in self.client.hgetall(_KEY + defn.name).items()}
+            raw = {_text(k): float(v) for k, v in self.client.hgetall(SERIES.key(defn.name)).items()}
             if defn.kind == "counter":
                 family = CounterMetricFamily(f"chat2crm_{defn.name}", defn.help, labels=list(defn.labels))
                 for field, value in raw.items():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from rq import Queue
 
+from connector import queues as rq_queues
 from connector.config import AppConfig, load_config
 from connector.errors import ConfigurationError, Problem
 from connector.keys import PREFIX, rkey
@@ -22,11 +24,18 @@ from connector.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from adapters.base import CRMAdapter
+    from connector.attribution.campaigns import CampaignRegistry
+    from connector.bot.flows import Flow
+    from connector.mapping import Mapping
 
-__all__ = ["PREFIX", "QUEUE_CRM", "QUEUE_INBOUND", "Runtime", "current_runtime", "rkey", "set_current_runtime"]
+T = TypeVar("T")
 
-QUEUE_INBOUND = "inbound"
-QUEUE_CRM = "crm"
+__all__ = ["PREFIX", "QUEUE_CRM", "QUEUE_INBOUND", "QUEUE_OUTBOUND", "Runtime", "current_runtime", "rkey",
+           "set_current_runtime"]
+
+QUEUE_INBOUND = rq_queues.INBOUND
+QUEUE_OUTBOUND = rq_queues.OUTBOUND
+QUEUE_CRM = rq_queues.CRM
 
 
 class Runtime:
@@ -71,7 +80,7 @@ class Runtime:
             self._config = load_config(self.settings.chat2crm_config)
         return self._config
 
-    def cached(self, name: str, factory: Any) -> Any:
+    def cached(self, name: str, factory: Callable[[], T]) -> T:
         """Load something once per process (flows, mapping, campaigns, adapter)."""
         with self._lock:
             if name not in self._cache:
@@ -84,21 +93,21 @@ class Runtime:
             self._cache.clear()
 
     @property
-    def flows(self) -> dict[str, Any]:
+    def flows(self) -> dict[str, Flow]:
         """The bot flows by name."""
         from connector.bot.flows import load_flows
 
         return self.cached("flows", lambda: load_flows(self.config.flows_path))
 
     @property
-    def mapping(self) -> Any:
+    def mapping(self) -> Mapping:
         """The CRM mapping."""
         from connector.mapping import load_mapping
 
         return self.cached("mapping", lambda: load_mapping(self.config.mapping_path, crm=self.config.crm))
 
     @property
-    def campaigns(self) -> Any:
+    def campaigns(self) -> CampaignRegistry:
         """The campaign registry (empty when the main file names none)."""
         from connector.attribution.campaigns import CampaignRegistry, load_campaigns
 
@@ -117,7 +126,8 @@ class Runtime:
 
         def make() -> CRMAdapter:
             cls = load_adapter(self.config.crm)
-            return cls(self.settings, options=self.mapping.crm_options(), redis=self.redis)
+            # the adapter is given its own credentials out of the settings, and nothing else of them
+            return cls.from_settings(self.settings, options=self.mapping.crm_options(), redis=self.redis)
 
         return self.cached("adapter", make)
 
@@ -148,13 +158,13 @@ class Runtime:
 
     @functools.cache  # noqa: B019 - one Runtime per process; queues are cheap handles
     def queue(self, name: str) -> Queue:
-        """The rq queue ``name`` (``inbound`` or ``crm``), prefixed by ``QUEUE_NAME``."""
+        """The rq queue ``name`` (``inbound``, ``outbound`` or ``crm``), prefixed by ``QUEUE_NAME``."""
         timeout = self.config.delivery.job_timeout_seconds if self._config else 120
-        return Queue(f"{self.settings.queue_name}-{name}", connection=self.redis, default_timeout=timeout)
+        return rq_queues.make_queue(self.redis, f"{self.settings.queue_name}-{name}", default_timeout=timeout)
 
     def queues(self) -> list[Queue]:
         """Every queue a worker listens on, the conversation queue first."""
-        return [self.queue(QUEUE_INBOUND), self.queue(QUEUE_CRM)]
+        return [self.queue(QUEUE_INBOUND), self.queue(QUEUE_OUTBOUND), self.queue(QUEUE_CRM)]
 
 
 _current: Runtime | None = None

@@ -64,7 +64,7 @@ def reference_of(runtime: Runtime, token: str) -> str | None:
 @blueprint.get("/t/<token>")
 def transcript_page(token: str) -> tuple[str, int]:
     """The conversation of one lead, for an agent who clicked the link in the CRM note."""
-    from connector.pipeline import load_lead
+    from connector.leads import load as load_lead
 
     runtime = current_app.extensions["chat2crm"]
     reference = reference_of(runtime, token)

@@ -1,8 +1,10 @@
 """``/webhooks/whatsapp`` and ``/webhooks/telegram``: verify, de-duplicate, enqueue, answer.
 
-The request does nothing else: bot and CRM work run in the worker. Bad input of any kind
-(invalid JSON, wrong types, non-UTF-8, oversized bodies, absurd nesting) is answered with a 4xx
-and a short reason, never a 5xx, and nothing is enqueued.
+The request does nothing else: bot and CRM work run in the worker. A body that is bad as a whole
+(invalid JSON, non-UTF-8, oversized, absurd nesting, not a webhook of the channel) is answered with a
+4xx and a short reason, never a 5xx, and nothing is enqueued. Inside a good body, the channel's typed
+parser drops each part that does not fit the vendor's description on its own (a message with a
+number for text, a NUL character, an implausible time): the valid messages of the batch are queued.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from connector.channels import telegram as tg
 from connector.channels import whatsapp as wa
 from connector.channels.base import ParsedWebhook
 from connector.errors import WebhookRejectedError
-from connector.pipeline import enqueue_inbound, enqueue_opt_out
+from connector.inbox import enqueue_inbound, enqueue_opt_out
 
 log = logging.getLogger("chat2crm.webhooks")
 blueprint = Blueprint("webhooks", __name__)
@@ -78,10 +80,16 @@ def _depth(value: Any) -> int:
 
 
 def _accept(channel: str, parsed: ParsedWebhook) -> dict[str, int]:
-    """Queue every new message; drop redeliveries; record statuses and opt-outs."""
+    """Queue every new message; drop redeliveries; record statuses and opt-outs.
+
+    Parts the parser dropped (a message that does not fit the vendor's description, each logged there
+    without its contents) are counted as rejected with reason ``part``; the rest of the body is taken.
+    """
     runtime = _runtime()
     client = runtime.redis
     ttl = runtime.config.retention.dedup_days
+    if parsed.skipped:
+        metrics.incr(client, "webhooks_rejected", parsed.skipped, channel=channel, reason="part")
     queued = duplicates = 0
     for message in parsed.messages:
         # remembered and queued in one atomic step: never queued twice, never remembered but lost

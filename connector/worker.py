@@ -1,8 +1,9 @@
-"""The rq worker process: runs conversation and CRM jobs, with rq's scheduler for delayed retries.
+"""The worker process: an rq worker on the relay's three queues, with rq's scheduler for delayed retries.
 
-A sweeper thread in every worker re-enqueues work that a killed worker left behind: conversation
-inboxes that still hold messages but have no job and no lock, and leads not yet in the CRM whose
-job has vanished. Because every CRM write is idempotent, re-running such work is safe.
+It serves the ``outbound``, ``crm`` and ``inbound`` queues round-robin (:func:`connector.queues.work`),
+so replies, CRM writes and new messages each get their turn however long the others' backlog. A
+sweeper thread in every worker stands for election; the one holding the lease re-enqueues what a
+killed worker left behind (:mod:`connector.sweeper`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from __future__ import annotations
 import logging
 import threading
 
-from rq import Worker
-
-from connector.runtime import Runtime, set_current_runtime
+import connector.jobs  # noqa: F401 - rq imports the jobs by name in each work-horse: loaded once, before the forks
+from connector import inbox, queues
+from connector.attribution.language import detect_language
+from connector.errors import ConfigurationError, RetryableError
+from connector.keys import family
+from connector.mapping import required_schema
+from connector.models import utcnow
+from connector.runtime import Runtime, current_runtime, set_current_runtime
+from connector.sweeper import SWEEP_SECONDS, Sweeper
 
 log = logging.getLogger("chat2crm.worker")
 
-SWEEP_SECONDS = 5.0
+HEARTBEAT_SECONDS = 7 * 86400
+HEARTBEAT = family("worker", "heartbeat", ttl=HEARTBEAT_SECONDS, holds_pii=False, owner=__name__)
+
+__all__ = ["SWEEP_SECONDS", "heartbeat", "run_worker", "warm_up"]
 
 
 def heartbeat() -> str:
@@ -25,14 +35,8 @@ def heartbeat() -> str:
     Returns:
         The name of the worker that ran it.
     """
-    from rq import get_current_job
-
-    from connector.models import utcnow
-    from connector.runtime import current_runtime, rkey
-
-    job = get_current_job()
-    name = job.worker_name if job is not None and job.worker_name else "unknown"
-    current_runtime().redis.set(rkey("worker", "heartbeat"), f"{name} {utcnow().isoformat()}", ex=7 * 86400)
+    name = queues.current_worker_name()
+    current_runtime().redis.set(HEARTBEAT.key(), f"{name} {utcnow().isoformat()}", ex=HEARTBEAT_SECONDS)
     return name
 
 
@@ -45,51 +49,47 @@ def warm_up(runtime: Runtime) -> None:
     Raises:
         ConfigurationError: the configuration is invalid (the worker must not start).
     """
-    from connector.errors import ConfigurationError
-
     problems = runtime.check()
     if problems:
         raise ConfigurationError(problems)
-    from connector.errors import RetryableError
-    from connector.mapping import required_schema
-
+    inbox.upgrade(runtime)
     try:
         runtime.adapter.prepare(required_schema(runtime.mapping))
     except RetryableError as exc:  # the CRM is down: start anyway, the adapter looks things up when it writes
         log.warning("CRM not reachable at start", extra={"error": exc.message})
-    from connector.attribution.language import detect_language
-
     detect_language("warm up", list(runtime.config.languages))
 
 
 def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None,
                sweep_every: float = SWEEP_SECONDS) -> bool:
-    """Run an rq worker on the relay's queues until stopped (or until idle with ``burst``).
+    """Run an rq worker on the relay's queues until stopped (or until idle with ``burst``, after one sweep).
 
     Returns:
         True when the worker did any work (rq's own answer).
-    """
-    from connector import pipeline
 
+    Raises:
+        ConfigurationError: the configuration is invalid.
+    """
     set_current_runtime(runtime)
     warm_up(runtime)
+    sweeper = Sweeper(runtime, name)
     stop = threading.Event()
 
     def sweep() -> None:
         while not stop.wait(sweep_every):
             try:
-                pipeline.sweep(runtime)
+                sweeper.run_once()
             except Exception:  # a sweep must never take the worker down
                 log.exception("sweep failed")
 
-    sweeper = threading.Thread(target=sweep, name="chat2crm-sweeper", daemon=True)
-    if not burst:
-        sweeper.start()
+    if burst:
+        sweeper.run_once()
+        sweeper.resign()
     else:
-        pipeline.sweep(runtime)
-    # Maintenance (which also restarts a scheduler whose worker died) every minute, not every ten.
-    worker = Worker(runtime.queues(), connection=runtime.redis, name=name, maintenance_interval=60)
+        threading.Thread(target=sweep, name="chat2crm-sweeper", daemon=True).start()
     try:
-        return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
+        return queues.work(runtime, burst=burst, name=name)
     finally:
         stop.set()
+        if not burst:
+            sweeper.resign()

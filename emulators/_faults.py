@@ -1,5 +1,5 @@
 """What every CRM emulator shares: the calls it received, the requests the vendor would reject,
-injected faults and latency, and rolling-window rate limits.
+injected faults and latency, rolling-window rate limits, and search that lags behind writes.
 
 Each emulator answers a fault in its vendor's own words; this module only decides *which* fault
 the next call gets (the next one asked for with :meth:`FaultInjection.fail_next`, or one drawn at
@@ -14,6 +14,11 @@ import time
 from collections import deque
 from typing import Any, ClassVar
 
+from emulators._search import SearchIndex
+
+#: a call asked to pass (``fail_next(…, after=n)``): no fault, not even a random one
+_PASS = "pass"
+
 
 class FaultInjection:
     """Mixin of the CRM emulators. Subclasses name the fault kinds they answer in ``FAULTS``.
@@ -22,14 +27,18 @@ class FaultInjection:
         latency: seconds added to every call.
         timeout_seconds: how long a ``timeout`` fault holds the call.
         rate_limit: ``(requests, seconds)`` the emulated account allows, or None.
+        search_lag: seconds before a write shows in the vendor's search endpoints (see :mod:`emulators._search`).
     """
 
     #: the kinds :meth:`fail_next` accepts (the vendor-specific ones included)
     FAULTS: ClassVar[frozenset[str]] = frozenset({"400", "401", "404", "409", "429", "500", "502", "503", "timeout"})
 
-    def _init_faults(self, *, latency: float, timeout_seconds: float, rate_limit: tuple[int, float] | None) -> None:
+    def _init_faults(self, *, latency: float, timeout_seconds: float, rate_limit: tuple[int, float] | None,
+                     search_lag: float = 0.0) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
+        #: what the search endpoints see (``search_lag`` seconds behind the writes)
+        self.search_index = SearchIndex(search_lag)
         self.latency = latency
         self.timeout_seconds = timeout_seconds
         self.rate_limit = rate_limit
@@ -45,16 +54,27 @@ class FaultInjection:
         self._random = random.Random(7)  # the same faults on every run
         self.window: deque[float] = deque()
 
-    def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail with ``kind`` (one of ``FAULTS``).
+    @property
+    def search_lag(self) -> float:
+        """Seconds before a write shows in search (settable while serving)."""
+        return self.search_index.lag
+
+    @search_lag.setter
+    def search_lag(self, value: float) -> None:
+        self.search_index.lag = value
+
+    def fail_next(self, count: int = 1, kind: str = "500", *, after: int = 0) -> None:
+        """Make the next ``count`` calls fail with ``kind`` (one of ``FAULTS``), once ``after`` calls have passed.
 
         Raises:
-            ValueError: ``kind`` is not a fault this emulator answers.
+            ValueError: ``kind`` is not a fault this emulator answers, or ``after`` is negative.
         """
         if kind not in self.FAULTS:
             raise ValueError(f"kind must be one of {sorted(self.FAULTS)}, got {kind!r}")
+        if after < 0:
+            raise ValueError(f"after must be 0 or more calls, got {after!r}")
         with self.lock:
-            self.faults.extend([kind] * count)
+            self.faults.extend([_PASS] * after + [kind] * count)
 
     def _record_call(self, **extra: Any) -> None:
         """Record the call being served (its status is filled in by :meth:`_record_status`)."""
@@ -84,6 +104,8 @@ class FaultInjection:
             fault = self.faults.popleft() if self.faults else None
             if fault is None and self.fault_rate and self._random.random() < self.fault_rate:
                 fault = self._random.choice(self.fault_kinds)
+            if fault == _PASS:
+                fault = None
             call = g.get("emulator_call") if has_app_context() else None
             if call is not None:
                 call["fault"] = fault

@@ -1,4 +1,5 @@
-"""An emulator of the HubSpot CRM API (v3 objects, search, properties, pipelines, owners).
+"""An emulator of the HubSpot CRM API (v3 objects, batch reads and upserts, search, properties,
+pipelines, owners; v4 association reads).
 
 It keeps objects, property definitions (types, options, unique values), associations, pipelines
 and owners in memory and answers with HubSpot's response and error shapes: 409 ``CONFLICT`` with
@@ -9,12 +10,17 @@ building the request model of ``hubspot-api-client`` (generated from HubSpot's o
 description) from it: unknown keys, missing required fields, wrong types and non-string property
 values are rejected as HubSpot would. Latency and faults can be injected.
 
+Search is eventually consistent, as HubSpot's is: with ``search_lag`` set, a write (create, update,
+archive) shows in ``POST /crm/v3/objects/<type>/search`` only that many seconds later (the object as
+it was then, or not at all); reads by id, batch reads and association reads are current at once.
+
 Control endpoints (JSON, for tests and the demo page): ``GET /_emulator/objects/<type>``,
 ``GET /_emulator/calls``.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import itertools
 import re
@@ -27,12 +33,15 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from emulators._faults import FaultInjection
+from emulators._text import plain_text
 
 ASSOCIATION_TYPES = {  # HUBSPOT_DEFINED (from type, to type) → type id
     ("deals", "contacts"): 3, ("contacts", "deals"): 4, ("tickets", "contacts"): 16, ("contacts", "tickets"): 15,
     ("notes", "contacts"): 202, ("notes", "deals"): 214, ("notes", "tickets"): 228, ("tasks", "contacts"): 204,
     ("tasks", "deals"): 216, ("tasks", "tickets"): 230, ("leads", "contacts"): 578, ("notes", "leads"): 854,
-    ("tasks", "leads"): 646, ("deals", "companies"): 5, ("contacts", "companies"): 279,
+    ("tasks", "leads"): 646, ("deals", "companies"): 5, ("contacts", "companies"): 279, ("companies", "contacts"): 280,
+    ("contacts", "notes"): 201, ("deals", "notes"): 213, ("tickets", "notes"): 227, ("leads", "notes"): 855,
+    ("contacts", "tasks"): 203, ("deals", "tasks"): 215, ("tickets", "tasks"): 229, ("leads", "tasks"): 647,
 }
 OBJECT_TYPES = ("contacts", "companies", "deals", "tickets", "leads", "notes", "tasks")
 _MODELS = "hubspot.crm.objects.models"
@@ -40,6 +49,7 @@ _MODELS = "hubspot.crm.objects.models"
 REQUIRED_BY_HUBSPOT = {
     "SimplePublicObjectInputForCreate": ("associations", "properties"),
     "PublicObjectSearchRequest": ("after", "filterGroups", "limit", "properties", "sorts"),
+    "BatchReadInputSimplePublicObjectId": ("inputs", "properties", "propertiesWithHistory"),
 }
 
 
@@ -143,13 +153,16 @@ class HubSpotEmulator(FaultInjection):
         access_token: the private app token the relay must send.
         rate_limit: ``(requests, seconds)``: answer 429 past it (HubSpot's ten-second rolling limit).
         latency: seconds added to every call.
-        custom_properties: property definitions to start with (as ``crm setup`` would make them).
+        timeout_seconds: how long a ``timeout`` fault holds the call (then it is carried out, as HubSpot
+            carries out a request whose client gave up).
+        search_lag: seconds before a write shows in search (HubSpot: a few seconds).
     """
 
     def __init__(self, access_token: str = "pat-demo", *, rate_limit: tuple[int, float] | None = None,
-                 latency: float = 0.0, timeout_seconds: float = 20.0) -> None:
+                 latency: float = 0.0, timeout_seconds: float = 20.0, search_lag: float = 0.0) -> None:
         self.access_token = access_token
-        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit)
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
+                          search_lag=search_lag)
         self.ids = itertools.count(50_001)
         self.properties = _standard_properties()
         self.groups: dict[str, set[str]] = {t: {"contactinformation", "dealinformation"} for t in OBJECT_TYPES}
@@ -371,13 +384,16 @@ class HubSpotEmulator(FaultInjection):
                         created = self._create(object_type, properties, [])
                         if isinstance(created, tuple):
                             return created
+                        self.search_index.written(object_type, created["id"], created)
                         results.append({**self._public(created), "new": True})
                     else:
                         error = self._validate_properties(object_type, properties, exclude=existing["id"])
                         if error:
                             return error
+                        before = copy.deepcopy(existing)
                         existing["properties"].update(properties)
                         existing["updatedAt"] = _now()
+                        self.search_index.written(object_type, existing["id"], existing, before=before)
                         results.append({**self._public(existing), "new": False})
             return jsonify({"status": "COMPLETE", "results": results, "startedAt": _now(), "completedAt": _now()}), 200
 
@@ -390,7 +406,10 @@ class HubSpotEmulator(FaultInjection):
             body = request.get_json()
             with self.lock:
                 created = self._create(object_type, body["properties"], body.get("associations") or [])
-            return created if isinstance(created, tuple) else (jsonify(self._public(created)), 201)
+                if isinstance(created, tuple):
+                    return created
+                self.search_index.written(object_type, created["id"], created)
+            return jsonify(self._public(created)), 201
 
         @app.route("/crm/v3/objects/<object_type>/<object_id>", methods=["GET", "PATCH", "DELETE"])
         def one(object_type: str, object_id: str) -> Any:
@@ -402,8 +421,10 @@ class HubSpotEmulator(FaultInjection):
                 obj = self._find(object_type, object_id, request.args.get("idProperty"))
                 if obj is None:
                     return self._error(404, "Object not found. objectId are usually numeric.", "OBJECT_NOT_FOUND")
+                before = copy.deepcopy(obj)
                 if request.method == "DELETE":
                     obj["archived"] = True
+                    self.search_index.written(object_type, obj["id"], obj, before=before)
                     return "", 204
                 if request.method == "PATCH":
                     properties = request.get_json()["properties"]
@@ -412,6 +433,7 @@ class HubSpotEmulator(FaultInjection):
                         return error
                     obj["properties"].update(properties)
                     obj["updatedAt"] = _now()
+                    self.search_index.written(object_type, obj["id"], obj, before=before)
                 wanted = request.args.get("properties")
                 return jsonify(self._public(obj, wanted.split(",") if wanted else None)), 200
 
@@ -425,6 +447,7 @@ class HubSpotEmulator(FaultInjection):
                 if obj is None:
                     return self._error(404, "Object not found", "OBJECT_NOT_FOUND")
                 del self.objects["contacts"][obj["id"]]
+                self.search_index.written("contacts", obj["id"], None, before=obj)
             return "", 204
 
         @app.post("/crm/v3/objects/<object_type>/search")
@@ -434,7 +457,7 @@ class HubSpotEmulator(FaultInjection):
             body = request.get_json()
             with self.lock:
                 found = []
-                for obj in self.objects.get(object_type, {}).values():
+                for obj in self.search_index.visible(object_type, self.objects.get(object_type, {})):
                     if obj["archived"]:
                         continue
                     for group in body.get("filterGroups") or [{"filters": []}]:
@@ -444,6 +467,51 @@ class HubSpotEmulator(FaultInjection):
                 limit = body.get("limit") or 10
                 results = [self._public(o, body.get("properties") or None) for o in found[:limit]]
             return jsonify({"total": len(found), "results": results}), 200
+
+        @app.post("/crm/v3/objects/<object_type>/batch/read")
+        def batch_read(object_type: str) -> Any:
+            if (early := self._before()) or (early := self._shape("BatchReadInputSimplePublicObjectId")):
+                return early
+            if object_type not in OBJECT_TYPES:
+                return self._error(404, f"Unable to infer object type from: {object_type}", "OBJECT_NOT_FOUND")
+            body = request.get_json()
+            wanted = body.get("properties") or None
+            with self.lock:
+                results, missing = [], []
+                for item in body["inputs"]:
+                    obj = self._find(object_type, str(item["id"]), body.get("idProperty"))
+                    if obj is None:
+                        missing.append(str(item["id"]))
+                    else:
+                        results.append(self._public(obj, wanted))
+            answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": _now(),
+                                      "completedAt": _now()}
+            if missing:  # HubSpot answers 207 with the ids it could not find
+                answer |= {"numErrors": 1, "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                                                       "message": "Could not get some objects, they may be deleted "
+                                                                  "or not exist.", "context": {"ids": missing}}]}
+            return jsonify(answer), 207 if missing else 200
+
+        @app.get("/crm/v4/objects/<object_type>/<object_id>/associations/<to_object_type>")
+        def associations(object_type: str, object_id: str, to_object_type: str) -> Any:
+            if early := self._before():
+                return early
+            if object_type not in OBJECT_TYPES or to_object_type not in OBJECT_TYPES:
+                return self._error(400, f"Unable to infer object type from: {to_object_type}", "VALIDATION_ERROR")
+            limit = int(request.args.get("limit") or 500)
+            after = int(request.args.get("after") or 0)
+            with self.lock:
+                obj = self._find(object_type, object_id, None)
+                if obj is None:
+                    return self._error(404, f"{object_type} {object_id} not found", "OBJECT_NOT_FOUND")
+                ids = [i for i in obj["associations"].get(to_object_type, [])
+                       if self._find(to_object_type, i, None) is not None]
+            type_id = ASSOCIATION_TYPES.get((object_type, to_object_type), 0)
+            page = ids[after:after + limit]
+            results = [{"toObjectId": int(i), "associationTypes": [
+                {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]} for i in page]
+            paging = {"next": {"after": str(after + limit), "link": None}} if after + limit < len(ids) else None
+            return jsonify({"results": results, **({"paging": paging} if paging else {})}), 200
 
         @app.route("/crm/v3/properties/<object_type>", methods=["GET", "POST"])
         def properties(object_type: str) -> Any:
@@ -532,14 +600,6 @@ class HubSpotEmulator(FaultInjection):
 
 _VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_language", "chat2crm_channel",
                  "chat2crm_last_campaign", "chat2crm_opted_out")
-
-
-def plain_text(html: str) -> str:
-    """A note's HTML as an agent reads it: list items as bullets, one paragraph a line."""
-    html = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2: \1", html)  # an agent sees where a link goes
-    text = re.sub(r"<li>", "• ", html)
-    text = re.sub(r"</(p|li)>", "\n", text)
-    return re.sub(r"<[^>]+>", "", text).strip()
 
 
 def _value(obj: dict[str, Any], name: str) -> Any:

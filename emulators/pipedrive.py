@@ -16,6 +16,11 @@ way Pipedrive does. Limits, when asked: ``rate_limit=(requests, seconds)`` is th
 token (Pipedrive's 2-second window), ``daily_tokens=N`` the company's daily token budget, each
 call costing the operation's ``x-token-cost`` from the description.
 
+Search lags behind writes, as Pipedrive's does: with ``search_lag`` set, a person, organization, lead
+or deal created, changed or deleted shows so in the ``/search`` endpoints only that many seconds
+later. Reads by id and the list endpoints (``GET /api/v2/persons?updated_since=``,
+``/v1/leads?person_id=``, ``/v1/notes?lead_id=``…) are current at once.
+
 Faults (``fail_next(count, kind)`` or at random with ``fault_rate``): ``400``, ``401``, ``403``,
 ``404``, ``409``, ``429``, ``500``, ``502``, ``503``, ``timeout`` (the answer comes after
 ``timeout_seconds``), and ``daily`` (429 for an exhausted daily budget).
@@ -26,6 +31,7 @@ Control endpoints (JSON): ``GET /_emulator/view`` (the account as an agent sees 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -41,12 +47,12 @@ from flask import Flask, Response, request
 
 from emulators import pipedrive_spec
 from emulators._faults import FaultInjection
+from emulators._text import plain_text
 
 log = logging.getLogger("chat2crm.emulators.pipedrive")
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 KINDS = ("persons", "organizations", "leads", "deals", "notes", "activities", "leadLabels")
 LABEL_COLORS = ("blue", "brown", "dark-gray", "gray", "green", "orange", "pink", "purple", "red", "yellow")
-_TAGS = re.compile(r"<[^>]+>")
 #: standard fields as Pipedrive's field endpoints list them: (code, name, type)
 PERSON_FIELDS = [("name", "Name", "varchar"), ("first_name", "First name", "varchar"),
                  ("last_name", "Last name", "varchar"), ("phone", "Phone", "phone"), ("email", "Email", "varchar"),
@@ -77,16 +83,19 @@ ROUTES = [
     ("GET", "/api/v2/dealFields", "getDealFields", 10),
     ("POST", "/api/v2/dealFields", "addDealField", 5),
     ("POST", "/api/v2/dealFields/{field_code}/options", "addDealFieldOptions", 5),
+    ("GET", "/api/v2/deals", "getDeals", 10),
     ("POST", "/api/v2/deals", "addDeal", 5),
     ("GET", "/api/v2/deals/search", "searchDeals", 20),
     ("GET", "/api/v2/deals/{id}", "getDeal", 1),
     ("PATCH", "/api/v2/deals/{id}", "updateDeal", 5),
     ("GET", "/api/v2/leads/search", "searchLeads", 20),
+    ("GET", "/api/v2/organizations", "getOrganizations", 10),
     ("POST", "/api/v2/organizations", "addOrganization", 5),
     ("GET", "/api/v2/organizations/search", "searchOrganization", 20),
     ("GET", "/api/v2/personFields", "getPersonFields", 10),
     ("POST", "/api/v2/personFields", "addPersonField", 5),
     ("POST", "/api/v2/personFields/{field_code}/options", "addPersonFieldOptions", 5),
+    ("GET", "/api/v2/persons", "getPersons", 10),
     ("POST", "/api/v2/persons", "addPerson", 5),
     ("GET", "/api/v2/persons/search", "searchPersons", 20),
     ("GET", "/api/v2/persons/{id}", "getPerson", 1),
@@ -111,16 +120,14 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _moment(text: str) -> datetime:
+    """An RFC 3339 time (``2026-11-23T09:30:00Z``, or Pipedrive's ``2026-11-23 09:30:00``), in UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _digits(value: str) -> str:
     return re.sub(r"\D", "", value)
-
-
-def plain_text(html: str) -> str:
-    """A note's HTML as an agent reads it: list items as bullets, one paragraph a line."""
-    html = re.sub(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2: \1", html)  # an agent sees where a link goes
-    text = re.sub(r"<li>", "• ", html)
-    text = re.sub(r"</(p|li)>", "\n", text)
-    return re.sub(r"\n\s*\n+", "\n", _TAGS.sub("", text)).strip()
 
 
 class PipedriveEmulator(FaultInjection):
@@ -133,8 +140,8 @@ class PipedriveEmulator(FaultInjection):
         daily_tokens: the company's daily token budget (each call costs its ``x-token-cost``).
         latency: seconds added to every call.
         timeout_seconds: how long a ``timeout`` fault holds the answer back.
-        check_requests: check requests against the OpenAPI files (the demo turns it off when the
-            files are not there, and says so).
+        check_requests: check requests against the OpenAPI files.
+        search_lag: seconds before a write shows in the search endpoints.
     """
 
     FAULTS = FaultInjection.FAULTS | {"403", "daily"}
@@ -142,11 +149,12 @@ class PipedriveEmulator(FaultInjection):
     def __init__(self, api_token: str = "pd-demo", *, rate_limit: tuple[int, float] | None = None,
                  search_rate_limit: tuple[int, float] | None = None, daily_tokens: int | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0,
-                 check_requests: bool = True) -> None:
+                 check_requests: bool = True, search_lag: float = 0.0) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
         self.api_token = api_token
-        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit)
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
+                          search_lag=search_lag)
         self.search_rate_limit = search_rate_limit
         self.daily_tokens = daily_tokens
         self.tokens_used = 0
@@ -465,6 +473,7 @@ class PipedriveEmulator(FaultInjection):
                   "org_id": None, "phones": [], "emails": [], "label_ids": [], "visible_to": 3, "add_time": now,
                   "update_time": now, "is_deleted": False, **values}
         self.objects["persons"][str(pid)] = person
+        self.search_index.written("persons", pid, person)
         return self._ok(self._person_out(person))
 
     def _op_updatePerson(self, params: dict[str, str], args: dict[str, Any], body: dict[str, Any]) -> Response:
@@ -474,8 +483,10 @@ class PipedriveEmulator(FaultInjection):
         values = self._person_values(body, person)
         if isinstance(values, Response):
             return values
+        before = copy.deepcopy(person)
         person.update(values)
         person["update_time"] = _now()
+        self.search_index.written("persons", person["id"], person, before=before)
         return self._ok(self._person_out(person))
 
     def _op_getPerson(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
@@ -488,7 +499,9 @@ class PipedriveEmulator(FaultInjection):
         person = self._live("persons", params["id"])
         if person is None:
             return self._error(404, "Person not found", error_info="Object was not found.")
+        before = copy.deepcopy(person)
         person["is_deleted"] = True
+        self.search_index.written("persons", person["id"], person, before=before)
         return self._ok({"id": person["id"]})
 
     @staticmethod
@@ -519,7 +532,7 @@ class PipedriveEmulator(FaultInjection):
         exact = str(args.get("exact_match", "")).lower() in ("true", "1")
         fields = (args.get("fields") or "custom_fields,email,notes,phone,name").split(",")
         items = []
-        for person in self.objects["persons"].values():
+        for person in self.search_index.visible("persons", self.objects["persons"]):
             if person.get("is_deleted"):
                 continue
             custom = self._searchable_custom("person", person.get("custom_fields") or {})
@@ -588,6 +601,7 @@ class PipedriveEmulator(FaultInjection):
         org = {"id": oid, "name": body["name"], "owner_id": body.get("owner_id", 1), "add_time": _now(),
                "update_time": _now(), "is_deleted": False, "custom_fields": {}}
         self.objects["organizations"][str(oid)] = org
+        self.search_index.written("organizations", oid, org)
         return self._ok(org)
 
     def _op_searchOrganization(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
@@ -597,7 +611,7 @@ class PipedriveEmulator(FaultInjection):
         items = [{"result_score": 1.0, "item": {"id": o["id"], "type": "organization", "name": o["name"],
                                                 "address": None, "visible_to": 3, "owner": {"id": o["owner_id"]},
                                                 "custom_fields": [], "notes": []}}
-                 for o in self.objects["organizations"].values()
+                 for o in self.search_index.visible("organizations", self.objects["organizations"])
                  if not o.get("is_deleted") and self._matches(args["term"], [o["name"]], exact)]
         return self._ok({"items": items}, additional={"next_cursor": None})
 
@@ -635,6 +649,7 @@ class PipedriveEmulator(FaultInjection):
                 "value": None, "expected_close_date": None, "next_activity_id": None, "add_time": now,
                 "update_time": now, "visible_to": "3", "cc_email": "clinic+lead@pipedrivemail.com", **body}
         self.objects["leads"][lead["id"]] = lead
+        self.search_index.written("leads", lead["id"], lead)
         return self._ok(lead, status=201)
 
     def _op_updateLead(self, params: dict[str, str], args: dict[str, Any], body: dict[str, Any]) -> Response:
@@ -643,8 +658,10 @@ class PipedriveEmulator(FaultInjection):
             return self._error(404, "Lead not found", error_info="Object was not found.")
         if problem := self._lead_values(body):
             return problem
+        before = copy.deepcopy(lead)
         lead.update(body)
         lead["update_time"] = _now()
+        self.search_index.written("leads", lead["id"], lead, before=before)
         return self._ok(lead)
 
     def _op_getLead(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
@@ -654,8 +671,10 @@ class PipedriveEmulator(FaultInjection):
         return self._ok(lead)
 
     def _op_deleteLead(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
-        if self.objects["leads"].pop(params["id"], None) is None:
+        removed = self.objects["leads"].pop(params["id"], None)
+        if removed is None:
             return self._error(404, "Lead not found", error_info="Object was not found.")
+        self.search_index.written("leads", params["id"], None, before=removed)
         return self._ok({"id": params["id"]})
 
     def _op_getLeads(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
@@ -671,7 +690,7 @@ class PipedriveEmulator(FaultInjection):
         exact = str(args.get("exact_match", "")).lower() in ("true", "1")
         fields = (args.get("fields") or "custom_fields,notes,title").split(",")
         items = []
-        for lead in self.objects["leads"].values():
+        for lead in self.search_index.visible("leads", self.objects["leads"]):
             if args.get("person_id") and str(lead.get("person_id")) != args["person_id"]:
                 continue
             custom = self._searchable_custom("deal", {k: v for k, v in lead.items()
@@ -719,6 +738,7 @@ class PipedriveEmulator(FaultInjection):
                 "value": 0, "currency": "EUR", "status": "open", "add_time": _now(), "update_time": _now(),
                 "is_deleted": False, "label_ids": [], **body, "custom_fields": dict(body.get("custom_fields") or {})}
         self.objects["deals"][str(did)] = deal
+        self.search_index.written("deals", did, deal)
         return self._ok(deal)
 
     def _op_updateDeal(self, params: dict[str, str], args: dict[str, Any], body: dict[str, Any]) -> Response:
@@ -728,7 +748,9 @@ class PipedriveEmulator(FaultInjection):
         if problem := self._deal_values(body):
             return problem
         custom = {**deal["custom_fields"], **(body.get("custom_fields") or {})}
+        before = copy.deepcopy(deal)
         deal.update({**body, "custom_fields": custom, "update_time": _now()})
+        self.search_index.written("deals", deal["id"], deal, before=before)
         return self._ok(deal)
 
     def _op_getDeal(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
@@ -737,13 +759,48 @@ class PipedriveEmulator(FaultInjection):
             return self._error(404, "Deal not found", error_info="Object was not found.")
         return self._ok(deal)
 
+    def _op_getDeals(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
+        return self._listed("deals", args, ("person_id", "org_id", "pipeline_id", "stage_id", "owner_id", "status"))
+
+    def _op_getPersons(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
+        return self._listed("persons", args, ("org_id", "owner_id"), out=self._person_out)
+
+    def _op_getOrganizations(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
+        return self._listed("organizations", args, ("owner_id",))
+
+    def _listed(self, kind: str, args: dict[str, Any], filters: tuple[str, ...], out: Any = None) -> Response:
+        """A v2 list: filtered by ``filters``, ``ids`` and ``updated_since``/``updated_until`` (RFC 3339),
+        sorted by ``sort_by``/``sort_direction``, paged by ``limit`` and an opaque ``cursor``."""
+        rows = [o for o in self.objects[kind].values() if not o.get("is_deleted")]
+        if args.get("ids"):
+            wanted = {i.strip() for i in str(args["ids"]).split(",")}
+            rows = [o for o in rows if str(o["id"]) in wanted]
+        for name in filters:
+            if args.get(name) is not None:
+                rows = [o for o in rows if str(o.get(name)) == str(args[name])]
+        for name, keep in (("updated_since", lambda t, b: t >= b), ("updated_until", lambda t, b: t < b)):
+            if args.get(name):
+                try:
+                    bound = _moment(str(args[name]))
+                except ValueError:
+                    return self._error(400, f"{name} must be an RFC 3339 time", error_info="Validation failed.")
+                rows = [o for o in rows if keep(_moment(str(o["update_time"])), bound)]
+        order = args.get("sort_by") or "id"
+        rows.sort(key=lambda o: (o[order] if order == "id" else _moment(str(o[order]))),
+                  reverse=args.get("sort_direction") == "desc")
+        start = int(args.get("cursor") or 0)
+        limit = min(int(args.get("limit") or 100), 500)
+        page = rows[start:start + limit]
+        more = str(start + limit) if start + limit < len(rows) else None
+        return self._ok([out(o) if out else o for o in page], additional={"next_cursor": more})
+
     def _op_searchDeals(self, params: dict[str, str], args: dict[str, Any], body: Any) -> Response:
         if problem := self._term_ok(args):
             return self._error(400, problem, error_info="Validation failed.")
         exact = str(args.get("exact_match", "")).lower() in ("true", "1")
         fields = (args.get("fields") or "custom_fields,notes,title").split(",")
         items = []
-        for deal in self.objects["deals"].values():
+        for deal in self.search_index.visible("deals", self.objects["deals"]):
             if deal["is_deleted"] or (args.get("person_id") and str(deal.get("person_id")) != args["person_id"]):
                 continue
             custom = self._searchable_custom("deal", deal["custom_fields"])

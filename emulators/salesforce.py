@@ -5,7 +5,8 @@ CampaignMember, User) in memory with their fields as ``describe`` reports them, 
 REST calls the relay makes, with Salesforce's response and error shapes
 (``[{"message", "errorCode", "fields"}]``):
 
-- ``POST /services/oauth2/token``: client credentials, JWT bearer (the assertion's RS256
+- ``POST /services/oauth2/token``: client credentials (the client's id and secret in the form or,
+  as simple-salesforce sends them, in HTTP Basic authentication), JWT bearer (the assertion's RS256
   signature is verified against the public key the emulator is given) and username-password
   grants; errors as ``{"error", "error_description"}``;
 - ``GET /services/data/`` (versions), ``/limits``, ``/sobjects/<X>/describe``;
@@ -28,7 +29,9 @@ sends ``Sforce-Duplicate-Rule-Header: allowSave=true``.
 Fault kinds for :meth:`SalesforceEmulator.fail_next`: ``400``, ``401`` (the credentials are
 revoked: this call and the next token grant fail), ``404``, ``409``, ``429`` (Salesforce's
 concurrent-request limit: 403 ``REQUEST_LIMIT_EXCEEDED``), ``500``, ``502``, ``503``,
-``timeout``, and ``expired`` (the session expires: 401 ``INVALID_SESSION_ID``, a new token works),
+``timeout`` (the call is held ``timeout_seconds``, past the client's timeout, and then carried out, as
+Salesforce finishes a request whose client gave up), and ``expired`` (the session expires: 401
+``INVALID_SESSION_ID``, a new token works),
 ``limit`` (the daily API request limit: 403 ``REQUEST_LIMIT_EXCEEDED``), ``duplicates`` (a
 duplicate rule blocks the next create or upsert: ``DUPLICATES_DETECTED``, inside a composite
 too).
@@ -168,6 +171,8 @@ class SalesforceEmulator(FaultInjection):
             default, "Allow" with an alert: API saves of a match need ``allowSave=true``), ``"block"``,
             or None (deactivated).
         session_seconds: sessions expire after this many seconds (None: never).
+        search_lag: kept for the emulators' common interface: SOSL search is not emulated (the relay uses
+            SOQL, which reads the database and is strongly consistent, and no search).
     """
 
     FAULTS = FaultInjection.FAULTS | {"expired", "limit", "duplicates"}
@@ -175,13 +180,14 @@ class SalesforceEmulator(FaultInjection):
     def __init__(self, credentials: SalesforceCredentials | None = None, *, rate_limit: tuple[int, float] | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0, daily_limit: int = 100_000,
                  used_today: int = 0, can_customize: bool = True, session_seconds: float | None = None,
-                 duplicate_rule: str | None = "alert") -> None:
+                 duplicate_rule: str | None = "alert", search_lag: float = 0.0) -> None:
         if duplicate_rule not in ("alert", "block", None):
             raise ValueError(f"duplicate_rule must be 'alert', 'block' or None, got {duplicate_rule!r}")
         self.duplicate_rule = duplicate_rule
         self._allow_save = False
         self.credentials = credentials or SalesforceCredentials()
-        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit)
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
+                          search_lag=search_lag)
         self.daily_limit = daily_limit
         self.used = used_today
         self.can_customize = can_customize
@@ -415,8 +421,9 @@ class SalesforceEmulator(FaultInjection):
     def _fault(self) -> tuple[str | None, Response | None]:
         fault = self._draw_fault()
         if fault == "timeout":
+            # held past the client's timeout, then carried out: Salesforce finishes a request whose client gave up
             time.sleep(self.timeout_seconds)
-            return fault, self._reply(503, [{"message": "Request timed out", "errorCode": "REQUEST_RUNNING_TOO_LONG"}])
+            return fault, None
         answers = {
             "500": (500, "An unexpected error occurred. Please include this ErrorId if you contact support: "
                          "1907455961-61224 (-1531347497)", "UNKNOWN_EXCEPTION"),
@@ -818,9 +825,12 @@ class SalesforceEmulator(FaultInjection):
             refused = self._refuse_next_grant
             self._refuse_next_grant = False
         if grant == "client_credentials":
-            if form.get("client_id") != creds.client_id:
+            client_id, client_secret = form.get("client_id"), form.get("client_secret")
+            if request.authorization is not None and request.authorization.type == "basic":
+                client_id, client_secret = request.authorization.username, request.authorization.password
+            if client_id != creds.client_id:
                 return _oauth_error("invalid_client_id", "client identifier invalid")
-            if form.get("client_secret") != creds.client_secret or refused:
+            if client_secret != creds.client_secret or refused:
                 return _oauth_error("invalid_client", "invalid client credentials")
         elif grant == "password":
             if form.get("client_id") != creds.client_id:

@@ -6,7 +6,9 @@ Bot side: ``POST /bot<token>/<method>``. Every call is checked against the Bot A
 ``sendMessage``, ``answerCallbackQuery``, ``setWebhook`` and ``getWebhookInfo`` keep state and
 answer with the real ``{"ok": true, "result": …}`` shapes; 429 carries ``parameters.retry_after``.
 
-User side: :meth:`TelegramEmulator.user` posts updates to the relay with the secret token header.
+User side: :meth:`TelegramEmulator.user` posts updates to the relay with the secret token header,
+each first checked against the Bot API's ``Update`` (an update Telegram would never send is recorded as
+a violation).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import requests
 from flask import Flask, Response, jsonify, request
 
-from emulators._checks import telegram_call_errors
+from emulators._checks import telegram_call_errors, telegram_update_errors
 
 
 @dataclass
@@ -136,10 +138,14 @@ class TelegramEmulator:
             chat_id = int(params["chat_id"])
             message = {"message_id": next(self.message_ids), "from": self._bot_user(),
                        "chat": {"id": chat_id, "type": "private"}, "date": int(time.time()), "text": params["text"]}
-            if params.get("reply_markup"):
+            notes: dict[str, Any] = {"_sent_at": time.time()}
+            if "inline_keyboard" in (params.get("reply_markup") or {}):
                 message["reply_markup"] = params["reply_markup"]
+            elif params.get("reply_markup"):
+                # a Message holds only an inline keyboard; a reply keyboard lives on the user's screen
+                notes["_reply_markup"] = params["reply_markup"]
             with self.lock:
-                self.sent[chat_id].append({**message, "_sent_at": time.time()})
+                self.sent[chat_id].append({**message, **notes})
             return message
         if method == "answerCallbackQuery":
             with self.lock:
@@ -184,9 +190,16 @@ class TelegramUser:
                 "date": int(time.time()), **content}
 
     def post(self, update: dict[str, Any], *, secret: str | None = None) -> int:
-        """POST an update to the relay with the secret token (or ``secret``); returns the HTTP status."""
+        """POST an update to the relay with the secret token (or ``secret``); returns the HTTP status.
+
+        The update is first checked against the Bot API's ``Update``: one Telegram would never send is
+        recorded in ``violations`` (and still posted: the relay must cope).
+        """
         self.last_update = update
+        problems = telegram_update_errors(update)
         with self.emulator.lock:
+            if problems:
+                self.emulator.violations.append({"update": update, "problems": problems})
             self.emulator.inbound[self.user_id].append({**update, "_received_at": time.time()})
         header = self.emulator.secret_token if secret is None else secret
         headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
@@ -205,7 +218,8 @@ class TelegramUser:
         """Press an inline button whose ``callback_data`` is ``data`` on a message the bot sent."""
         sent = self.emulator.messages_to(self.user_id)
         carrier = next((m for m in reversed(sent) if message_id in (0, m["message_id"]) and m.get("reply_markup")),
-                       sent[-1] if sent else self.message(text=""))
+                       sent[-1] if sent else self.message(text="?"))
+        carrier = {k: v for k, v in carrier.items() if not k.startswith("_")}  # the emulator's own notes stay here
         return self.post(self.update(callback_query={
             "id": str(next(self.emulator.update_ids)), "from": self._from(), "message": carrier,
             "chat_instance": str(self.user_id), "data": data}))
@@ -221,6 +235,14 @@ class TelegramUser:
         photo = [{"file_id": f"AgAC{self.user_id}s", "file_unique_id": "s1", "width": 90, "height": 90},
                  {"file_id": f"AgAC{self.user_id}L", "file_unique_id": "l1", "width": 1280, "height": 960}]
         return self.post(self.update(message=self.message(photo=photo, **({"caption": caption} if caption else {}))))
+
+    def block(self) -> int:
+        """Block the bot: Telegram tells the bot its membership of the private chat changed (``my_chat_member``)."""
+        user, bot = self._from(), self.emulator._bot_user()
+        return self.post(self.update(my_chat_member={
+            "chat": {"id": self.user_id, "type": "private", "first_name": user["first_name"]}, "from": user,
+            "date": int(time.time()), "old_chat_member": {"status": "member", "user": bot},
+            "new_chat_member": {"status": "kicked", "user": bot, "until_date": 0}}))
 
     def edit(self, text: str) -> int:
         message = self.message(text=text)

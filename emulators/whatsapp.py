@@ -6,8 +6,10 @@ reject gets Meta's ``(#100) Invalid parameter`` error, and is recorded as a viol
 errors (190 bad token, 130429 throughput, 131047 re-engagement, 500) and message ids have the
 real shapes. Faults are injected with :meth:`WhatsAppEmulator.fail_next`.
 
-Patient side: :meth:`WhatsAppEmulator.patient` builds webhooks exactly as Meta sends them, signs
-them with the app secret (``X-Hub-Signature-256``) and posts them to the relay.
+Patient side: :meth:`WhatsAppEmulator.patient` builds webhooks exactly as Meta sends them (a reply
+to buttons or a list names the message that carried them in ``context``), checks each against the
+webhook payload Meta's description documents (a webhook Meta would never send is recorded as a
+violation), signs it with the app secret (``X-Hub-Signature-256``) and posts it to the relay.
 
 Control endpoints (JSON, for the demo page): ``GET /_emulator/messages?to=<wa_id>``,
 ``POST /_emulator/patients/<wa_id>/send``.
@@ -28,7 +30,7 @@ import requests
 from flask import Flask, Response, jsonify, request
 
 from connector.channels.whatsapp import sign
-from emulators._checks import whatsapp_message_errors
+from emulators._checks import whatsapp_message_errors, whatsapp_webhook_errors
 
 _counter = itertools.count(1)
 
@@ -226,9 +228,19 @@ class Patient:
                 "contacts": [contact], "messages": messages}}]}]}
 
     def post(self, body: dict[str, Any] | bytes, *, signature: str | None = None) -> int:
-        """POST a body to the relay, signed unless ``signature`` says otherwise; returns the HTTP status."""
+        """POST a body to the relay, signed unless ``signature`` says otherwise; returns the HTTP status.
+
+        A body built here (a dict) is first checked against Meta's webhook description: one Meta would
+        never send is recorded in ``violations`` (and still posted: the relay must cope). Raw bytes are
+        posted as given.
+        """
         raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         self.last_body = raw
+        if isinstance(body, dict):
+            problems = whatsapp_webhook_errors(body)
+            if problems:
+                with self.emulator.lock:
+                    self.emulator.violations.append({"webhook": body, "problems": problems})
         header = signature if signature is not None else sign(raw, self.emulator.app_secret)
         headers = {"Content-Type": "application/json"}
         if header:
@@ -248,14 +260,32 @@ class Patient:
     def send_text(self, text: str, *, referral: dict[str, Any] | None = None) -> int:
         return self.post(self.payload([self.message("text", {"body": text}, referral=referral)]))
 
+    def _carrier(self, kind: str) -> Sent | None:
+        """The last message the relay sent this patient with reply buttons or a list (``kind``)."""
+        for sent in reversed(self.emulator.messages_to(self.wa_id or self.user_id or "")):
+            if sent.payload.get("type") == "interactive" and sent.payload["interactive"].get("type") == kind:
+                return sent
+        return None
+
+    def _context(self, carrier: Sent | None) -> dict[str, Any]:
+        """``context`` of a reply: the business number and the message that carried what was tapped."""
+        return {"from": self.emulator.display_phone_number, "id": carrier.id if carrier else _wamid()}
+
     def press_button(self, button_id: str, title: str, *, referral: dict[str, Any] | None = None) -> int:
         return self.post(self.payload([self.message(
             "interactive", {"type": "button_reply", "button_reply": {"id": button_id, "title": title}},
-            referral=referral)]))
+            referral=referral, context=self._context(self._carrier("button")))]))
 
     def choose_from_list(self, row_id: str, title: str, description: str | None = None) -> int:
+        """Tap a row of the last list sent; its description comes along when the row had one."""
+        carrier = self._carrier("list")
+        if description is None and carrier is not None:
+            rows = [row for section in carrier.payload["interactive"]["action"].get("sections", [])
+                    for row in section.get("rows", [])]
+            description = next((row.get("description") for row in rows if row.get("id") == row_id), None)
         reply = {"id": row_id, "title": title, **({"description": description} if description else {})}
-        return self.post(self.payload([self.message("interactive", {"type": "list_reply", "list_reply": reply})]))
+        return self.post(self.payload([self.message("interactive", {"type": "list_reply", "list_reply": reply},
+                                                     context=self._context(carrier))]))
 
     def share_location(self, latitude: float, longitude: float, name: str | None = None,
                        address: str | None = None) -> int:
@@ -265,6 +295,21 @@ class Patient:
         if address:
             content["address"] = address
         return self.post(self.payload([self.message("location", content)]))
+
+    def stop_marketing_messages(self) -> int:
+        """Turn off the business's marketing messages in WhatsApp's settings (a ``user_preferences`` webhook)."""
+        contact: dict[str, Any] = {"profile": {"name": self.name}}
+        preference: dict[str, Any] = {"detail": "User requested to stop marketing messages",
+                                      "category": "marketing_messages", "value": "stop", "timestamp": int(time.time())}
+        for key, value in (("wa_id", self.wa_id), ("user_id", self.user_id)):
+            if value:
+                contact[key] = preference[key] = value
+        return self.post({"object": "whatsapp_business_account", "entry": [{"id": self.emulator.waba_id, "changes": [{
+            "field": "user_preferences", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": self.emulator.display_phone_number,
+                             "phone_number_id": self.emulator.phone_number_id},
+                "contacts": [contact], "user_preferences": [preference]}}]}]})
 
     def send_image(self, caption: str | None = None) -> int:
         content = {"id": str(next(_counter) + 1_000_000), "mime_type": "image/jpeg",

@@ -17,7 +17,10 @@ from typing import Any
 
 import redis
 
-from connector.runtime import rkey
+from connector.keys import family
+
+#: a campaign click, by its code (campaign, UTM parameters, click ids; nothing about the person)
+CLICK = family("click", "{code}", ttl="retention.click_days", holds_pii=False, owner=__name__)
 
 ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no I, L, O, U, 0, 1: easy to read and retype
 CODE_LENGTH = 6
@@ -43,7 +46,7 @@ def store_click(client: redis.Redis, data: dict[str, Any], ttl_days: int) -> str
     """Store a click and return its code (a new one if the first few collide)."""
     for _ in range(10):
         code = new_code()
-        if client.set(rkey("click", code), json.dumps(data, ensure_ascii=False, default=str), nx=True,
+        if client.set(CLICK.key(code), json.dumps(data, ensure_ascii=False, default=str), nx=True,
                       ex=ttl_days * 86400):
             return code
     raise RuntimeError("could not allocate a click code")
@@ -51,7 +54,7 @@ def store_click(client: redis.Redis, data: dict[str, Any], ttl_days: int) -> str
 
 def load_click(client: redis.Redis, code: str) -> dict[str, Any] | None:
     """The click behind ``code`` (any case), or None when unknown or expired."""
-    raw = client.get(rkey("click", code.upper()))
+    raw = client.get(CLICK.key(code.upper()))
     return json.loads(raw) if raw else None
 
 

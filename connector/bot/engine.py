@@ -1,7 +1,7 @@
 """The bot engine: pure, ``(conversation, message) -> (conversation, replies, events)``.
 
 No I/O, no clock, no Redis: the time, the reference-number source and the transcript link come
-in through :class:`EngineContext`. The worker (:mod:`connector.pipeline`) does the I/O around it.
+in through :class:`EngineContext`. The worker (:mod:`connector.turn`) does the I/O around it.
 
 Order of business for each message:
 

@@ -1,9 +1,12 @@
 """Messaging channels: WhatsApp Cloud API and Telegram Bot API, in and out.
 
 - :mod:`connector.channels.whatsapp` and :mod:`connector.channels.telegram` parse webhooks into
-  :class:`~connector.models.InboundMessage` and send :class:`~connector.models.Reply` objects.
+  :class:`~connector.models.InboundMessage` and send :class:`~connector.models.Reply` objects. They read
+  bodies through typed models written from the vendors' documentation
+  (:mod:`connector.channels.whatsapp_payload`, :mod:`connector.channels.telegram_update`, sharing
+  :mod:`connector.channels.parts`): a part that does not fit is dropped alone, logged without its contents.
 - :func:`client_for` gives the worker the right outbound client.
-- Redeliveries are dropped by :func:`connector.pipeline.enqueue_inbound`, which remembers message
+- Redeliveries are dropped by :func:`connector.inbox.enqueue_inbound`, which remembers message
   and update ids in the same atomic step that queues them.
 - :func:`record_status` keeps delivery statuses for metrics and delivery tracking.
 """
@@ -15,10 +18,14 @@ from typing import TYPE_CHECKING
 import redis
 
 from connector.channels.base import ChannelClient, StatusUpdate
-from connector.runtime import rkey
+from connector.keys import family
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime
+
+
+#: the latest delivery status of a message the relay sent, by the channel's message id
+STATUS = family("status", "{channel}:{message_id}", ttl="retention.dedup_days", holds_pii=False, owner=__name__)
 
 
 def _text(value: object) -> str:
@@ -40,7 +47,7 @@ def client_for(runtime: Runtime, channel: str) -> ChannelClient:
 def record_status(client: redis.Redis, update: StatusUpdate, ttl_days: int = 7) -> None:
     """Keep the latest delivery status of a message we sent (statuses arrive out of order)."""
     order = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
-    key = rkey("status", update.channel, update.message_id)
+    key = STATUS.key(update.channel, update.message_id)
     current = client.get(key)
     if current is None or order.get(update.status, 0) >= order.get(_text(current), 0):
         client.set(key, update.status, ex=ttl_days * 86400)
@@ -48,7 +55,7 @@ def record_status(client: redis.Redis, update: StatusUpdate, ttl_days: int = 7) 
 
 def delivery_status(client: redis.Redis, channel: str, message_id: str) -> str | None:
     """The latest known delivery status of a message we sent."""
-    value = client.get(rkey("status", channel, message_id))
+    value = client.get(STATUS.key(channel, message_id))
     return _text(value) if value else None
 
 

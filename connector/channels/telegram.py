@@ -1,8 +1,10 @@
 """Telegram Bot API: webhook verification and parsing, and the outbound client.
 
 Inbound: :func:`verify_secret` compares ``X-Telegram-Bot-Api-Secret-Token`` in constant time;
-:func:`parse_update` turns one update into a canonical message (text, ``/start <payload>``,
-callback queries, shared contacts, locations, photos with captions, edited messages).
+:func:`parse_update` reads one update through the typed models of
+:mod:`connector.channels.telegram_update` into a canonical message (text, ``/start <payload>``,
+callback queries, shared contacts, locations, photos with captions, documents, edited messages); an
+update that does not fit the Bot API's description is dropped and logged without its contents.
 
 Outbound: :class:`TelegramClient` sends ``sendMessage`` with an inline keyboard for options, a
 reply keyboard to share the phone number, and answers callback queries.
@@ -18,6 +20,8 @@ from typing import Any
 import requests
 
 from connector.channels.base import HttpChannel, ParsedWebhook
+from connector.channels.parts import valid_part
+from connector.channels.telegram_update import CallbackQuery, Chat, Message, Update, User
 from connector.errors import WebhookRejectedError
 from connector.models import (
     Conversation,
@@ -53,16 +57,14 @@ def bot_id(token: str | None) -> str:
     return (token or "").split(":", 1)[0] or "telegram"
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def parse_update(body: Any, account: str, *, ignore_groups: bool = True, ignore_bots: bool = True) -> ParsedWebhook:
-    """Parse one update.
+    """Parse one update through the typed models of :mod:`connector.channels.telegram_update`.
+
+    An update that does not fit the Bot API's description (a message without ``chat``, ``text`` that
+    is not a string, a NUL character, an implausible ``date``) is dropped with a log line that names
+    the fields at fault and none of their values, and counted in ``skipped``. A well-formed update of
+    a kind the relay does not read (``my_chat_member``, channel posts…), and messages from bots or
+    groups when the policy says so, are counted in ``ignored``.
 
     Raises:
         WebhookRejectedError: 400 when the body is not a Telegram update.
@@ -71,77 +73,79 @@ def parse_update(body: Any, account: str, *, ignore_groups: bool = True, ignore_
                                                                                                 bool):
         raise WebhookRejectedError(400, "not a Telegram update: integer 'update_id' expected")
     parsed = ParsedWebhook()
-    update_id = body["update_id"]
-    callback = _dict(body.get("callback_query"))
-    edited = "edited_message" in body
-    message = _dict(body.get("message") or body.get("edited_message"))
-    source = _dict(callback.get("from")) if callback else _dict(message.get("from"))
-    chat = _dict(_dict(callback.get("message")).get("chat")) if callback else _dict(message.get("chat"))
-    user_id = source.get("id")
-    if not isinstance(user_id, int) or isinstance(user_id, bool):
+    update = valid_part(Update, body, channel="telegram", part="update")
+    if update is None:
         parsed.skipped += 1
         return parsed
-    if (ignore_bots and source.get("is_bot") is True) or (ignore_groups and chat.get("type") not in (None, "private")):
+    callback = update.callback_query
+    message = update.message or update.edited_message
+    source: User | None
+    chat: Chat | None
+    if callback is not None:
+        source, chat = callback.from_, (callback.message.chat if callback.message else None)
+    elif message is not None:
+        source, chat = message.from_, message.chat
+    else:
         parsed.ignored += 1
-        log.info("telegram update ignored by policy", extra={"chat_type": chat.get("type"),
-                                                             "is_bot": bool(source.get("is_bot"))})
+        log.info("telegram update of a kind the relay does not read", extra={"update_id": update.update_id})
         return parsed
-    name = " ".join(p for p in (_str(source.get("first_name")), _str(source.get("last_name"))) if p) or None
-    profile = SenderProfile(name=name, username=_str(source.get("username")),
-                            language_code=_str(source.get("language_code")), is_bot=source.get("is_bot") is True)
-    date = message.get("edit_date") or message.get("date")
-    timestamp = datetime.fromtimestamp(date, UTC) if isinstance(date, int) else datetime.now(UTC)
-    fields: dict[str, Any] = {"kind": "unsupported", "raw_type": "unknown"}
-    if callback:
-        data = _str(callback.get("data")) or ""
-        fields.update(kind="choice", raw_type="callback_query", choice_id=data, callback_id=_str(callback.get("id")),
-                      text=_button_title(callback, data))
-    elif _str(message.get("text")):
-        text = message["text"]
-        if text.startswith("/start"):
-            payload = text[len("/start"):].strip()
-            fields.update(kind="start", raw_type="start", text=text, start_payload=payload[:64] or None)
-        else:
-            fields.update(kind="text", raw_type="text", text=text)
-    elif _dict(message.get("contact")):
-        contact = message["contact"]
-        phone = _str(contact.get("phone_number"))
-        name_parts = (_str(contact.get("first_name")), _str(contact.get("last_name")))
-        fields.update(kind="contact", raw_type="contact", contacts=[SharedContact(
-            name=" ".join(p for p in name_parts if p) or None, phones=[phone] if phone else [],
-            user_id=str(contact["user_id"]) if isinstance(contact.get("user_id"), int) else None)])
-    elif _dict(message.get("location")):
-        loc = message["location"]
-        fields.update(kind="location", raw_type="location", location=Location(
-            latitude=loc.get("latitude") if isinstance(loc.get("latitude"), int | float) else None,
-            longitude=loc.get("longitude") if isinstance(loc.get("longitude"), int | float) else None))
-    elif isinstance(message.get("photo"), list) and message["photo"]:
-        largest = _dict(message["photo"][-1])
-        file_id = _str(largest.get("file_id"))
-        if file_id:
-            fields.update(kind="media", raw_type="photo", text=_str(message.get("caption")), media=[
-                MediaRef(kind="image", media_id=file_id, caption=_str(message.get("caption")))])
-    elif _dict(message.get("document")):
-        doc = message["document"]
-        if _str(doc.get("file_id")):
-            fields.update(kind="media", raw_type="document", text=_str(message.get("caption")), media=[
-                MediaRef(kind="document", media_id=doc["file_id"], mime_type=_str(doc.get("mime_type")),
-                         filename=_str(doc.get("file_name")), caption=_str(message.get("caption")))])
+    if source is None:
+        parsed.ignored += 1  # a message with no sender (a channel's post): nobody to answer
+        log.info("telegram message without a sender ignored", extra={"update_id": update.update_id})
+        return parsed
+    chat_type = chat.type if chat else None
+    if (ignore_bots and source.is_bot) or (ignore_groups and chat_type not in (None, "private")):
+        parsed.ignored += 1
+        log.info("telegram update ignored by policy", extra={"chat_type": chat_type, "is_bot": source.is_bot})
+        return parsed
+    name = " ".join(p for p in (source.first_name, source.last_name) if p) or None
+    profile = SenderProfile(name=name, username=source.username or None,
+                            language_code=source.language_code or None, is_bot=source.is_bot)
+    timestamp = (message.edit_date or message.date) if message is not None and callback is None else datetime.now(UTC)
     parsed.messages.append(InboundMessage(
-        channel="telegram", account=account, sender_id=str(user_id), message_id=f"update:{update_id}",
-        timestamp=timestamp, profile=profile, edited=edited, **fields,
+        channel="telegram", account=account, sender_id=str(source.id), message_id=f"update:{update.update_id}",
+        timestamp=timestamp, profile=profile, edited=update.edited_message is not None and update.message is None,
+        **_content(callback, message),
     ))
     return parsed
 
 
-def _button_title(callback: dict[str, Any], data: str) -> str:
-    """The title of the pressed inline button, found in the message that carried the keyboard."""
-    markup = _dict(_dict(callback.get("message")).get("reply_markup"))
-    for row in markup.get("inline_keyboard") or []:
-        for button in row if isinstance(row, list) else []:
-            if isinstance(button, dict) and button.get("callback_data") == data:
-                return str(button.get("text", data))
-    return data
+def _content(callback: CallbackQuery | None, message: Message | None) -> dict[str, Any]:
+    """The canonical message's kind and content fields."""
+    if callback is not None:
+        data = callback.data or ""
+        return {"kind": "choice", "raw_type": "callback_query", "choice_id": data, "callback_id": callback.id,
+                "text": callback.button_title() or data}
+    if message is None:
+        return {"kind": "unsupported", "raw_type": "unknown"}
+    if message.text:
+        if message.text.startswith("/start"):
+            payload = message.text[len("/start"):].strip()
+            return {"kind": "start", "raw_type": "start", "text": message.text, "start_payload": payload[:64] or None}
+        return {"kind": "text", "raw_type": "text", "text": message.text}
+    if message.contact is not None:
+        contact = message.contact
+        return {"kind": "contact", "raw_type": "contact", "contacts": [SharedContact(
+            name=" ".join(p for p in (contact.first_name, contact.last_name) if p) or None,
+            phones=[contact.phone_number] if contact.phone_number else [],
+            user_id=str(contact.user_id) if contact.user_id is not None else None)]}
+    if message.location is not None:
+        return {"kind": "location", "raw_type": "location",
+                "location": Location(latitude=message.location.latitude, longitude=message.location.longitude)}
+    caption = message.caption or None
+    if message.photo:
+        return {"kind": "media", "raw_type": "photo", "text": caption,
+                "media": [MediaRef(kind="image", media_id=message.photo[-1].file_id, caption=caption)]}
+    if message.document is not None:
+        doc = message.document
+        return {"kind": "media", "raw_type": "document", "text": caption, "media": [MediaRef(
+            kind="document", media_id=doc.file_id, mime_type=doc.mime_type or None, filename=doc.file_name or None,
+            caption=caption)]}
+    return {"kind": "unsupported", "raw_type": "unknown"}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def render(reply: Reply) -> dict[str, Any]:

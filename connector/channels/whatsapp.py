@@ -2,8 +2,10 @@
 
 Inbound: :func:`verify_challenge` answers the ``GET`` handshake; :func:`verify_signature` checks
 ``X-Hub-Signature-256`` (HMAC-SHA256 of the exact raw body with the app secret, compared in
-constant time); :func:`parse_payload` turns a body into canonical messages, statuses and
-opt-outs. Every message is parsed on its own: one malformed message never drops the others.
+constant time); :func:`parse_payload` reads a body through the typed models of
+:mod:`connector.channels.whatsapp_payload` into canonical messages, statuses and opt-outs. Every
+message is parsed on its own: one malformed message is dropped (and logged without its contents),
+never the others.
 
 Outbound: :class:`WhatsAppClient` sends text, reply buttons (≤ 3, titles ≤ 20 characters), lists
 (≤ 10 rows, titles ≤ 24) or, when the options fit neither, numbered text; outside the 24-hour
@@ -16,11 +18,22 @@ import hashlib
 import hmac
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
+from pydantic import BaseModel
 
 from connector.channels.base import HttpChannel, ParsedWebhook, StatusUpdate, render_numbered
+from connector.channels.parts import valid_parts
+from connector.channels.whatsapp_payload import (
+    Change,
+    Contact,
+    Entry,
+    Message,
+    Status,
+    UserPreference,
+    VendorError,
+)
 from connector.errors import SkippableError, WebhookRejectedError
 from connector.models import (
     AdReferral,
@@ -35,6 +48,7 @@ from connector.models import (
 from connector.settings import Settings
 
 log = logging.getLogger("chat2crm.whatsapp")
+P = TypeVar("P", bound=BaseModel)
 
 MAX_BUTTONS, MAX_BUTTON_TITLE = 3, 20
 MAX_ROWS, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION, MAX_LIST_BUTTON = 10, 24, 72, 20
@@ -80,27 +94,18 @@ def sign(raw: bytes, app_secret: str) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _timestamp(value: Any) -> datetime:
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
+def _nonempty(value: str | None) -> str | None:
+    return value or None
 
 
 def parse_payload(body: Any) -> ParsedWebhook:
-    """Parse a webhook body (already JSON-decoded).
+    """Parse a webhook body (already JSON-decoded) through the typed models of
+    :mod:`connector.channels.whatsapp_payload`.
+
+    Every part stands alone: an entry, change, message, status or preference that does not fit Meta's
+    description (a number where text belongs, a NUL character, an implausible timestamp, a message
+    without its content) is dropped with a log line that names the fields at fault and none of their
+    values, and counted in ``skipped``; the rest of the batch is still parsed.
 
     Raises:
         WebhookRejectedError: 400 when the body is not a WhatsApp Business webhook at all.
@@ -108,128 +113,101 @@ def parse_payload(body: Any) -> ParsedWebhook:
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
         raise WebhookRejectedError(400, "not a WhatsApp webhook: 'entry' list expected")
     parsed = ParsedWebhook()
-    for entry in body["entry"]:
-        for change in _list(_dict(entry).get("changes")):
-            change = _dict(change)
-            value = _dict(change.get("value"))
-            account = _str(_dict(value.get("metadata")).get("phone_number_id"))
-            field = change.get("field")
-            if field == "user_preferences":
-                for pref in _list(value.get("user_preferences")):
-                    pref = _dict(pref)
-                    sender = _str(pref.get("wa_id")) or _str(pref.get("user_id"))
-                    if account and sender and pref.get("value") == "stop":
-                        parsed.opt_outs.append((account, sender))
-                continue
-            if field not in (None, "messages"):
-                continue
-            parsed.errors.extend(e for e in _list(value.get("errors")) if isinstance(e, dict))
-            profiles = _contacts_by_id(value)
-            for raw in _list(value.get("messages")):
-                try:
-                    message = _parse_message(_dict(raw), account, profiles)
-                except (KeyError, TypeError, ValueError) as exc:
-                    parsed.skipped += 1
-                    log.warning("whatsapp message skipped", extra={"error": type(exc).__name__})
-                    continue
-                if message is None:
-                    parsed.skipped += 1
-                    continue
-                parsed.messages.append(message)
-                parsed.errors.extend(e for e in _list(_dict(raw).get("errors")) if isinstance(e, dict))
-            for raw in _list(value.get("statuses")):
-                raw = _dict(raw)
-                message_id, status = _str(raw.get("id")), _str(raw.get("status"))
-                if not message_id or not status:
-                    parsed.skipped += 1
-                    continue
-                errors = [e for e in _list(raw.get("errors")) if isinstance(e, dict)]
-                parsed.statuses.append(StatusUpdate(
-                    "whatsapp", message_id, status,
-                    _str(raw.get("recipient_id")) or _str(raw.get("recipient_user_id")), errors))
+    for entry in _parts(Entry, body["entry"], parsed, "entry"):
+        for change in _parts(Change, entry.changes, parsed, "change"):
+            _read_change(change, parsed)
     return parsed
 
 
-def _contacts_by_id(value: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for contact in _list(value.get("contacts")):
-        contact = _dict(contact)
-        for key in ("wa_id", "user_id"):
-            ident = _str(contact.get(key))
-            if ident:
-                found[ident] = contact
+def _parts(model: type[P], items: Any, parsed: ParsedWebhook, part: str) -> list[P]:
+    found, dropped = valid_parts(model, items, channel="whatsapp", part=part)
+    parsed.skipped += dropped
     return found
 
 
-def _parse_message(raw: dict[str, Any], account: str | None,
-                   profiles: dict[str, dict[str, Any]]) -> InboundMessage | None:
-    wa_id = _str(raw.get("from"))
-    user_id = _str(raw.get("from_user_id"))
-    message_id = _str(raw.get("id"))
-    sender = wa_id or user_id
-    if not (account and sender and message_id):
-        return None
-    contact = profiles.get(sender) or (profiles.get(user_id) if user_id else None) or {}
-    user_id = user_id or _str(contact.get("user_id"))
-    phone = f"+{wa_id}" if wa_id and wa_id.isdigit() else None
-    kind_raw = _str(raw.get("type")) or "unknown"
+def _read_change(change: Change, parsed: ParsedWebhook) -> None:
+    value = change.value
+    account = value.metadata.phone_number_id if value.metadata else None
+    if change.field == "user_preferences":
+        for pref in _parts(UserPreference, value.user_preferences, parsed, "user_preference"):
+            sender = pref.wa_id or pref.user_id
+            if account and sender and pref.value == "stop":
+                parsed.opt_outs.append((account, sender))
+        return
+    if change.field not in (None, "messages"):
+        return
+    parsed.errors.extend(error.as_dict() for error in _parts(VendorError, value.errors, parsed, "error"))
+    profiles: dict[str, Contact] = {}
+    for contact in _parts(Contact, value.contacts, parsed, "contact"):
+        for ident in (contact.wa_id, contact.user_id):
+            if ident:
+                profiles[ident] = contact
+    for message in _parts(Message, value.messages, parsed, "message"):
+        if account is None:
+            parsed.skipped += 1  # no business number: nobody to answer from
+            continue
+        parsed.messages.append(_canonical(message, account, profiles))
+        parsed.errors.extend(error.as_dict() for error in message.errors)
+    for status in _parts(Status, value.statuses, parsed, "status"):
+        parsed.statuses.append(StatusUpdate(
+            "whatsapp", status.id, status.status, status.recipient_id or status.recipient_user_id,
+            [error.as_dict() for error in status.errors]))
+
+
+def _canonical(message: Message, account: str, profiles: dict[str, Contact]) -> InboundMessage:
+    """The canonical message for one typed WhatsApp message."""
+    wa_id, user_id = message.from_, message.from_user_id
+    sender = wa_id or user_id or ""
+    contact = profiles.get(sender) or (profiles.get(user_id) if user_id else None)
+    user_id = user_id or (contact.user_id if contact else None)
+    phone = f"+{wa_id}" if wa_id and wa_id.isascii() and wa_id.isdigit() else None
+    kind_raw = message.type or "unknown"
     fields: dict[str, Any] = {"kind": "unsupported", "raw_type": kind_raw}
-    content = _dict(raw.get(kind_raw))
-    if kind_raw == "text":
-        fields.update(kind="text", text=_str(content.get("body")) or "")
-    elif kind_raw == "interactive":
-        reply = _dict(content.get("button_reply")) or _dict(content.get("list_reply"))
-        if reply:
-            fields.update(kind="choice", choice_id=_str(reply.get("id")), choice_title=_str(reply.get("title")),
-                          text=_str(reply.get("title")))
-            fields["raw_type"] = _str(content.get("type")) or kind_raw
-        elif _dict(content.get("nfm_reply")):
-            fields.update(kind="text", text=_str(_dict(content.get("nfm_reply")).get("body")) or "")
-    elif kind_raw == "button":  # a template's quick-reply button
-        fields.update(kind="choice", choice_id=_str(content.get("payload")), choice_title=_str(content.get("text")),
-                      text=_str(content.get("text")))
-    elif kind_raw == "location":
-        lat, lon = content.get("latitude"), content.get("longitude")
+    if message.text is not None and kind_raw == "text":
+        fields.update(kind="text", text=message.text.body)
+    elif message.interactive is not None and kind_raw == "interactive":
+        content = message.interactive
+        reply = content.button_reply or content.list_reply
+        if reply is not None:
+            fields.update(kind="choice", choice_id=_nonempty(reply.id), choice_title=_nonempty(reply.title),
+                          text=_nonempty(reply.title), raw_type=content.type or kind_raw)
+        elif content.nfm_reply is not None:
+            fields.update(kind="text", text=content.nfm_reply.body or "")
+    elif message.button is not None and kind_raw == "button":  # a template's quick-reply button
+        button = message.button
+        fields.update(kind="choice", choice_id=_nonempty(button.payload), choice_title=_nonempty(button.text),
+                      text=_nonempty(button.text))
+    elif message.location is not None and kind_raw == "location":
+        place = message.location
         fields.update(kind="location", location=Location(
-            latitude=float(lat) if isinstance(lat, int | float) else None,
-            longitude=float(lon) if isinstance(lon, int | float) else None,
-            name=_str(content.get("name")), address=_str(content.get("address")), url=_str(content.get("url"))))
-    elif kind_raw == "contacts":
-        shared = []
-        for card in _list(raw.get("contacts")):
-            card = _dict(card)
-            shared.append(SharedContact(
-                name=_str(_dict(card.get("name")).get("formatted_name")),
-                phones=[p["phone"] for p in _list(card.get("phones")) if isinstance(p, dict) and _str(p.get("phone"))],
-                emails=[e["email"] for e in _list(card.get("emails")) if isinstance(e, dict) and _str(e.get("email"))],
-            ))
-        fields.update(kind="contact", contacts=shared)
-    elif kind_raw in ("image", "document", "audio", "video", "sticker", "voice"):
-        media_id = _str(content.get("id"))
-        if media_id:
-            fields.update(kind="media", text=_str(content.get("caption")), media=[MediaRef(
-                kind=kind_raw,
-                media_id=media_id, mime_type=_str(content.get("mime_type")),
-                caption=_str(content.get("caption")), filename=_str(content.get("filename")),
-                sha256=_str(content.get("sha256")))])
-    elif kind_raw == "reaction":
-        fields.update(kind="reaction", reaction=_str(content.get("emoji")),
-                      reply_to=_str(content.get("message_id")))
-    referral = _dict(raw.get("referral"))
-    context = _dict(raw.get("context"))
+            latitude=place.latitude, longitude=place.longitude, name=_nonempty(place.name),
+            address=_nonempty(place.address), url=_nonempty(place.url)))
+    elif message.contacts is not None and kind_raw == "contacts":
+        fields.update(kind="contact", contacts=[SharedContact(
+            name=_nonempty(card.name.formatted_name) if card.name else None,
+            phones=[p.phone for p in card.phones if p.phone], emails=[e.email for e in card.emails if e.email],
+        ) for card in message.contacts])
+    elif (media := message.media()) is not None:
+        fields.update(kind="media", text=_nonempty(media.caption), media=[MediaRef(
+            kind=kind_raw, media_id=media.id, mime_type=_nonempty(media.mime_type),
+            caption=_nonempty(media.caption), filename=_nonempty(media.filename), sha256=_nonempty(media.sha256))])
+    elif message.reaction is not None and kind_raw == "reaction":
+        fields.update(kind="reaction", reaction=_nonempty(message.reaction.emoji),
+                      reply_to=_nonempty(message.reaction.message_id))
+    referral = message.referral
     return InboundMessage(
-        channel="whatsapp", account=account, sender_id=sender, message_id=message_id,
-        timestamp=_timestamp(raw.get("timestamp")),
-        profile=SenderProfile(name=_str(_dict(contact.get("profile")).get("name"))),
+        channel="whatsapp", account=account, sender_id=sender, message_id=message.id,
+        timestamp=message.timestamp,
+        profile=SenderProfile(name=_nonempty(contact.profile.name) if contact and contact.profile else None),
         sender_phone=phone, sender_user_id=user_id,
         referral=AdReferral(
-            source_url=_str(referral.get("source_url")), source_id=_str(referral.get("source_id")),
-            source_type=_str(referral.get("source_type")), headline=_str(referral.get("headline")),
-            body=_str(referral.get("body")), media_type=_str(referral.get("media_type")),
-            image_url=_str(referral.get("image_url")), video_url=_str(referral.get("video_url")),
-            thumbnail_url=_str(referral.get("thumbnail_url")), ctwa_clid=_str(referral.get("ctwa_clid")),
-        ) if referral else None,
-        reply_to=fields.pop("reply_to", None) or _str(context.get("id")),
+            source_url=_nonempty(referral.source_url), source_id=_nonempty(referral.source_id),
+            source_type=_nonempty(referral.source_type), headline=_nonempty(referral.headline),
+            body=_nonempty(referral.body), media_type=_nonempty(referral.media_type),
+            image_url=_nonempty(referral.image_url), video_url=_nonempty(referral.video_url),
+            thumbnail_url=_nonempty(referral.thumbnail_url), ctwa_clid=_nonempty(referral.ctwa_clid),
+        ) if referral is not None and referral.model_dump(exclude_none=True) else None,
+        reply_to=fields.pop("reply_to", None) or (_nonempty(message.context.id) if message.context else None),
         **fields,
     )
 

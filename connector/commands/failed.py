@@ -1,49 +1,36 @@
 """``chat2crm failed list | show | replay | drop``: inspect and replay failed jobs.
 
-Failed jobs live in rq's failed-job registry of each queue, each with a readable reason
-(``job.meta["reason"]``). Replaying is safe because every CRM write is idempotent: a lead that
-did reach the CRM before its job failed is updated, not duplicated.
+Failed jobs live in rq's failed-job registry of each queue (:mod:`connector.queues`), each with a
+readable reason: CRM writes (``lead #1002``, ``opt-out``) that failed for good or ran out of retries,
+and the patient messages (``conversation message``) and replies (``reply``) that were set aside so
+that the ones after them could go on. Replaying is safe: every CRM write is idempotent, a replayed
+message goes back to the head of its inbox, a replayed reply to the head of its outbox. An entry is
+kept ``retention.transcript_days`` at most (those holding a message or a reply hold patient data).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
-from rq.job import Job
-from rq.queue import Queue
 
+from connector import queues
+from connector.logs import configure_logging, redact
+from connector.queues import failed_jobs, reason_of
 from connector.runtime import Runtime
+from connector.settings import load_settings
+
+if TYPE_CHECKING:
+    from rq.job import Job
+    from rq.queue import Queue
+
+__all__ = ["command", "failed_jobs", "reason_of"]
 
 
 def _runtime() -> Runtime:
-    from connector.logs import configure_logging
-    from connector.settings import load_settings
-
     settings = load_settings()
     configure_logging("text", "WARNING")
     return Runtime(settings)
-
-
-def failed_jobs(runtime: Runtime) -> Iterator[tuple[Queue, Job]]:
-    """Every failed job of every relay queue, oldest first."""
-    for queue in runtime.queues():
-        registry = queue.failed_job_registry
-        for job_id in registry.get_job_ids(cleanup=True):
-            job = Job.fetch(job_id, connection=runtime.redis) if Job.exists(job_id, runtime.redis) else None
-            if job is not None:
-                yield queue, job
-
-
-def reason_of(job: Job) -> str:
-    """The job's readable reason, or the last line of its traceback."""
-    reason = job.meta.get("reason")
-    if reason:
-        return str(reason)
-    result = job.latest_result()
-    text = result.exc_string if result is not None else ""
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "unknown"
 
 
 def _find(runtime: Runtime, job_id: str) -> tuple[Queue, Job]:
@@ -83,12 +70,10 @@ def show(job_id: str) -> None:
     click.echo(f"enqueued:  {job.enqueued_at}")
     click.echo(f"failed:    {job.ended_at}")
     click.echo(f"reason:    {reason_of(job)}")
-    result = job.latest_result()
-    if result and result.exc_string:
-        from connector.logs import redact
-
+    traceback = queues.traceback_of(job)
+    if traceback:
         click.echo("traceback:")
-        click.echo(redact(result.exc_string))
+        click.echo(redact(traceback))
 
 
 @command.command("replay")
@@ -102,9 +87,7 @@ def replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
     chosen = list(failed_jobs(runtime)) if replay_all else [_find(runtime, j) for j in job_ids]
     with click.progressbar(chosen, label="replaying", show_pos=True) as bar:
         for queue, job in bar:
-            job.meta.pop("reason", None)
-            job.save_meta()
-            queue.failed_job_registry.requeue(job.id)
+            queues.replay(queue, job)
     click.echo(f"replayed {len(chosen)} job{'s' if len(chosen) != 1 else ''}")
 
 
@@ -119,5 +102,5 @@ def drop(job_ids: tuple[str, ...], drop_all: bool) -> None:
         raise click.UsageError("name job ids, or --all")
     chosen = list(failed_jobs(runtime)) if drop_all else [_find(runtime, j) for j in job_ids]
     for queue, job in chosen:
-        queue.failed_job_registry.remove(job, delete_job=True)
+        queues.drop(queue, job)
     click.echo(f"dropped {len(chosen)} job{'s' if len(chosen) != 1 else ''}")

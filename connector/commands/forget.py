@@ -1,20 +1,39 @@
 """``chat2crm forget <phone | channel id>``: erase everything the relay holds about a person.
 
-The relay keeps patient data only in Redis (conversations, inboxes, leads and their
-transcripts, flood counters); this removes all of it for the person, and with ``--crm`` deletes
-or anonymises the CRM contact through the adapter. It prints one audit line of what it erased
-(counts and key kinds, never the data).
+The relay keeps patient data only in Redis, in the key families the registry marks as holding it
+(:func:`connector.keys.pii_families`: conversations, inboxes, outboxes, leads and their transcripts,
+locks and counters named after a conversation, the adapter's caches), in rq's jobs (a job's arguments
+name a conversation; a failed message job holds the message), and in the adapter's caches. This
+finds the person's identities (the conversations found under one bring in the phone number and the
+business-scoped id WhatsApp may give for the same person; their leads bring in the references),
+then erases every key of those families that names them, the jobs that carry them, and asks the
+adapter to drop its cached ids. With ``--crm`` it also deletes or anonymises the CRM contact. It
+prints one audit line of what it erased (counts, never the data).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
-from connector.runtime import PREFIX, Runtime, rkey
+from connector import conversations, flood, inbox, leads, outbox, queues  # noqa: F401 - their families must be registered
+from connector.errors import ConfigurationError
+from connector.keys import KeyFamily, family_of, pii_families
+from connector.logs import configure_logging
+from connector.mapping import contact_key_field
+from connector.models import Conversation, Lead
+from connector.runtime import Runtime
+from connector.settings import load_settings
+
+#: JSON fields whose value names the person a record is about (in conversations, messages, leads, entries)
+_IDENTITY_FIELDS = frozenset({"sender_id", "user_id", "phone", "sender_phone", "channel_id", "contact_key",
+                              "conversation", "conversation_key", "key"})
 
 
 @dataclass
@@ -26,13 +45,19 @@ class ErasureAudit:
     inboxes: int = 0
     leads: int = 0
     other_keys: int = 0
+    jobs: int = 0
+    crm_cache: int = 0
+    #: what was done in the CRM itself (``--crm``), for the line
     crm: list[str] = field(default_factory=list)
+    #: the person's CRM contact keys (for ``--crm``; never printed)
+    contact_keys: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        """One line, counts only (no identity, no data)."""
         crm = "; crm: " + ", ".join(self.crm) if self.crm else ""
         return (f"{datetime.now(UTC).isoformat(timespec='seconds')} forget: identities={len(self.identities)} "
                 f"conversations={self.conversations} inboxes={self.inboxes} leads={self.leads} "
-                f"other_keys={self.other_keys}{crm}")
+                f"other_keys={self.other_keys} jobs={self.jobs} crm_cache={self.crm_cache}{crm}")
 
 
 def identities_for(who: str) -> list[str]:
@@ -50,65 +75,166 @@ def identities_for(who: str) -> list[str]:
     return [who]
 
 
-def erase(runtime: Runtime, who: str) -> ErasureAudit:
-    """Delete every Redis key about ``who``. Returns what was erased.
+class Person:
+    """The identities and lead references of the person being forgotten, and how to recognise them."""
 
-    Conversations found under one identity also bring in the identities linked to them (the
-    phone number and business-scoped id WhatsApp may give for the same person).
+    def __init__(self, identities: set[str]) -> None:
+        self.ids = set(identities)
+        self.references: set[str] = set()
+        self.contact_keys: set[str] = set()
+        self.emails: set[str] = set()
+
+    def is_id(self, value: str) -> bool:
+        """Whether ``value`` is one of the person's ids, their phone number (with ``+``), or a key made of
+        parts one of which is an id (``whatsapp:905…``, ``whatsapp:1065…:905…``)."""
+        value = value.strip()
+        if not value:
+            return False
+        compact = re.sub(r"[\s().\-]", "", value).lstrip("+")  # a phone number as people type it
+        return value in self.ids or compact in self.ids or any(p in self.ids for p in value.split(":"))
+
+    def is_reference(self, value: str) -> bool:
+        """Whether ``value`` is one of the person's lead references (with or without ``#``)."""
+        return value.lstrip("#") in {r.lstrip("#") for r in self.references}
+
+    def named_in_key(self, fam: KeyFamily, key: str) -> bool:
+        """Whether the key's own name names the person (its placeholders)."""
+        parts = fam.parse(key) or {}
+        return any(self.is_reference(v) if name == "reference" else self.is_id(v) for name, v in parts.items())
+
+    def named_in(self, data: Any) -> bool:
+        """Whether a record (JSON already parsed, or text) names the person in one of its identity fields."""
+        if isinstance(data, dict):
+            return any((k in _IDENTITY_FIELDS and isinstance(v, str) and self.is_id(v)) or self.named_in(v)
+                       for k, v in data.items())
+        if isinstance(data, list):
+            return any(self.named_in(v) for v in data)
+        return False
+
+    def named_in_word(self, word: str) -> bool:
+        """Whether a job's argument names the person: an id, a key of ids, a reference, or a record."""
+        parsed = _json(word)
+        if parsed is not None:
+            return self.named_in(parsed)
+        return self.is_id(word) or self.is_reference(word)
+
+
+def erase(runtime: Runtime, who: str) -> ErasureAudit:
+    """Delete every Redis key, rq job and adapter cache entry about ``who``. Returns what was erased.
+
+    Raises:
+        redis.RedisError: Redis failed (run the command again: erasing twice is harmless).
     """
     client = runtime.redis
-    ids = set(identities_for(who))
-    audit = ErasureAudit(identities=sorted(ids))
-    contact_keys: set[str] = set()
-    # Conversations and inboxes are keyed by channel:account:sender.
-    for kind in ("conv", "inbox"):
-        for raw in client.scan_iter(match=f"{PREFIX}{kind}:*", count=500):
-            key = raw.decode()
-            sender = key.rsplit(":", 1)[-1]
-            linked = False
-            if kind == "conv" and sender not in ids:
-                data = client.get(key)
-                if data:
-                    conv = json.loads(data)
-                    linked = bool({conv.get("phone", "") or "", (conv.get("phone") or "").lstrip("+"),
-                                   conv.get("user_id") or ""} & ids)
-            if sender in ids or linked:
-                if kind == "conv":
-                    data = client.get(key)
-                    if data:
-                        conv = json.loads(data)
-                        ids.update(v for v in ((conv.get("phone") or "").lstrip("+"), conv.get("user_id")) if v)
-                        contact_keys.add(f"{conv['channel']}:{conv['sender_id']}")
-                    audit.conversations += 1
-                else:
-                    audit.inboxes += 1
-                convo = key.split(":", 1)[1].split(":", 1)[1]
-                client.delete(key)
-                client.delete(rkey("lock", convo), rkey("inbox-attempts", convo), rkey("inbox-wait", convo))
-                client.srem(rkey("inboxes"), convo)
-    # Leads (with their transcripts) name the person by contact key and phone.
-    for raw in client.scan_iter(match=f"{PREFIX}lead:*", count=500):
-        key = raw.decode()
-        if key.count(":") != 2:
-            continue
-        data = client.get(key)
-        if not data:
-            continue
-        lead = json.loads(data)
-        contact = lead.get("contact") or {}
-        if (lead.get("contact_key") in contact_keys or contact.get("channel_id") in ids
-                or (contact.get("phone") or "").lstrip("+") in ids):
-            contact_keys.add(lead["contact_key"])
-            client.delete(key, key + ":synced")
-            client.zrem(rkey("leads", "pending"), lead.get("reference", ""))
-            audit.leads += 1
-    for raw in client.scan_iter(match=f"{PREFIX}flood:*", count=500):
-        if any(raw.decode().endswith(":" + i) or f":{i}:" in raw.decode() for i in ids):
-            client.delete(raw)
-            audit.other_keys += 1
-    audit.identities = sorted(ids)
-    audit.crm = sorted(contact_keys)
+    person = Person(set(identities_for(who)))
+    found = {fam: list(_keys_of(runtime, fam)) for fam in pii_families()}
+    _link(runtime, person, found)
+    audit = ErasureAudit(identities=sorted(person.ids))
+    # the adapter first: it knows its own caches (the registry pass below then finds nothing of them left)
+    audit.crm_cache = _forget_in_adapter(runtime, person)
+    counts = {conversations.CONVERSATION: "conversations", inbox.INBOX: "inboxes", leads.LEAD: "leads"}
+    for fam, keys in found.items():
+        for key in keys:
+            kind = _text(client.type(key))
+            if kind in ("set", "zset") and not fam.fields:  # a shared list: only the person's members go
+                members = _members(runtime, key, kind)
+                mine = [m for m in members if person.named_in_word(m)]
+                if mine:
+                    removed = client.zrem(key, *mine) if kind == "zset" else client.srem(key, *mine)
+                    audit.other_keys += int(removed)
+                continue
+            named = person.named_in_key(fam, key) or any(person.named_in(r) for r in _records(runtime, key, kind))
+            if named and client.delete(key):
+                name = counts.get(fam, "other_keys")
+                setattr(audit, name, getattr(audit, name) + 1)
+    audit.other_keys += leads.forget(runtime, person.references)
+    audit.jobs = queues.erase_jobs(runtime, person.named_in_word)
+    audit.contact_keys = sorted(person.contact_keys)
     return audit
+
+
+def _link(runtime: Runtime, person: Person, found: dict[KeyFamily, list[str]]) -> None:
+    """Bring in the identities linked to the person's conversations (a phone number, a business-scoped id)
+    and the references, contact keys and e-mail addresses of their leads, until nothing new is found."""
+    for _ in range(5):
+        before = (len(person.ids), len(person.references))
+        for key in found.get(conversations.CONVERSATION, []):
+            raw = runtime.redis.get(key)
+            if raw is None:
+                continue
+            conversation = Conversation.model_validate_json(raw)
+            if person.is_id(conversation.sender_id) or person.named_in(_json(raw)):
+                person.ids |= conversations.identities(conversation)
+                person.contact_keys.add(f"{conversation.channel}:{conversation.sender_id}")
+                email = conversation.answers.get("email") or conversation.known.get("email")
+                if isinstance(email, str) and email:
+                    person.emails.add(email)
+        for key in found.get(leads.LEAD, []):
+            raw = runtime.redis.get(key)
+            if raw is None or family_of(key) is not leads.LEAD:
+                continue
+            lead = Lead.model_validate_json(raw)
+            if person.named_in(_json(raw)):
+                person.references.add(lead.reference)
+                person.contact_keys.add(lead.contact_key)
+                person.ids |= {v for v in (lead.contact.channel_id, (lead.contact.phone or "").lstrip("+")) if v}
+                if lead.contact.email:
+                    person.emails.add(lead.contact.email)
+        if (len(person.ids), len(person.references)) == before:
+            return
+
+
+def _forget_in_adapter(runtime: Runtime, person: Person) -> int:
+    """Ask the CRM adapter to drop what it cached about the person (contact keys, phone numbers, e-mails).
+    Returns how many entries it deleted (0 when the adapter has no cache, or cannot be set up)."""
+    try:
+        adapter = runtime.adapter
+    except ConfigurationError:
+        return 0
+    forget = getattr(adapter, "forget", None)
+    if forget is None:
+        return 0
+    phones = {f"+{i}" for i in person.ids if i.isdigit()}
+    return int(forget(sorted(person.ids | person.contact_keys | phones | person.emails)))
+
+
+def _keys_of(runtime: Runtime, fam: KeyFamily) -> Iterator[str]:
+    """The keys of exactly this family (a key that a more specific family claims is left to that one)."""
+    for raw in runtime.redis.scan_iter(match=fam.pattern, count=500):
+        key = _text(raw)
+        if family_of(key) is fam:
+            yield key
+
+
+def _members(runtime: Runtime, key: str, kind: str) -> list[str]:
+    raw = runtime.redis.zrange(key, 0, -1) if kind == "zset" else runtime.redis.smembers(key)
+    return [_text(m) for m in raw]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _records(runtime: Runtime, key: str, kind: str) -> list[Any]:
+    """A key's value as records: a string's JSON, a list's elements, a hash's values (parsed where JSON)."""
+    client = runtime.redis
+    if kind == "string":
+        values = [client.get(key)]
+    elif kind == "list":
+        values = list(client.lrange(key, 0, -1))
+    elif kind == "hash":
+        values = list(client.hgetall(key).values())
+    else:
+        values = []
+    return [parsed for parsed in (_json(v) for v in values if v is not None) if parsed is not None]
+
+
+def _json(value: Any) -> Any:
+    try:
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        return json.loads(text) if text[:1] in "{[" else None
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 @click.command("forget")
@@ -118,22 +244,17 @@ def erase(runtime: Runtime, who: str) -> ErasureAudit:
               help="What --crm does to the contact.")
 def command(who: str, in_crm: bool, mode: str) -> None:
     """Erase everything the relay holds about a person (phone number or channel id)."""
-    from connector.logs import configure_logging
-    from connector.settings import load_settings
-
     settings = load_settings()
     configure_logging("text", "WARNING")
     runtime = Runtime(settings)
     audit = erase(runtime, who)
     crm_done: list[str] = []
     if in_crm:
-        from connector.mapping import contact_key_field
-
         adapter = runtime.adapter
-        keys = audit.crm or [f"whatsapp:{i}" for i in audit.identities]
+        keys = audit.contact_keys or [f"whatsapp:{i}" for i in audit.identities]
         for contact_key in keys:
             report = adapter.erase_contact(key=(contact_key_field(runtime.mapping), contact_key),
                                            mode=mode)  # type: ignore[arg-type]
             crm_done.append(f"{runtime.config.crm} {report.mode}d" if report.found else f"{runtime.config.crm} none")
-    audit.crm = crm_done if in_crm else [f"not asked ({len(audit.crm)} contact(s) known)"]
+    audit.crm = crm_done if in_crm else [f"not asked ({len(audit.contact_keys)} contact(s) known)"]
     click.echo(audit.line())

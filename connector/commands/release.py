@@ -6,34 +6,50 @@ After a handoff the bot stays silent until the handoff window passes; an agent w
 
 from __future__ import annotations
 
+import time
+
 import click
 
-from connector.runtime import PREFIX, Runtime
+from connector import conversations
+from connector.commands.forget import identities_for
+from connector.logs import configure_logging
+from connector.runtime import Runtime
+from connector.settings import load_settings
+from connector.transaction import Transaction
 
 
-def release(runtime: Runtime, who: str) -> int:
-    """Return every handed-over conversation of ``who`` to the bot; the number released."""
-    from connector.commands.forget import identities_for
-    from connector.models import Conversation
-    from connector.pipeline import conversation_ttl
+def release(runtime: Runtime, who: str, *, wait_seconds: float = 10.0) -> int:
+    """Return every handed-over conversation of ``who`` to the bot; the number released.
 
+    Each is changed under its conversation's lock (waiting up to ``wait_seconds`` for a turn in progress),
+    so a message being handled at the same moment is neither lost nor overwritten.
+
+    Raises:
+        click.ClickException: a conversation stayed locked for ``wait_seconds``.
+    """
     ids = set(identities_for(who))
     released = 0
-    for raw in runtime.redis.scan_iter(match=f"{PREFIX}conv:*", count=500):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if key.rsplit(":", 1)[-1] not in ids:
+    for found in conversations.stored(runtime):
+        if found.sender_id not in ids or found.status != "handoff":
             continue
-        data = runtime.redis.get(key)
-        if not data:
-            continue
-        conversation = Conversation.model_validate_json(data)
-        if conversation.status != "handoff":
-            continue
-        # "closed": the bot greets the patient's next message and starts a new request, keeping what it knew
-        conversation.status = "closed"
-        conversation.pending.pop("handoff_at", None)
-        runtime.redis.set(key, conversation.model_dump_json(), ex=conversation_ttl(runtime))
-        released += 1
+        lock = conversations.lock(runtime, found.key)
+        deadline = time.monotonic() + wait_seconds
+        while not lock.acquire():
+            if time.monotonic() > deadline:
+                raise click.ClickException("a conversation is busy; try again in a moment")
+            time.sleep(0.1)
+        try:
+            conversation = conversations.load(runtime, found.key)
+            if conversation is None or conversation.status != "handoff":
+                continue
+            # "closed": the bot greets the patient's next message and starts a new request, keeping what it knew
+            conversation.status = "closed"
+            conversation.pending.pop("handoff_at", None)
+            tx = Transaction(runtime.redis).require_value(lock.key, lock.token)
+            conversations.stage_save(runtime, tx.pipe, conversation)
+            released += int(tx.commit())
+        finally:
+            lock.release()
     return released
 
 
@@ -41,9 +57,6 @@ def release(runtime: Runtime, who: str) -> int:
 @click.argument("who")
 def command(who: str) -> None:
     """Hand a conversation back to the bot before the handoff window ends (phone or channel id)."""
-    from connector.logs import configure_logging
-    from connector.settings import load_settings
-
     configure_logging("text", "WARNING")
     count = release(Runtime(load_settings()), who)
     click.echo(f"released {count} conversation{'s' if count != 1 else ''}")

@@ -13,13 +13,14 @@ holds the tags, the note and the handoff task templates, owner hints and the opt
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from adapters.base import (
     DEFAULT_MATCH,
@@ -37,7 +38,7 @@ from adapters.base import (
 from connector.errors import ConfigurationError, Problem
 from connector.models import Lead
 from connector.templating import check_template, render
-from connector.yamlfile import load_model, write_schema
+from connector.yamlfile import YamlDoc, load_model, problems_from_validation
 
 if TYPE_CHECKING:
     from adapters.base import CRMAdapter
@@ -154,7 +155,9 @@ class Mapping(_Base):
 
     version: Literal[1]
     crm: str
-    options: dict[str, Any] = Field(default_factory=dict, description="CRM-specific adapter options.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="The adapter's options (each CRM's are published below, by `crm`; "
+                                                "`chat2crm check` validates them).")
     contact: ContactSection
     company: CompanySection | None = None
     record: RecordSection | None = None
@@ -278,8 +281,25 @@ def _fields(fields: dict[str, FieldSource], data: dict[str, Any]) -> tuple[dict[
 
 
 # -- the planner ----------------------------------------------------------------------------------
+#: CRMs that keep a task's body as plain text (Salesforce's Task Description); the others keep HTML
+#: (HubSpot's hs_task_body, Pipedrive's activity note). Note bodies are HTML for every CRM: HubSpot's
+#: hs_note_body and Pipedrive's note content are HTML, and the Salesforce adapter turns the HTML into
+#: the plain text of a classic Note's Body (unescaping it). Subjects and fields are plain text everywhere.
+TEXT_TASK_BODIES = frozenset({"salesforce"})
+
+
+def with_marker(body: str, marker: str, *, html: bool) -> str:
+    """``body`` carrying its idempotency marker where no agent reads it: an HTML comment ending an HTML
+    body, the last line of a plain-text one."""
+    return f"{body}\n<!-- {marker} -->" if html else f"{body}\n\n{marker}"
+
+
 def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
-    """The CRM operations for ``lead`` (pure: no I/O)."""
+    """The CRM operations for ``lead`` (pure: no I/O).
+
+    Note bodies (and task bodies where the CRM keeps HTML) are rendered with every value HTML-escaped,
+    so what a patient wrote shows as written and is never markup; subjects and fields are plain text.
+    """
     data = lead_context(lead)
     contact_props, contact_create = _fields(mapping.contact.fields, data)
     contact = ContactWrite(object=mapping.contact.object, key_property=mapping.contact.key_property,
@@ -303,12 +323,17 @@ def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
                              pipeline=section.pipeline, stage=section.statuses.get(lead.status),
                              stage_property=section.stage_property, owner_id=owner)
     tags = list(lead.tags) + [t for t in (render(tag, data) for tag in mapping.tags.add) if t]
-    note = NoteWrite(body=render(mapping.note.template, data), marker=f"chat2crm:{lead.reference}:note") \
-        if mapping.note else None
+    note = None
+    if mapping.note is not None:
+        marker = f"chat2crm:{lead.reference}:note"
+        note = NoteWrite(body=with_marker(render(mapping.note.template, data, html=True), marker, html=True),
+                         marker=marker)
     task = None
     if mapping.task is not None and lead.handoff_reason:
-        task = TaskWrite(subject=render(mapping.task.subject, data), body=render(mapping.task.body, data),
-                         marker=f"chat2crm:{lead.reference}:task", priority=mapping.task.priority, owner_id=owner,
+        marker, html = f"chat2crm:{lead.reference}:task", mapping.crm not in TEXT_TASK_BODIES
+        task = TaskWrite(subject=render(mapping.task.subject, data),
+                         body=with_marker(render(mapping.task.body, data, html=html), marker, html=html),
+                         marker=marker, priority=mapping.task.priority, owner_id=owner,
                          due_at=lead.created_at + timedelta(hours=mapping.task.due_in_hours))
     return SyncPlan(crm=mapping.crm, lead_reference=lead.reference, contact=contact, company=company, record=record,
                     note=note, task=task, tags=list(dict.fromkeys(tags)), tags_property=mapping.tags.property,
@@ -367,22 +392,67 @@ def _check(mapping: Mapping, path: Path, line_of: Any, crm: str) -> list[Problem
     return problems
 
 
+def _check_options(mapping: Mapping, doc: YamlDoc, crm: str) -> list[Problem]:
+    """The ``options:`` block against the selected adapter's ``Options`` (a CRM no adapter is installed for
+    is named at the mapping's ``crm:``)."""
+    from adapters import load_adapter
+
+    try:
+        adapter = load_adapter(crm)
+    except ConfigurationError as exc:
+        return [Problem(p.message, file=str(doc.path), line=doc.line_of(("crm",)), path="crm", hint=p.hint)
+                for p in exc.problems]
+    try:
+        adapter.Options.model_validate(mapping.options)
+    except ValidationError as exc:
+        return problems_from_validation(doc, exc, prefix=("options",))
+    return []
+
+
 def load_mapping(path: Path, *, crm: str) -> Mapping:
-    """Read and validate a mapping.
+    """Read and validate a mapping, its ``options:`` against the ``crm`` adapter's.
 
     Raises:
         ConfigurationError: every problem, as file:line: path: message (hint).
     """
     mapping, doc = load_model(path, Mapping)
-    problems = _check(mapping, path, doc.line_of, crm)
+    problems = _check(mapping, path, doc.line_of, crm) + _check_options(mapping, doc, crm)
     if problems:
         raise ConfigurationError(problems)
     return mapping
 
 
+def mapping_json_schema() -> dict[str, Any]:
+    """The JSON Schema of mapping files: :class:`Mapping`, with each installed adapter's ``options``
+    (``$defs/<crm>_options``), chosen by the file's ``crm``."""
+    from adapters import available_adapters, load_adapter
+
+    schema = Mapping.model_json_schema()
+    definitions: dict[str, Any] = schema.setdefault("$defs", {})
+    branches = []
+    for name in available_adapters():
+        try:
+            adapter = load_adapter(name)
+        except ConfigurationError:
+            continue  # an adapter whose dependency is missing cannot be selected: it publishes nothing
+        options = adapter.Options.model_json_schema(ref_template="#/$defs/{model}")
+        for nested, definition in options.pop("$defs", {}).items():
+            if definitions.setdefault(nested, definition) != definition:
+                raise ValueError(f"two adapters' options define {nested!r} differently")
+        definitions[f"{name}_options"] = options
+        branches.append({"if": {"properties": {"crm": {"const": name}}, "required": ["crm"]},
+                         "then": {"properties": {"options": {"$ref": f"#/$defs/{name}_options"}}}})
+    if branches:
+        schema["allOf"] = branches
+    return schema
+
+
 def write_mapping_schema(path: Path) -> None:
-    """Publish the JSON Schema of mapping files."""
-    write_schema(Mapping, path, "chat2crm mapping")
+    """Publish the JSON Schema of mapping files (with every installed adapter's options)."""
+    schema = mapping_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "chat2crm mapping"
+    path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def required_schema(mapping: Mapping) -> CRMSchema:

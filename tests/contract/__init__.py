@@ -1,13 +1,16 @@
 """The adapters' shared contract: every CRM adapter must pass the same behaviour.
 
 A test module subclasses :class:`AdapterContract` and provides the fixture ``env`` (an
-:class:`AdapterEnv`: the adapter pointed at its emulator over HTTP, with real Redis). The
-contract covers idempotent upserts, replays, returning patients, and the mapping of CRM errors
-(400, 401, 404, 409, 429, 500, timeout) into :mod:`connector.errors`.
+:class:`AdapterEnv`: the adapter pointed at its emulator over HTTP, with real Redis). The contract
+tests the one write of the SDK, :meth:`~adapters.base.CRMAdapter.sync`: idempotent upserts, replays,
+returning patients, a write the CRM carried out after the client gave up on it (with the emulator's
+search lagging behind writes, as the real CRMs' do), and the mapping of CRM errors (400, 401, 404,
+409, 429, 500, timeout) into :mod:`connector.errors`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +30,9 @@ class AdapterEnv:
 
     adapter: CRMAdapter
     mapping: Mapping
-    #: make the next call(s) fail: "400", "401", "404", "409", "429", "500", "timeout"
-    fail_next: Callable[[int, str], None]
+    #: make the next call(s) fail: "400", "401", "404", "409", "429", "500", "timeout" (``after=n``: once n
+    #: calls have passed). A time-out holds the call past the client's timeout, then the CRM carries it out.
+    fail_next: Callable[..., None]
     #: how many live records the CRM holds: "contact", "record", "note", "task"
     count: Callable[[str], int]
     #: the record's stage/status value, and its tags, by lead reference number
@@ -103,6 +107,24 @@ class AdapterContract:
             self.sync(env, lead)
         self.sync(env, lead)
         assert (env.count("contact"), env.count("record"), env.count("note")) == (1, 2, 2)
+
+    def test_a_write_the_crm_made_after_the_client_gave_up_is_not_made_again(self, env: AdapterEnv) -> None:
+        """The last call of a sync (the note, or the composite that carries it) times out on our side; the CRM
+        writes it anyway. The retry, once the write has landed, finds it (never by a search: it may lag)."""
+        self.sync(env, make_lead("#1042"))
+        calls = self.sync(env, make_lead("#1044")).calls  # a returning patient's sync, call by call
+        notes, contacts = env.count("note"), env.count("contact")
+        env.fail_next(1, "timeout", after=calls - 1)
+        with pytest.raises(RetryableError) as info:
+            self.sync(env, make_lead("#1043"))
+        assert info.value.retry_after  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while env.count("note") == notes and time.monotonic() < deadline:
+            time.sleep(0.05)  # the job layer waits retry_after; the CRM lands the write meanwhile
+        assert env.count("note") == notes + 1
+        again = self.sync(env, make_lead("#1043"))
+        assert again.note is not None and not again.note.created
+        assert (env.count("contact"), env.count("note")) == (contacts, notes + 1)
 
     @pytest.mark.parametrize(("kind", "error"), [
         ("400", FatalError), ("401", AuthError), ("404", FatalError), ("409", FatalError),

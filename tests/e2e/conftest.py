@@ -106,7 +106,7 @@ def start_test_crm(crm: str, directory: Path, monkeypatch: pytest.MonkeyPatch, *
         data["options"][key] = value
     with mapping_path.open("w", encoding="utf-8") as handle:
         yaml.dump(data, handle)
-    running = start_crm(crm, crm_environment(), directory=directory / "tls", **emulator_options)
+    running = start_crm(crm, crm_environment(), directory=directory / "tls", **{"search_lag": 3.0, **emulator_options})
     if "REQUESTS_CA_BUNDLE" in running.environment:  # the relay in this process talks to an https emulator
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", running.environment["REQUESTS_CA_BUNDLE"])
     prepare_crm(crm, {**crm_environment(), **running.environment}, mapping_path)

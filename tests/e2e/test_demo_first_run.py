@@ -242,12 +242,12 @@ def test_a_failed_crm_write_and_a_failed_send_show_on_the_page(demo: tuple[str, 
     output.wait_for("ERROR  job failed  job=lead #", timeout=10)  # the terminal says it too, in one line
     failed_list = _run_printed(_printed(output, " failed list"))
     assert re.search(r"lead #\d+\s+FatalError: hubspot: request rejected", failed_list), failed_list
-    # WhatsApp throttles a reply: the relay retries the message, and the patient gets the answer.
+    # WhatsApp throttles a reply: the relay retries the send (not the bot's turn), and the patient gets the answer.
     _fault(base, "whatsapp-429")
     _say(base, "905321110003", "Hello")
     send = _until(lambda: [p for p in _problems(base) if p["kind"] == "retry" and "whatsapp" in p["text"]],
                   what="the throttled send on the page")[0]
-    assert send["text"].startswith("Handling a patient's message failed (will retry: attempt 1 in "), send
+    assert send["text"].startswith("Sending a reply to a patient failed (will retry: attempt 1 in "), send
     problems = _problems(base)
     assert [p["at"] for p in problems] == sorted((p["at"] for p in problems), reverse=True)  # newest first
 

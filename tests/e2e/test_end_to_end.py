@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.pipeline import LEADS_PENDING, sync_lead
+from connector.jobs import sync_lead
+from connector.leads import PENDING
 from tests.e2e.conftest import Stack
 
 TURKISH_PATIENT = "905321112233"
@@ -73,7 +74,7 @@ def test_turkish_meeting_request_reaches_hubspot_once(stack: Stack, caplog: pyte
     assert deal["chat2crm_transcript_url"].startswith("https://relay.example/t/")
     assert "ABC Lojistik" in notes[0]["properties"]["hs_note_body"]
     assert stack.whatsapp.read  # the patient's messages were marked as read
-    assert not stack.runtime.redis.zcard(LEADS_PENDING)
+    assert not stack.runtime.redis.zcard(PENDING.key())
 
     # the same job again (a replay): nothing new
     sync_lead(f"#{reference}")

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from connector.pipeline import LEADS_PENDING, sync_lead
+from connector.jobs import sync_lead
+from connector.leads import PENDING
 from tests.e2e.conftest import Stack
 from tests.e2e.test_end_to_end import _bot_texts, _next_wednesday_11
 
@@ -79,7 +80,7 @@ def test_turkish_meeting_request_from_a_campaign_lands_once(stack: Stack, caplog
         writes = [c for c in crm.emulator.calls if c["path"].endswith("/composite") and c["auto_assign"]]
         assert writes[0]["auto_assign"] == "TRUE"  # the org's assignment rules ran when the Lead was made…
         assert contact["OwnerId"] == COORDINATOR_ID  # …and gave it to the rule's coordinator
-    assert not stack.runtime.redis.zcard(LEADS_PENDING)
+    assert not stack.runtime.redis.zcard(PENDING.key())
 
     # the same job again (a replay): nothing new
     sync_lead(f"#{reference}")

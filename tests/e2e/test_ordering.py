@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from connector.pipeline import INBOXES, load_conversation
+from connector import inbox, outbox
+from connector.conversations import load as load_conversation
 from tests.e2e.conftest import Stack
 
 CONVERSATIONS, BURST, WORKERS = 12, 6, 4
@@ -39,7 +40,7 @@ def test_bursts_are_processed_in_order_by_four_workers(stack: Stack) -> None:
             list(pool.map(burst, patients))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            pending = stack.runtime.redis.scard(INBOXES)
+            pending = stack.runtime.redis.zcard(inbox.DUE.key()) + stack.runtime.redis.zcard(outbox.DUE.key())
             done = all(_inbound(stack, p.wa_id) == BURST for p in patients)
             if done and not pending:
                 break

@@ -44,6 +44,7 @@ def test_stop_keyword_opts_out_in_the_crm_and_silences_the_bot(stack: Stack) -> 
     stack.work()
     patient.send_text("STOP")
     stack.work()
+    assert _texts(stack, "4915122222222")[-1].startswith("Understood, we will not message you again")  # once
     before = len(stack.whatsapp.messages_to("4915122222222"))
     patient.send_text("are you there?")
     stack.work()

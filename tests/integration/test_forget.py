@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from connector import inbox, leads
 from connector.cli import main
 from connector.commands.forget import erase, identities_for
+from connector.conversations import CONVERSATION
+from connector.leads import lead_key
 from connector.models import Conversation, Lead, LeadContact
-from connector.pipeline import conversation_redis_key, inbox_key, lead_key
-from connector.runtime import Runtime, rkey
+from connector.runtime import Runtime
 
 ACCOUNT = "106540352242922"
 
@@ -18,13 +20,13 @@ def _seed(runtime: Runtime, sender: str, reference: str, phone: str | None = Non
     key = f"whatsapp:{ACCOUNT}:{sender}"
     conv = Conversation(key=key, channel="whatsapp", account=ACCOUNT, sender_id=sender,
                         phone=phone, user_id=user_id, answers={"name": "Ayşe"})
-    runtime.redis.set(conversation_redis_key(key), conv.model_dump_json())
-    runtime.redis.rpush(inbox_key(key), "{}")
+    runtime.redis.set(CONVERSATION.key(key), conv.model_dump_json())
+    runtime.redis.rpush(inbox.INBOX.key(key), "{}")
     lead = Lead(reference=reference, conversation_key=key, contact_key=f"whatsapp:{sender}",
                 contact=LeadContact(channel="whatsapp", channel_id=sender, phone=phone))
     runtime.redis.set(lead_key(reference), lead.model_dump_json())
-    runtime.redis.set(lead_key(reference) + ":synced", "{}")
-    runtime.redis.zadd(rkey("leads", "pending"), {reference: 1})
+    runtime.redis.set(leads.SYNCED.key(reference.lstrip("#")), "{}")
+    runtime.redis.zadd(leads.PENDING.key(), {reference: 1})
     return key
 
 
@@ -41,10 +43,10 @@ def test_erase_removes_everything_about_the_person_and_nothing_else(runtime: Run
     audit = erase(runtime, "+905321112233")
     assert audit.conversations == 2 and audit.inboxes == 2 and audit.leads == 2
     for key in (mine, linked):
-        assert not runtime.redis.exists(conversation_redis_key(key), inbox_key(key))
-    assert not runtime.redis.exists(lead_key("#1001"), lead_key("#1002"), lead_key("#1001") + ":synced")
-    assert runtime.redis.exists(conversation_redis_key(other), lead_key("#1003"))
-    assert runtime.redis.zrange(rkey("leads", "pending"), 0, -1) == [b"#1003"]
+        assert not runtime.redis.exists(CONVERSATION.key(key), inbox.INBOX.key(key))
+    assert not runtime.redis.exists(lead_key("#1001"), lead_key("#1002"), leads.SYNCED.key("1001"))
+    assert runtime.redis.exists(CONVERSATION.key(other), lead_key("#1003"), leads.SYNCED.key("1003"))
+    assert runtime.redis.zrange(leads.PENDING.key(), 0, -1) == [b"#1003"]
 
 
 def test_cli_prints_an_audit_line_without_personal_data(runtime: Runtime, redis_url: str) -> None:

@@ -1,32 +1,40 @@
-"""HubSpot passes the adapters' shared contract, against the HubSpot emulator over HTTP."""
+"""HubSpot passes the adapters' shared contract, against the HubSpot emulator over HTTP.
+
+The emulator's search lags behind writes as HubSpot's does (a few seconds): every test runs with it.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+import requests
 
-from adapters import hubspot as hubspot_adapter
 from adapters.hubspot import HubSpotAdapter
-from connector.mapping import load_mapping, required_schema
+from connector.errors import RetryableError
+from connector.mapping import load_mapping, plan, required_schema
 from emulators.hubspot import HubSpotEmulator
 from emulators.server import ServedApp
 from tests.conftest import make_settings
-from tests.contract import AdapterContract, AdapterEnv
+from tests.contract import AdapterContract, AdapterEnv, make_lead
 from tests.paths import MAPPINGS
 
 MAPPING = load_mapping(MAPPINGS / "hubspot.yaml", crm="hubspot")
 KINDS = {"contact": "contacts", "record": "deals", "note": "notes", "task": "tasks"}
+#: the client gives up after half a second (the emulator's time-out fault holds a call for 2 s, then writes)
+FAST = {"timeout_seconds": 0.5, "connect_timeout_seconds": 1.0}
+SEARCH_LAG = 5.0
 
 
 @pytest.fixture
 def hubspot(redis_client: redis.Redis) -> Iterator[tuple[HubSpotEmulator, HubSpotAdapter]]:
-    emulator = HubSpotEmulator("pat-contract", timeout_seconds=2.0)
+    emulator = HubSpotEmulator("pat-contract", timeout_seconds=2.0, search_lag=SEARCH_LAG)
     served = ServedApp(emulator.app).start()
     settings = make_settings("unix:///unused", hubspot_access_token="pat-contract", hubspot_api_base=served.url)
-    adapter = HubSpotAdapter(settings, options=MAPPING.crm_options(), redis=redis_client)
+    adapter = HubSpotAdapter.from_settings(settings, options={**MAPPING.crm_options(), **FAST}, redis=redis_client)
     adapter.setup(required_schema(MAPPING), apply=True)
     try:
         yield emulator, adapter
@@ -36,9 +44,8 @@ def hubspot(redis_client: redis.Redis) -> Iterator[tuple[HubSpotEmulator, HubSpo
 
 
 @pytest.fixture
-def env(hubspot: tuple[HubSpotEmulator, HubSpotAdapter], monkeypatch: pytest.MonkeyPatch) -> AdapterEnv:
+def env(hubspot: tuple[HubSpotEmulator, HubSpotAdapter]) -> AdapterEnv:
     emulator, adapter = hubspot
-    monkeypatch.setattr(hubspot_adapter, "TIMEOUT", (1, 0.5))
 
     def state(reference: str) -> dict[str, Any]:
         deal = next(d for d in emulator.records("deals") if d["properties"].get("chat2crm_reference") == reference)
@@ -94,8 +101,8 @@ def test_rate_limit_is_honoured_not_a_failure(redis_client: redis.Redis) -> None
     emulator = HubSpotEmulator("pat-rl", rate_limit=(5, 1.0))
     with ServedApp(emulator.app) as served:
         settings = make_settings("unix:///unused", hubspot_access_token="pat-rl", hubspot_api_base=served.url)
-        adapter = HubSpotAdapter(settings, options={"rate_limit": {"requests": 5, "per_seconds": 1.0}},
-                                 redis=redis_client)
+        adapter = HubSpotAdapter.from_settings(settings, options={"rate_limit": {"requests": 5, "per_seconds": 1.0}},
+                                               redis=redis_client)
         for _ in range(12):
             adapter.describe(["contacts"])
     assert all(c["status"] == 200 for c in emulator.calls)  # the shared limiter kept under HubSpot's limit
@@ -105,7 +112,7 @@ def test_emulator_rejects_what_hubspot_would(hubspot: tuple[HubSpotEmulator, Hub
     import requests
 
     emulator, adapter = hubspot
-    base = adapter.settings.hubspot_api_base
+    base = adapter.credentials.api_base
     headers = {"Authorization": "Bearer pat-contract"}
     no_associations = requests.post(f"{base}/crm/v3/objects/deals", json={"properties": {"dealname": "x"}},
                                     headers=headers, timeout=5)
@@ -150,3 +157,80 @@ def test_a_timed_out_write_waits_before_its_retry(env: AdapterEnv) -> None:
     with pytest.raises(RetryableError) as info:
         AdapterContract().sync(env, make_lead())
     assert info.value.retry_after is None  # nothing was written: the job layer's backoff alone decides
+
+
+def test_a_note_whose_create_timed_out_is_not_written_twice_while_search_lags(
+        hubspot: tuple[HubSpotEmulator, HubSpotAdapter], env: AdapterEnv) -> None:
+    """The note create times out on our side, HubSpot writes the note anyway, and HubSpot's search does not
+    show it yet: the retry finds it among the deal's associated notes (a strongly consistent read)."""
+    emulator, adapter = hubspot
+    AdapterContract().sync(env, make_lead("#1042"))
+    # the contact upsert and the deal create pass; the note create is held 2 s, after the client gave up at 0.5 s
+    emulator.fail_next(1, "timeout", after=2)
+    with pytest.raises(RetryableError) as info:
+        AdapterContract().sync(env, make_lead("#1043"))
+    assert info.value.retry_after == 2.0 and emulator.calls[-1]["path"] == "/crm/v3/objects/notes"
+    deadline = time.monotonic() + 5
+    while emulator.count("notes") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the job layer waits retry_after; HubSpot lands the note meanwhile
+    deal = next(d for d in emulator.records("deals") if d["properties"]["chat2crm_reference"] == "1043")
+    assert emulator.count("notes") == 2
+    searched = requests.post(f"{adapter.credentials.api_base}/crm/v3/objects/notes/search", timeout=5,
+                             headers={"Authorization": "Bearer pat-contract"}, json={
+                                 "filterGroups": [{"filters": [{"propertyName": "associations.deal", "operator": "EQ",
+                                                                "value": deal["id"]}]}],
+                                 "properties": ["hs_note_body"], "limit": 10, "after": "0", "sorts": []}).json()
+    assert searched["results"] == []  # what a search-based look-up would have seen: no note, so a second one
+    again = AdapterContract().sync(env, make_lead("#1043"))
+    assert again.note is not None and not again.note.created
+    assert again.calls == 2  # the deal's notes (v4 associations), then those notes by id; contact and deal resumed
+    notes = [n for n in emulator.records("notes") if "chat2crm:#1043:note" in n["properties"]["hs_note_body"]]
+    assert len(notes) == 1 and emulator.count("notes") == 2
+
+
+def test_a_refused_create_leaves_nothing_pending(env: AdapterEnv, hubspot: tuple[HubSpotEmulator, HubSpotAdapter]) -> None:
+    """A create HubSpot answered with a refusal wrote nothing: the retry writes at once, without looking."""
+    emulator, _ = hubspot
+    AdapterContract().sync(env, make_lead("#1042"))
+    emulator.fail_next(1, "429", after=2)  # the note create of the next lead
+    with pytest.raises(RetryableError):
+        AdapterContract().sync(env, make_lead("#1043"))
+    assert emulator.calls[-1]["path"] == "/crm/v3/objects/notes"
+    again = AdapterContract().sync(env, make_lead("#1043"))
+    assert again.note is not None and again.note.created and again.calls == 1 and emulator.count("notes") == 2
+
+
+def test_the_bots_look_up_finds_a_contact_written_a_moment_ago(env: AdapterEnv,
+                                                               hubspot: tuple[HubSpotEmulator, HubSpotAdapter]) -> None:
+    """By the contact key the adapter reads by the unique property, not by search: no lag."""
+    emulator, adapter = hubspot
+    AdapterContract().sync(env, make_lead())
+    found = adapter.find_contact(key=("chat2crm_contact_key", "whatsapp:905321112233"), object="contacts",
+                                 properties=["firstname", "email"])
+    assert found is not None and found.properties["firstname"] == "Ayşe"
+    assert emulator.calls[-1]["path"] == "/crm/v3/objects/contacts/batch/read"
+    assert adapter.find_contact(key=("chat2crm_contact_key", "whatsapp:1")) is None
+    assert not [c["path"] for c in emulator.calls if "905321112233" in c["path"]]  # never in a URL
+
+
+def test_forget_deletes_the_cached_keys_that_hold_the_identities(env: AdapterEnv, redis_client: redis.Redis) -> None:
+    AdapterContract().sync(env, make_lead())
+    AdapterContract().sync(env, make_lead("#1043", sender="4915100000000"))
+    holding = [k for k in redis_client.scan_iter("c2c:hubspot:*") if b"905321112233" in k]
+    assert holding  # the contact key's id is cached
+    assert env.adapter.forget(["+905321112233", "p905321112233@example.com"]) == len(holding)
+    assert not [k for k in redis_client.scan_iter("c2c:*") if b"905321112233" in k]
+    assert [k for k in redis_client.scan_iter("c2c:hubspot:*") if b"4915100000000" in k]  # someone else's stay
+    assert env.adapter.forget(["whatsapp:4915100000000"]) == 1 and env.adapter.forget(["whatsapp:1"]) == 0
+    again = AdapterContract().sync(env, make_lead("#1044"))  # the relay still finds the contact, in HubSpot
+    assert not again.contact.created and env.count("contact") == 2
+
+
+def test_opt_out_updates_the_contact(env: AdapterEnv) -> None:
+    from connector.mapping import opt_out_plan
+
+    result = AdapterContract().sync(env, make_lead())
+    write = opt_out_plan("whatsapp:905321112233", env.mapping)
+    assert write is not None
+    assert env.adapter.upsert_contact(write).id == result.contact.id and env.count("contact") == 1
+    assert plan(make_lead(), env.mapping).contact.key_value == "whatsapp:905321112233"

@@ -1,6 +1,7 @@
 """Pipedrive passes the adapters' shared contract, against the Pipedrive emulator over HTTP.
 
-Both shipped mappings run it: person + Lead (the default) and person + Deal in a pipeline stage.
+Both shipped mappings run it: person + Lead (the default) and person + Deal in a pipeline stage. The
+emulator's search lags behind writes as Pipedrive's does: the contract runs with it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import pytest
 import redis
 import requests
 
-from adapters import pipedrive as pipedrive_adapter
 from adapters.pipedrive import PipedriveAdapter
 from connector.errors import FatalError, RetryableError
 from connector.mapping import Mapping, check_online, load_mapping, required_schema
@@ -27,6 +27,7 @@ MAPPINGS = {"lead": load_mapping(SHIPPED_MAPPINGS / "pipedrive.yaml", crm="piped
             "deal": load_mapping(SHIPPED_MAPPINGS / "pipedrive-deal.yaml", crm="pipedrive")}
 KINDS = {"contact": "persons", "note": "notes", "task": "activities"}
 TOKEN = "pd-contract"
+SEARCH_LAG = 5.0
 
 
 def _adapter(url: str, mapping: Mapping, client: redis.Redis, **options: Any) -> PipedriveAdapter:
@@ -35,7 +36,7 @@ def _adapter(url: str, mapping: Mapping, client: redis.Redis, **options: Any) ->
     settings = make_settings("unix:///unused", pipedrive_api_token=TOKEN, pipedrive_api_base=url)
     options = {**mapping.crm_options(), "rate_limit": {"requests": 1000, "per_seconds": 1},
                "search_rate_limit": {"requests": 1000, "per_seconds": 1}, **options}
-    return PipedriveAdapter(settings, options=options, redis=client)
+    return PipedriveAdapter.from_settings(settings, options=options, redis=client)
 
 
 class _Current:
@@ -78,7 +79,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def pipedrive(redis_client: redis.Redis, mode: str, serve: Any) -> Iterator[tuple[PipedriveEmulator, PipedriveAdapter]]:
-    emulator = PipedriveEmulator(TOKEN, timeout_seconds=2.0)
+    emulator = PipedriveEmulator(TOKEN, timeout_seconds=2.0, search_lag=SEARCH_LAG)
     adapter = _adapter(serve(emulator), MAPPINGS[mode], redis_client)
     adapter.setup(required_schema(MAPPINGS[mode]), apply=True)
     yield emulator, adapter
@@ -101,9 +102,10 @@ def record_state(emulator: PipedriveEmulator, mode: str, reference: str) -> dict
 
 
 @pytest.fixture
-def env(pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], mode: str, monkeypatch: pytest.MonkeyPatch) -> AdapterEnv:
+def env(pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], mode: str) -> AdapterEnv:
     emulator, adapter = pipedrive
-    monkeypatch.setattr(pipedrive_adapter, "TIMEOUT", (1, 0.5))
+    # the client gives up after half a second (the emulator's time-out fault holds a call for 2 s, then writes)
+    adapter = _adapter(adapter.base, MAPPINGS[mode], adapter.redis, timeout_seconds=0.5)  # type: ignore[arg-type]
     kinds = {**KINDS, "record": "leads" if mode == "lead" else "deals"}
     return AdapterEnv(adapter=adapter, mapping=MAPPINGS[mode], fail_next=emulator.fail_next,
                       count=lambda kind: emulator.count(kinds[kind]),
@@ -254,14 +256,29 @@ def test_anonymising_blanks_the_person(pipedrive: tuple[PipedriveEmulator, Piped
 
 
 def test_an_organization_is_found_by_name_or_made_once(pipedrive: tuple[PipedriveEmulator, PipedriveAdapter],
-                                                       redis_client: redis.Redis) -> None:
+                                                       env: AdapterEnv) -> None:
     from adapters.base import CompanyWrite
 
-    emulator, adapter = pipedrive
-    first = adapter.upsert_company(CompanyWrite(object="organization", name="Acme Travel"))
-    redis_client.delete(*redis_client.keys("*pipedrive:organization*"))  # a fresh cache still finds it
-    again = adapter.upsert_company(CompanyWrite(object="organization", name="Acme Travel"))
-    assert first.created and not again.created and again.id == first.id and emulator.count("organizations") == 1
+    emulator, _ = pipedrive
+    adapter: PipedriveAdapter = env.adapter  # type: ignore[assignment]
+    with emulator.lock:  # one a clinic worker made long ago (search shows it)
+        emulator.objects["organizations"]["90"] = {"id": 90, "name": "Acme Travel", "owner_id": 1, "is_deleted": False,
+                                                   "add_time": "2026-01-01T00:00:00Z", "custom_fields": {},
+                                                   "update_time": "2026-01-01T00:00:00Z"}
+    found = adapter._company(CompanyWrite(object="organization", name="acme travel"))
+    first = adapter._company(CompanyWrite(object="organization", name="Beta Clinic"))
+    again = adapter._company(CompanyWrite(object="organization", name="Beta Clinic"))
+    assert found.id == "90" and not found.created
+    assert first.created and not again.created and again.id == first.id and emulator.count("organizations") == 2
+    # its create times out on our side, Pipedrive makes it anyway, and search does not show it yet
+    emulator.timeout_seconds = 0.7
+    emulator.fail_next(1, "timeout", after=1)  # the name search passes, the create is held
+    with pytest.raises(RetryableError):
+        adapter._company(CompanyWrite(object="organization", name="Gamma Travel"))
+    time.sleep(0.4)
+    retried = adapter._company(CompanyWrite(object="organization", name="Gamma Travel"))
+    assert not retried.created and emulator.count("organizations") == 3
+    assert emulator.calls[-1]["path"] == "/api/v2/organizations" and emulator.calls[-1]["method"] == "GET"
 
 
 def test_a_429_carries_pipedrives_wait(env: AdapterEnv, pipedrive: tuple[PipedriveEmulator, PipedriveAdapter]) -> None:
@@ -326,7 +343,7 @@ def test_an_oauth_token_is_sent_as_bearer_and_named_when_refused(redis_client: r
     def adapter(oauth: str) -> PipedriveAdapter:
         settings = make_settings("unix:///unused", pipedrive_api_token="not-this-one", pipedrive_oauth_token=oauth,
                                  pipedrive_api_base=url)
-        return PipedriveAdapter(settings, options=MAPPINGS["lead"].crm_options(), redis=redis_client)
+        return PipedriveAdapter.from_settings(settings, options=MAPPINGS["lead"].crm_options(), redis=redis_client)
 
     assert adapter(TOKEN).check_credentials().ok
     with pytest.raises(AuthError) as info:
@@ -353,3 +370,75 @@ def test_field_keys_are_resolved_at_worker_start_or_it_refuses_to_start(redis_cl
     before = len(emulator.calls)
     adapter.prepare(required)  # the keys are in Redis now, for every worker
     assert len(emulator.calls) == before
+
+
+def test_a_person_whose_create_timed_out_is_found_by_a_list_not_a_search(
+        pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], env: AdapterEnv) -> None:
+    """The person create times out on our side, Pipedrive makes the person, and its search does not show it yet:
+    the retry finds it among the persons updated since the create was sent (a list, which is current)."""
+    emulator, _ = pipedrive
+    AdapterContract().sync(env, make_lead("#1000", sender="4915100000000"))  # labels and options, once per account
+    emulator.timeout_seconds = 0.7
+    emulator.fail_next(1, "timeout", after=2)  # the key search and the phone search pass; the person create is held
+    with pytest.raises(RetryableError):
+        AdapterContract().sync(env, make_lead("#1042"))
+    assert emulator.calls[-1]["path"] == "/api/v2/persons" and emulator.calls[-1]["method"] == "POST"
+    time.sleep(0.4)
+    assert emulator.count("persons") == 2
+    again = AdapterContract().sync(env, make_lead("#1042"))
+    assert not again.contact.created and emulator.count("persons") == 2
+    listed = [c for c in emulator.calls if c["path"] == "/api/v2/persons" and c["method"] == "GET"]
+    assert len(listed) == 1
+
+
+def test_a_note_whose_create_timed_out_is_found_on_its_record(
+        pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], env: AdapterEnv) -> None:
+    emulator, _ = pipedrive
+    AdapterContract().sync(env, make_lead("#1042"))
+    emulator.timeout_seconds = 0.7
+    emulator.fail_next(1, "timeout", after=1)  # the returning patient's record passes; its note is held
+    with pytest.raises(RetryableError):
+        AdapterContract().sync(env, make_lead("#1043"))
+    assert emulator.calls[-1]["path"] == "/v1/notes"
+    time.sleep(0.4)
+    again = AdapterContract().sync(env, make_lead("#1043"))
+    assert again.note is not None and not again.note.created and again.calls == 1  # the record's notes, listed
+    assert (env.count("contact"), env.count("record"), env.count("note")) == (1, 2, 2)
+
+
+def test_two_workers_make_one_person(pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], env: AdapterEnv,
+                                     mode: str, redis_client: redis.Redis) -> None:
+    """Two leads of one new patient synced at once, while search lags: one person (one worker at a time
+    finds or makes a given person; the other then finds it in the id cache)."""
+    import threading
+
+    emulator, adapter = pipedrive
+    AdapterContract().sync(env, make_lead("#1000", sender="4915100000000"))
+    emulator.latency = 0.05
+    workers = [_adapter(adapter.base, MAPPINGS[mode], redis_client) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def work(worker: PipedriveAdapter, reference: str) -> None:
+        try:
+            from connector.mapping import plan
+
+            worker.sync(plan(make_lead(reference), MAPPINGS[mode]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w, f"#{1042 + i}")) for i, w in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and emulator.count("persons") == 2 and env.count("record") == 3
+
+
+def test_forget_deletes_the_cached_keys_that_hold_the_identities(env: AdapterEnv, redis_client: redis.Redis) -> None:
+    AdapterContract().sync(env, make_lead())
+    AdapterContract().sync(env, make_lead("#1043", sender="4915100000000"))
+    holding = [k for k in redis_client.scan_iter("c2c:pipedrive:*") if b"905321112233" in k]
+    assert holding
+    assert env.adapter.forget(["905321112233"]) == len(holding)
+    assert not [k for k in redis_client.scan_iter("c2c:*") if b"905321112233" in k]
+    assert env.adapter.forget(["whatsapp:4915100000000", "nobody@example.com"]) == 1

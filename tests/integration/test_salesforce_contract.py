@@ -14,11 +14,9 @@ import pytest
 import redis
 import requests
 
-from adapters import salesforce as salesforce_adapter
-from adapters.salesforce import SalesforceAdapter
+from adapters.salesforce import SESSION, SalesforceAdapter
 from connector.errors import AuthError, FatalError, RetryableError
 from connector.mapping import Mapping, check_online, load_mapping, plan, required_schema
-from connector.runtime import rkey
 from emulators.salesforce import (
     ASSIGNMENT_RULE_ID,
     COORDINATOR_ID,
@@ -36,6 +34,8 @@ LEAD_MAPPING = load_mapping(MAPPINGS / "salesforce.yaml", crm="salesforce")
 CASE_MAPPING = load_mapping(MAPPINGS / "salesforce-case.yaml", crm="salesforce")
 OPPORTUNITY_MAPPING = load_mapping(MAPPINGS / "salesforce-opportunity.yaml", crm="salesforce")
 CREDENTIALS = SalesforceCredentials(client_id="3MVG9contract", client_secret="contract-secret")
+#: the client gives up after half a second (the emulator's time-out fault holds a call for 2 s, then writes)
+FAST = {"timeout_seconds": 0.5, "connect_timeout_seconds": 1.0}
 
 
 class Switch:
@@ -104,7 +104,7 @@ def open_org(switch: Switch, tls: LocalTLS, redis_client: redis.Redis, monkeypat
     served = switch.mount(emulator)
     settings = make_settings("unix:///unused", salesforce_login_url=served.url, salesforce_client_id="3MVG9contract",
                              salesforce_client_secret="contract-secret")
-    adapter = SalesforceAdapter(settings, options=mapping.crm_options(), redis=redis_client)
+    adapter = SalesforceAdapter.from_settings(settings, options={**mapping.crm_options(), **FAST}, redis=redis_client)
     provision(emulator, mapping)
     emulator.add_record("Campaign", {"Name": "hair-tr", "IsActive": True, "Status": "In Progress"})
     return Org(emulator, served, adapter, mapping)
@@ -114,7 +114,6 @@ def open_org(switch: Switch, tls: LocalTLS, redis_client: redis.Redis, monkeypat
 def org(request: pytest.FixtureRequest, switch: Switch, tls: LocalTLS, redis_client: redis.Redis,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Org]:
     mapping = getattr(request.cls, "MAPPING", LEAD_MAPPING) if request.cls else LEAD_MAPPING
-    monkeypatch.setattr(salesforce_adapter, "TIMEOUT", (1, 0.5))
     current = open_org(switch, tls, redis_client, monkeypatch, mapping)
     try:
         yield current
@@ -368,7 +367,7 @@ def test_setup_prints_what_an_admin_must_create_when_the_api_may_not(switch: Swi
     served = switch.mount(emulator)
     settings = make_settings("unix:///unused", salesforce_login_url=served.url,
                              salesforce_client_id="3MVG9contract", salesforce_client_secret="contract-secret")
-    adapter = SalesforceAdapter(settings, options=LEAD_MAPPING.crm_options(), redis=redis_client)
+    adapter = SalesforceAdapter.from_settings(settings, options=LEAD_MAPPING.crm_options(), redis=redis_client)
     dry = adapter.setup(required_schema(LEAD_MAPPING), apply=False)
     assert "would create Lead.Chat2CRM_Contact_Key__c: Text(255), External ID, Unique (case-insensitive)" in dry
     assert "ok Lead.LastName" in dry and "ok Lead.Status value 'Open - Not Contacted'" in dry
@@ -402,21 +401,21 @@ def test_jwt_bearer_and_password_flows(switch: Switch, tls: LocalTLS, redis_clie
     common = {"salesforce_login_url": served.url, "salesforce_client_id": "3MVG9jwt",
               "salesforce_username": "api@clinic.example"}
     jwt_settings = make_settings("unix:///unused", salesforce_private_key_file=tmp_path / "server.key", **common)
-    jwt_adapter = SalesforceAdapter(jwt_settings, redis=redis_client)
+    jwt_adapter = SalesforceAdapter.from_settings(jwt_settings, redis=redis_client)
     assert jwt_adapter.auth_mode() == "jwt" and jwt_adapter.check_credentials().ok
     password = make_settings("unix:///unused", salesforce_client_secret="s3cret", salesforce_password="pw",
                              salesforce_security_token="TOKEN", **common)
-    assert SalesforceAdapter(password, redis=redis_client).check_credentials().ok
+    assert SalesforceAdapter.from_settings(password, redis=redis_client).check_credentials().ok
     wrong = make_settings("unix:///unused", salesforce_client_secret="s3cret", salesforce_password="pw",
                           **common)  # no security token appended
-    report = SalesforceAdapter(wrong, redis=redis_client).check_credentials()
+    report = SalesforceAdapter.from_settings(wrong, redis=redis_client).check_credentials()
     assert not report.ok and "SALESFORCE_SECURITY_TOKEN" in report.problems[0]
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (tmp_path / "other.key").write_bytes(other_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     forged = make_settings("unix:///unused", salesforce_private_key_file=tmp_path / "other.key", **common)
     with pytest.raises(AuthError) as info:
-        SalesforceAdapter(forged, redis=redis_client).find_contact(key=("Chat2CRM_Contact_Key__c", "x"))
+        SalesforceAdapter.from_settings(forged, redis=redis_client).find_contact(key=("Chat2CRM_Contact_Key__c", "x"))
     assert info.value.setting == "SALESFORCE_PRIVATE_KEY_FILE"
     assert emulator.token_grants.count("urn:ietf:params:oauth:grant-type:jwt-bearer") == 2
     assert not emulator.violations, emulator.violations
@@ -425,16 +424,16 @@ def test_jwt_bearer_and_password_flows(switch: Switch, tls: LocalTLS, redis_clie
 def test_missing_credentials_name_the_setting(redis_client: redis.Redis) -> None:
     settings = make_settings("unix:///unused", salesforce_client_id="3MVG9x", salesforce_client_secret=None)
     with pytest.raises(AuthError) as info:
-        SalesforceAdapter(settings, redis=redis_client).find_contact(key=("K__c", "x"))
+        SalesforceAdapter.from_settings(settings, redis=redis_client).find_contact(key=("K__c", "x"))
     assert info.value.setting == "SALESFORCE_CLIENT_SECRET"
 
 
 def test_emulator_rejects_what_salesforce_would(org: Org) -> None:
     adapter = org.adapter
     adapter.find_contact(key=("Chat2CRM_Contact_Key__c", "x"), object="Lead")  # opens a session
-    assert adapter.session is not None
+    assert adapter.session.current is not None
     base = f"{org.served.url}/services/data/v62.0"
-    headers = {"Authorization": f"Bearer {adapter.session.token}"}
+    headers = {"Authorization": f"Bearer {adapter.session.current.token}"}
     unknown = requests.post(f"{base}/sobjects/Lead", json={"LastName": "x", "Company": "y", "Nope__c": "1"},
                             headers=headers, timeout=5)
     assert unknown.status_code == 400 and unknown.json()[0]["errorCode"] == "INVALID_FIELD"
@@ -486,9 +485,9 @@ def test_emulator_rejects_what_salesforce_would(org: Org) -> None:
 
 def test_all_or_none_rolls_back(org: Org) -> None:
     org.adapter.find_contact(key=("Chat2CRM_Contact_Key__c", "x"), object="Lead")
-    assert org.adapter.session is not None
+    assert org.adapter.session.current is not None
     response = requests.post(f"{org.served.url}/services/data/v62.0/composite", headers={
-        "Authorization": f"Bearer {org.adapter.session.token}"}, json={"allOrNone": True, "compositeRequest": [
+        "Authorization": f"Bearer {org.adapter.session.current.token}"}, json={"allOrNone": True, "compositeRequest": [
             {"method": "POST", "url": "/services/data/v62.0/sobjects/Lead", "referenceId": "lead",
              "body": {"LastName": "x", "Company": "y"}},
             {"method": "POST", "url": "/services/data/v62.0/sobjects/Note", "referenceId": "note",
@@ -581,20 +580,20 @@ def test_crm_setup_and_doctor_commands(switch: Switch, tls: LocalTLS, redis_url:
 
 def test_workers_share_one_encrypted_session(org: Org, redis_client: redis.Redis) -> None:
     org.adapter.sync(plan(make_lead(), org.mapping))
-    assert org.adapter.session is not None
-    token = org.adapter.session.token
-    sealed = redis_client.get(rkey("salesforce", "session"))
+    assert org.adapter.session.current is not None
+    token = org.adapter.session.current.token
+    sealed = redis_client.get(SESSION.key())
     assert sealed and token.encode() not in sealed and token.split("!")[1].encode() not in sealed
     grants = len(org.emulator.token_grants)
     # another rq work-horse (a fresh adapter in a fresh fork) uses the shared session: no token request
-    second = SalesforceAdapter(org.adapter.settings, options=org.mapping.crm_options(), redis=redis_client)
+    second = SalesforceAdapter(org.adapter.credentials, options=org.mapping.crm_options(), redis=redis_client)
     result = second.sync(plan(make_lead("#1043"), org.mapping))
     assert result.calls == 2 and len(org.emulator.token_grants) == grants
     # other credentials cannot read it: they log in
     other = make_settings("unix:///unused", salesforce_login_url=org.served.url, salesforce_client_id="3MVG9contract",
                           salesforce_client_secret="rotated-secret")
     with pytest.raises(AuthError):
-        SalesforceAdapter(other, redis=redis_client).find_contact(key=("Chat2CRM_Contact_Key__c", "x"))
+        SalesforceAdapter.from_settings(other, redis=redis_client).find_contact(key=("Chat2CRM_Contact_Key__c", "x"))
     assert len(org.emulator.token_grants) == grants + 1
 
 
@@ -668,7 +667,7 @@ def test_opportunity_mode_links_the_contact_by_a_contact_role(switch: Switch, tl
 
 def test_a_session_another_worker_refreshed_is_reused(org: Org, redis_client: redis.Redis) -> None:
     first = org.adapter
-    second = SalesforceAdapter(first.settings, options=org.mapping.crm_options(), redis=redis_client)
+    second = SalesforceAdapter(first.credentials, options=org.mapping.crm_options(), redis=redis_client)
     first.find_contact(key=("Chat2CRM_Contact_Key__c", "x"), object="Lead")
     second.find_contact(key=("Chat2CRM_Contact_Key__c", "x"), object="Lead")
     grants = len(org.emulator.token_grants)
@@ -702,3 +701,31 @@ def test_a_lead_typed_with_a_national_mobile_number_is_adopted(org: Org) -> None
     lead.contact.email = None
     result = org.adapter.sync(plan(lead, org.mapping))
     assert result.contact.id == existing and org.emulator.count("Lead") == 1
+
+
+def test_forget_finds_nothing_to_delete_and_no_key_holds_the_patient(org: Org, redis_client: redis.Redis) -> None:
+    """Salesforce's query answers every look-up: the adapter caches no person's identity (the campaign's id, the
+    shared session and the org's API usage only)."""
+    org.adapter.sync(plan(make_lead(handoff_reason="patient_request"), org.mapping))
+    assert org.adapter.forget(["whatsapp:905321112233", "+905321112233", "p905321112233@example.com"]) == 0
+    keys = [k.decode() for k in redis_client.scan_iter("c2c:salesforce:*")]
+    assert keys and not [k for k in keys if "905321112233" in k or "example.com" in k]
+    values = b"".join(redis_client.dump(k) or b"" for k in keys)
+    assert b"905321112233" not in values
+
+
+def test_the_login_flows_are_simple_salesforces(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session logs in through simple-salesforce's SalesforceLogin (client credentials: HTTP Basic)."""
+    import simple_salesforce
+
+    called: list[dict[str, object]] = []
+    real = simple_salesforce.SalesforceLogin
+
+    def spy(**kwargs: object) -> object:
+        called.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(simple_salesforce, "SalesforceLogin", spy)
+    assert org.adapter.check_credentials().ok
+    assert called and called[0]["consumer_key"] == "3MVG9contract" and "username" not in called[0]
+    assert org.emulator.token_grants[-1] == "client_credentials"

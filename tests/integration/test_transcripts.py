@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
+from connector.leads import lead_key
 from connector.models import Lead, LeadContact, TranscriptEntry, utcnow
-from connector.pipeline import lead_key
 from connector.runtime import Runtime
 from connector.transcripts import make_token, reference_of
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.channels.whatsapp import sign
-from connector.pipeline import INBOXES, inbox_messages
+from connector.inbox import DUE
+from connector.inbox import messages as inbox_messages
 from connector.runtime import Runtime
 from tests.conftest import TEST_SECRETS
 
@@ -37,7 +39,7 @@ def post_tg(client: Any, body: Any, secret: str | None = TG_SECRET) -> Any:
 
 
 def queued(runtime: Runtime) -> int:
-    return sum(len(inbox_messages(runtime, k.decode())) for k in runtime.redis.smembers(INBOXES))
+    return sum(len(inbox_messages(runtime, k.decode())) for k in runtime.redis.zrange(DUE.key(), 0, -1))
 
 
 def test_batch_is_queued_per_conversation_in_order(client: Any, runtime: Runtime) -> None:
@@ -69,7 +71,7 @@ def test_forged_or_unsigned_webhooks_are_refused(client: Any, runtime: Runtime, 
 
 
 def test_telegram_secret_is_checked(client: Any, runtime: Runtime) -> None:
-    update = {"update_id": 1, "message": {"message_id": 1, "date": 1, "chat": {"id": 5, "type": "private"},
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 1763800000, "chat": {"id": 5, "type": "private"},
                                           "from": {"id": 5, "is_bot": False, "first_name": "A"}, "text": "hi"}}
     assert post_tg(client, update, secret=None).status_code == 401
     assert post_tg(client, update, secret="wrong").status_code == 403
@@ -150,8 +152,8 @@ def test_a_message_is_remembered_and_queued_in_one_atomic_step(runtime: Runtime)
     two, a remembered-but-unqueued message would have its redelivery dropped, and be lost."""
     import redis as redis_lib
 
+    from connector.inbox import enqueue_inbound
     from connector.models import InboundMessage
-    from connector.pipeline import enqueue_inbound
     from connector.runtime import rkey
 
     message = InboundMessage(channel="whatsapp", account=ACCOUNT, sender_id="905321112233", message_id="wamid.A1",
@@ -167,3 +169,131 @@ def test_a_message_is_remembered_and_queued_in_one_atomic_step(runtime: Runtime)
         enqueue_inbound(broken, other, dedup_days=7)
     assert not runtime.redis.exists(rkey("seen", "whatsapp", "wamid.A2"))
     assert enqueue_inbound(runtime, other, dedup_days=7) is True
+
+
+# -- one bad message in a batch is dropped alone; the rest is queued ------------------------------
+def test_a_bad_message_in_a_batch_is_dropped_alone(client: Any, runtime: Runtime,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from connector import metrics
+
+    raw = (Path(__file__).parents[1] / "data" / "whatsapp" / "batch_with_bad_message.json").read_bytes()
+    response = post_wa(client, raw)
+    assert response.status_code == 200
+    assert response.json == {"queued": 3, "duplicates": 0, "statuses": 0, "skipped": 1, "ignored": 0}
+    assert [m.kind for m in inbox_messages(runtime, f"whatsapp:{ACCOUNT}:16505551234")] == ["text", "choice"]
+    assert [m.kind for m in inbox_messages(runtime, f"whatsapp:{ACCOUNT}:4915112345678")] == ["media"]
+    assert metrics.read(runtime.redis, "webhooks_rejected") == {("whatsapp", "part"): 1.0}
+    assert "4915112345678" not in caplog.text and "Hans" not in caplog.text
+
+
+@pytest.mark.parametrize("text", ["gizli\\u0000metin", "yarım \\ud800 karakter"])
+def test_text_no_system_can_store_is_dropped_not_a_5xx(client: Any, runtime: Runtime, text: str) -> None:
+    """JSON may carry a NUL or an unpaired surrogate ("\\ud800"): valid JSON, but text that Redis and every
+    CRM refuse. The message is dropped; its valid neighbour is queued."""
+    raw = ('{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", '
+           '"value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", '
+           f'"phone_number_id": "{ACCOUNT}"}}, "contacts": [{{"profile": {{"name": "A"}}, "wa_id": "905321112233"}}], '
+           '"messages": [{"from": "905321112233", "id": "wamid.X1", "timestamp": "1763800000", "type": "text", '
+           f'"text": {{"body": "{text}"}}}}, {{"from": "905321112233", "id": "wamid.X2", "timestamp": "1763800001", '
+           '"type": "text", "text": {"body": "fine"}}]}}]}]}').encode()
+    response = post_wa(client, raw)
+    assert response.status_code == 200 and response.json["queued"] == 1 and response.json["skipped"] == 1
+    assert [m.text for m in inbox_messages(runtime, f"whatsapp:{ACCOUNT}:905321112233")] == ["fine"]
+    update = ('{"update_id": 7, "message": {"message_id": 1, "date": 1763800000, "chat": {"id": 5, "type": "private"},'
+              f' "from": {{"id": 5, "is_bot": false, "first_name": "A"}}, "text": "{text}"}}}}').encode()
+    assert post_tg(client, update).json == {"queued": 0, "duplicates": 0, "statuses": 0, "skipped": 1, "ignored": 0}
+
+
+def test_a_telegram_update_without_its_chat_is_dropped(client: Any, runtime: Runtime) -> None:
+    update = {"update_id": 9, "message": {"message_id": 1, "date": 1763800000, "text": "hi",
+                                          "from": {"id": 5, "is_bot": False, "first_name": "A"}}}
+    response = post_tg(client, update)
+    assert response.status_code == 200 and response.json["skipped"] == 1 and queued(runtime) == 0
+
+
+# -- the emulators' own webhooks: every kind fits the vendor's description and is understood ---------
+@pytest.fixture
+def relay(runtime: Runtime, whatsapp_emulator: Any, telegram_emulator: Any) -> Iterator[str]:
+    from connector.app import create_app
+    from emulators.server import ServedApp
+
+    served = ServedApp(create_app({"TESTING": True}, runtime=runtime)).start()
+    whatsapp_emulator.relay_url = f"{served.url}/webhooks/whatsapp"
+    telegram_emulator.relay_url = f"{served.url}/webhooks/telegram"
+    try:
+        yield served.url
+    finally:
+        served.stop()
+
+
+def test_every_webhook_the_whatsapp_emulator_generates_fits_and_is_understood(
+        relay: str, runtime: Runtime, whatsapp_emulator: Any) -> None:
+    from connector import metrics
+    from connector.channels.whatsapp import WhatsAppClient
+    from connector.models import Conversation, Option, Reply, utcnow
+    from tests.conftest import make_settings
+
+    wa_client = WhatsAppClient(make_settings("unix:///x", whatsapp_api_base=whatsapp_emulator.url))
+    conversation = Conversation(key=f"whatsapp:{ACCOUNT}:905321112233", channel="whatsapp", account=ACCOUNT,
+                                sender_id="905321112233", last_inbound_at=utcnow())
+    wa_client.send(conversation, [  # what the patient then answers: buttons, and a list with descriptions
+        Reply(text="?", options=[Option(id="yes", title="Evet"), Option(id="no", title="Hayır")]),
+        Reply(text="?", options=[Option(id=f"t{i}", title=f"Tedavi {i}", description="açıklama") for i in range(5)],
+              list_button="Tedaviler")])
+    patient = whatsapp_emulator.patient("905321112233", "Ayşe Yılmaz")
+    ad = {"source_url": "https://fb.me/ad1", "source_id": "120210000000001", "source_type": "ad",
+          "headline": "Hair transplant Istanbul", "body": "All inclusive", "media_type": "image",
+          "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ"}
+    statuses = [patient.send_text("Merhaba"), patient.send_text("Reklamdan geldim", referral=ad),
+                patient.press_button("yes", "Evet"), patient.choose_from_list("t2", "Tedavi 2"),
+                patient.share_location(41.0082, 28.9784, "Klinik", "İstanbul"), patient.share_location(41.0, 29.0),
+                patient.send_image("röntgen"), patient.send_image(), patient.redeliver(),
+                whatsapp_emulator.patient(user_id="TR.1234567890", name="Kullanıcı").send_text("telefon yok"),
+                patient.stop_marketing_messages()]
+    assert statuses == [200] * len(statuses)
+    assert whatsapp_emulator.violations == []
+    assert metrics.read(runtime.redis, "webhooks_rejected") == {}  # nothing dropped, nothing refused
+    inbox = inbox_messages(runtime, f"whatsapp:{ACCOUNT}:905321112233")
+    assert [(m.kind, m.raw_type) for m in inbox] == [
+        ("text", "text"), ("text", "text"), ("choice", "button_reply"), ("choice", "list_reply"),
+        ("location", "location"), ("location", "location"), ("media", "image"), ("media", "image"),
+        ("unsupported", "opt_out")]
+    sent = whatsapp_emulator.messages_to("905321112233")
+    assert inbox[2].reply_to == sent[0].id and inbox[3].reply_to == sent[1].id  # the context names the carrier
+    assert inbox[1].referral is not None and inbox[1].referral.source_id == "120210000000001"
+    assert [m.text for m in inbox_messages(runtime, f"whatsapp:{ACCOUNT}:TR.1234567890")] == ["telefon yok"]
+
+
+def test_a_webhook_meta_would_never_send_is_a_violation(relay: str, whatsapp_emulator: Any) -> None:
+    patient = whatsapp_emulator.patient("905321112233", "Ayşe")
+    bad = patient.payload([patient.message("interactive", {"type": "button_reply",
+                                                            "button_reply": {"id": "yes", "title": "Evet"}})])
+    assert patient.post(bad) == 200  # the relay copes; the emulator says Meta never sends this
+    (violation,) = whatsapp_emulator.violations
+    assert violation["problems"] == ["entry/0/changes/0/value/messages/0: 'context' is a required property"]
+    whatsapp_emulator.violations.clear()  # expected here; the fixture fails on any other
+
+
+def test_every_update_the_telegram_emulator_generates_fits_and_is_understood(
+        relay: str, runtime: Runtime, telegram_emulator: Any) -> None:
+    from connector import metrics
+    from connector.channels.telegram import TelegramClient, bot_id
+    from connector.models import Conversation, Option, Reply
+    from tests.conftest import make_settings
+
+    account = bot_id(TEST_SECRETS["telegram_bot_token"])
+    tg_client = TelegramClient(make_settings("unix:///x", telegram_api_base=telegram_emulator.url))
+    tg_client.send(Conversation(key=f"telegram:{account}:555001", channel="telegram", account=account,
+                                sender_id="555001"),
+                   [Reply(text="Какое лечение?", options=[Option(id="dental", title="Стоматология")]),
+                    Reply(text="Ваш номер?", request_phone=True)])
+    user = telegram_emulator.user(555001, "Мария Иванова", language_code="ru", username="maria")
+    statuses = [user.start("K7Q2MX"), user.send_text("Здравствуйте"), user.press("dental"),
+                user.share_contact("+79161234567"), user.share_location(55.75, 37.61), user.send_photo("снимок"),
+                user.send_photo(), user.edit("исправлено"), user.block()]
+    assert statuses == [200] * len(statuses)
+    assert telegram_emulator.violations == []
+    assert metrics.read(runtime.redis, "webhooks_rejected") == {}
+    inbox = inbox_messages(runtime, f"telegram:{account}:555001")
+    assert [m.kind for m in inbox] == ["start", "text", "choice", "contact", "location", "media", "media", "text"]
+    assert (inbox[2].choice_id, inbox[2].text) == ("dental", "Стоматология") and inbox[-1].edited

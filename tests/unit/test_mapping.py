@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +95,72 @@ def test_required_schema_names_unique_keys_and_the_first_stage() -> None:
 def test_published_schema_is_current() -> None:
     current = json.loads((SCHEMAS / "mapping.schema.json").read_text(encoding="utf-8"))
     assert current["properties"] == Mapping.model_json_schema()["properties"]
+
+
+# -- notes an agent can read ---------------------------------------------------------------------
+SHIPPED = [(path.name, load_mapping(path, crm=path.stem.split("-")[0])) for path in sorted(MAPPINGS.glob("*.yaml"))]
+
+
+class _Reader(HTMLParser):
+    """What an agent sees of an HTML body: its text (comments are not shown)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def seen(body: str) -> str:
+    reader = _Reader()
+    reader.feed(body)
+    reader.close()
+    return "".join(reader.parts)
+
+
+def _tricky_lead() -> Any:
+    lead = make_lead(handoff_reason="too_many_attempts", summary="Hair enquiry from Tom & Jerry\nNote: <b>bold</b>")
+    return lead.model_copy(update={
+        "contact": lead.contact.model_copy(update={"name": "Tom & Jerry"}),
+        "answers": {"treatment": "hair_transplant", "treatment_label": "Saç ekimi",
+                    "travel_dates": {"start": "2027-03-10", "end": "2027-03-17"}, "travel_dates_text": "10-17 Mart",
+                    "consent": True, "note": "<script>alert(1)</script> Tom & Jerry", "photos": None}})
+
+
+@pytest.mark.parametrize(("name", "mapping"), SHIPPED, ids=[n for n, _ in SHIPPED])
+def test_every_shipped_note_escapes_what_the_patient_wrote(name: str, mapping: Mapping) -> None:
+    result = plan(_tricky_lead(), mapping)
+    assert result.note is not None
+    body = result.note.body
+    assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt; Tom &amp; Jerry" in body
+    assert "<b>bold</b>" not in body and "Tom &amp; Jerry" in body
+    text = seen(body)
+    assert "<script>alert(1)</script> Tom & Jerry" in text and "Note: <b>bold</b>" in text  # shown as written
+    # people's words for dates and yes/no; no Python reprs, no raw field names, no marker in sight
+    assert "Travel dates: 10–17 March 2027 (10-17 Mart)" in text and "Consent: yes" in text
+    for internal in ("{'start'", "True", "travel_dates", "_label", "chat2crm:#1042"):
+        assert internal not in text, internal
+    assert body.endswith("<!-- chat2crm:#1042:note -->") and result.note.marker == "chat2crm:#1042:note"
+
+
+@pytest.mark.parametrize(("name", "mapping"), SHIPPED, ids=[n for n, _ in SHIPPED])
+def test_subjects_are_plain_text_and_task_bodies_follow_the_crm(name: str, mapping: Mapping) -> None:
+    result = plan(_tricky_lead(), mapping)
+    assert result.task is not None and result.task.subject == "Reply to Tom & Jerry (#1042): handed over"
+    if mapping.crm == "salesforce":  # Task.Description is plain text: the marker is its last line
+        assert result.task.body.endswith("\n\nchat2crm:#1042:task") and "<!--" not in result.task.body
+    else:  # HubSpot's hs_task_body and Pipedrive's activity note are HTML
+        assert result.task.body.endswith("<!-- chat2crm:#1042:task -->")
+        assert "chat2crm" not in seen(result.task.body)
+
+
+def test_a_patients_name_in_a_record_field_is_not_escaped() -> None:
+    result = plan(_tricky_lead(), HUBSPOT)
+    assert result.record is not None and result.record.properties["dealname"] == "Hair transplant – Tom & Jerry (#1042)"
+
+
+def test_a_declined_consent_shows_as_no_and_a_skipped_answer_not_at_all() -> None:
+    lead = make_lead(answers={"consent": False, "email": None, "photos": []})
+    text = seen(plan(lead, HUBSPOT).note.body)  # type: ignore[union-attr]
+    assert "Consent: no" in text and "Email" not in text and "Photos" not in text

@@ -8,7 +8,6 @@ import pytest
 
 from adapters.pipedrive import PipedriveAdapter
 from connector.errors import FatalError
-from connector.runtime import rkey
 from tests.conftest import make_settings
 
 KEY = "a" * 40
@@ -25,13 +24,13 @@ def _spec(key: str, name: str, kind: str, options: dict[str, int] | None = None)
 def adapter() -> PipedriveAdapter:
     """An adapter with the field keys already cached (no Redis: its in-process cache)."""
     settings = make_settings("unix:///unused", pipedrive_api_token="t", pipedrive_api_base="http://127.0.0.1:9")
-    made = PipedriveAdapter(settings, options={"mapping_file": "mappings/pipedrive.yaml"})
+    made = PipedriveAdapter.from_settings(settings, options={"mapping_file": "mappings/pipedrive.yaml"})
     person = {s["name"]: s for s in (_spec(KEY, "chat2crm contact key", "varchar"),
                                      _spec(LANGUAGE, "chat2crm language", "varchar"))}
     deal = {s["name"]: s for s in (_spec(CONSENT, "chat2crm consent", "enum", {"true": 7, "false": 8}),
                                    _spec(TAGS, "chat2crm tags", "set", {"hair": 11, "lang:tr": 12}))}
-    made._local[rkey("pipedrive", "fields", "person")] = json.dumps(person)
-    made._local[rkey("pipedrive", "fields", "deal")] = json.dumps(deal)
+    made.cache.set("fields", json.dumps(person), "person")
+    made.cache.set("fields", json.dumps(deal), "deal")
     return made
 
 
@@ -65,4 +64,4 @@ def test_lead_visibility_is_a_string_but_owner_an_integer(adapter: PipedriveAdap
 def test_bad_rate_limit_is_refused() -> None:
     settings = make_settings("unix:///unused", pipedrive_api_token="t")
     with pytest.raises(ValueError, match="rate_limit"):
-        PipedriveAdapter(settings, options={"rate_limit": {"requests": 0}})
+        PipedriveAdapter.from_settings(settings, options={"rate_limit": {"requests": 0}})

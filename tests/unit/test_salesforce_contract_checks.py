@@ -120,7 +120,7 @@ def test_tags_merge_and_notes_become_plain_text() -> None:
 
 def _adapter(**options: object) -> SalesforceAdapter:
     settings = make_settings("unix:///unused", salesforce_client_id="c", salesforce_client_secret="s")
-    return SalesforceAdapter(settings, options=dict(options))
+    return SalesforceAdapter.from_settings(settings, options=dict(options))
 
 
 @pytest.mark.parametrize(("status", "body", "error", "field"), [
@@ -176,15 +176,15 @@ def test_bad_options_are_refused_naming_them() -> None:
 
 def test_auth_mode_follows_the_settings(tmp_path: object) -> None:
     base = {"salesforce_client_id": "c"}
-    assert SalesforceAdapter(make_settings("unix:///x", salesforce_client_secret="s", **base)).auth_mode() == \
+    assert SalesforceAdapter.from_settings(make_settings("unix:///x", salesforce_client_secret="s", **base)).auth_mode() == \
         "client_credentials"
     password = make_settings("unix:///x", salesforce_client_secret="s", salesforce_username="u",
                              salesforce_password="p", **base)
-    assert SalesforceAdapter(password).auth_mode() == "password"
+    assert SalesforceAdapter.from_settings(password).auth_mode() == "password"
     jwt = make_settings("unix:///x", salesforce_username="u", salesforce_private_key_file="/k.pem", **base)
-    assert SalesforceAdapter(jwt).auth_mode() == "jwt"
+    assert SalesforceAdapter.from_settings(jwt).auth_mode() == "jwt"
     with pytest.raises(AuthError) as info:
-        SalesforceAdapter(make_settings("unix:///x", salesforce_private_key_file="/k.pem", **base)).auth_mode()
+        SalesforceAdapter.from_settings(make_settings("unix:///x", salesforce_private_key_file="/k.pem", **base)).auth_mode()
     assert info.value.setting == "SALESFORCE_USERNAME" and "jwt" in info.value.message
 
 

@@ -1,0 +1,248 @@
+"""The rq jobs: thin entry points that run one noun's work and carry out the retry policy's decision.
+
+- :func:`process_conversation` drains a conversation's inbox, one turn per message, in order, under
+  the conversation's lock (:mod:`connector.turn`);
+- :func:`deliver_outbox` sends a conversation's outbox, in order (:mod:`connector.outbox`);
+- :func:`sync_lead` and :func:`sync_opt_out` write to the CRM (:mod:`connector.leads`);
+- :func:`replay_message` and :func:`replay_reply` are what ``chat2crm failed replay`` runs for a
+  message or a reply that was set aside.
+
+What a failure means is :func:`connector.retry.decide`'s to say; here it is carried out: a retry
+is scheduled (``retry scheduled``), or the work is recorded in the failed registry with a readable
+reason (``job failed``), where ``chat2crm failed list`` shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from connector import conversations, inbox, leads, metrics, outbox, queues, retry, turn
+from connector.conversations import short
+from connector.crash import crash_point
+from connector.errors import Chat2CrmError, ErrorSummary, RetryableError
+from connector.logs import pii_scope
+from connector.models import Lead, utcnow
+from connector.runtime import Runtime, current_runtime
+
+log = logging.getLogger("chat2crm.jobs")
+
+
+# -- conversations -------------------------------------------------------------------------------
+def process_conversation(key: str) -> None:
+    """Drain a conversation's inbox, one message at a time, in order, under its lock.
+
+    If another worker holds the lock, return at once: that worker drains the inbox and enqueues a new job
+    if messages arrived after it looked. A message whose turn fails transiently (Redis, or a retryable
+    error) stays at the head and the conversation is tried again after a backoff; one whose turn fails
+    otherwise is set aside in the failed registry (``chat2crm failed list``) and the next goes on. If
+    Redis fails for longer, the job fails and the sweeper enqueues the conversation again.
+    """
+    runtime = current_runtime()
+    lock = conversations.lock(runtime, key)
+    if not lock.acquire():
+        return
+    crash_point("conversation-locked")
+    waiting = False
+    try:
+        while (raw := inbox.head(runtime, key)) is not None:
+            try:
+                if not turn.handle(runtime, key, raw, lock):
+                    return  # the lock was lost: its new holder drains the inbox
+            except (RetryableError, redis.RedisError) as exc:  # the message stays at the head
+                waiting = _retry_conversation(runtime, key, raw, exc)
+                if waiting:
+                    return
+            except Exception as exc:  # not retryable: the message is set aside, the ones after it go on
+                set_message_aside(runtime, key, raw, exc)
+            lock.extend()
+    finally:
+        lock.release()
+        if not waiting and inbox.finish(runtime, key):
+            queues.enqueue(runtime, queues.INBOUND, queues.PROCESS_CONVERSATION, key, description="conversation")
+
+
+def _retry_conversation(runtime: Runtime, key: str, raw: bytes, exc: RetryableError | redis.RedisError) -> bool:
+    """The head failed transiently: try the conversation again later (the message stays at the head, so the
+    order is kept). Returns False when the retries are spent (the message was set aside instead)."""
+    attempt = inbox.failed_try(runtime, key)
+    decision = retry.decide(exc, attempt, runtime.config.delivery)
+    if not decision.retry:
+        set_message_aside(runtime, key, raw, exc)
+        return False
+    inbox.postpone(runtime, key, decision.delay + runtime.config.delivery.lost_job_seconds)
+    queues.enqueue_in(runtime, queues.INBOUND, decision.delay, queues.PROCESS_CONVERSATION, key,
+                      description="conversation")
+    metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.INBOUND).name)
+    log.info("conversation retry scheduled", extra={"conversation": short(key), "attempt": attempt + 1,
+                                                    "delay_s": round(decision.delay, 2), "error": _said(exc)})
+    return True
+
+
+def set_message_aside(runtime: Runtime, key: str, raw: bytes, exc: BaseException) -> None:
+    """Move the inbox head to the failed registry as a replayable job (kept ``retention.transcript_days``,
+    like the transcript it would have joined), then pop it."""
+    summary = ErrorSummary.of(exc)
+    reason = f"{summary.kind}: {summary.message}"
+    queues.set_aside(runtime, queues.INBOUND, queues.REPLAY_MESSAGE, raw.decode("utf-8"),
+                     description="conversation message", reason=reason, meta={"conversation": short(key)},
+                     ttl=runtime.config.retention.transcript_days * 86400)
+    inbox.pop_if_head(runtime, key, raw)
+    metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queues.INBOUND).name)
+    log.error("message failed", extra={"conversation": short(key), "reason": reason})
+
+
+def replay_message(raw: str) -> None:
+    """Put a failed message back at the head of its conversation's inbox (``chat2crm failed replay``)."""
+    inbox.push_front(current_runtime(), raw)
+
+
+# -- outboxes ------------------------------------------------------------------------------------
+def deliver_outbox(key: str, retrying: bool = False) -> int:
+    """Send a conversation's outbox, in order. A reply the channel refuses for now is retried with backoff
+    (the replies after it wait); one refused for good, or out of retries, is recorded as failed and the
+    rest go on. Returns how many replies were sent."""
+    runtime = current_runtime()
+
+    def on_failure(entry: outbox.Entry, raw: bytes, exc: Exception) -> bool:
+        decision = retry.decide(exc, entry.attempts, runtime.config.delivery)
+        if decision.retry:
+            if outbox.retry_later(runtime, key, raw, entry, decision.delay):
+                queues.enqueue_in(runtime, queues.OUTBOUND, decision.delay, queues.DELIVER_OUTBOX, key,
+                                  retrying=True, description="replies")
+                metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.OUTBOUND).name)
+                log.info("reply retry scheduled", extra={
+                    "conversation": short(key), "job": "reply", "attempt": entry.attempts + 1,
+                    "delay_s": round(decision.delay, 2), "error": _said(exc)})
+            return False
+        summary = ErrorSummary.of(exc)
+        note = f" (gave up after {entry.attempts + 1} attempts)" if decision.action == "exhausted" else ""
+        reason = f"{summary.kind}: {summary.message}{note}"
+        queues.set_aside(runtime, queues.OUTBOUND, queues.REPLAY_REPLY, raw.decode("utf-8"), description="reply",
+                         reason=reason, meta={"conversation": short(key)},
+                         ttl=runtime.config.retention.transcript_days * 86400)
+        outbox.set_aside(runtime, key, raw, entry)
+        outcome = "skipped" if decision.action == "skip" else "failed"
+        metrics.incr(runtime.redis, "messages_out", channel=entry.channel, outcome=outcome)
+        metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queues.OUTBOUND).name)
+        log.error("reply failed", extra={"conversation": short(key), "reason": reason})
+        return True
+
+    try:
+        return outbox.deliver(runtime, key, on_failure, retrying=retrying)
+    except redis.RedisError as exc:  # the entry stays at the head; the sweeper enqueues the outbox again
+        log.warning("delivery interrupted", extra={"conversation": short(key), "error": type(exc).__name__})
+        return 0
+
+
+def replay_reply(raw: str) -> None:
+    """Put a failed reply back at the head of its conversation's outbox (``chat2crm failed replay``)."""
+    outbox.push_front(current_runtime(), raw)
+
+
+# -- the CRM -------------------------------------------------------------------------------------
+def sync_lead(reference: str, attempt: int = 0) -> dict[str, Any] | None:
+    """Write one lead into the CRM (idempotent). Returns what was written (None when nothing was).
+
+    A retryable failure schedules the job again after a backoff (the lead stays pending); a skippable one
+    ends it; any other, or running out of retries, records the reason and fails the job (rq keeps it in the
+    failed registry, ``chat2crm failed replay`` runs it again).
+
+    Raises:
+        Exception: the CRM write failed for good.
+    """
+    runtime = current_runtime()
+    lead = leads.load(runtime, reference)
+    if lead is None:
+        leads.unpend(runtime, reference)
+        log.warning("lead expired before it reached the CRM", extra={"reference": reference})
+        return None
+    # One writer per lead: a second job for the same lead (a sweep, a replay) steps aside; the lead stays
+    # pending, so nothing is lost if the holder dies.
+    lock = leads.writer(runtime, lead)
+    if not lock.acquire():
+        return None
+    try:
+        crash_point("lead-writing")
+        with pii_scope(lead.contact.name, lead.contact.email, lead.contact.phone):
+            try:
+                result = leads.write(runtime, lead)
+            except Exception as exc:
+                _crm_failed(runtime, exc, attempt, reference, retry_args=(reference,))
+                return None
+        crash_point("lead-written")
+        summary = result.model_dump(mode="json")
+        leads.mark_synced(runtime, lead, summary)
+        crash_point("lead-synced")
+    finally:
+        lock.release()
+    metrics.observe(runtime.redis, "lead_seconds", (utcnow() - _first_seen(lead)).total_seconds())
+    written: dict[str, Any] = {"reference": reference, "calls": result.calls,
+                               "record_created": bool(result.record and result.record.created)}
+    if result.record:
+        written["record"] = f"{result.record.object}/{result.record.id}"
+    log.info("lead in CRM", extra=written)
+    return summary
+
+
+def sync_opt_out(contact_key: str, attempt: int = 0) -> None:
+    """Mark the contact as opted out in the CRM (the mapping names the property); failures as :func:`sync_lead`.
+
+    Raises:
+        Exception: the CRM write failed for good.
+    """
+    runtime = current_runtime()
+    try:
+        leads.write_opt_out(runtime, contact_key)
+    except Exception as exc:
+        _crm_failed(runtime, exc, attempt, None, retry_args=(contact_key,))
+
+
+def _crm_failed(runtime: Runtime, exc: Exception, attempt: int, reference: str | None,
+                retry_args: tuple[str, ...]) -> None:
+    """Carry out the retry policy for a CRM job: schedule the retry (the job keeps its description,
+    ``lead #1001``), drop moot work, or record the failure and raise (rq keeps the job as failed).
+
+    Raises:
+        Exception: ``exc``, when the work failed for good.
+    """
+    decision = retry.decide(exc, attempt, runtime.config.delivery)
+    func = queues.SYNC_LEAD if reference else queues.SYNC_OPT_OUT
+    if decision.retry:
+        if reference:
+            leads.postpone(runtime, reference, decision.delay + runtime.config.delivery.lost_job_seconds)
+        queues.enqueue_in(runtime, queues.CRM, decision.delay, func, *retry_args, attempt=attempt + 1,
+                          description=queues.current_description() or ("opt-out" if not reference else
+                                                                        f"lead {reference}"),
+                          result_ttl=3600, failure_ttl=leads.LEAD.seconds(runtime.config))
+        metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.CRM).name)
+        log.info("retry scheduled", extra={"job": func.rsplit(".", 1)[1], **({"reference": reference} if reference
+                                                                            else {}),
+                                           "attempt": attempt + 1, "delay_s": round(decision.delay, 2),
+                                           "error": _said(exc)})
+        return
+    if reference:
+        leads.unpend(runtime, reference)
+    if decision.action == "skip":
+        log.info("lead skipped" if reference else "opt-out skipped",
+                 extra={**({"reference": reference} if reference else {}), "reason": getattr(exc, "message", "")})
+        return
+    note = f"gave up after {attempt + 1} attempts" if decision.action == "exhausted" else ""
+    queues.note_failure(runtime, exc, queues.CRM, note=note)
+    raise exc
+
+
+def _said(exc: BaseException) -> str:
+    """What an error says, for the log (the error tree's message; otherwise its kind)."""
+    return exc.message if isinstance(exc, Chat2CrmError) else type(exc).__name__
+
+
+def _first_seen(lead: Lead) -> datetime:
+    return lead.transcript[0].at if lead.transcript else lead.created_at
+
+
+__all__ = ["deliver_outbox", "process_conversation", "replay_message", "replay_reply",
+           "sync_lead", "sync_opt_out"]

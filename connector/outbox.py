@@ -1,0 +1,295 @@
+"""A conversation's outbox: what the relay has decided to send the patient, sent after the decision is safe.
+
+A turn (:mod:`connector.turn`) puts its replies here in the same transaction that saves its state and
+its lead; only then does a delivery job (:func:`connector.jobs.deliver_outbox`) send them, one at a
+time, in order, under the outbox's lock. So a channel that fails never blocks, loses or repeats a
+lead, and a crash never re-runs a turn whose replies went out.
+
+Each entry has a stable id. Before sending, its mark (:data:`SENT`) says ``sending``; once the channel
+took it, one atomic step pops it and records the channel's message ids. A worker killed between the
+channel's answer and that step leaves ``sending``: the next delivery sends the entry again, the one
+window in which a patient can get a reply twice (neither WhatsApp nor Telegram take an idempotency
+key); it is logged and counted (``messages_out{outcome="resent"}``). Read receipts and button
+acknowledgements are courtesy: tried once, never retried, never blocking a reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from connector import metrics, queues
+from connector.channels import client_for
+from connector.conversations import short
+from connector.crash import crash_point
+from connector.errors import RetryableError, SyncError
+from connector.keys import family
+from connector.locks import Lock
+from connector.models import Channel, Conversation, InboundMessage, Reply, utcnow
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
+
+log = logging.getLogger("chat2crm.outbox")
+
+OUTBOX = family("outbox", "{conversation}", ttl="retention.conversation_hours", holds_pii=True, owner=__name__)
+DUE = family("outboxes", ttl=None, holds_pii=True, owner=__name__,
+             bounded_by="one member per conversation with replies waiting, removed when its outbox is empty")
+SENT = family("sent", "{entry}", ttl="retention.dedup_days", holds_pii=False, owner=__name__)
+LOCK = family("outbox-lock", "{conversation}", ttl="delivery.job_timeout_seconds", holds_pii=True, owner=__name__)
+
+SENDING = b"sending"
+
+# Pop the head if it is still the entry sent, record the channel's ids, and drop the conversation from the
+# work list when nothing is left: one step, so an entry is never popped unrecorded nor recorded unpopped.
+_ACK = """
+if redis.call('lindex', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('lpop', KEYS[1])
+if ARGV[2] ~= '' then redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[3], ARGV[4]) end
+return 1
+"""
+_REPLACE_HEAD = """
+if redis.call('lindex', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('lset', KEYS[1], 0, ARGV[2])
+return 1
+"""
+_DRAINED = """
+if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[2], ARGV[1]) return 1 end
+return 0
+"""
+
+
+class Entry(BaseModel):
+    """One thing to send: a reply, or a courtesy (``read`` receipt, ``callback`` acknowledgement)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: Literal["reply", "read", "callback"]
+    conversation: str
+    channel: Channel
+    account: str
+    sender_id: str
+    language: str | None = None
+    last_inbound_at: datetime | None = None
+    reply: Reply | None = None
+    message_id: str | None = None
+    callback_id: str | None = None
+    attempts: int = 0
+    not_before: float = 0.0
+
+    @property
+    def courtesy(self) -> bool:
+        """Whether the entry is a courtesy, sent once at most and never retried."""
+        return self.kind != "reply"
+
+    def recipient(self) -> Conversation:
+        """What the channel client needs to address the patient (and check WhatsApp's 24-hour window)."""
+        return Conversation(key=self.conversation, channel=self.channel, account=self.account,
+                            sender_id=self.sender_id, language=self.language, last_inbound_at=self.last_inbound_at)
+
+    def message(self) -> InboundMessage:
+        """The patient's message a courtesy answers."""
+        return InboundMessage(channel=self.channel, account=self.account, sender_id=self.sender_id,
+                              message_id=self.message_id or "", timestamp=utcnow(), kind="text",
+                              callback_id=self.callback_id)
+
+
+def entries(conversation: Conversation, message: InboundMessage, replies: list[Reply], *,
+            courtesy: bool = True) -> list[Entry]:
+    """The outbox entries of one turn, each with an id stable for that message and position: with
+    ``courtesy``, the button acknowledgement owed to ``message`` first (Telegram shows a spinner until it
+    comes), then the replies, then the read receipt."""
+    def make(n: int, kind: Literal["reply", "read", "callback"], **fields: object) -> Entry:
+        digest = hashlib.sha256(f"{conversation.key}|{message.message_id}|{n}".encode()).hexdigest()[:24]
+        return Entry(id=digest, kind=kind, conversation=conversation.key, channel=conversation.channel,
+                     account=conversation.account, sender_id=conversation.sender_id, language=conversation.language,
+                     last_inbound_at=conversation.last_inbound_at or message.timestamp, **fields)
+
+    made: list[Entry] = []
+    if courtesy and message.callback_id:
+        made.append(make(len(made), "callback", message_id=message.message_id, callback_id=message.callback_id))
+    for reply in replies:
+        made.append(make(len(made), "reply", reply=reply))
+    if courtesy and message.channel == "whatsapp" and message.message_id.startswith("wamid"):
+        made.append(make(len(made), "read", message_id=message.message_id))
+    return made
+
+
+def stage(runtime: Runtime, pipe: redis.client.Pipeline, key: str, new: list[Entry]) -> None:
+    """Append ``new`` to the outbox and enqueue its delivery, as part of the turn's transaction."""
+    if not new:
+        return
+    pipe.rpush(OUTBOX.key(key), *(e.model_dump_json() for e in new))
+    pipe.expire(OUTBOX.key(key), runtime.config.retention.conversation_hours * 3600)
+    pipe.zadd(DUE.key(), {key: time.time() + runtime.config.delivery.lost_job_seconds})
+    queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, key, pipe=pipe, description="replies")
+
+
+def stage_discard(pipe: redis.client.Pipeline, key: str) -> None:
+    """Drop everything not yet sent (the patient opted out), as part of a transaction."""
+    pipe.delete(OUTBOX.key(key))
+    pipe.zrem(DUE.key(), key)
+
+
+def pending(runtime: Runtime, key: str) -> list[Entry]:
+    """The entries waiting in a conversation's outbox, in order (tests and diagnosis)."""
+    return [Entry.model_validate_json(raw) for raw in runtime.redis.lrange(OUTBOX.key(key), 0, -1)]
+
+
+def push_front(runtime: Runtime, raw: str) -> None:
+    """Put an entry back at the head of its outbox and enqueue its delivery (a replayed failure)."""
+    entry = Entry.model_validate_json(raw).model_copy(update={"attempts": 0, "not_before": 0.0})
+    pipe = runtime.redis.pipeline(transaction=True)
+    pipe.multi()  # rq joins an open transaction; it would otherwise run its commands at once
+    pipe.delete(SENT.key(entry.id))
+    pipe.lpush(OUTBOX.key(entry.conversation), entry.model_dump_json())
+    pipe.expire(OUTBOX.key(entry.conversation), runtime.config.retention.conversation_hours * 3600)
+    pipe.zadd(DUE.key(), {entry.conversation: time.time() + runtime.config.delivery.lost_job_seconds})
+    queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, entry.conversation, pipe=pipe,
+                   description="replies")
+    pipe.execute()
+
+
+def due(runtime: Runtime, now: float, limit: int = 500) -> list[str]:
+    """Conversations whose delivery job could have been lost by ``now``."""
+    return [_text(k) for k in runtime.redis.zrangebyscore(DUE.key(), "-inf", now, start=0, num=limit)]
+
+
+def postpone(runtime: Runtime, key: str, seconds: float) -> None:
+    """Leave the outbox alone (in the sweeper's eyes) for ``seconds``: a delivery job is on its way."""
+    runtime.redis.zadd(DUE.key(), {key: time.time() + seconds})
+
+
+def finish(runtime: Runtime, key: str) -> bool:
+    """Drop the conversation from the work list if its outbox is empty. Returns True when entries wait."""
+    return not runtime.redis.eval(_DRAINED, 2, OUTBOX.key(key), DUE.key(), key)
+
+
+def lock(runtime: Runtime, key: str) -> Lock:
+    """The delivery lock of conversation ``key`` (not yet taken)."""
+    return Lock(runtime.redis, LOCK.key(key), runtime.config.delivery.job_timeout_seconds)
+
+
+#: what the delivery does with an entry that could not be sent: True to go on with the next entry (the
+#: entry was set aside), False to stop (a retry is scheduled)
+OnFailure = Callable[[Entry, bytes, Exception], bool]
+
+
+def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool = False) -> int:
+    """Send the outbox of conversation ``key``, in order, under its lock; returns how many entries were sent.
+
+    If another worker holds the lock, return at once: that worker sends what is queued and enqueues a new
+    job if entries arrived after it looked. An entry the channel refuses goes to ``on_failure`` (with the
+    lock held), which either schedules a retry (delivery stops: the order is kept) or sets it aside. A head
+    waiting for its retry stops every delivery but that retry's own (``retrying``; rq may start it up to a
+    second early, as it schedules by whole seconds).
+
+    Raises:
+        redis.RedisError: Redis failed; the entry stays at the head (the sweeper enqueues the outbox again).
+    """
+    held = lock(runtime, key)
+    if not held.acquire():
+        return 0
+    sent, stopped = 0, False
+    try:
+        while (raw := runtime.redis.lindex(OUTBOX.key(key), 0)) is not None:
+            raw = raw if isinstance(raw, bytes) else str(raw).encode()
+            entry = Entry.model_validate_json(raw)
+            if entry.not_before > time.time() and not retrying:
+                stopped = True  # its retry is scheduled; the entries after it wait, in order
+                break
+            retrying = False  # only the head it was scheduled for
+            try:
+                sent += _send(runtime, key, raw, entry)
+            except redis.RedisError:
+                raise
+            except Exception as exc:  # the channel refused it (or it cannot be rendered): the policy says
+                if not on_failure(entry, raw, exc):
+                    stopped = True
+                    break
+            held.extend()
+    finally:
+        held.release()
+    if not stopped and finish(runtime, key):
+        # entries arrived after the loop looked; their own job found the lock taken and returned
+        queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, key, description="replies")
+    return sent
+
+
+def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
+    """Send one entry and record it. Returns 1 when a reply went out, else 0.
+
+    Raises:
+        SyncError: the channel refused a reply (a courtesy's failure is only logged).
+        Exception: the reply could not be sent otherwise (the channel client failed).
+    """
+    client = runtime.redis
+    channel = client_for(runtime, entry.channel)
+    if entry.courtesy:
+        try:
+            if entry.kind == "callback":
+                channel.answer_callback(entry.message())
+            else:
+                channel.mark_read(entry.message())
+        except SyncError as exc:
+            log.warning("read receipt not sent" if entry.kind == "read" else "button acknowledgement not sent",
+                        extra={"conversation": short(key), "error": type(exc).__name__})
+        _ack(runtime, key, raw, entry, "")
+        return 0
+    mark = client.get(SENT.key(entry.id))
+    if mark is not None and mark != SENDING:  # sent before and recorded: it only has to leave the outbox
+        _ack(runtime, key, raw, entry, "")
+        return 0
+    if mark == SENDING:
+        log.warning("reply sent again: an earlier send's outcome is unknown (the patient may see it twice)",
+                    extra={"conversation": short(key), "entry": entry.id})
+    if entry.reply is None:
+        raise ValueError(f"entry {entry.id} is a reply without a reply")
+    client.set(SENT.key(entry.id), SENDING, ex=_sent_ttl(runtime))
+    crash_point("reply-sending")
+    try:
+        ids = channel.send(entry.recipient(), [entry.reply])
+    except Exception as exc:
+        if not isinstance(exc, RetryableError) or "status" in exc.details:
+            client.delete(SENT.key(entry.id))  # the channel answered: nothing went out (a time-out keeps the mark)
+        raise
+    crash_point("reply-sent")
+    _ack(runtime, key, raw, entry, ",".join(ids) or "sent")
+    crash_point("reply-marked")
+    metrics.incr(client, "messages_out", channel=entry.channel, outcome="resent" if mark == SENDING else "sent")
+    return 1
+
+
+def _ack(runtime: Runtime, key: str, raw: bytes, entry: Entry, ids: str) -> bool:
+    return bool(runtime.redis.eval(_ACK, 3, OUTBOX.key(key), SENT.key(entry.id), DUE.key(), raw, ids,
+                                   _sent_ttl(runtime), key))
+
+
+def _sent_ttl(runtime: Runtime) -> int:
+    return runtime.config.retention.dedup_days * 86400
+
+
+def retry_later(runtime: Runtime, key: str, raw: bytes, entry: Entry, delay: float) -> bool:
+    """Count a failed try of the head entry and hold it (and the entries after it) for ``delay`` seconds.
+    Returns False when the head changed meanwhile."""
+    later = entry.model_copy(update={"attempts": entry.attempts + 1, "not_before": time.time() + delay})
+    postpone(runtime, key, delay + runtime.config.delivery.lost_job_seconds)
+    return bool(runtime.redis.eval(_REPLACE_HEAD, 1, OUTBOX.key(key), raw, later.model_dump_json()))
+
+
+def set_aside(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> bool:
+    """Take the head entry out of the outbox (it was recorded as failed). Returns False when it had changed."""
+    return _ack(runtime, key, raw, entry, "")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,298 @@
+"""Everything the relay asks of rq, in one module: queues, enqueues, the failed registry, the worker.
+
+Three queues, each job a thin entry point in :mod:`connector.jobs`, named here as strings (rq
+imports them in the worker, so the web process never loads the bot or the adapters):
+
+- ``inbound``: one job drains one conversation's inbox (:func:`connector.jobs.process_conversation`);
+- ``outbound``: one job delivers one conversation's outbox (:func:`connector.jobs.deliver_outbox`);
+- ``crm``: one job writes one lead, or one opt-out (:func:`connector.jobs.sync_lead`).
+
+A worker serves them round-robin, so CRM writes never wait behind a backlog of messages, nor
+messages behind a CRM that is slow. Job descriptions (``lead #1002``, ``conversation``) are what
+``chat2crm failed list`` shows: they never carry patient data. A failed job that holds patient data
+(a message, a reply) is kept no longer than the retention settings allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import redis
+from rq import Queue, Worker, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+
+from connector import metrics
+from connector.errors import ErrorSummary
+from connector.keys import family
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
+
+log = logging.getLogger("chat2crm.queues")
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+CRM = "crm"
+#: the order a worker starts from (it then goes round-robin)
+ORDER = (OUTBOUND, CRM, INBOUND)
+
+PROCESS_CONVERSATION = "connector.jobs.process_conversation"
+DELIVER_OUTBOX = "connector.jobs.deliver_outbox"
+SYNC_LEAD = "connector.jobs.sync_lead"
+SYNC_OPT_OUT = "connector.jobs.sync_opt_out"
+REPLAY_MESSAGE = "connector.jobs.replay_message"
+REPLAY_REPLY = "connector.jobs.replay_reply"
+#: jobs whose work the sweeper recovers by itself when their process dies (the older names too)
+RECOVERED = frozenset({PROCESS_CONVERSATION, DELIVER_OUTBOX, SYNC_LEAD, "connector.pipeline.process_conversation",
+                       "connector.pipeline.sync_lead"})
+#: how rq records a job whose process died under it: its worker was killed (found by another worker's
+#: clean-up), or its work-horse was (the worker saw it exit: SIGKILL, or Redis gone mid-job)
+_DIED = ("AbandonedJobError", "Work-horse terminated unexpectedly")
+#: how late a delayed retry may be before the sweeper assumes its scheduler is gone (a live one is 1 s late)
+SCHEDULER_GRACE_SECONDS = 5.0
+
+# rq's own keys, as rq 3 writes them for the relay's queues (``rq:`` prefix). Jobs hold their arguments
+# (a conversation key names the patient; a failed message job holds the message): ``chat2crm forget``
+# finds them through :func:`erase_jobs`.
+_RQ = {"prefix": "rq:", "owner": "rq"}
+JOBS = family("job", "{job}", ttl=None, holds_pii=True, **_RQ,
+              bounded_by="queued jobs until run; then result_ttl (0 or 1 h), failure_ttl (retention), or deleted")
+family("job", "{job}:dependents", ttl=None, holds_pii=False, **_RQ, bounded_by="deleted with its job")
+family("results", "{job}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires with its job")
+family("executions", "{job}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires with its job's run")
+family("execution", "{execution}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires with its job's run")
+family("queue", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="job ids waiting to run")
+family("queues", ttl=None, holds_pii=False, **_RQ, bounded_by="one member per queue (three)")
+for _registry in ("failed", "finished", "started", "scheduled", "deferred", "canceled"):
+    family(_registry, "{queue}", ttl=None, holds_pii=False, **_RQ,
+           bounded_by="job ids, each dropped when its job expires")
+family("workers", ttl=None, holds_pii=False, **_RQ, bounded_by="one member per live worker")
+family("workers", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="one member per live worker")
+family("worker", "{worker}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires when its worker stops beating")
+family("scheduler-lock", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires with its scheduler")
+family("clean_registries", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="a short lock of rq's")
+family("last_cleaned_at", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="one per queue")
+family("clean_groups", ttl=None, holds_pii=False, **_RQ, bounded_by="a short lock of rq's")
+family("groups", ttl=None, holds_pii=False, **_RQ, bounded_by="rq's job groups (the relay makes none)")
+
+
+def make_queue(client: redis.Redis, name: str, *, default_timeout: int) -> Queue:
+    """The rq queue ``name`` on ``client`` (a cheap handle)."""
+    return Queue(name, connection=client, default_timeout=default_timeout)
+
+
+def enqueue(runtime: Runtime, queue_name: str, func: str, *args: object, description: str,
+            pipe: redis.client.Pipeline | None = None, failure_ttl: int | None = None,
+            result_ttl: int = 0, **kwargs: object) -> Job:
+    """Enqueue ``func(*args, **kwargs)`` on the relay's queue ``queue_name``, on ``pipe`` when given (then it
+    happens when that transaction commits, or not at all).
+
+    Raises:
+        redis.RedisError: Redis failed (only without ``pipe``).
+    """
+    return runtime.queue(queue_name).enqueue_call(
+        func, args=args, kwargs=kwargs or None, pipeline=pipe, description=description, result_ttl=result_ttl,
+        failure_ttl=failure_ttl or runtime.config.retention.conversation_hours * 3600)
+
+
+def enqueue_in(runtime: Runtime, queue_name: str, delay: float, func: str, *args: object, description: str,
+               failure_ttl: int | None = None, result_ttl: int = 0, **kwargs: object) -> Job:
+    """Enqueue ``func`` on ``queue_name`` after ``delay`` seconds (rq's scheduler, or the sweeper, moves it)."""
+    return runtime.queue(queue_name).enqueue_in(
+        timedelta(seconds=delay), func, *args, description=description, result_ttl=result_ttl,
+        failure_ttl=failure_ttl or runtime.config.retention.conversation_hours * 3600, **kwargs)
+
+
+def current_description() -> str | None:
+    """The description of the job this process runs (``lead #1001``), if any."""
+    job = get_current_job()
+    return job.description if job is not None else None
+
+
+def current_worker_name() -> str:
+    """The name of the worker running the current job (``unknown`` outside one)."""
+    job = get_current_job()
+    return job.worker_name if job is not None and job.worker_name else "unknown"
+
+
+def note_failure(runtime: Runtime, exc: BaseException, queue_name: str, note: str = "") -> str:
+    """Keep a readable reason on the current job (rq moves it to the failed registry when it raises), count
+    it, and log one ``job failed`` line. Returns the reason."""
+    summary = ErrorSummary.of(exc)
+    reason = f"{summary.kind}: {summary.message}" + (f" ({note})" if note else "")
+    job = get_current_job()
+    if job is not None:
+        job.meta["reason"] = reason
+        job.save_meta()
+    metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queue_name).name)
+    log.error("job failed", extra={**({"job": job.description} if job is not None else {}), "reason": reason,
+                                   "details": summary.details})
+    return reason
+
+
+def set_aside(runtime: Runtime, queue_name: str, func: str, *args: object, description: str, reason: str,
+              ttl: int, meta: dict[str, str] | None = None) -> Job:
+    """Put a replayable job straight into the failed registry of ``queue_name`` (a message or a reply that
+    could not be handled, moved aside so the ones after it go on). ``chat2crm failed replay`` runs it.
+
+    Args:
+        ttl: seconds the entry is kept (its arguments may hold patient data: the retention settings say).
+    """
+    queue = runtime.queue(queue_name)
+    job = Job.create(func, args=args, connection=runtime.redis, description=description, failure_ttl=ttl,
+                     meta={"reason": reason, **(meta or {})})
+    job.origin = queue.name
+    job.save()
+    queue.failed_job_registry.add(job, ttl=ttl, exc_string=reason)
+    return job
+
+
+# -- the failed registry (``chat2crm failed``) ---------------------------------------------------
+def failed_jobs(runtime: Runtime) -> Iterator[tuple[Queue, Job]]:
+    """Every failed job of every relay queue, oldest first."""
+    for queue in runtime.queues():
+        registry = queue.failed_job_registry
+        for job_id in registry.get_job_ids(cleanup=True):
+            try:
+                yield queue, Job.fetch(job_id, connection=runtime.redis)
+            except NoSuchJobError:
+                continue
+
+
+def reason_of(job: Job) -> str:
+    """The job's readable reason, or the last line of its traceback."""
+    reason = job.meta.get("reason")
+    if reason:
+        return str(reason)
+    result = job.latest_result()
+    text = result.exc_string if result is not None else ""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown"
+
+
+def traceback_of(job: Job) -> str:
+    """The job's last traceback ('' when rq kept none)."""
+    result = job.latest_result()
+    return (result.exc_string or "") if result is not None else ""
+
+
+def replay(queue: Queue, job: Job) -> None:
+    """Put a failed job back on its queue, its old reason dropped."""
+    job.meta.pop("reason", None)
+    job.save_meta()
+    queue.failed_job_registry.requeue(job.id)
+
+
+def drop(queue: Queue, job: Job) -> None:
+    """Delete a failed job without running it."""
+    queue.failed_job_registry.remove(job, delete_job=True)
+
+
+def drop_abandoned_jobs(runtime: Runtime) -> int:
+    """Remove from the failed registries the jobs whose process died under them (rq marks them abandoned,
+    or "work-horse terminated") when the sweeper recovers their work anyway: a message stays at the head
+    of its inbox, a reply at the head of its outbox, a lead pending until written, so such an entry is
+    noise in ``chat2crm failed list``. Real failures carry a reason and stay.
+
+    Returns:
+        How many entries were removed.
+    """
+    dropped = 0
+    for queue in runtime.queues():
+        registry = queue.failed_job_registry
+        for job_id in registry.get_job_ids(0, 199):
+            try:
+                job = Job.fetch(job_id, connection=runtime.redis)
+            except NoSuchJobError:
+                registry.remove(job_id)
+                continue
+            if job.func_name not in RECOVERED or job.meta.get("reason"):
+                continue
+            if not any(marker in traceback_of(job) for marker in _DIED):
+                continue
+            registry.remove(job, delete_job=True)
+            dropped += 1
+    return dropped
+
+
+def release_due_retries(runtime: Runtime, grace_seconds: float = SCHEDULER_GRACE_SECONDS) -> int:
+    """Enqueue delayed retries that are overdue: their scheduler is gone.
+
+    rq moves a delayed job to its queue from a scheduler process that one worker holds a lock for. When
+    that worker is killed, the lock outlives it by a minute and other workers try to take it over only
+    every few minutes, so retries would sit overdue while every worker idles. A live scheduler moves due
+    jobs every second; a job overdue by ``grace_seconds`` is moved here. The ZREM is the claim: of the
+    sweeper and the scheduler, only the one that removed the job enqueues it.
+
+    Returns:
+        How many jobs were moved.
+    """
+    moved = 0
+    cutoff = time.time() - grace_seconds
+    for queue in runtime.queues():
+        registry = ScheduledJobRegistry(queue=queue)
+        for raw_id in runtime.redis.zrangebyscore(registry.key, "-inf", cutoff, start=0, num=500):
+            job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            if not runtime.redis.zrem(registry.key, job_id):
+                continue  # the scheduler took it
+            try:
+                job = Job.fetch(job_id, connection=runtime.redis)
+            except NoSuchJobError:
+                continue
+            queue.enqueue_job(job)
+            moved += 1
+    return moved
+
+
+def erase_jobs(runtime: Runtime, names_person: Callable[[str], bool]) -> int:
+    """Delete every job of the relay's queues (waiting, delayed, failed, finished) whose arguments, keyword
+    arguments or metadata ``names_person`` recognises (``chat2crm forget``).
+
+    Returns:
+        How many jobs were deleted.
+    """
+    deleted = 0
+    for queue in runtime.queues():
+        ids = set(queue.get_job_ids())
+        for registry_class in (FailedJobRegistry, ScheduledJobRegistry, DeferredJobRegistry, FinishedJobRegistry,
+                               StartedJobRegistry):
+            ids.update(registry_class(queue=queue).get_job_ids())
+        for job_id in sorted(ids):
+            try:
+                job = Job.fetch(job_id, connection=runtime.redis)
+                words = [*map(str, job.args), *map(str, job.kwargs.values()), *map(str, job.meta.values())]
+            except Exception as exc:  # a job rq cannot read (gone, or of another version) is not judged
+                log.warning("job not readable", extra={"job_id": job_id, "error": type(exc).__name__})
+                continue
+            if any(names_person(word) for word in words):
+                job.delete(remove_from_queue=True)
+                deleted += 1
+    return deleted
+
+
+# -- the worker ----------------------------------------------------------------------------------
+def work(runtime: Runtime, *, burst: bool, name: str | None) -> bool:
+    """Run an rq worker (with rq's scheduler, for delayed retries) on the relay's queues, round-robin, until
+    stopped (or, with ``burst``, until they are empty).
+
+    Returns:
+        True when the worker did any work (rq's own answer).
+    """
+    queues = [runtime.queue(q) for q in ORDER]
+    # Maintenance (which also restarts a scheduler whose worker died) every minute, not every ten.
+    worker = Worker(queues, connection=runtime.redis, name=name, maintenance_interval=60)
+    return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING",
+                            dequeue_strategy="round_robin"))  # type: ignore[arg-type]
+

@@ -1,0 +1,215 @@
+"""One turn of a conversation: the inbox's head message in, a decision out, committed in one transaction.
+
+:func:`handle` loads the conversation, decides (opt-out, flood control, the CRM look-up of a returning
+patient, attribution, the bot engine) and commits the decision with :func:`commit`: the new state, the
+popped message, the lead with its CRM job, the replies with their delivery job, in one Lua script that
+applies only while the message is still the inbox's head and this worker still holds the conversation's
+lock. Nothing leaves the relay before that commit; the outbox sends afterwards (:mod:`connector.outbox`).
+A turn run again after a crash decides again, with the same reference number
+(:func:`connector.leads.reserve_reference`), and its earlier run left no trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from connector import conversations, flood, inbox, leads, metrics, outbox
+from connector.attribution import attribute
+from connector.bot import engine
+from connector.bot.engine import EngineContext, Event, FlowCompleted, FlowStarted, HandedOver, LeadReady, OptedOut
+from connector.crash import crash_point
+from connector.errors import FatalError, RetryableError, SkippableError
+from connector.locks import Lock
+from connector.logs import pii_scope
+from connector.models import Conversation, InboundMessage, Lead, utcnow
+from connector.transaction import Transaction
+from connector.transcripts import transcript_url
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
+
+log = logging.getLogger("chat2crm.turn")
+
+#: canonical contact paths whose CRM value the bot can use as a known answer
+_PREFILL = {"contact.first_name": "first_name", "contact.last_name": "last_name", "contact.name": "name",
+            "contact.email": "email", "organization": "company"}
+
+
+@dataclass
+class Decision:
+    """What one message changes: everything :func:`commit` writes, and what is reported after."""
+
+    message: InboundMessage
+    conversation: Conversation
+    entries: list[outbox.Entry] = field(default_factory=list)
+    leads: list[Lead] = field(default_factory=list)
+    opt_out: bool = False
+    discard_outbox: bool = False
+    events: list[Event] = field(default_factory=list)
+    replies: int = 0
+    flood: flood.Verdict = field(default_factory=flood.Verdict)
+    #: the messages whose reserved references this turn used (forgotten when it commits)
+    reservations: list[str] = field(default_factory=list)
+
+
+def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock) -> bool:
+    """Handle the head message ``raw`` of conversation ``key``'s inbox; ``lock`` is the conversation's, held.
+
+    Returns:
+        False when the turn could not commit (the lock was lost: another worker has the conversation).
+
+    Raises:
+        RetryableError: something transient failed before the commit (the message stays at the head).
+        Exception: anything else (the caller sets the message aside as failed).
+    """
+    message = InboundMessage.model_validate_json(raw)
+    conversation = conversations.load(runtime, key) or conversations.new_conversation(message)
+    crash_point("state-loaded")
+    with pii_scope(message.profile.name, message.text, message.sender_phone, message.sender_id):
+        decision = decide(runtime, conversation, message)
+        crash_point("turn-decided")
+        if not commit(runtime, key, raw, lock, decision):
+            log.warning("turn not committed: the conversation's lock was lost",
+                        extra={"conversation": conversations.short(key)})
+            return False
+        crash_point("turn-committed")
+        report(runtime, key, decision)
+    return True
+
+
+def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage) -> Decision:
+    """What ``message`` changes (the only I/O: flood counters, click look-ups, a CRM look-up, references)."""
+    config = runtime.config
+    if message.raw_type == "opt_out":  # WhatsApp's user_preferences: nothing more is sent, the CRM is told
+        conversation.opted_out = True
+        conversation.updated_at = utcnow()
+        return Decision(message, conversation, opt_out=True, discard_outbox=True, events=[OptedOut()])
+    verdict = flood.check(runtime, message)
+    if verdict.limited:
+        conversation.updated_at = utcnow()
+        notice = [flood.pause_notice(conversation.language)] if verdict.notify else []
+        return Decision(message, conversation, entries=outbox.entries(conversation, message, notice, courtesy=False),
+                        flood=verdict)
+    if not conversation.transcript and config.bot.crm_lookup:
+        _prefill_from_crm(runtime, conversation)
+    message_read = attribute(runtime, conversation, message)
+    if message_read.sender_phone and not conversation.phone:
+        conversation.phone = message_read.sender_phone
+    flow_name = conversation.flow or config.default_flow
+    conversation.flow = flow_name
+    reservations: list[str] = []
+
+    def new_reference() -> str:
+        reservations.append(f"{message.channel}:{message.message_id}:{len(reservations)}")
+        return leads.reserve_reference(runtime, reservations[-1])
+
+    turn = engine.handle(conversation, message_read, flow=runtime.flows[flow_name],
+                         ctx=engine_context(runtime, new_reference))
+    return Decision(
+        message, turn.conversation, entries=outbox.entries(turn.conversation, message, turn.replies),
+        leads=[e.lead for e in turn.events if isinstance(e, LeadReady)],
+        opt_out=any(isinstance(e, OptedOut) for e in turn.events), events=list(turn.events),
+        replies=len(turn.replies), reservations=reservations)
+
+
+def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision) -> bool:
+    """Apply ``decision`` in one transaction, only while ``raw`` is the inbox's head and ``lock`` is held.
+
+    Returns:
+        Whether it was applied.
+
+    Raises:
+        redis.RedisError: Redis failed; nothing was applied.
+    """
+    tx = Transaction(runtime.redis)
+    inbox.guard(tx, key, raw)
+    tx.require_value(lock.key, lock.token)
+    pipe = tx.pipe
+    conversation = decision.conversation
+    conversations.stage_save(runtime, pipe, conversation)
+    inbox.stage_pop(pipe, key)
+    for lead in decision.leads:
+        leads.stage(runtime, pipe, lead)
+    leads.stage_release(pipe, decision.reservations)
+    if decision.opt_out:
+        leads.stage_opt_out(runtime, pipe, f"{conversation.channel}:{conversation.sender_id}")
+    if decision.discard_outbox:
+        outbox.stage_discard(pipe, key)
+    outbox.stage(runtime, pipe, key, decision.entries)
+    return tx.commit()
+
+
+def report(runtime: Runtime, key: str, decision: Decision) -> None:
+    """Log and count what a committed turn did (once: a turn that did not commit is not reported)."""
+    client = runtime.redis
+    short = conversations.short(key)
+    message, conversation = decision.message, decision.conversation
+    if decision.flood.limited:
+        metrics.incr(client, "flood_limited", scope=decision.flood.scope or "sender")
+        return
+    if message.raw_type == "opt_out":
+        log.info("patient opted out", extra={"conversation": short})
+        return
+    metrics.incr(client, "messages_in", channel=message.channel, kind=message.kind)
+    log.info("message received", extra={"conversation": short, "kind": message.kind, "flow": conversation.flow})
+    if decision.replies:
+        log.info("bot replied", extra={"conversation": short, "replies": decision.replies})
+    flow = conversation.flow or ""
+    for event in decision.events:
+        if isinstance(event, FlowStarted):
+            metrics.incr(client, "flows", flow=flow, event="started")
+        elif isinstance(event, FlowCompleted):
+            metrics.incr(client, "flows", flow=flow, event="completed")
+        elif isinstance(event, HandedOver):
+            metrics.incr(client, "flows", flow=flow, event="handed_over")
+            log.info("handed over to a person", extra={"conversation": short, "reference": conversation.reference,
+                                                       "reason": event.reason})
+        elif isinstance(event, OptedOut):
+            log.info("patient opted out", extra={"conversation": short})
+        elif isinstance(event, LeadReady):
+            log.info("lead queued for the CRM", extra={"reference": event.lead.reference, "reason": event.reason})
+
+
+def engine_context(runtime: Runtime, new_reference: Callable[[], str]) -> EngineContext:
+    """The bot engine's context for one turn (clock, zone, languages, references, transcript links)."""
+    config = runtime.config
+    return EngineContext(
+        now=utcnow(), timezone=config.zone, languages=list(config.languages),
+        fallback_language=config.fallback_language,
+        resume_window=timedelta(minutes=config.bot.resume_window_minutes),
+        handoff_release=timedelta(hours=config.bot.handoff_release_hours),
+        new_reference=new_reference,
+        transcript_url=lambda conversation: transcript_url(runtime, conversation),
+        clinic_name=config.clinic_name,
+    )
+
+
+def _prefill_from_crm(runtime: Runtime, conversation: Conversation) -> None:
+    """A returning patient: what the CRM already holds (name, e-mail, company) is not asked again.
+
+    Never holds the patient up: any CRM error is logged and the bot simply asks.
+    """
+    mapping = runtime.mapping
+    wanted = {crm: _PREFILL[spec.source] for crm, spec in mapping.contact.fields.items() if spec.source in _PREFILL}
+    if not wanted:
+        return
+    try:
+        found = runtime.adapter.find_contact(
+            key=(mapping.contact.key_property, f"{conversation.channel}:{conversation.sender_id}"),
+            object=mapping.contact.object, properties=sorted(wanted))
+    except (RetryableError, FatalError, SkippableError) as exc:
+        log.warning("CRM look-up skipped", extra={"error": type(exc).__name__})
+        return
+    if found is None:
+        return
+    values = {wanted[k]: v for k, v in found.properties.items() if k in wanted and v}
+    name = values.get("name") or " ".join(v for v in (values.get("first_name"), values.get("last_name")) if v)
+    if name:
+        conversation.known.setdefault("name", name)
+    for known in ("email", "company"):
+        if values.get(known):
+            conversation.known.setdefault(known, values[known])
