@@ -226,3 +226,9 @@ def telegram_emulator() -> Iterator[Any]:
     finally:
         served.stop()
     assert not emulator.violations, f"requests Telegram would reject: {emulator.violations}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (a stable sort keeps each file's tests together): with two test processes,
+    the fault test, which mostly waits, then runs beside the rest instead of after it."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
