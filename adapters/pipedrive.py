@@ -68,7 +68,7 @@ from adapters.base import (
     SyncResult,
     TaskWrite,
 )
-from adapters.session import Answer, ErrorTable, VendorSession, rule
+from adapters.session import Answer, ErrorTable, RequestsSession, rule
 from connector.errors import FatalError, RetryableError, SyncError
 from connector.keys import family
 
@@ -160,7 +160,7 @@ class _Answered(Exception):
         self.response = response
 
 
-class PipedriveSession(VendorSession):
+class PipedriveSession(RequestsSession):
     """Pipedrive's chokepoint: a ``requests`` session with the token, the limiters, the timeouts and the
     error table.
 
@@ -222,13 +222,6 @@ class PipedriveSession(VendorSession):
         except ValueError:
             return
         self.limiter.pause(min(reset, 10.0))
-
-    def translate(self, exc: Exception, operation: str) -> tuple[str, SyncError] | None:
-        if isinstance(exc, requests.Timeout):
-            return self.timed_out(operation, reading=isinstance(exc, requests.ReadTimeout))
-        if isinstance(exc, requests.RequestException):
-            return self.unreachable(operation, exc)
-        return super().translate(exc, operation)
 
     def answer_of(self, exc: Exception) -> Answer | None:
         if not isinstance(exc, _Answered):

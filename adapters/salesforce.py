@@ -58,7 +58,7 @@ from adapters.base import (
     SyncResult,
     TaskWrite,
 )
-from adapters.session import Answer, ErrorTable, Timeouts, VendorSession, rule
+from adapters.session import Answer, ErrorTable, RequestsSession, Timeouts, rule
 from connector import metrics
 from connector.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
 from connector.keys import family
@@ -246,7 +246,7 @@ def login_domain(login_url: str, mode: AuthMode) -> tuple[str, tuple[str, str] |
     return domain, (f"https://{domain}.salesforce.com", login_url.rstrip("/"))
 
 
-class SalesforceSession(VendorSession):
+class SalesforceSession(RequestsSession):
     """Salesforce's chokepoint: the login (simple-salesforce's flows; the token shared by the workers,
     encrypted, through Redis), the org's API usage, the timeouts, counting and metrics, and the error table.
 
@@ -478,15 +478,6 @@ class SalesforceSession(VendorSession):
             return self.login()
         self._drop(expired.token)
         return self.login(fresh=True)
-
-    def translate(self, exc: Exception, operation: str) -> tuple[str, SyncError] | None:
-        if isinstance(exc, requests.Timeout):
-            # A composite that timed out while Salesforce was reading it may still be carried out: the job waits
-            # as long again before its retry, so the retry's query sees the Note and Task it wrote.
-            return self.timed_out(operation, reading=isinstance(exc, requests.ReadTimeout))
-        if isinstance(exc, requests.RequestException):
-            return self.unreachable(operation, exc)
-        return super().translate(exc, operation)
 
     def answer_of(self, exc: Exception) -> Answer | None:
         from simple_salesforce.exceptions import SalesforceError

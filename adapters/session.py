@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import requests
+
 from connector import metrics
 from connector.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
 
@@ -225,3 +227,18 @@ class VendorSession:
     def unreachable(self, operation: str, exc: Exception) -> tuple[str, SyncError]:
         """The CRM could not be reached (connection refused, reset, TLS…)."""
         return "network", RetryableError(f"{self.api}: {type(exc).__name__}", details={"operation": operation})
+
+
+class RequestsSession(VendorSession):
+    """A vendor session whose client sends through ``requests`` (Pipedrive directly, Salesforce through
+    simple-salesforce): its time-outs and connection failures mapped once, for both."""
+
+    def translate(self, exc: Exception, operation: str) -> tuple[str, SyncError] | None:
+        if isinstance(exc, requests.Timeout):
+            # A write that timed out while the CRM was reading it may still be carried out: the job waits as
+            # long again before its retry, so the retry's read sees what it wrote.
+            return self.timed_out(operation, reading=isinstance(exc, requests.ReadTimeout))
+        if isinstance(exc, requests.RequestException):
+            return self.unreachable(operation, exc)
+        return super().translate(exc, operation)
+
