@@ -14,7 +14,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from adapters.base import AdapterCredentials, AdapterOptions, CRMAdapter
-from connector.errors import ConfigurationError, Problem
+from core.errors import ConfigurationError, Problem
 
 GROUP = "chat2crm.adapters"
 

@@ -12,8 +12,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING
 
-from connector.errors import RetryableError
-from connector.keys import family
+from core.errors import RetryableError
+from core.keys import family
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -52,8 +52,8 @@ from adapters.base import (
     TaskWrite,
 )
 from adapters.session import Answer, ErrorTable, VendorSession, rule
-from connector.errors import FatalError, RetryableError, SyncError
-from connector.keys import family
+from core.errors import FatalError, RetryableError, SyncError
+from core.keys import family
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -9,7 +9,7 @@ out. Before sending such a write the adapter marks it *pending*; the next attemp
 mark looks on a strongly consistent read (get by id, an associations read, a list by parent, never
 a search index, which lags behind writes) for what it may have made, before writing again.
 
-Each kind of id lives in a key family declared with :func:`connector.keys.family`; families that can
+Each kind of id lives in a key family declared with :func:`core.keys.family`; families that can
 hold a person's identity (a contact key names a phone number) are erased by :meth:`IdCache.forget`.
 """
 
@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from connector.keys import KeyFamily, rkey
+from core.keys import KeyFamily, rkey
 
 if TYPE_CHECKING:
     from redis import Redis

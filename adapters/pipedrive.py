@@ -25,7 +25,7 @@ the relay made so long ago that their ids left the cache.
 Custom fields are named in the mapping by their visible name; Pipedrive addresses them by
 generated 40-character keys. The adapter reads the keys from the field endpoints and keeps them
 in Redis (shared by every worker, refreshed once when a name is not found); a name that still
-does not exist is a :class:`~connector.errors.FatalError` naming the field.
+does not exist is a :class:`~core.errors.FatalError` naming the field.
 
 Every call goes through :class:`PipedriveSession`: the Redis-shared limiters for Pipedrive's
 2-second burst windows (per token, so shared by all workers; searches have their own), a pause when
@@ -69,8 +69,8 @@ from adapters.base import (
     TaskWrite,
 )
 from adapters.session import Answer, ErrorTable, RequestsSession, rule
-from connector.errors import FatalError, RetryableError, SyncError
-from connector.keys import family
+from core.errors import FatalError, RetryableError, SyncError
+from core.keys import family
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -344,7 +344,7 @@ class PipedriveAdapter(CRMAdapter):
 
     def prepare(self, required: CRMSchema) -> None:
         """Resolve every custom field the mapping names to its key (cached in Redis for every worker)."""
-        from connector.errors import ConfigurationError, Problem
+        from core.errors import ConfigurationError, Problem
 
         problems = []
         for obj, info in required.objects.items():

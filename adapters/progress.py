@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connector.keys import KeyFamily
+from core.keys import KeyFamily
 
 if TYPE_CHECKING:
     from redis import Redis

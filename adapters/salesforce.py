@@ -59,9 +59,9 @@ from adapters.base import (
     TaskWrite,
 )
 from adapters.session import Answer, ErrorTable, RequestsSession, Timeouts, rule
-from connector import metrics
-from connector.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
-from connector.keys import family
+from core import metrics
+from core.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
+from core.keys import family
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -6,13 +6,13 @@ Every API call an adapter makes goes through :meth:`VendorSession.call`, which
   :mod:`adapters._ratelimit`),
 - sends with the session's timeouts (data on the session, from the adapter's ``options``),
 - counts the call (:attr:`VendorSession.calls`) and records the ``crm_calls`` metric,
-- and turns whatever went wrong into the error tree of :mod:`connector.errors` through the
+- and turns whatever went wrong into the error tree of :mod:`core.errors` through the
   vendor's :class:`ErrorTable` (HTTP status and vendor error code → error kind) or, for the
-  transport, into a :class:`~connector.errors.RetryableError`.
+  transport, into a :class:`~core.errors.RetryableError`.
 
 A vendor's session subclasses :class:`VendorSession` and says how its client reports an answer
 (:meth:`VendorSession.answer_of`); everything else is shared. Retrying is not done here: the job
-layer owns the retry policy (:mod:`connector.errors`).
+layer owns the retry policy (:mod:`core.errors`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import requests
 
-from connector import metrics
-from connector.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
+from core import metrics
+from core.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
 
 if TYPE_CHECKING:
     from redis import Redis

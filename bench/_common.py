@@ -24,7 +24,7 @@ def describe(values: list[float]) -> str:
 
 
 def settings_for(redis_url: str, **overrides: Any) -> Any:
-    from connector.settings import Settings
+    from core.settings import Settings
 
     return Settings(**{**SECRETS, "redis_url": redis_url, **overrides})
 

@@ -31,7 +31,7 @@ from connector.demo_stack import start_emulators
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
 from connector.runtime import Runtime
-from connector.settings import Settings
+from core.settings import Settings
 
 PATIENTS = 100
 SCRIPT = ("Hi, price for hair transplant?", "Berlin, Germany", "10-17 March")

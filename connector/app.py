@@ -11,8 +11,8 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify
 
-from connector.errors import ConfigurationError
 from connector.runtime import Runtime
+from core.errors import ConfigurationError
 
 log = logging.getLogger("chat2crm.web")
 

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from connector import __version__
-from connector.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 
 class Chat2CrmGroup(click.Group):
@@ -40,7 +40,7 @@ def main() -> None:
 def _runtime() -> Any:
     from connector.logs import configure_logging
     from connector.runtime import Runtime
-    from connector.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)

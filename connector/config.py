@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connector.errors import ConfigurationError, Problem
 from connector.yamlfile import load_model
+from core.errors import ConfigurationError, Problem
 
 
 class _Section(BaseModel):

@@ -1,6 +1,6 @@
 """Conversation state and the conversation lock: one turn at a time per patient.
 
-The bot's state for one patient on one channel account (:class:`~connector.models.Conversation`)
+The bot's state for one patient on one channel account (:class:`~core.models.Conversation`)
 is one JSON value that lives ``retention.conversation_hours`` after the last message. Its lock
 makes the turns of a conversation run one at a time; it expires after ``delivery.job_timeout_seconds``
 (rq stops a job by then), so a killed worker's lock frees itself.
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from connector.keys import family
 from connector.locks import Lock
-from connector.models import Conversation, InboundMessage
+from core.keys import family
+from core.models import Conversation, InboundMessage
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

@@ -192,7 +192,7 @@ def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None)
     from adapters import load_adapter
     from connector.mapping import load_mapping, required_schema
     from connector.resources import shipped
-    from connector.settings import Settings
+    from core.settings import Settings
 
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm)

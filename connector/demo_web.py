@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import requests
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_from_directory
 
-from connector.keys import family
 from connector.logs import redact
+from core.keys import family
 
 blueprint = Blueprint("demo", __name__)
 ASSETS = Path(__file__).resolve().parent / "demo_assets"

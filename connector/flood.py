@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connector.keys import family
-from connector.models import InboundMessage, Reply
+from core.keys import family
+from core.models import InboundMessage, Reply
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import redis
 
 from connector import queues
-from connector.keys import family
-from connector.models import Channel, InboundMessage, utcnow
 from connector.transaction import Transaction
+from core.keys import family
+from core.models import Channel, InboundMessage, utcnow
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

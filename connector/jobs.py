@@ -20,13 +20,14 @@ from typing import Any
 
 import redis
 
-from connector import conversations, inbox, leads, metrics, outbox, queues, retry, turn
+from connector import conversations, inbox, leads, outbox, queues, retry, turn
 from connector.conversations import short
 from connector.crash import crash_point
-from connector.errors import Chat2CrmError, ErrorSummary, RetryableError
 from connector.logs import pii_scope
-from connector.models import Lead, utcnow
 from connector.runtime import Runtime, current_runtime
+from core import metrics
+from core.errors import Chat2CrmError, ErrorSummary, RetryableError
+from core.models import Lead, utcnow
 
 log = logging.getLogger("chat2crm.jobs")
 

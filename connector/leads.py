@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from connector import queues
-from connector.keys import family
 from connector.locks import Lock
 from connector.mapping import opt_out_plan, plan
-from connector.models import Lead
+from core.keys import family
+from core.models import Lead
 
 if TYPE_CHECKING:
     from adapters.base import SyncResult

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from connector.metrics import RedisCollector
+from core.metrics import RedisCollector
 
 blueprint = Blueprint("metrics", __name__)
 

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Literal
 import redis
 from pydantic import BaseModel, ConfigDict
 
-from connector import metrics, queues
+from connector import queues
 from connector.channels import client_for
 from connector.conversations import short
 from connector.crash import crash_point
-from connector.errors import RetryableError, SyncError
-from connector.keys import family
 from connector.locks import Lock
-from connector.models import Channel, Conversation, InboundMessage, Reply, utcnow
+from core import metrics
+from core.errors import RetryableError, SyncError
+from core.keys import family
+from core.models import Channel, Conversation, InboundMessage, Reply, utcnow
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

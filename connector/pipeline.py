@@ -21,8 +21,8 @@ from connector.queues import drop_abandoned_jobs, release_due_retries
 from connector.sweeper import sweep
 
 if TYPE_CHECKING:
-    from connector.models import Lead
     from connector.runtime import Runtime
+    from core.models import Lead
 
 #: the work list of conversations with messages waiting (a sorted set: conversation → due time)
 INBOXES = inbox.DUE.key()

@@ -33,9 +33,9 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from connector import metrics
-from connector.errors import ErrorSummary
-from connector.keys import family
+from core import metrics
+from core.errors import ErrorSummary
+from core.keys import family
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

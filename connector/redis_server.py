@@ -24,7 +24,7 @@ from types import TracebackType
 
 import redis
 
-from connector.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 
 def find_redis_server() -> str:

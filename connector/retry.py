@@ -1,10 +1,10 @@
 """Retry policy, the one place: what a failure of kind X on attempt N means (pure: no I/O, no clock).
 
-- :class:`~connector.errors.RetryableError` (429, 5xx, time-outs), or Redis failing under the work
+- :class:`~core.errors.RetryableError` (429, 5xx, time-outs), or Redis failing under the work
   (a restart, a fail-over): again after an exponential backoff with full jitter, never sooner than
   the API's ``retry_after``, up to ``delivery.max_retries``; then the work is given up (``exhausted``);
-- :class:`~connector.errors.SkippableError`: the work is moot (``skip``);
-- anything else (:class:`~connector.errors.FatalError`, a bug): retrying cannot help (``fail``).
+- :class:`~core.errors.SkippableError`: the work is moot (``skip``);
+- anything else (:class:`~core.errors.FatalError`, a bug): retrying cannot help (``fail``).
 
 The jobs (:mod:`connector.jobs`) carry the decision out: schedule the retry, or record the failure
 where ``chat2crm failed list`` shows it.
@@ -19,7 +19,7 @@ from typing import Literal
 import redis
 
 from connector.config import Delivery
-from connector.errors import RetryableError, SkippableError
+from core.errors import RetryableError, SkippableError
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from rq import Queue
 
 from connector import queues as rq_queues
 from connector.config import AppConfig, load_config
-from connector.errors import ConfigurationError, Problem
-from connector.keys import PREFIX, rkey
 from connector.logs import register_secret
-from connector.settings import Settings, load_settings
+from core.errors import ConfigurationError, Problem
+from core.keys import PREFIX, rkey
+from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from adapters.base import CRMAdapter

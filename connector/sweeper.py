@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from connector import inbox, leads, outbox, queues
 from connector.conversations import LOCK as CONVERSATION_LOCK
-from connector.keys import family
+from core.keys import family
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

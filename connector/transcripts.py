@@ -15,8 +15,8 @@ from flask import Blueprint, current_app, render_template
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 if TYPE_CHECKING:
-    from connector.models import Conversation
     from connector.runtime import Runtime
+    from core.models import Conversation
 
 log = logging.getLogger("chat2crm.transcripts")
 blueprint = Blueprint("transcripts", __name__, template_folder="templates")

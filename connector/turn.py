@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from connector import conversations, flood, inbox, leads, metrics, outbox
+from connector import conversations, flood, inbox, leads, outbox
 from connector.attribution import attribute
 from connector.bot import engine
 from connector.bot.engine import EngineContext, Event, FlowCompleted, FlowStarted, HandedOver, LeadReady, OptedOut
 from connector.crash import crash_point
-from connector.errors import FatalError, RetryableError, SkippableError
 from connector.locks import Lock
 from connector.logs import pii_scope
-from connector.models import Conversation, InboundMessage, Lead, utcnow
 from connector.transaction import Transaction
 from connector.transcripts import transcript_url
+from core import metrics
+from core.errors import FatalError, RetryableError, SkippableError
+from core.models import Conversation, InboundMessage, Lead, utcnow
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

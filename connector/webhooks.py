@@ -15,13 +15,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from connector import metrics
 from connector.channels import record_status
 from connector.channels import telegram as tg
 from connector.channels import whatsapp as wa
 from connector.channels.base import ParsedWebhook
-from connector.errors import WebhookRejectedError
 from connector.inbox import enqueue_inbound, enqueue_opt_out
+from core import metrics
+from core.errors import WebhookRejectedError
 
 log = logging.getLogger("chat2crm.webhooks")
 blueprint = Blueprint("webhooks", __name__)

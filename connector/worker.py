@@ -14,12 +14,12 @@ import threading
 import connector.jobs  # noqa: F401 - rq imports the jobs by name in each work-horse: loaded once, before the forks
 from connector import inbox, queues
 from connector.attribution.language import detect_language
-from connector.errors import ConfigurationError, RetryableError
-from connector.keys import family
 from connector.mapping import required_schema
-from connector.models import utcnow
 from connector.runtime import Runtime, current_runtime, set_current_runtime
 from connector.sweeper import SWEEP_SECONDS, Sweeper
+from core.errors import ConfigurationError, RetryableError
+from core.keys import family
+from core.models import utcnow
 
 log = logging.getLogger("chat2crm.worker")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from connector.errors import ConfigurationError
 from connector.logs import configure_logging
-from connector.settings import load_settings
+from core.errors import ConfigurationError
+from core.settings import load_settings
 
 try:
     _settings = load_settings()

@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from connector.errors import ConfigurationError, Problem
+from core.errors import ConfigurationError, Problem
 
 M = TypeVar("M", bound=BaseModel)
 

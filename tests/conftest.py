@@ -21,7 +21,7 @@ import redis
 
 from connector.redis_server import EmbeddedRedis
 from connector.runtime import Runtime, set_current_runtime
-from connector.settings import Settings
+from core.settings import Settings
 from tests.paths import REPO, SHIPPED_CONFIG
 
 ARTEFACTS = REPO / "artefacts"

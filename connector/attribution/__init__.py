@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.attribution.clicks import clicked_at, find_code, load_click
 from connector.attribution.language import detect_language, language_of_country
-from connector.models import Attribution, Conversation, InboundMessage, LanguageSource
+from core.models import Attribution, Conversation, InboundMessage, LanguageSource
 
 if TYPE_CHECKING:
     from connector.attribution.campaigns import Campaign

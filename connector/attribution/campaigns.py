@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connector.errors import ConfigurationError, Problem
 from connector.yamlfile import load_model, write_schema
+from core.errors import ConfigurationError, Problem
 
 
 class _Base(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from connector.keys import family
+from core.keys import family
 
 #: a campaign click, by its code (campaign, UTM parameters, click ids; nothing about the person)
 CLICK = family("click", "{code}", ttl="retention.click_days", holds_pii=False, owner=__name__)

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template_st
 from werkzeug.wrappers import Response as BaseResponse
 
 from connector.attribution.clicks import PREFILL, store_click
-from connector.models import utcnow
+from core.models import utcnow
 
 blueprint = Blueprint("links", __name__)
 

@@ -31,7 +31,8 @@ from zoneinfo import ZoneInfo
 from connector.bot import fields as readers
 from connector.bot.datetimes import parse_date_range, parse_when
 from connector.bot.flows import ERROR_TEXTS, LANGUAGE_NAMES, Flow, Step
-from connector.models import (
+from connector.templating import render
+from core.models import (
     Attribution,
     Consent,
     Conversation,
@@ -43,7 +44,6 @@ from connector.models import (
     Reply,
     TranscriptEntry,
 )
-from connector.templating import render
 
 LANGUAGE_STEP = "__language__"
 SKIP_ID = "__skip__"

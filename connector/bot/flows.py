@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.errors import ConfigurationError, Problem
 from connector.yamlfile import load_model, write_schema
+from core.errors import ConfigurationError, Problem
 
 StepType = Literal["text", "name", "email", "phone", "choice", "multi_choice", "datetime", "date_range", "location",
                    "number", "yes_no", "note", "consent", "media", "language"]

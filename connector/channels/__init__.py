@@ -1,7 +1,7 @@
 """Messaging channels: WhatsApp Cloud API and Telegram Bot API, in and out.
 
 - :mod:`connector.channels.whatsapp` and :mod:`connector.channels.telegram` parse webhooks into
-  :class:`~connector.models.InboundMessage` and send :class:`~connector.models.Reply` objects. They read
+  :class:`~core.models.InboundMessage` and send :class:`~core.models.Reply` objects. They read
   bodies through typed models written from the vendors' documentation
   (:mod:`connector.channels.whatsapp_payload`, :mod:`connector.channels.telegram_update`, sharing
   :mod:`connector.channels.parts`): a part that does not fit is dropped alone, logged without its contents.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from connector.channels.base import ChannelClient, StatusUpdate
-from connector.keys import family
+from core.keys import family
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime

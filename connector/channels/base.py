@@ -10,8 +10,8 @@ import requests
 from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
 from urllib3.exceptions import NewConnectionError
 
-from connector.errors import AuthError, FatalError, RetryableError
-from connector.models import Conversation, InboundMessage, Reply
+from core.errors import AuthError, FatalError, RetryableError
+from core.models import Conversation, InboundMessage, Reply
 
 log = logging.getLogger("chat2crm.channels")
 

@@ -22,8 +22,8 @@ import requests
 from connector.channels.base import HttpChannel, ParsedWebhook
 from connector.channels.parts import valid_part
 from connector.channels.telegram_update import CallbackQuery, Chat, Message, Update, User
-from connector.errors import WebhookRejectedError
-from connector.models import (
+from core.errors import WebhookRejectedError
+from core.models import (
     Conversation,
     InboundMessage,
     Location,
@@ -32,7 +32,7 @@ from connector.models import (
     SenderProfile,
     SharedContact,
 )
-from connector.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("chat2crm.telegram")
 

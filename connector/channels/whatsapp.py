@@ -34,8 +34,8 @@ from connector.channels.whatsapp_payload import (
     UserPreference,
     VendorError,
 )
-from connector.errors import SkippableError, WebhookRejectedError
-from connector.models import (
+from core.errors import SkippableError, WebhookRejectedError
+from core.models import (
     AdReferral,
     Conversation,
     InboundMessage,
@@ -45,7 +45,7 @@ from connector.models import (
     SenderProfile,
     SharedContact,
 )
-from connector.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("chat2crm.whatsapp")
 P = TypeVar("P", bound=BaseModel)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from connector.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 
 def _runtime():  # type: ignore[no-untyped-def]
     from connector.logs import configure_logging
     from connector.runtime import Runtime
-    from connector.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings()
     configure_logging("text", "WARNING")

@@ -18,7 +18,7 @@ from connector import queues
 from connector.logs import configure_logging, redact
 from connector.queues import failed_jobs, reason_of
 from connector.runtime import Runtime
-from connector.settings import load_settings
+from core.settings import load_settings
 
 if TYPE_CHECKING:
     from rq.job import Job

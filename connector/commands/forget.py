@@ -1,7 +1,7 @@
 """``chat2crm forget <phone | channel id>``: erase everything the relay holds about a person.
 
 The relay keeps patient data only in Redis, in the key families the registry marks as holding it
-(:func:`connector.keys.pii_families`: conversations, inboxes, outboxes, leads and their transcripts,
+(:func:`core.keys.pii_families`: conversations, inboxes, outboxes, leads and their transcripts,
 locks and counters named after a conversation, the adapter's caches), in rq's jobs (a job's arguments
 name a conversation; a failed message job holds the message), and in the adapter's caches. This
 finds the person's identities (the conversations found under one bring in the phone number and the
@@ -23,13 +23,13 @@ from typing import Any
 import click
 
 from connector import conversations, flood, inbox, leads, outbox, queues  # noqa: F401 - their families must be registered
-from connector.errors import ConfigurationError
-from connector.keys import KeyFamily, family_of, pii_families
 from connector.logs import configure_logging
 from connector.mapping import contact_key_field
-from connector.models import Conversation, Lead
 from connector.runtime import Runtime
-from connector.settings import load_settings
+from core.errors import ConfigurationError
+from core.keys import KeyFamily, family_of, pii_families
+from core.models import Conversation, Lead
+from core.settings import load_settings
 
 #: JSON fields whose value names the person a record is about (in conversations, messages, leads, entries)
 _IDENTITY_FIELDS = frozenset({"sender_id", "user_id", "phone", "sender_phone", "channel_id", "contact_key",

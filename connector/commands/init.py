@@ -18,7 +18,7 @@ import click
 from ruamel.yaml import YAML
 
 from connector.resources import DEFAULT_CONFIG, shipped
-from connector.settings import Settings
+from core.settings import Settings
 
 CRMS = ("hubspot", "salesforce", "pipedrive")
 

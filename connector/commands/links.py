@@ -16,7 +16,7 @@ def command(out_dir: Path, base_url: str | None) -> None:
     import segno
 
     from connector.runtime import Runtime
-    from connector.settings import load_settings
+    from core.settings import load_settings
 
     runtime = Runtime(load_settings())
     base = (base_url or runtime.settings.public_base_url).rstrip("/")

@@ -14,8 +14,8 @@ from connector import conversations
 from connector.commands.forget import identities_for
 from connector.logs import configure_logging
 from connector.runtime import Runtime
-from connector.settings import load_settings
 from connector.transaction import Transaction
+from core.settings import load_settings
 
 
 def release(runtime: Runtime, who: str, *, wait_seconds: float = 10.0) -> int:

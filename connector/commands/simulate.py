@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import click
 
-from connector.models import Conversation, InboundMessage, utcnow
+from core.models import Conversation, InboundMessage, utcnow
 
 
 @click.command("simulate")
@@ -30,7 +30,7 @@ def command(flow_name: str, lang: str | None, channel: str) -> None:
     from connector.bot.engine import EngineContext, LeadReady, handle
     from connector.mapping import plan
     from connector.runtime import Runtime
-    from connector.settings import load_settings
+    from core.settings import load_settings
 
     runtime = Runtime(load_settings())
     flows = runtime.flows

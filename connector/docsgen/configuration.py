@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from connector.config import AppConfig
-from connector.settings import Settings
+from core.settings import Settings
 
 #: the file, relative to the checkout
 DOC = Path("docs") / "configuration.md"

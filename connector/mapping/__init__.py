@@ -2,7 +2,7 @@
 
 One schema serves every CRM. A mapping says which objects to write (the contact, an optional
 company, the request record), how an existing contact is matched, and for each CRM field where its
-value comes from: a canonical field path of the :class:`~connector.models.Lead` (``contact.phone``,
+value comes from: a canonical field path of the :class:`~core.models.Lead` (``contact.phone``,
 ``request.preferred_time``, ``last_touch.utm_campaign``, ``answers.treatment``), a constant, or a
 sandboxed Jinja2 template, through a closed set of named transforms. It maps the status scheme
 (new, reviewing, planned, done, on_hold) to the CRM's stages (the relay sets only the first), and
@@ -35,10 +35,10 @@ from adapters.base import (
     SyncPlan,
     TaskWrite,
 )
-from connector.errors import ConfigurationError, Problem
-from connector.models import Lead
 from connector.templating import check_template, render
 from connector.yamlfile import YamlDoc, load_model, problems_from_validation
+from core.errors import ConfigurationError, Problem
+from core.models import Lead
 
 if TYPE_CHECKING:
     from adapters.base import CRMAdapter

@@ -5,7 +5,7 @@ A test module subclasses :class:`AdapterContract` and provides the fixture ``env
 tests the one write of the SDK, :meth:`~adapters.base.CRMAdapter.sync`: idempotent upserts, replays,
 returning patients, a write the CRM carried out after the client gave up on it (with the emulator's
 search lagging behind writes, as the real CRMs' do), and the mapping of CRM errors (400, 401, 404,
-409, 429, 500, timeout) into :mod:`connector.errors`.
+409, 429, 500, timeout) into :mod:`core.errors`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from adapters.base import CRMAdapter, SyncPlan
-from connector.errors import AuthError, FatalError, RetryableError
 from connector.mapping import Mapping, plan
-from connector.models import Attribution, Consent, Lead, LeadContact, LeadRequest, TranscriptEntry
+from core.errors import AuthError, FatalError, RetryableError
+from core.models import Attribution, Consent, Lead, LeadContact, LeadRequest, TranscriptEntry
 
 
 @dataclass

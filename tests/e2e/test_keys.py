@@ -19,8 +19,9 @@ import pytest
 import requests
 from rq.job import Job
 
-from connector import keys, queues
+from connector import queues
 from connector.commands.forget import erase
+from core import keys
 from tests.e2e.conftest import Stack
 
 PATIENT, OTHER = "4915112340000", "4915198760000"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from connector import conversations, leads, metrics, outbox
+from connector import conversations, leads, outbox
+from core import metrics
 from tests.e2e.conftest import Stack
 from tests.e2e.test_end_to_end import _bot_texts
 

@@ -10,8 +10,8 @@ import pytest
 from connector.attribution import attribute
 from connector.attribution.clicks import load_click
 from connector.attribution.language import detect_language
-from connector.models import AdReferral, Conversation, InboundMessage, SenderProfile, utcnow
 from connector.runtime import Runtime
+from core.models import AdReferral, Conversation, InboundMessage, SenderProfile, utcnow
 
 ACCOUNT = "106540352242922"
 

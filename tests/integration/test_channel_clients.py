@@ -11,8 +11,8 @@ import requests
 from connector.channels import base as channel_base
 from connector.channels.telegram import TelegramClient
 from connector.channels.whatsapp import WhatsAppClient
-from connector.errors import AuthError, FatalError, RetryableError, SkippableError
-from connector.models import Conversation, InboundMessage, Option, Reply, utcnow
+from core.errors import AuthError, FatalError, RetryableError, SkippableError
+from core.models import Conversation, InboundMessage, Option, Reply, utcnow
 from tests.conftest import TEST_SECRETS, make_settings
 
 ACCOUNT = TEST_SECRETS["whatsapp_phone_number_id"]

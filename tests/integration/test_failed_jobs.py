@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from connector import inbox, outbox
 from connector.cli import main
-from connector.errors import FatalError
 from connector.jobs import set_message_aside
-from connector.models import Conversation, InboundMessage, Reply, utcnow
 from connector.runtime import Runtime, set_current_runtime
 from connector.worker import run_worker
+from core.errors import FatalError
+from core.models import Conversation, InboundMessage, Reply, utcnow
 from tests.conftest import make_settings
 
 

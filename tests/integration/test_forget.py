@@ -9,8 +9,8 @@ from connector.cli import main
 from connector.commands.forget import erase, identities_for
 from connector.conversations import CONVERSATION
 from connector.leads import lead_key
-from connector.models import Conversation, Lead, LeadContact
 from connector.runtime import Runtime
+from core.models import Conversation, Lead, LeadContact
 
 ACCOUNT = "106540352242922"
 

@@ -14,8 +14,8 @@ import redis
 import requests
 
 from adapters.hubspot import HubSpotAdapter
-from connector.errors import RetryableError
 from connector.mapping import load_mapping, plan, required_schema
+from core.errors import RetryableError
 from emulators.hubspot import HubSpotEmulator
 from emulators.server import ServedApp
 from tests.conftest import make_settings
@@ -132,7 +132,7 @@ def test_errors_of_every_client_sub_package_are_mapped(hubspot: tuple[HubSpotEmu
                                                        error: str) -> None:
     """The properties and pipelines packages raise their own exception subclasses (ServiceException for 5xx…):
     they must reach the error tree like the objects package's, or a 500 there would fail a lead for good."""
-    from connector import errors
+    from core import errors
 
     emulator, adapter = hubspot
     emulator.fail_next(1, kind)
@@ -146,7 +146,7 @@ def test_errors_of_every_client_sub_package_are_mapped(hubspot: tuple[HubSpotEmu
 def test_a_timed_out_write_waits_before_its_retry(env: AdapterEnv) -> None:
     """HubSpot may still carry out a request the client gave up on: the retry waits as long again, so its
     look-up for the note's marker sees what the first attempt wrote."""
-    from connector.errors import RetryableError
+    from core.errors import RetryableError
     from tests.contract import make_lead
 
     env.fail_next(1, "timeout")

@@ -15,8 +15,8 @@ import redis
 import requests
 
 from adapters.pipedrive import PipedriveAdapter
-from connector.errors import FatalError, RetryableError
 from connector.mapping import Mapping, check_online, load_mapping, required_schema
+from core.errors import FatalError, RetryableError
 from emulators.pipedrive import PipedriveEmulator
 from emulators.server import ServedApp
 from tests.conftest import make_settings
@@ -335,7 +335,7 @@ def test_agent_view(pipedrive: tuple[PipedriveEmulator, PipedriveAdapter], env: 
 
 
 def test_an_oauth_token_is_sent_as_bearer_and_named_when_refused(redis_client: redis.Redis, serve: Any) -> None:
-    from connector.errors import AuthError
+    from core.errors import AuthError
 
     emulator = PipedriveEmulator(TOKEN)
     url = serve(emulator)
@@ -354,7 +354,7 @@ def test_an_oauth_token_is_sent_as_bearer_and_named_when_refused(redis_client: r
 
 def test_field_keys_are_resolved_at_worker_start_or_it_refuses_to_start(redis_client: redis.Redis,
                                                                          serve: Any) -> None:
-    from connector.errors import ConfigurationError
+    from core.errors import ConfigurationError
 
     emulator = PipedriveEmulator(TOKEN)
     adapter = _adapter(serve(emulator), MAPPINGS["lead"], redis_client)

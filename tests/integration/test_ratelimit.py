@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from adapters._ratelimit import SharedRateLimiter
-from connector.errors import RetryableError
+from core.errors import RetryableError
 
 
 def test_rejects_an_impossible_limit(redis_client: redis.Redis) -> None:

@@ -15,8 +15,8 @@ import redis
 import requests
 
 from adapters.salesforce import SESSION, SalesforceAdapter
-from connector.errors import AuthError, FatalError, RetryableError
 from connector.mapping import Mapping, check_online, load_mapping, plan, required_schema
+from core.errors import AuthError, FatalError, RetryableError
 from emulators.salesforce import (
     ASSIGNMENT_RULE_ID,
     COORDINATOR_ID,
@@ -529,7 +529,7 @@ def test_anonymise_and_opt_out(org: Org) -> None:
     ref = org.adapter.upsert_contact(write)
     lead = org.emulator.records("Lead")[0]
     assert ref.id == lead["Id"] and lead["Chat2CRM_Opted_Out__c"] in (True, "true")
-    from connector.errors import SkippableError
+    from core.errors import SkippableError
 
     unknown = opt_out_plan("whatsapp:1", org.mapping)
     assert unknown is not None

@@ -9,9 +9,9 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from connector.leads import lead_key
-from connector.models import Lead, LeadContact, TranscriptEntry, utcnow
 from connector.runtime import Runtime
 from connector.transcripts import make_token, reference_of
+from core.models import Lead, LeadContact, TranscriptEntry, utcnow
 
 
 def _store_lead(runtime: Runtime, reference: str = "#1042") -> Lead:
@@ -70,7 +70,7 @@ def test_transcript_past_retention_is_gone(client, runtime: Runtime) -> None:  #
 
 
 def test_no_secret_means_no_links(runtime: Runtime) -> None:
-    from connector.settings import Settings
+    from core.settings import Settings
 
     bare = Runtime(Settings(redis_url="unix:///x", transcript_secret=None), redis_client=runtime.redis)
     assert make_token(bare, "#1042") is None

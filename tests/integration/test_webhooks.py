@@ -153,8 +153,8 @@ def test_a_message_is_remembered_and_queued_in_one_atomic_step(runtime: Runtime)
     import redis as redis_lib
 
     from connector.inbox import enqueue_inbound
-    from connector.models import InboundMessage
     from connector.runtime import rkey
+    from core.models import InboundMessage
 
     message = InboundMessage(channel="whatsapp", account=ACCOUNT, sender_id="905321112233", message_id="wamid.A1",
                              timestamp=1763800000, kind="text", text="Merhaba")
@@ -174,7 +174,7 @@ def test_a_message_is_remembered_and_queued_in_one_atomic_step(runtime: Runtime)
 # -- one bad message in a batch is dropped alone; the rest is queued ------------------------------
 def test_a_bad_message_in_a_batch_is_dropped_alone(client: Any, runtime: Runtime,
                                                    caplog: pytest.LogCaptureFixture) -> None:
-    from connector import metrics
+    from core import metrics
 
     raw = (Path(__file__).parents[1] / "data" / "whatsapp" / "batch_with_bad_message.json").read_bytes()
     response = post_wa(client, raw)
@@ -228,9 +228,9 @@ def relay(runtime: Runtime, whatsapp_emulator: Any, telegram_emulator: Any) -> I
 
 def test_every_webhook_the_whatsapp_emulator_generates_fits_and_is_understood(
         relay: str, runtime: Runtime, whatsapp_emulator: Any) -> None:
-    from connector import metrics
     from connector.channels.whatsapp import WhatsAppClient
-    from connector.models import Conversation, Option, Reply, utcnow
+    from core import metrics
+    from core.models import Conversation, Option, Reply, utcnow
     from tests.conftest import make_settings
 
     wa_client = WhatsAppClient(make_settings("unix:///x", whatsapp_api_base=whatsapp_emulator.url))
@@ -276,9 +276,9 @@ def test_a_webhook_meta_would_never_send_is_a_violation(relay: str, whatsapp_emu
 
 def test_every_update_the_telegram_emulator_generates_fits_and_is_understood(
         relay: str, runtime: Runtime, telegram_emulator: Any) -> None:
-    from connector import metrics
     from connector.channels.telegram import TelegramClient, bot_id
-    from connector.models import Conversation, Option, Reply
+    from core import metrics
+    from core.models import Conversation, Option, Reply
     from tests.conftest import make_settings
 
     account = bot_id(TEST_SECRETS["telegram_bot_token"])

@@ -22,8 +22,8 @@ from adapters.hubspot import HubSpotAdapter
 from adapters.pipedrive import PipedriveAdapter
 from adapters.salesforce import SalesforceAdapter
 from connector.cli import main
-from connector.keys import REGISTRY
 from connector.mapping import mapping_json_schema
+from core.keys import REGISTRY
 from tests.conftest import make_settings
 from tests.paths import MAPPINGS, REPO, SCHEMAS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import connector.commands.forget
 import connector.demo_web
 import connector.worker  # noqa: F401 - with the two above, every module that declares a family is loaded
-from connector.keys import PREFIX, REGISTRY
+from core.keys import PREFIX, REGISTRY
 from tests.paths import REPO
 
 

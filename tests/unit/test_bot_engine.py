@@ -12,7 +12,7 @@ import pytest
 
 from connector.bot.engine import EngineContext, HandedOver, LeadReady, OptedOut, handle
 from connector.bot.flows import Flow, load_flows
-from connector.models import Conversation, InboundMessage, Location, MediaRef, SenderProfile
+from core.models import Conversation, InboundMessage, Location, MediaRef, SenderProfile
 from tests.paths import FLOWS as SHIPPED_FLOWS
 
 ZONE = ZoneInfo("Europe/Istanbul")

@@ -9,7 +9,7 @@ import pytest
 
 from connector.bot.fields import read_email, read_name, read_number, read_phone, read_yes_no, whatsapp_id_to_e164
 from connector.bot.flows import Flow, load_flows
-from connector.errors import ConfigurationError
+from core.errors import ConfigurationError
 from tests.paths import FLOWS, SCHEMAS
 
 

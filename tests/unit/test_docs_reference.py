@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connector.docsgen.configuration import render
-from connector.settings import Settings
+from core.settings import Settings
 from tests.paths import REPO
 
 DOC = REPO / "docs" / "configuration.md"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from connector.config import load_config
-from connector.errors import ConfigurationError, Problem, WebhookRejectedError
 from connector.logs import RedactingFilter, configure_logging, pii_scope, redact, register_secret
-from connector.settings import load_settings
+from core.errors import ConfigurationError, Problem, WebhookRejectedError
+from core.settings import load_settings
 from tests.paths import SHIPPED_CONFIG
 
 PY = sys.executable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.keys import KeyFamily, family, family_of, rkey
+from core.keys import KeyFamily, family, family_of, rkey
 
 
 def test_a_family_builds_and_recognises_its_keys() -> None:

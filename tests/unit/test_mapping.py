@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from connector.errors import ConfigurationError
 from connector.mapping import FieldSource, Mapping, Transform, apply_transform, load_mapping, plan, required_schema
+from core.errors import ConfigurationError
 from tests.contract import make_lead
 from tests.paths import MAPPINGS, SCHEMAS
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from adapters.pipedrive import PipedriveAdapter
-from connector.errors import FatalError
+from core.errors import FatalError
 from tests.conftest import make_settings
 
 KEY = "a" * 40

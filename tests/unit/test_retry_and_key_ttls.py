@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from connector.config import Delivery
-from connector.errors import AuthError, FatalError, RetryableError, SkippableError
-from connector.keys import KeyFamily, family
 from connector.retry import backoff_delay, decide
+from core.errors import AuthError, FatalError, RetryableError, SkippableError
+from core.keys import KeyFamily, family
 
 DELIVERY = Delivery(max_retries=3, backoff_base_seconds=2, backoff_max_seconds=60)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.salesforce import SalesforceAdapter, _merge_tags, _pick, _plain, _quote, _select
-from connector.errors import AuthError, FatalError, RetryableError
+from core.errors import AuthError, FatalError, RetryableError
 from emulators import salesforce_contract as contract
 from emulators.salesforce import sf_id
 from tests.conftest import make_settings

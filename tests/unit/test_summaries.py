@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.models import MediaRef
+from core.models import MediaRef
 from tests.unit.test_bot_engine import Chat, _intake_to_consent
 
 

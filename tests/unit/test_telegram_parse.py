@@ -13,8 +13,8 @@ import pytest
 
 from connector.channels import telegram
 from connector.channels.telegram import bot_id, parse_update, render, verify_secret
-from connector.errors import WebhookRejectedError
-from connector.models import Option, Reply
+from core.errors import WebhookRejectedError
+from core.models import Option, Reply
 
 USER = {"id": 555001, "is_bot": False, "first_name": "Мария", "last_name": "Иванова", "username": "maria",
         "language_code": "ru"}

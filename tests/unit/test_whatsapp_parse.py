@@ -13,8 +13,8 @@ import pytest
 
 from connector.channels import whatsapp
 from connector.channels.whatsapp import parse_payload, render, sign, verify_challenge, verify_signature
-from connector.errors import WebhookRejectedError
-from connector.models import InboundMessage, Option, Reply
+from core.errors import WebhookRejectedError
+from core.models import InboundMessage, Option, Reply
 
 BATCH = json.loads((Path(__file__).parents[1] / "data" / "whatsapp" / "batch.json").read_text(encoding="utf-8"))
 

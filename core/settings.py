@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connector.errors import ConfigurationError, Problem
+from core.errors import ConfigurationError, Problem
 
 #: The environment file read from the current folder, if present (real environment variables win).
 ENV_FILE = ".env"

@@ -20,7 +20,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from connector.keys import family
+from core.keys import family
 
 log = logging.getLogger("chat2crm.metrics")
 

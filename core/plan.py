@@ -1,0 +1,185 @@
+"""The sync plan: what the relay asks an adapter to write, and what the adapter answers.
+
+The mapping engine (:mod:`connector.mapping`) turns a :class:`~core.models.Lead` into a
+:class:`SyncPlan`: plain CRM operations with the CRM's own field names already filled in. An adapter
+(:class:`adapters.base.CRMAdapter`) executes it and returns a :class:`SyncResult`. The schema types
+(:class:`CRMSchema` and its parts) describe what a CRM has, for ``chat2crm crm doctor`` and the
+mapping's online check; the reports are what ``crm doctor`` and ``forget`` print.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_MATCH", "CRMSchema", "CompanyWrite", "ContactWrite", "CredentialReport", "ErasureReport",
+           "FieldInfo", "MatchBy", "NoteWrite", "ObjectInfo", "RateLimit", "RecordWrite", "Ref", "SyncPlan",
+           "SyncResult", "TaskWrite"]
+
+
+MatchBy = Literal["key", "phone", "email"]
+DEFAULT_MATCH: tuple[MatchBy, ...] = ("key", "phone", "email")
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContactWrite(_Op):
+    """Upsert one contact (HubSpot contact, Salesforce Lead/Contact, Pipedrive person).
+
+    Args:
+        object: the CRM object that holds people (``contacts``, ``Lead``, ``Contact``, ``person``).
+        key_property: the CRM field (unique / External ID / custom field) holding ``key_value``.
+        key_value: the relay's contact key, e.g. ``whatsapp:905321234567``.
+        match_by: how to find a record made by a person, in order, when the key finds none.
+        properties: CRM field name → value, already transformed by the mapping.
+    """
+
+    object: str
+    key_property: str
+    key_value: str
+    match_by: list[MatchBy] = Field(default_factory=lambda: list(DEFAULT_MATCH))
+    phone: str | None = None
+    email: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    #: written only when the contact is created (first-touch attribution)
+    create_only: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompanyWrite(_Op):
+    """Upsert the patient's organization (optional in every mapping)."""
+
+    object: str
+    name: str
+    key_property: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordWrite(_Op):
+    """Create or update the request record (deal, ticket, lead, Case, Opportunity…).
+
+    ``reference_property`` is a unique field holding the lead reference, so the write is an
+    upsert. ``pipeline`` and ``stage`` (or status) are already mapped from the status scheme;
+    the relay sets them only when it creates the record, never on update.
+    """
+
+    object: str
+    reference_property: str
+    reference: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+    #: written only when the record is created
+    create_only: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str | None = None
+    stage: str | None = None
+    stage_property: str | None = None
+    owner_id: str | None = None
+
+
+class NoteWrite(_Op):
+    """A note attached to the contact and the request record. ``marker`` makes it idempotent."""
+
+    body: str
+    marker: str
+
+
+class TaskWrite(_Op):
+    """A task for the record's owner (handoff)."""
+
+    subject: str
+    body: str
+    marker: str
+    due_at: datetime | None = None
+    priority: Literal["low", "medium", "high"] = "high"
+    owner_id: str | None = None
+
+
+class SyncPlan(_Op):
+    """Everything to write for one lead, in CRM terms. Produced by the mapping engine."""
+
+    crm: str
+    lead_reference: str
+    contact: ContactWrite
+    company: CompanyWrite | None = None
+    record: RecordWrite | None = None
+    note: NoteWrite | None = None
+    task: TaskWrite | None = None
+    tags: list[str] = Field(default_factory=list)
+    #: where tags live: a multi-select property (HubSpot), labels (Pipedrive), a field (Salesforce)
+    tags_property: str | None = None
+    #: CRM-specific extras the mapping asked for (Salesforce campaign membership, assignment rule…)
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class Ref(_Op):
+    """A CRM record: its id, whether this call created it, and properties read back (if any)."""
+
+    object: str
+    id: str
+    created: bool = False
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyncResult(_Op):
+    """What a sync wrote, and how many API calls it took."""
+
+    contact: Ref
+    company: Ref | None = None
+    record: Ref | None = None
+    note: Ref | None = None
+    task: Ref | None = None
+    calls: int = 0
+
+
+class FieldInfo(_Op):
+    """One CRM field as the CRM describes it."""
+
+    name: str
+    label: str | None = None
+    type: str = "string"
+    options: list[str] = Field(default_factory=list)
+    unique: bool = False
+
+
+class ObjectInfo(_Op):
+    """One CRM object: its fields and, where it has them, its pipelines and their stages."""
+
+    name: str
+    fields: dict[str, FieldInfo] = Field(default_factory=dict)
+    pipelines: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class CRMSchema(_Op):
+    """The CRM's objects and fields, for ``check --online``, ``crm doctor`` and ``crm setup``."""
+
+    objects: dict[str, ObjectInfo] = Field(default_factory=dict)
+
+
+class CredentialReport(_Op):
+    """The outcome of a credentials check."""
+
+    ok: bool
+    account: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
+class ErasureReport(_Op):
+    """What an erasure did in the CRM, for the audit line."""
+
+    mode: Literal["delete", "anonymise"]
+    erased: list[str] = Field(default_factory=list)
+    found: bool = True
+
+
+
+# -- what an adapter declares -------------------------------------------------------------------------
+class RateLimit(_Op):
+    """A request budget: at most ``requests`` calls in any ``per_seconds`` seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int = Field(ge=1, description="Calls allowed in one window.")
+    per_seconds: float = Field(gt=0, description="The window's length in seconds.")
