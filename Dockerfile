@@ -15,9 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /build
 COPY pyproject.toml README.md requirements.lock ./
+COPY core ./core
 COPY connector ./connector
 COPY adapters ./adapters
 COPY emulators ./emulators
+COPY demo ./demo
 RUN pip install -c requirements.lock . && rm -rf /build && useradd --system --uid 10001 chat2crm
 WORKDIR /srv/chat2crm
 USER chat2crm

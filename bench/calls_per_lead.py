@@ -11,10 +11,10 @@ import redis
 
 from adapters import load_adapter
 from bench._common import settings_for
-from connector.demo_stack import prepare_crm, start_crm
 from connector.mapping import load_mapping, plan, required_schema
 from connector.redis_server import EmbeddedRedis
 from connector.resources import shipped
+from demo.stack import prepare_crm, start_crm
 from tests.contract import make_lead
 
 MAPPINGS = [("hubspot", "hubspot.yaml"), ("salesforce", "salesforce.yaml"), ("salesforce", "salesforce-case.yaml"),

@@ -1,5 +1,5 @@
 """Messages through the workers: bot turns with their replies sent, per second, with the worker CPU and the
-Redis commands each message costs, for 1, 2 and 4 ``chat2crm worker`` processes.
+Redis commands each message costs, for 1, 2 and 4 job processes of ``chat2crm worker``.
 
 Patients' messages (a health-tourism intake: a greeting, then the city, then the dates) are accepted
 by the relay's webhook (in this process) once the workers are up and warm; the clock runs from the
@@ -27,11 +27,11 @@ from rq.registry import StartedJobRegistry
 from bench._common import SECRETS
 from connector.app import create_app
 from connector.channels.whatsapp import sign
-from connector.demo_stack import start_emulators
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
 from connector.runtime import Runtime
 from core.settings import Settings
+from demo.stack import start_emulators
 
 PATIENTS = 100
 SCRIPT = ("Hi, price for hair transplant?", "Berlin, Germany", "10-17 March")
@@ -40,9 +40,15 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its reaped children (rq's work-horses), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
+    """User + system CPU of a process, its reaped children and, recursively, its live ones (the supervisor
+    and its job processes, rq's scheduler), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def commands(client: redis.Redis) -> int:
@@ -67,11 +73,11 @@ def webhook(i: int, sender: str, text: str) -> dict[str, Any]:
 
 
 def run(env: dict[str, str], client: redis.Redis, workers: int, load: Any) -> dict[str, float]:
-    """Start ``workers`` worker processes, wait until they are warm and registered, then ``load()`` the work
-    and measure from the first message until every queue is empty (warm-up is not counted)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-             for _ in range(workers)]
+    """Start ``chat2crm worker`` with ``workers`` job processes, wait until they are warm and registered, then
+    ``load()`` the work and measure from the first message until every queue is empty (warm-up is not
+    counted)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "connector.cli", "worker", "--processes", str(workers)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:
         deadline = time.monotonic() + 120
         while Worker.count(connection=client) < workers and time.monotonic() < deadline:

@@ -1,7 +1,8 @@
 """The web app: a Flask app factory, as ``chat2crm serve`` runs it under gunicorn.
 
 Requests only verify, de-duplicate, enqueue and answer; every piece of bot and CRM work runs in
-the rq worker (:mod:`connector.worker`).
+the rq worker (:mod:`connector.worker`). The demo page is not part of it: the demo serves this app
+with its own blueprint added (:mod:`demo.wsgi`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify
 
+from connector import health, metrics_web, transcripts, webhooks
+from connector.attribution import links
 from connector.runtime import Runtime
 from core.errors import ConfigurationError
 
@@ -33,23 +36,14 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
     app.extensions["chat2crm"] = runtime
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
 
-    from connector import health
-
     app.register_blueprint(health.blueprint)
     for module in _blueprint_modules():
         app.register_blueprint(module.blueprint)
-    if runtime.settings.chat2crm_demo_emulators:
-        from connector import demo_web
-
-        app.register_blueprint(demo_web.blueprint)
     return app
 
 
 def _blueprint_modules() -> list[Any]:
     """The modules whose ``blueprint`` the app serves, in registration order."""
-    from connector import metrics_web, transcripts, webhooks
-    from connector.attribution import links
-
     return [webhooks, links, metrics_web, transcripts]
 
 

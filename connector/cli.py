@@ -2,7 +2,9 @@
 
 The core commands live here (``serve``, ``worker``, ``check``); every module in
 :mod:`connector.commands` that defines ``command`` (a click command or group) is added too, so a
-capability brings its own commands. Configuration errors are printed as one list and exit 1,
+capability brings its own commands, and so is every command another package registers in the entry
+point group ``chat2crm.commands`` (``chat2crm demo`` comes from the ``demo`` package this way: the relay
+never imports it). Configuration errors are printed as one list and exit 1,
 never as a traceback.
 """
 
@@ -12,12 +14,19 @@ import importlib
 import os
 import pkgutil
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 import click
 
-from connector import __version__
+from connector import __version__, commands
+from connector.logs import configure_logging
+from connector.runtime import Runtime
 from core.errors import ConfigurationError
+from core.settings import load_settings
+
+#: the entry point group through which other packages add commands to ``chat2crm``
+COMMANDS_GROUP = "chat2crm.commands"
 
 
 class Chat2CrmGroup(click.Group):
@@ -37,11 +46,7 @@ def main() -> None:
     """chat2crm: relay a clinic's WhatsApp and Telegram conversations into the CRM it already uses."""
 
 
-def _runtime() -> Any:
-    from connector.logs import configure_logging
-    from connector.runtime import Runtime
-    from core.settings import load_settings
-
+def _runtime() -> Runtime:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     return Runtime(settings)
@@ -85,14 +90,19 @@ def gunicorn_command(app: str, port: int, workers: int) -> list[str]:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
-@click.option("--name", default=None, help="Worker name (default: rq picks one).")
-def worker(burst: bool, name: str | None) -> None:
-    """Run an rq worker (with the scheduler, so delayed retries run) on the relay's queues."""
+@click.option("--name", default=None, help="Name prefix of the job processes (default: rq picks names).")
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="Job processes to run (default: the WORKER_PROCESSES setting).")
+def worker(burst: bool, name: str | None, processes: int | None) -> None:
+    """Run job processes (with rq's scheduler, so delayed retries run) on the relay's queues, under a
+    supervisor that replaces one that dies, hangs or grows too large; with --burst, run what is queued
+    in this process and exit."""
+    # imported here: the web and the other commands never load the bot, the adapters or the date parser
     from connector.worker import run_worker
 
     runtime = _runtime()
     _require_valid(runtime)
-    run_worker(runtime, burst=burst, name=name)
+    run_worker(runtime, burst=burst, name=name, processes=processes)
 
 
 @main.command()
@@ -116,13 +126,21 @@ def check(online: bool) -> None:
 
 
 def _discover() -> None:
-    from connector import commands
-
+    """Add the ``command`` of every module of :mod:`connector.commands`, then every click command registered
+    in the entry point group :data:`COMMANDS_GROUP` (by name, so the help lists them in a stable order)."""
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"connector.commands.{info.name}")
         command = getattr(module, "command", None)
         if isinstance(command, click.Command):
             main.add_command(command)
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            command = entry.load()
+        except ImportError as exc:  # a plug-in that is registered but not installed must not stop the others
+            print(f"chat2crm: command {entry.name!r} not available ({exc})", file=sys.stderr)
+            continue
+        if isinstance(command, click.Command):
+            main.add_command(command, entry.name)
 
 
 _discover()

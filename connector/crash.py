@@ -1,8 +1,8 @@
 """A test seam: kill the worker at a named step, to prove that a crash anywhere loses and doubles nothing.
 
 ``tests/e2e/test_crash_points.py`` starts a worker with ``CHAT2CRM_TEST_CRASH_AT`` set to one of
-:data:`POINTS`; when the work reaches that step, the worker and its work-horse die by SIGKILL, as in
-an out-of-memory kill or a power cut. Unset (always, outside that test), :func:`crash_point` only
+:data:`POINTS`; when the work reaches that step, the process running the job dies by SIGKILL, as in an
+out-of-memory kill or a power cut. Unset (always, outside that test), :func:`crash_point` only
 reads one environment variable.
 """
 
@@ -29,8 +29,7 @@ POINTS = (
 
 
 def crash_point(name: str) -> None:
-    """Die here if the test asked for it: SIGKILL this process and, in an rq work-horse (rq puts each
-    in a process group of its own), the worker that forked it.
+    """Die here if the test asked for it: SIGKILL this process (jobs run in the job process itself).
 
     Raises:
         ValueError: ``name`` is not one of :data:`POINTS` (a typo would make a test pass vacuously).
@@ -39,6 +38,4 @@ def crash_point(name: str) -> None:
         raise ValueError(f"name must be one of {POINTS}, got {name!r}")
     if os.environ.get(ENVIRONMENT_VARIABLE) != name:
         return
-    if os.getpgrp() != os.getpgid(os.getppid()):
-        os.kill(os.getppid(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -20,7 +20,7 @@ def readyz() -> tuple[Response, int]:
     runtime = current_app.extensions["chat2crm"]
     checks: dict[str, str] = {}
     try:
-        runtime.redis.ping()
+        runtime.redis_probe.ping()
         checks["redis"] = "ok"
     except (redis.RedisError, OSError) as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"

@@ -19,10 +19,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
-from rq import Queue, Worker, get_current_job
+from rq import Queue, SimpleWorker, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import (
@@ -33,6 +33,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
+from connector.supervisor import Slots, over_memory, rss_bytes
 from core import metrics
 from core.errors import ErrorSummary
 from core.keys import family
@@ -57,9 +58,11 @@ REPLAY_REPLY = "connector.jobs.replay_reply"
 #: jobs whose work the sweeper recovers by itself when their process dies (the older names too)
 RECOVERED = frozenset({PROCESS_CONVERSATION, DELIVER_OUTBOX, SYNC_LEAD, "connector.pipeline.process_conversation",
                        "connector.pipeline.sync_lead"})
-#: how rq records a job whose process died under it: its worker was killed (found by another worker's
-#: clean-up), or its work-horse was (the worker saw it exit: SIGKILL, or Redis gone mid-job)
-_DIED = ("AbandonedJobError", "Work-horse terminated unexpectedly")
+#: how rq records a job whose process died under it (found by another worker's clean-up, or by the old
+#: forking worker seeing its work-horse exit), and how a job fails when Redis itself went away or was
+#: still loading its data after a restart: in each case the sweeper recovers the work, so the entry is noise
+_DIED = ("AbandonedJobError", "Work-horse terminated unexpectedly", "redis.exceptions.ConnectionError",
+         "redis.exceptions.BusyLoadingError", "redis.exceptions.TimeoutError")
 #: how late a delayed retry may be before the sweeper assumes its scheduler is gone (a live one is 1 s late)
 SCHEDULER_GRACE_SECONDS = 5.0
 
@@ -82,6 +85,8 @@ family("workers", ttl=None, holds_pii=False, **_RQ, bounded_by="one member per l
 family("workers", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="one member per live worker")
 family("worker", "{worker}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires when its worker stops beating")
 family("scheduler-lock", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="expires with its scheduler")
+family("scheduler", "{scheduler}", ttl=None, holds_pii=False, **_RQ,
+       bounded_by="one per running scheduler, expires when it stops beating")
 family("clean_registries", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="a short lock of rq's")
 family("last_cleaned_at", "{queue}", ttl=None, holds_pii=False, **_RQ, bounded_by="one per queue")
 family("clean_groups", ttl=None, holds_pii=False, **_RQ, bounded_by="a short lock of rq's")
@@ -283,16 +288,48 @@ def erase_jobs(runtime: Runtime, names_person: Callable[[str], bool]) -> int:
 
 
 # -- the worker ----------------------------------------------------------------------------------
-def work(runtime: Runtime, *, burst: bool, name: str | None) -> bool:
-    """Run an rq worker (with rq's scheduler, for delayed retries) on the relay's queues, round-robin, until
-    stopped (or, with ``burst``, until they are empty).
+class RelayWorker(SimpleWorker):
+    """rq's in-process worker (no fork per job: the process's warm caches and connections serve every job),
+    reporting each job to its supervisor and retiring itself after a job once it has grown too large.
+
+    Args:
+        slot: ``(slots, index)`` to publish job start and deadline in (see :mod:`connector.supervisor`).
+        max_growth: bytes this process may grow beyond its size when it started; None: no limit.
+    """
+
+    def __init__(self, *args: Any, slot: tuple[Slots, int] | None = None, max_growth: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot = slot
+        self._max_growth = max_growth
+        self._base_rss = rss_bytes()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run ``job`` here, under its time-out; then stop taking work if this process grew too large."""
+        if self._slot is not None:
+            self._slot[0].busy(self._slot[1], job.timeout if isinstance(job.timeout, int | float) else None)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self._slot is not None:
+                self._slot[0].idle(self._slot[1])
+        if self._max_growth is not None and over_memory(self._base_rss, self._max_growth):
+            log.warning("worker grew past its memory limit: replaced after this job",
+                        extra={"worker": self.name, "limit_mb": self._max_growth // 2**20})
+            self._stop_requested = True
+
+
+def work(runtime: Runtime, *, burst: bool, name: str | None, slot: tuple[Slots, int] | None = None,
+         max_growth: int | None = None) -> bool:
+    """Run a :class:`RelayWorker` (with rq's scheduler, for delayed retries) on the relay's queues,
+    round-robin, until stopped (or, with ``burst``, until they are empty).
 
     Returns:
         True when the worker did any work (rq's own answer).
     """
     queues = [runtime.queue(q) for q in ORDER]
     # Maintenance (which also restarts a scheduler whose worker died) every minute, not every ten.
-    worker = Worker(queues, connection=runtime.redis, name=name, maintenance_interval=60)
+    worker = RelayWorker(queues, connection=runtime.redis, name=name, maintenance_interval=60, slot=slot,
+                         max_growth=max_growth)
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING",
                             dequeue_strategy="round_robin"))  # type: ignore[arg-type]
-

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.retry import Retry
 from rq import Queue
 
 from connector import queues as rq_queues
@@ -57,6 +61,7 @@ class Runtime:
         self.settings = settings or load_settings()
         self._config = config
         self._redis = redis_client
+        self._injected_redis = redis_client is not None
         self._lock = threading.RLock()  # loaders nest (campaigns need flows)
         self._cache: dict[str, Any] = {}
         for secret in (
@@ -153,8 +158,17 @@ class Runtime:
                     "REDIS_URL is not set", file="environment", path="REDIS_URL",
                     hint="point it at your Redis, e.g. redis://localhost:6379/0; the demo starts its own",
                 ))
-            self._redis = redis.Redis.from_url(self.settings.redis_url)
+            self._redis = connect_redis(self.settings.redis_url)
         return self._redis
+
+    @functools.cached_property
+    def redis_probe(self) -> Redis:
+        """A client that answers at once, for health checks: no retries, a 2 s connect time-out."""
+        if self._injected_redis or not self.settings.redis_url:
+            return self.redis  # a client given by the caller, or the ConfigurationError
+        client = connect_redis(self.settings.redis_url, retries=0)
+        client.connection_pool.connection_kwargs["socket_connect_timeout"] = 2
+        return client
 
     @functools.cache  # noqa: B019 - one Runtime per process; queues are cheap handles
     def queue(self, name: str) -> Queue:
@@ -165,6 +179,20 @@ class Runtime:
     def queues(self) -> list[Queue]:
         """Every queue a worker listens on, the conversation queue first."""
         return [self.queue(QUEUE_INBOUND), self.queue(QUEUE_OUTBOUND), self.queue(QUEUE_CRM)]
+
+
+#: how a command is retried while Redis restarts or loads its data (it answers ``LOADING`` meanwhile):
+#: waits of 0.05, 0.1, ... 1 s, then 1 s each, about 20 s in all, before the error reaches the caller
+REDIS_RETRIES = 25
+
+
+def connect_redis(url: str, retries: int = REDIS_RETRIES) -> redis.Redis:
+    """A client for ``url`` that rides out a Redis restart: connection errors, time-outs and ``LOADING``
+    answers are retried with backoff for about 20 s, so a job or a webhook in flight waits instead of
+    failing (a webhook answered 500 is redelivered; a failed job would need the sweeper)."""
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries,
+                  supported_errors=(redis.ConnectionError, redis.TimeoutError, BusyLoadingError))
+    return redis.Redis.from_url(url, retry=retry)
 
 
 _current: Runtime | None = None

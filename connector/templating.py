@@ -27,10 +27,11 @@ English by default and for any other).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
 
-from jinja2 import TemplateError, Undefined, pass_eval_context
+from jinja2 import Template, TemplateError, Undefined, pass_eval_context
 from jinja2.nodes import EvalContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
@@ -184,6 +185,45 @@ def environment(html: bool = False) -> ImmutableSandboxedEnvironment:
     return env
 
 
+@functools.lru_cache(maxsize=1024)
+def compiled(source: str, html: bool = False) -> Template:
+    """``source`` compiled once per process (a Template is immutable and safe to share between threads).
+
+    Raises:
+        TemplateError: the template is invalid.
+    """
+    return environment(html).from_string(source)
+
+
+def warm_templates(sources: Iterable[str]) -> int:
+    """Compile every template among ``sources`` ahead of the first job (invalid ones are left for
+    ``chat2crm check`` to report). Returns how many were compiled."""
+    count = 0
+    for source in sources:
+        if "{{" in source or "{%" in source:
+            for html in (False, True):
+                try:
+                    compiled(source, html)
+                except TemplateError:
+                    break
+            count += 1
+    return count
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string inside ``value`` (pydantic models, mappings, sequences), for :func:`warm_templates`."""
+    if isinstance(value, str):
+        yield value
+    elif hasattr(value, "model_dump"):
+        yield from strings_in(value.model_dump())
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from strings_in(item)
+
+
 def render(source: str, context: dict[str, Any], *, html: bool = False) -> str:
     """Render ``source`` with ``context``; with ``html`` every value is HTML-escaped (autoescape).
 
@@ -191,7 +231,7 @@ def render(source: str, context: dict[str, Any], *, html: bool = False) -> str:
         ValueError: the template is invalid or failed (the message says why, without the data).
     """
     try:
-        return str(environment(html).from_string(source).render(**context)).strip()
+        return str(compiled(source, html).render(**context)).strip()
     except TemplateError as exc:
         raise ValueError(f"template failed: {exc.message or type(exc).__name__}") from None
 

@@ -20,6 +20,7 @@ from connector.channels import telegram as tg
 from connector.channels import whatsapp as wa
 from connector.channels.base import ParsedWebhook
 from connector.inbox import enqueue_inbound, enqueue_opt_out
+from connector.runtime import Runtime
 from core import metrics
 from core.errors import WebhookRejectedError
 
@@ -29,8 +30,10 @@ blueprint = Blueprint("webhooks", __name__)
 MAX_DEPTH = 32
 
 
-def _runtime() -> Any:
-    return current_app.extensions["chat2crm"]
+def _runtime() -> Runtime:
+    """The runtime of the app serving this request."""
+    runtime: Runtime = current_app.extensions["chat2crm"]
+    return runtime
 
 
 def _reject(channel: str, exc: WebhookRejectedError) -> tuple[Response, int]:

@@ -1,22 +1,31 @@
-"""The worker process: an rq worker on the relay's three queues, with rq's scheduler for delayed retries.
+"""``chat2crm worker``: job processes on the relay's three queues, with rq's scheduler for delayed retries.
 
-It serves the ``outbound``, ``crm`` and ``inbound`` queues round-robin (:func:`connector.queues.work`),
-so replies, CRM writes and new messages each get their turn however long the others' backlog. A
-sweeper thread in every worker stands for election; the one holding the lease re-enqueues what a
-killed worker left behind (:mod:`connector.sweeper`).
+The command warms up once (configuration, language models, date patterns, templates), then forks
+``WORKER_PROCESSES`` long-lived job processes under a supervisor (:mod:`connector.supervisor`) that
+replaces one that dies, hangs or grows too large. Each runs jobs in-process, serving the
+``outbound``, ``crm`` and ``inbound`` queues round-robin (:func:`connector.queues.work`), so replies,
+CRM writes and new messages each get their turn however long the others' backlog. A sweeper thread in
+every job process stands for election; the one holding the lease re-enqueues what a killed process
+left behind (:mod:`connector.sweeper`).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
 
 import connector.jobs  # noqa: F401 - rq imports the jobs by name in each work-horse: loaded once, before the forks
 from connector import inbox, queues
-from connector.attribution.language import detect_language
+from connector.attribution.language import preload_detector
+from connector.bot.datetimes import warm_dates
 from connector.mapping import required_schema
 from connector.runtime import Runtime, current_runtime, set_current_runtime
+from connector.supervisor import Slots, Supervisor
 from connector.sweeper import SWEEP_SECONDS, Sweeper
+from connector.templating import strings_in, warm_templates
 from core.errors import ConfigurationError, RetryableError
 from core.keys import family
 from core.models import utcnow
@@ -26,7 +35,7 @@ log = logging.getLogger("chat2crm.worker")
 HEARTBEAT_SECONDS = 7 * 86400
 HEARTBEAT = family("worker", "heartbeat", ttl=HEARTBEAT_SECONDS, holds_pii=False, owner=__name__)
 
-__all__ = ["SWEEP_SECONDS", "heartbeat", "run_worker", "warm_up"]
+__all__ = ["SWEEP_SECONDS", "heartbeat", "prepare_adapter", "run_worker", "warm_up"]
 
 
 def heartbeat() -> str:
@@ -40,11 +49,15 @@ def heartbeat() -> str:
     return name
 
 
-def warm_up(runtime: Runtime) -> None:
-    """Load configuration, the adapter and the language detector before rq forks work-horses.
+def warm_up(runtime: Runtime, *, for_forks: bool = True) -> None:
+    """Load, once and before the job processes are forked, everything a job would otherwise load on first
+    use: configuration, the language models, the date parser's patterns for the configured languages,
+    the compiled flow and mapping templates. The children share it (copy-on-write, heap frozen).
 
-    rq runs each job in a fork of this process: what is loaded here is shared by every job
-    (copy-on-write) instead of being loaded again per job.
+    No connection to a CRM or a channel is opened here: a child must not inherit a half-used socket.
+
+    Args:
+        for_forks: load the heavy parts too (a supervisor about to fork); a burst run skips them.
 
     Raises:
         ConfigurationError: the configuration is invalid (the worker must not start).
@@ -53,25 +66,69 @@ def warm_up(runtime: Runtime) -> None:
     if problems:
         raise ConfigurationError(problems)
     inbox.upgrade(runtime)
+    if for_forks:  # a single burst process loads what its jobs need as they need it
+        languages = list(runtime.config.languages)
+        preload_detector(languages)
+        warm_dates(languages)
+        warm_templates(strings_in([runtime.flows, runtime.mapping]))
+    runtime.redis.connection_pool.disconnect()  # each child opens its own
+
+
+def prepare_adapter(runtime: Runtime) -> None:
+    """Look up the CRM's schema once in this process (a child: its own connections)."""
     try:
         runtime.adapter.prepare(required_schema(runtime.mapping))
     except RetryableError as exc:  # the CRM is down: start anyway, the adapter looks things up when it writes
         log.warning("CRM not reachable at start", extra={"error": exc.message})
-    detect_language("warm up", list(runtime.config.languages))
 
 
 def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None,
-               sweep_every: float = SWEEP_SECONDS) -> bool:
-    """Run an rq worker on the relay's queues until stopped (or until idle with ``burst``, after one sweep).
+               sweep_every: float = SWEEP_SECONDS, processes: int | None = None) -> bool:
+    """Run the relay's job processes on its queues until stopped.
+
+    With ``burst`` (or one process), jobs run in this process: until the queues are empty, after one
+    sweep, with ``burst``. Otherwise this process becomes a supervisor of ``processes`` job processes
+    (default: the ``WORKER_PROCESSES`` setting), see :mod:`connector.supervisor`.
 
     Returns:
-        True when the worker did any work (rq's own answer).
+        True when a burst run did any work (always True for a supervisor that stopped cleanly).
 
     Raises:
         ConfigurationError: the configuration is invalid.
     """
     set_current_runtime(runtime)
-    warm_up(runtime)
+    # Stopped while still warming up (seconds: the language models load): nothing was taken, exit cleanly.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+    warm_up(runtime, for_forks=not burst)
+    settings = runtime.settings
+    count = processes or settings.worker_processes
+    max_growth = settings.worker_max_memory_mb * 2**20
+    if burst:
+        prepare_adapter(runtime)
+        sweeper = Sweeper(runtime, name)
+        sweeper.run_once()
+        sweeper.resign()
+        return queues.work(runtime, burst=True, name=name, max_growth=max_growth)
+
+    def child(index: int, slots: Slots) -> int:
+        prepare_adapter(runtime)
+        child_name = f"{name}-{index}" if name else None
+        _run_sweeping(runtime, child_name, sweep_every,
+                      lambda: queues.work(runtime, burst=False, name=child_name, slot=(slots, index),
+                                          max_growth=max_growth))
+        return 0
+
+    Supervisor(count, child, hang_grace=settings.worker_hang_grace_seconds, max_growth=max_growth).run()
+    return True
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _run_sweeping(runtime: Runtime, name: str | None, sweep_every: float, work: Callable[[], bool]) -> bool:
+    """Run ``work`` with a sweeper thread beside it (which stands for election: one process sweeps)."""
     sweeper = Sweeper(runtime, name)
     stop = threading.Event()
 
@@ -82,14 +139,9 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
             except Exception:  # a sweep must never take the worker down
                 log.exception("sweep failed")
 
-    if burst:
-        sweeper.run_once()
-        sweeper.resign()
-    else:
-        threading.Thread(target=sweep, name="chat2crm-sweeper", daemon=True).start()
+    threading.Thread(target=sweep, name="chat2crm-sweeper", daemon=True).start()
     try:
-        return queues.work(runtime, burst=burst, name=name)
+        return work()
     finally:
         stop.set()
-        if not burst:
-            sweeper.resign()
+        sweeper.resign()

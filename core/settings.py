@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     )
     port: int = Field(default=8000, ge=1, le=65535, description="Port `chat2crm serve` listens on.")
     web_concurrency: int = Field(default=2, ge=1, le=64, description="gunicorn worker processes.")
+    worker_processes: int = Field(
+        default=2, ge=1, le=64,
+        description="Job processes one `chat2crm worker` runs (each runs one job at a time, in-process).")
+    worker_max_memory_mb: int = Field(
+        default=256, ge=16,
+        description="How much a worker process may grow beyond its size at start before it is replaced "
+                    "(after its job when it is over, at once when it is over twice as much).")
+    worker_hang_grace_seconds: float = Field(
+        default=30.0, gt=0,
+        description="How long past its job's time-out a job process may stay busy before it is killed "
+                    "and replaced (a job stuck where the time-out cannot reach it).")
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="`json` for production, `text` for a terminal; `auto` picks by TTY."
     )

@@ -20,12 +20,14 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from connector.attribution.campaigns import Campaign
 from connector.attribution.clicks import clicked_at, find_code, load_click
 from connector.attribution.language import detect_language, language_of_country
+from connector.bot.fields import phone_region
 from core.models import Attribution, Conversation, InboundMessage, LanguageSource
 
 if TYPE_CHECKING:
-    from connector.attribution.campaigns import Campaign
+    # the runtime loads the campaign registry from this package: importing it here would be a cycle
     from connector.runtime import Runtime
 
 log = logging.getLogger("chat2crm.attribution")
@@ -61,26 +63,8 @@ def attribute(runtime: Runtime, conversation: Conversation, message: InboundMess
     Uses Redis (click references) and the campaign registry only; never raises for patient input.
     """
     registry = runtime.campaigns
-    touch: Attribution | None = None
+    touch, payload_language, text = _clicked(runtime, message)
     campaign: Campaign | None = None
-    payload_language: str | None = None
-    text = message.text
-
-    if message.kind == "start" and message.start_payload:
-        match = _PAYLOAD.match(message.start_payload)
-        if match and match.group("only"):
-            payload_language = match.group("only")
-        elif match:
-            payload_language = match.group("lang")
-            click = load_click(runtime.redis, match.group("code"))
-            if click is not None:
-                touch = _click_touch(match.group("code").upper(), click, message.timestamp)
-                touch.start_payload = message.start_payload
-    elif text:
-        found = find_code(runtime.redis, text)
-        if found is not None:
-            code, click, text = found
-            touch = _click_touch(code, click, message.timestamp)
     if touch is not None and touch.campaign:
         campaign = registry.get(touch.campaign)
     if message.referral is not None and touch is None:
@@ -88,15 +72,8 @@ def attribute(runtime: Runtime, conversation: Conversation, message: InboundMess
         touch = _ad_touch(message, campaign)
         if campaign is None:
             log.info("ad referral with an id no campaign lists", extra={"source_id": message.referral.source_id})
-
     if touch is not None:
-        if conversation.first_touch is None:
-            conversation.first_touch = touch
-        conversation.last_touch = touch
-        if campaign is not None:
-            if conversation.flow is None or conversation.step is None:
-                conversation.flow = campaign.flow
-            conversation.known.update(campaign.known)
+        _record_touch(conversation, touch, campaign)
 
     if conversation.language is None:
         _resolve_language(runtime, conversation, message, touch=touch, campaign=campaign,
@@ -104,6 +81,46 @@ def attribute(runtime: Runtime, conversation: Conversation, message: InboundMess
     if text != message.text:
         return message.model_copy(update={"text": text})
     return message
+
+
+def _clicked(runtime: Runtime, message: InboundMessage) -> tuple[Attribution | None, str | None, str | None]:
+    """The click a message comes from: a click reference in Telegram's start payload, or one in the text.
+
+    Returns:
+        The click's touch (None when there is none, or its reference is unknown), the start payload's
+        language (None without one), and the message's text with the click reference taken out.
+    """
+    text = message.text
+    if message.kind == "start" and message.start_payload:
+        match = _PAYLOAD.match(message.start_payload)
+        if match is None:
+            return None, None, text
+        if match.group("only"):
+            return None, match.group("only"), text
+        touch = None
+        click = load_click(runtime.redis, match.group("code"))
+        if click is not None:
+            touch = _click_touch(match.group("code").upper(), click, message.timestamp)
+            touch.start_payload = message.start_payload
+        return touch, match.group("lang"), text
+    if text:
+        found = find_code(runtime.redis, text)
+        if found is not None:
+            code, click, text = found
+            return _click_touch(code, click, message.timestamp), None, text
+    return None, None, text
+
+
+def _record_touch(conversation: Conversation, touch: Attribution, campaign: Campaign | None) -> None:
+    """Keep ``touch`` as the last touch (and the first, when there was none); a campaign picks the flow of a
+    conversation not under way and adds what it already knows."""
+    if conversation.first_touch is None:
+        conversation.first_touch = touch
+    conversation.last_touch = touch
+    if campaign is not None:
+        if conversation.flow is None or conversation.step is None:
+            conversation.flow = campaign.flow
+        conversation.known.update(campaign.known)
 
 
 def _resolve_language(runtime: Runtime, conversation: Conversation, message: InboundMessage, *,
@@ -131,6 +148,4 @@ def _resolve_language(runtime: Runtime, conversation: Conversation, message: Inb
             return
     if choose((message.profile.language_code or "")[:2].lower() or None, "channel_hint"):
         return
-    from connector.bot.fields import phone_region
-
     choose(language_of_country(phone_region(message.sender_phone or conversation.phone), languages), "channel_hint")

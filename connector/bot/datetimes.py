@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 WEEKDAYS: dict[str, list[str]] = {
@@ -177,6 +177,8 @@ def _find_date(text: str, today: date, language: str | None) -> date | None:
 
 def _month_name_date(text: str, now: datetime, language: str | None) -> date | None:
     """A date written with a month name ("12 Aralık", "December 12", "12. Dezember")."""
+    # imported on first use: the date parser takes a fifth of a second to import and more to load its
+    # languages, which the web process and the CLI never need (the worker warms it up before forking)
     import dateparser.search
 
     languages = [language] if language else ["tr", "en", "de", "ru", "ar"]
@@ -192,6 +194,15 @@ def _month_name_date(text: str, now: datetime, language: str | None) -> date | N
         if candidate >= now.date():
             return candidate
     return None
+
+
+def warm_dates(languages: list[str]) -> None:
+    """Load the date parser's data and compile its patterns for ``languages`` (and for the list tried when
+    a conversation's language is unknown) once, before the job processes are forked, instead of on
+    each process's first date answer."""
+    now = datetime.now(UTC)
+    for language in [*languages, None]:
+        _month_name_date("12 December", now, language)
 
 
 def parse_when(text: str, *, language: str | None, now: datetime, zone: ZoneInfo) -> WhenResult:

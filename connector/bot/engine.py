@@ -2,6 +2,8 @@
 
 No I/O, no clock, no Redis: the time, the reference-number source and the transcript link come
 in through :class:`EngineContext`. The worker (:mod:`connector.turn`) does the I/O around it.
+Each step type's answer is read by :mod:`connector.bot.reading`; the lead is built by
+:mod:`connector.bot.lead`.
 
 Order of business for each message:
 
@@ -21,7 +23,6 @@ Order of business for each message:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,21 +30,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connector.bot import fields as readers
-from connector.bot.datetimes import parse_date_range, parse_when
+from connector.bot.datetimes import parse_when
 from connector.bot.flows import ERROR_TEXTS, LANGUAGE_NAMES, Flow, Step
-from connector.templating import render
-from core.models import (
-    Attribution,
-    Consent,
-    Conversation,
-    InboundMessage,
-    Lead,
-    LeadContact,
-    LeadRequest,
-    Option,
-    Reply,
-    TranscriptEntry,
-)
+from connector.bot.lead import build_lead, describe
+from connector.bot.reading import Reading, format_when, match_option, norm, read_answer, take_typed_values
+from core.models import Consent, Conversation, InboundMessage, Lead, Option, Reply, TranscriptEntry
 
 LANGUAGE_STEP = "__language__"
 SKIP_ID = "__skip__"
@@ -118,28 +109,6 @@ def handle(conversation: Conversation, message: InboundMessage, *, flow: Flow, c
     return _Run(conversation.model_copy(deep=True), flow, ctx).run(message)
 
 
-def describe(message: InboundMessage) -> str:
-    """A message as one transcript line."""
-    if message.kind in ("text", "start") and message.text:
-        return message.text
-    if message.kind == "choice":
-        return message.choice_title or message.text or message.choice_id or "(choice)"
-    if message.kind == "location" and message.location:
-        loc = message.location
-        return "📍 " + (loc.name or loc.address or f"{loc.latitude}, {loc.longitude}")
-    if message.kind == "media":
-        return "📎 " + ", ".join(m.kind for m in message.media) + (f": {message.text}" if message.text else "")
-    if message.kind == "contact":
-        return "👤 " + ", ".join(c.name or (c.phones[0] if c.phones else "contact") for c in message.contacts)
-    if message.kind == "reaction":
-        return message.reaction or "(reaction)"
-    return f"({message.raw_type or message.kind})"
-
-
-def _norm(text: str | None) -> str:
-    return re.sub(r"[\s.!?¡¿,;:]+", " ", (text or "").strip().lower()).strip()
-
-
 class _Run:
     def __init__(self, conv: Conversation, flow: Flow, ctx: EngineContext) -> None:
         self.conv, self.flow, self.ctx = conv, flow, ctx
@@ -172,6 +141,26 @@ class _Run:
 
     # -- the turn ------------------------------------------------------------------------------
     def run(self, message: InboundMessage) -> Turn:
+        idle = self._receive(message)
+        decided = self._obey(self._command(message), message)
+        if decided is None:
+            decided = self._start_again_if_due(message, idle)
+        if decided is not None:
+            return decided
+        conv = self.conv
+        if conv.step is None:
+            return self._start(message, greeting="greeting")
+        if conv.step == LANGUAGE_STEP:
+            return self._answer_language(message)
+        step = self.flow.step(conv.step)
+        if step is None:  # the flow changed under a running conversation
+            return self._start(message, greeting="welcome_back")
+        self._answer(step, message)
+        return self.turn
+
+    def _receive(self, message: InboundMessage) -> timedelta:
+        """Record the message in the conversation (transcript, media, phone, profile name); return how long
+        the conversation had been idle before it."""
         conv, now = self.conv, self.ctx.now
         idle = now - conv.updated_at if conv.transcript else timedelta(0)
         conv.transcript.append(TranscriptEntry(direction="in", at=now, text=describe(message), kind=message.kind))
@@ -183,8 +172,12 @@ class _Run:
             conv.phone = message.sender_phone
         if message.profile.name and not conv.profile_name:
             conv.profile_name = message.profile.name
+        return idle
 
-        command = self._command(message)
+    def _obey(self, command: str | None, message: InboundMessage) -> Turn | None:
+        """Carry out a command (stop, human, restart), or keep an opted-out conversation silent; None when
+        the message is for the flow."""
+        conv = self.conv
         if command == "stop":
             conv.opted_out = True
             self.say(self.text("stopped"))
@@ -200,6 +193,12 @@ class _Run:
             return self.turn
         if command == "restart":
             return self._restart(message, welcome_back=False)
+        return None
+
+    def _start_again_if_due(self, message: InboundMessage, idle: timedelta) -> Turn | None:
+        """Start the flow again after a handoff (once the release window passed: until then the bot keeps
+        quiet), a finished request, a long silence or a new start; None when the conversation goes on."""
+        conv, now = self.conv, self.ctx.now
         if conv.status == "handoff":
             since = datetime.fromisoformat(conv.pending.get("handoff_at", now.isoformat()))
             if now - since < self.ctx.handoff_release:
@@ -211,24 +210,16 @@ class _Run:
             return self._restart(message, welcome_back=True)
         if message.kind == "start" and conv.step is not None:
             return self._restart(message, welcome_back=False)
-        if conv.step is None:
-            return self._start(message, greeting="greeting")
-        if conv.step == LANGUAGE_STEP:
-            return self._answer_language(message)
-        step = self.flow.step(conv.step)
-        if step is None:  # the flow changed under a running conversation
-            return self._start(message, greeting="welcome_back")
-        self._answer(step, message)
-        return self.turn
+        return None
 
     def _command(self, message: InboundMessage) -> str | None:
         if message.kind not in ("text",) or not message.text:
             return None
-        said = _norm(message.text)
+        said = norm(message.text)
         for name in ("stop", "human", "restart"):
             words = getattr(self.flow.commands, name)
             for lang_words in words.values():
-                if said in {_norm(w) for w in lang_words}:
+                if said in {norm(w) for w in lang_words}:
                     return name
         return None
 
@@ -273,9 +264,9 @@ class _Run:
         if message.choice_id and message.choice_id.startswith("lang:"):
             chosen = message.choice_id[5:]
         else:
-            said = _norm(message.text)
+            said = norm(message.text)
             for code in self.flow.languages:
-                if said in (code, _norm(LANGUAGE_NAMES.get(code, ""))):
+                if said in (code, norm(LANGUAGE_NAMES.get(code, ""))):
                     chosen = code
             if chosen is None and said.isdigit() and 1 <= int(said) <= len(self.flow.languages):
                 chosen = self.flow.languages[int(said) - 1]
@@ -299,47 +290,25 @@ class _Run:
 
     def _extract_first(self, text: str) -> None:
         """A first message often says more than hello: take typed values and obvious choices."""
-        remaining = self._extract_typed(text, exclude=None)
+        remaining = take_typed_values(text, self.flow.steps, self.conv.answers, phone=self.conv.phone)
         for step in self.flow.steps:
             if step.type == "choice" and step.field not in self.conv.answers and not step.health:
-                option = self._match_option(step, remaining, loose=True)
+                option = match_option(step, remaining, loose=True)
                 if option is not None:
                     self._store_choice(step, option)
 
     # -- answering -----------------------------------------------------------------------------
-    def _extract_typed(self, text: str, exclude: str | None) -> str:
-        """Fill unanswered e-mail and phone steps from ``text``; return what is left."""
-        remaining = text
-        for step in self.flow.steps:
-            if step.field == exclude or step.field in self.conv.answers:
-                continue
-            if step.type == "email":
-                value, _ = readers.read_email(remaining)
-                match = readers.EMAIL_IN_TEXT.search(remaining)
-                if value and match:
-                    self.conv.answers[step.field] = value
-                    remaining = readers.remove_spans(remaining, match.group(0))
-            elif step.type == "phone":
-                match = readers.PHONE_IN_TEXT.search(remaining)
-                value, _ = readers.read_phone(remaining, default_region=self._region())
-                if value and match:
-                    self.conv.answers[step.field] = value
-                    remaining = readers.remove_spans(remaining, match.group(0))
-        return remaining
-
-    def _region(self) -> str | None:
-        return readers.phone_region(self.conv.phone)
-
     def _answer(self, step: Step, message: InboundMessage) -> None:
         conv = self.conv
-        if step.optional and (message.choice_id == SKIP_ID or _norm(message.text) in {
-                _norm(t) for t in self.flow.texts.get("skip", {}).values()}):
+        if step.optional and (message.choice_id == SKIP_ID or norm(message.text) in {
+                norm(t) for t in self.flow.texts.get("skip", {}).values()}):
             conv.answers[step.field] = None
             self._advance()
             return
         text = message.text or ""
         if message.kind == "text" and step.type in ("text", "name", "note", "location"):
-            text = self._extract_typed(text, exclude=step.field)
+            text = take_typed_values(text, self.flow.steps, self.conv.answers, phone=self.conv.phone,
+                                     exclude=step.field)
         value, error = self._read(step, message, text)
         if error == "confirm":
             return
@@ -373,59 +342,17 @@ class _Run:
 
     def _read(self, step: Step, message: InboundMessage, text: str) -> tuple[Any, str | None]:
         kind = step.type
-        conv = self.conv
-        if kind in ("choice", "yes_no", "consent") or (kind == "datetime" and conv.pending.get("confirm")):
-            pass
-        elif message.kind not in ("text", "choice") and kind not in ("location", "media", "phone"):
+        confirming = kind == "datetime" and self.conv.pending.get("confirm")
+        # Only text (or a button) answers most steps; a choice, yes/no or consent may be answered by any
+        # message (it is read as a bad answer), a place, media or a phone number by its own kind.
+        if (kind not in ("choice", "yes_no", "consent") and not confirming and message.kind not in ("text", "choice")
+                and kind not in ("location", "media", "phone")):
             return None, kind if kind in ERROR_TEXTS else "text"
-        if kind in {"text", "note"}:
-            cleaned = text.strip()
-            return (cleaned, None) if len(cleaned) >= 2 else (None, "text")
-        if kind == "name":
-            return readers.read_name(text)
-        if kind == "email":
-            return readers.read_email(text)
-        if kind == "phone":
-            if message.kind == "contact" and message.contacts and message.contacts[0].phones:
-                return readers.read_phone(message.contacts[0].phones[0], default_region=self._region())
-            return readers.read_phone(text, default_region=self._region())
-        if kind == "number":
-            return readers.read_number(text, minimum=step.min, maximum=step.max)
-        if kind in ("yes_no", "consent"):
-            if message.choice_id in ("yes", "no"):
-                return message.choice_id == "yes", None
-            return readers.read_yes_no(text)
-        if kind == "choice":
-            option = self._match_option(step, message.choice_id or text, loose=False)
-            return (option.id, None) if option else (None, "choice")
-        if kind == "multi_choice":
-            picked = [o.id for o in step.options if self._match_option(step, text, loose=True, only=o)]
-            if message.choice_id:
-                picked = [message.choice_id] if any(o.id == message.choice_id for o in step.options) else picked
-            return (picked, None) if picked else (None, "choice")
-        if kind == "location":
-            if message.location is not None:
-                loc = message.location
-                return loc.name or loc.address or f"{loc.latitude:.5f},{loc.longitude:.5f}", None
-            cleaned = text.strip()
-            return (cleaned, None) if len(cleaned) >= 2 else (None, "location")
-        if kind == "media":
-            if message.media:
-                return [m.media_id for m in message.media], None
-            return None, "media"
-        if kind == "date_range":
-            found = parse_date_range(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
-            if found:
-                conv.answers[f"{step.field}_text"] = text.strip()
-                return {"start": found[0], "end": found[1]}, None
-            when = parse_when(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
-            if when.value:
-                conv.answers[f"{step.field}_text"] = text.strip()
-                return {"start": when.value[:10], "end": None}, None
-            return None, "date_range"
         if kind == "datetime":
             return self._read_when(step, message, text)
-        return text.strip() or None, None if text.strip() else "text"
+        return read_answer(Reading(step=step, message=message, text=text, answers=self.conv.answers,
+                                   language=self.conv.language, now=self.ctx.now, zone=self.ctx.timezone,
+                                   phone=self.conv.phone))
 
     def _read_when(self, step: Step, message: InboundMessage, text: str) -> tuple[Any, str | None]:
         conv = self.conv
@@ -440,7 +367,7 @@ class _Run:
         when = parse_when(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
         if when.ambiguous and when.candidates:
             conv.pending["confirm"] = {"text": text.strip(), "candidates": when.candidates}
-            options = [Option(id=f"{CONFIRM_PREFIX}{i}", title=self._format_when(value))
+            options = [Option(id=f"{CONFIRM_PREFIX}{i}", title=format_when(value, self.lang))
                        for i, value in enumerate(when.candidates[:3])]
             self.say(self.text("confirm_time"), options)
             return None, "confirm"
@@ -450,37 +377,6 @@ class _Run:
             return None, "time"
         conv.answers[f"{step.field}_text"] = text.strip()
         return when.value, None
-
-    def _format_when(self, value: str) -> str:
-        moment = datetime.fromisoformat(value)
-        day = moment.strftime("%d.%m")
-        names = {"tr": ["Pzt", "Sal", "Çar", "Per", "Cum", "Cmt", "Paz"],
-                 "de": ["Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"],
-                 "ru": ["Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"],
-                 "ar": ["الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"]}
-        weekday = names.get(self.lang, ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])[moment.weekday()]
-        clock = f" {moment.strftime('%H:%M')}" if "T" in value else ""
-        return f"{weekday} {day}{clock}"
-
-    def _match_option(self, step: Step, said: str | None, *, loose: bool, only: Any = None) -> Any:
-        if not said:
-            return None
-        options = [only] if only is not None else step.options
-        for option in options:
-            if said == option.id:
-                return option
-        norm = _norm(said)
-        if not loose and norm.isdigit() and 1 <= int(norm) <= len(step.options) and only is None:
-            return step.options[int(norm) - 1]  # answering a numbered list
-        for option in options:
-            titles = {_norm(t) for t in option.title.values()}
-            synonyms = {_norm(s) for words in option.synonyms.values() for s in words}
-            if norm in titles or norm in synonyms:
-                return option
-            inside = any(s and re.search(rf"(?<!\w){re.escape(s)}", norm) for s in synonyms | titles if len(s) > 2)
-            if (loose or len(norm) > 3) and inside:
-                return option
-        return None
 
     # -- moving on -----------------------------------------------------------------------------
     def _allowed(self, step: Step) -> bool:
@@ -548,7 +444,7 @@ class _Run:
         conv.lead_count += 1
         self.say(self.text("done", reference=reference))
         self.turn.events.append(FlowCompleted(self.flow.name))
-        self.turn.events.append(LeadReady(build_lead(conv, self.flow, self.ctx), "completed"))
+        self.turn.events.append(LeadReady(self._lead(), "completed"))
 
     def _handoff(self, reason: str) -> None:
         conv = self.conv
@@ -560,58 +456,9 @@ class _Run:
         conv.lead_count += 1
         self.say(self.text("handoff", reference=conv.reference))
         self.turn.events.append(HandedOver(reason))
-        self.turn.events.append(LeadReady(build_lead(conv, self.flow, self.ctx), "handoff"))
+        self.turn.events.append(LeadReady(self._lead(), "handoff"))
 
-
-def _label(answers: dict[str, Any], key: str) -> Any:
-    return answers.get(f"{key}_label") or answers.get(key)
-
-
-def build_lead(conv: Conversation, flow: Flow, ctx: EngineContext) -> Lead:
-    """The CRM-bound request from a conversation's answers (well-known field names map to the
-    lead's contact and request; every answer is kept in ``answers`` too)."""
-    answers = dict(conv.answers)
-    known = conv.known
-    name = answers.get("name") or known.get("name")
-    if not name and conv.profile_name:
-        name, _ = readers.read_name(conv.profile_name)
-    phone = answers.get("phone") or known.get("phone") or conv.phone or (
-        readers.whatsapp_id_to_e164(conv.sender_id) if conv.channel == "whatsapp" else None)
-    first, last = readers.split_name(name)
-    country = _label(answers, "country") or readers.phone_region(phone)
-    when = answers.get("preferred_time")
-    travel = answers.get("travel_dates") if isinstance(answers.get("travel_dates"), dict) else None
-    location_parts = [str(_label(answers, k)) for k in ("city", "location") if answers.get(k)]
-    if answers.get("country"):
-        location_parts.append(str(_label(answers, "country")))
-    topic_key = flow.topic_field or "topic"
-    request = LeadRequest(
-        topic=_label(answers, topic_key),
-        location=", ".join(location_parts) or None,
-        preferred_time=when or (travel or {}).get("start"),
-        preferred_time_text=answers.get("preferred_time_text") or answers.get("travel_dates_text"),
-        preferred_end=(travel or {}).get("end"),
-        priority=_label(answers, "priority"),
-        note=answers.get("note"),
-    )
-    contact = LeadContact(
-        name=name, first_name=first, last_name=last, phone=phone, email=answers.get("email") or known.get("email"),
-        language=conv.language, country=country, channel=conv.channel, channel_id=conv.sender_id,
-    )
-    lead = Lead(
-        reference=conv.reference or "", conversation_key=conv.key, contact_key=f"{conv.channel}:{conv.sender_id}",
-        contact=contact, organization=answers.get("company") or known.get("company"), request=request,
-        answers=answers, first_touch=conv.first_touch or Attribution(), last_touch=conv.last_touch or Attribution(),
-        language=conv.language, language_source=conv.language_source, consent=conv.consent,
-        transcript=list(conv.transcript), handoff_reason=conv.handoff_reason, media=list(conv.media),
-        opted_out=conv.opted_out, flow=flow.name, created_at=ctx.now,
-        status="new",
-    )
-    context = {"lead": lead.model_dump(mode="json"), "answers": answers, "contact": lead.contact.model_dump(),
-               "request": request.model_dump(), "reference": lead.reference, "language": conv.language,
-               "flow": flow.name, "clinic": ctx.clinic_name}
-    lead.summary = render(flow.summary, context)
-    tags = [render(tag, context) for tag in flow.tags]
-    lead.tags = list(dict.fromkeys(t for t in tags if t))
-    lead.transcript_url = ctx.transcript_url(conv)
-    return lead
+    def _lead(self) -> Lead:
+        conv, ctx = self.conv, self.ctx
+        return build_lead(conv, self.flow, now=ctx.now, clinic_name=ctx.clinic_name,
+                          transcript_url=ctx.transcript_url(conv))

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from connector.templating import check_template
 from connector.yamlfile import load_model, write_schema
 from core.errors import ConfigurationError, Problem
 
@@ -176,8 +177,6 @@ LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English", "de": "Deutsch", "ar": "ا�
 
 
 def _cross_check(flow: Flow, path: Path, line_of: Any) -> list[Problem]:
-    from connector.templating import check_template
-
     problems: list[Problem] = []
 
     def problem(loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:

@@ -5,7 +5,9 @@
   bodies through typed models written from the vendors' documentation
   (:mod:`connector.channels.whatsapp_payload`, :mod:`connector.channels.telegram_update`, sharing
   :mod:`connector.channels.parts`): a part that does not fit is dropped alone, logged without its contents.
-- :func:`client_for` gives the worker the right outbound client.
+- :func:`client_for` gives the worker the right outbound client, made once per process. It asks its
+  caller only for settings and a per-process cache (:class:`ClientHost`, which the relay's runtime is):
+  the channels sit below the relay and import nothing of it.
 - Redeliveries are dropped by :func:`connector.inbox.enqueue_inbound`, which remembers message
   and update ids in the same atomic step that queues them.
 - :func:`record_status` keeps delivery statuses for metrics and delivery tracking.
@@ -13,16 +15,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import redis
 
 from connector.channels.base import ChannelClient, StatusUpdate
+from connector.channels.telegram import TelegramClient
+from connector.channels.whatsapp import WhatsAppClient
 from core.keys import family
+from core.settings import Settings
 
-if TYPE_CHECKING:
-    from connector.runtime import Runtime
-
+T = TypeVar("T")
 
 #: the latest delivery status of a message the relay sent, by the channel's message id
 STATUS = family("status", "{channel}:{message_id}", ttl="retention.dedup_days", holds_pii=False, owner=__name__)
@@ -32,11 +36,19 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def client_for(runtime: Runtime, channel: str) -> ChannelClient:
-    """The outbound client of ``channel`` (made once per process)."""
-    from connector.channels.telegram import TelegramClient
-    from connector.channels.whatsapp import WhatsAppClient
+class ClientHost(Protocol):
+    """What :func:`client_for` needs from its caller (the relay's runtime has both)."""
 
+    @property
+    def settings(self) -> Settings:
+        """The settings the clients read their credentials and endpoints from."""
+
+    def cached(self, name: str, factory: Callable[[], T]) -> T:
+        """``factory()``, made once per process under ``name``."""
+
+
+def client_for(runtime: ClientHost, channel: str) -> ChannelClient:
+    """The outbound client of ``channel`` (made once per process, in ``runtime``'s cache)."""
     if channel == "whatsapp":
         return runtime.cached("client:whatsapp", lambda: WhatsAppClient(runtime.settings))
     if channel == "telegram":
@@ -59,4 +71,4 @@ def delivery_status(client: redis.Redis, channel: str, message_id: str) -> str |
     return _text(value) if value else None
 
 
-__all__ = ["ChannelClient", "StatusUpdate", "client_for", "delivery_status", "record_status"]
+__all__ = ["ChannelClient", "ClientHost", "StatusUpdate", "client_for", "delivery_status", "record_status"]

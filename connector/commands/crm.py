@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
+from connector.logs import configure_logging
+from connector.mapping import check_online, required_schema
+from connector.runtime import Runtime
 from core.errors import ConfigurationError
+from core.settings import load_settings
 
 
-def _runtime():  # type: ignore[no-untyped-def]
-    from connector.logs import configure_logging
-    from connector.runtime import Runtime
-    from core.settings import load_settings
-
+def _runtime() -> Runtime:
+    """The runtime, its configuration checked (the CRM commands need a valid mapping)."""
     settings = load_settings()
     configure_logging("text", "WARNING")
     runtime = Runtime(settings)
@@ -30,8 +31,6 @@ def command() -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would be created; change nothing.")
 def setup(dry_run: bool) -> None:
     """Create the custom fields (and groups) the mapping needs. Safe to run again."""
-    from connector.mapping import required_schema
-
     runtime = _runtime()
     for line in runtime.adapter.setup(required_schema(runtime.mapping), apply=not dry_run):
         click.echo(line)
@@ -40,8 +39,6 @@ def setup(dry_run: bool) -> None:
 @command.command("doctor")
 def doctor() -> None:
     """Check credentials, and the mapping against the live CRM. Exit 1 on any problem."""
-    from connector.mapping import check_online
-
     runtime = _runtime()
     adapter = runtime.adapter
     report = adapter.check_credentials()
@@ -51,8 +48,8 @@ def doctor() -> None:
         raise SystemExit(1)
     click.echo(f"credentials: ok ({runtime.config.crm})")
     problems = check_online(runtime.mapping, adapter)
-    for problem in problems:
-        click.echo(f"mapping: {problem}", err=True)
+    for mismatch in problems:
+        click.echo(f"mapping: {mismatch}", err=True)
     if problems:
         raise SystemExit(1)
     click.echo("mapping: every field, option, pipeline and stage exists")

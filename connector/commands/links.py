@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import segno
+
+from connector.runtime import Runtime
+from core.settings import load_settings
 
 
 @click.command("links")
@@ -13,11 +17,6 @@ import click
 @click.option("--base-url", default=None, help="The relay's public address (default: $PUBLIC_BASE_URL).")
 def command(out_dir: Path, base_url: str | None) -> None:
     """Print each campaign's click link and write its QR code as SVG and PNG."""
-    import segno
-
-    from connector.runtime import Runtime
-    from core.settings import load_settings
-
     runtime = Runtime(load_settings())
     base = (base_url or runtime.settings.public_base_url).rstrip("/")
     out_dir.mkdir(parents=True, exist_ok=True)

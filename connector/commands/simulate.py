@@ -16,7 +16,12 @@ from datetime import timedelta
 
 import click
 
+from connector.attribution.language import detect_language
+from connector.bot.engine import EngineContext, LeadReady, handle
+from connector.mapping import plan
+from connector.runtime import Runtime
 from core.models import Conversation, InboundMessage, utcnow
+from core.settings import load_settings
 
 
 @click.command("simulate")
@@ -26,12 +31,6 @@ from core.models import Conversation, InboundMessage, utcnow
 @click.option("--channel", type=click.Choice(["whatsapp", "telegram"]), default="whatsapp", show_default=True)
 def command(flow_name: str, lang: str | None, channel: str) -> None:
     """Chat with a flow in the terminal; print the lead and the CRM operations it would produce."""
-    from connector.attribution.language import detect_language
-    from connector.bot.engine import EngineContext, LeadReady, handle
-    from connector.mapping import plan
-    from connector.runtime import Runtime
-    from core.settings import load_settings
-
     runtime = Runtime(load_settings())
     flows = runtime.flows
     if flow_name not in flows:

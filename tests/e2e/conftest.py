@@ -12,11 +12,11 @@ import redis
 from ruamel.yaml import YAML
 
 from connector.app import create_app
-from connector.demo_stack import RunningCRM, prepare_crm, start_crm
 from connector.mapping import load_mapping
 from connector.runtime import Runtime, set_current_runtime
 from connector.worker import run_worker
 from core.settings import Settings
+from demo.stack import RunningCRM, prepare_crm, start_crm
 from emulators.server import ServedApp
 from tests.conftest import TEST_SECRETS, make_settings
 from tests.e2e.crm_probes import Probe

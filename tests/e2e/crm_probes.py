@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from connector.demo_stack import RunningCRM
 from connector.mapping import FieldSource, Mapping
+from demo.stack import RunningCRM
 
 
 @dataclass

@@ -30,9 +30,48 @@ def _alive(pid: int) -> bool:
     return stat.split(")")[-1].split()[0] != "Z"
 
 
+def _wait_for_banner(proc: subprocess.Popen[str], output: list[str]) -> None:
+    """Read the demo's output into ``output`` until it says it is running (or ends)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        output.append(line)
+        if "chat2crm is running" in line or not line:
+            break
+
+
+def _play_a_conversation(base: str, crm: str) -> None:
+    """Play the health intake through the page's API up to a handoff; check the chat and the CRM halves."""
+    stage, write_path = EXPECTED[crm]
+    patient = "905329990001"
+    exchange = ["Merhaba, hafta içi bir görüşme ayarlamak istiyorum"]
+    # The demo's default flow is the health intake; play it through the page's API with buttons.
+    requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": exchange[0]},
+                  timeout=10)
+    deadline = time.monotonic() + 30
+    messages: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        messages = requests.get(f"{base}/demo/api/chat?channel=whatsapp&patient={patient}", timeout=5).json()[
+            "messages"]
+        if any(m["direction"] == "out" for m in messages):
+            break
+        time.sleep(0.3)
+    assert messages[0]["direction"] == "in" and messages[0]["text"] == exchange[0]
+    assert any(m["direction"] == "out" for m in messages)
+    requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": "temsilci"},
+                  timeout=10)
+    deadline = time.monotonic() + 30
+    view: dict[str, Any] = {"records": []}
+    while time.monotonic() < deadline and not (view["records"] and view["tasks"]):
+        view = requests.get(f"{base}/demo/api/crm", timeout=5).json()
+        time.sleep(0.3)
+    assert len(view["contacts"]) == 1 and len(view["records"]) == 1 and len(view["tasks"]) == 1
+    assert view["crm"] == crm and view["records"][0]["stage"] == stage
+    assert view["notes"] and any(c["path"].endswith(write_path) for c in view["calls"])  # type: ignore[index]
+
+
 @pytest.mark.parametrize("crm", sorted(EXPECTED))
 def test_demo_runs_the_whole_product_and_stops_cleanly(crm: str) -> None:
-    stage, write_path = EXPECTED[crm]
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port), "--crm", crm], env=env,
@@ -40,42 +79,13 @@ def test_demo_runs_the_whole_product_and_stops_cleanly(crm: str) -> None:
     output: list[str] = []
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            output.append(line)
-            if "chat2crm is running" in line or not line:
-                break
+        _wait_for_banner(proc, output)
         assert any(f"open {base}/demo" in line for line in output), "".join(output)
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
         ready = requests.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
         assert "chat2crm demo" in requests.get(f"{base}/demo", timeout=5).text
-        patient = "905329990001"
-        exchange = ["Merhaba, hafta içi bir görüşme ayarlamak istiyorum"]
-        # The demo's default flow is the health intake; play it through the page's API with buttons.
-        requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": exchange[0]},
-                      timeout=10)
-        deadline = time.monotonic() + 30
-        messages: list[dict[str, object]] = []
-        while time.monotonic() < deadline:
-            messages = requests.get(f"{base}/demo/api/chat?channel=whatsapp&patient={patient}", timeout=5).json()[
-                "messages"]
-            if any(m["direction"] == "out" for m in messages):
-                break
-            time.sleep(0.3)
-        assert messages[0]["direction"] == "in" and messages[0]["text"] == exchange[0]
-        assert any(m["direction"] == "out" for m in messages)
-        requests.post(f"{base}/demo/api/send", json={"channel": "whatsapp", "patient": patient, "text": "temsilci"},
-                      timeout=10)
-        deadline = time.monotonic() + 30
-        view: dict[str, Any] = {"records": []}
-        while time.monotonic() < deadline and not (view["records"] and view["tasks"]):
-            view = requests.get(f"{base}/demo/api/crm", timeout=5).json()
-            time.sleep(0.3)
-        assert len(view["contacts"]) == 1 and len(view["records"]) == 1 and len(view["tasks"]) == 1
-        assert view["crm"] == crm and view["records"][0]["stage"] == stage
-        assert view["notes"] and any(c["path"].endswith(write_path) for c in view["calls"])  # type: ignore[index]
+        _play_a_conversation(base, crm)
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

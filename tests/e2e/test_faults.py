@@ -33,7 +33,7 @@ from tests.conftest import TEST_SECRETS, make_settings
 from tests.e2e.conftest import write_config
 from tests.paths import MAPPINGS, REPO
 
-CONVERSATIONS, WORKERS, KILLS = 500, 4, 4
+CONVERSATIONS, WORKERS, KILLS = 300, 4, 4
 INBOXES, OUTBOXES, LEADS_PENDING = inbox.DUE.key(), outbox.DUE.key(), PENDING.key()
 SEARCH_LAG = 3.0
 # About three minutes on two cores. `-m "not slow"` leaves it out of a quick run.
@@ -93,7 +93,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
                               campaigns=None, default_flow="quick_request", languages=["en"],
                               **{"delivery.backoff_base_seconds": 0.2, "delivery.backoff_max_seconds": 1,
                                  "delivery.max_retries": 50, "delivery.job_timeout_seconds": 10,
-                                 "delivery.lost_job_seconds": 60, "limits.global_per_second": 100000})
+                                 "delivery.lost_job_seconds": 20, "limits.global_per_second": 100000})
         settings = make_settings(server.url, chat2crm_config=config, whatsapp_api_base=wa.url,
                                  hubspot_api_base=hs.url)
         mapping = load_mapping(mapping_path, crm="hubspot")
@@ -103,7 +103,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         whatsapp.relay_url = f"{relay.url}/webhooks/whatsapp"
         env = {**os.environ, **{k.upper(): v for k, v in TEST_SECRETS.items()}, "REDIS_URL": server.url,
                "CHAT2CRM_CONFIG": str(config), "WHATSAPP_API_BASE": wa.url, "HUBSPOT_API_BASE": hs.url,
-               "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
+               "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", "WORKER_PROCESSES": "1"}
         workers = Workers(env)
         try:
             yield {"server": server, "hubspot": hubspot, "whatsapp": whatsapp, "runtime": runtime, "workers": workers}

@@ -77,8 +77,8 @@ CRM_DOCS = {"docs/crm-salesforce.md": "salesforce", "docs/crm-pipedrive.md": "pi
 @pytest.fixture(scope="module")
 def crm_envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
     """For each CRM with a doc of its own: its emulator, and the environment that selects it."""
-    from connector.commands.demo import demo_config
-    from connector.demo_stack import start_crm
+    from demo.command import demo_config
+    from demo.stack import start_crm
 
     directory = tmp_path_factory.mktemp("crm-docs")
     credentials = {k.upper(): str(v) for k, v in TEST_SECRETS.items()}

@@ -10,6 +10,7 @@ current folder, never site-packages. ``demo`` without the ``demo`` extra says wh
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,14 +46,28 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: what a build or a run leaves in the checkout, which a newcomer's clone does not have
+_NOT_SOURCES = (".git", ".venv", "build", "dist", "artefacts", ".run", "__pycache__", "*.egg-info", ".mypy_cache",
+                ".ruff_cache", ".hypothesis", ".pytest_cache", "tests", "bench")
+
+
+def _clean_sources(root: Path) -> Path:
+    """A copy of the checkout without build or run leftovers, to build the wheel from: setuptools copies
+    every module it ever built into ``build/lib`` and ships them all, so a wheel built in place would also
+    hold modules long moved or removed."""
+    sources = root / "sources"
+    shutil.copytree(REPO, sources, ignore=shutil.ignore_patterns(*_NOT_SOURCES))
+    return sources
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A new venv with the built wheel installed (runtime dependencies only); yields its bin folder."""
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
     pip_env = {k: v for k, v in _clean_env().items() if not k.startswith(("PYTHONPATH", "CHAT2CRM_OPEN_AUDIT"))}
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(REPO)],
-         cwd=root, env=pip_env)
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist),
+          str(_clean_sources(root))], cwd=root, env=pip_env)
     wheels = sorted(dist.glob("chat2crm-*.whl"))
     assert len(wheels) == 1, wheels
     venv = root / "venv"
@@ -69,11 +84,16 @@ def test_wheel_contents(installed: Path) -> None:
                     "connector/resources/mappings/hubspot.yaml", "connector/resources/mappings/salesforce-case.yaml",
                     "connector/resources/bot_flows/meeting_request.yaml", "connector/resources/schemas/flow.schema.json",
                     "connector/templates/transcript.html", "connector/static/chat2crm-links.js",
-                    "connector/demo_assets/demo.js", "emulators/vendor_specs/SOURCES.md",
+                    "demo/command.py", "demo/wsgi.py", "demo/assets/demo.js", "demo/assets/demo.html",
+                    "demo/assets/demo.css", "emulators/vendor_specs/SOURCES.md",
                     "emulators/vendor_specs/whatsapp/LICENSE", "emulators/vendor_specs/telegram/api.json",
                     "emulators/vendor_specs/pipedrive/openapi-v2.yaml"):
         assert shipped in names, shipped
     assert not [n for n in names if n.startswith("tests/")]
+    # the relay's package holds no demo: the demo's command comes from the `demo` package's entry point
+    assert not [n for n in names if n.startswith(("connector/demo", "connector/commands/demo"))]
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "demo = demo.command:command" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_init_check_and_simulate_from_an_empty_folder(installed: Path, tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from emulators import pipedrive_spec
 from emulators.pipedrive import ROUTES, route
+from emulators.pipedrive import openapi as pipedrive_spec
 
 
 def _check(method: str, path: str, query: dict[str, list[str]] | None = None, body: object = None,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.salesforce import SalesforceAdapter, _merge_tags, _pick, _plain, _quote, _select
+from adapters.salesforce import SalesforceAdapter
+from adapters.salesforce.content import _merge_tags, _plain
+from adapters.salesforce.soql import _pick, _quote, _select
 from core.errors import AuthError, FatalError, RetryableError
-from emulators import salesforce_contract as contract
-from emulators.salesforce import sf_id
+from emulators.salesforce import contract, sf_id
 from tests.conftest import make_settings
 
 

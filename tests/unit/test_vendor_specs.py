@@ -27,6 +27,6 @@ def test_every_vendor_folder_names_its_licence_and_source() -> None:
 
 
 def test_the_salesforce_skeletons_used_by_the_contract_are_shipped() -> None:
-    from emulators.salesforce_contract import SKELETONS, skeleton_urls
+    from emulators.salesforce.contract import SKELETONS, skeleton_urls
 
     assert set(skeleton_urls()) == set(SKELETONS)

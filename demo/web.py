@@ -1,6 +1,7 @@
 """The demo page (``/demo``): play a patient on the left, watch the CRM on the right.
 
-Served only when ``chat2crm demo`` runs the relay (it sets ``CHAT2CRM_DEMO_EMULATORS``). The page
+Served only when ``chat2crm demo`` runs the relay: its web process serves :mod:`demo.wsgi`, the relay's
+app with this blueprint added, and the page answers only while ``CHAT2CRM_DEMO_EMULATORS`` is set. The page
 talks to ``/demo/api/*`` here, which talks to the emulators; nothing here touches the relay's
 internals: patients' messages arrive at the webhooks as signed webhooks, like real ones.
 """
@@ -22,7 +23,7 @@ from connector.logs import redact
 from core.keys import family
 
 blueprint = Blueprint("demo", __name__)
-ASSETS = Path(__file__).resolve().parent / "demo_assets"
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 #: the page's "Try" buttons: a campaign link to arrive through (its prefill is the first message) or,
 #: with no campaign, a first message (the configuration's default flow answers it)
@@ -228,7 +229,7 @@ def problems() -> Response:
 
 # -- the relay's problems, from its log records -------------------------------------------------
 #: where ``chat2crm demo`` keeps the relay's problem records (newest first) for the page
-PROBLEMS_KEY = family("demo", "problems", ttl=86400, holds_pii=False, owner="connector.demo_web").key()
+PROBLEMS_KEY = family("demo", "problems", ttl=86400, holds_pii=False, owner=__name__).key()
 PROBLEMS_KEPT = 100
 #: records logged at INFO that are problems all the same: something failed and the relay retries it
 _RETRIES = frozenset({"retry scheduled", "conversation retry scheduled", "reply retry scheduled"})

@@ -4,22 +4,35 @@ Each is the same product code the tests use; here they hold the demo's state. Th
 prepared the way ``chat2crm crm setup`` prepares a real account. Each emulator also answers
 ``POST /_emulator/fail``, with which the demo page makes its next call fail. :func:`start_crm` is also what
 the end-to-end tests use, so the demo and the tests start every CRM the same way.
+
+Importing this module needs the ``demo`` extra: the emulators check every request against the vendors'
+API descriptions (``jsonschema``, ``referencing``, ``PyYAML``) and Salesforce's serves HTTPS (``trustme``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from ruamel.yaml import YAML
 
+from adapters import load_adapter
+from connector.mapping import load_mapping, required_schema
+from connector.resources import shipped
+from core.settings import Settings
+from demo import DEMO_CRMS
+from emulators.hubspot import HubSpotEmulator
+from emulators.pipedrive import PipedriveEmulator
+from emulators.salesforce import SalesforceCredentials, SalesforceEmulator, make_test_tls
 from emulators.server import ServedApp
+from emulators.telegram import TelegramEmulator
+from emulators.whatsapp import WhatsAppEmulator
 
-#: CRMs the demo can show (an emulator ships for each)
-DEMO_CRMS = ("hubspot", "salesforce", "pipedrive")
 #: the environment variables holding each CRM's demo credentials (made fresh by the demo)
 CRM_SECRETS = {
     "hubspot": ("HUBSPOT_ACCESS_TOKEN",),
@@ -83,15 +96,11 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         KeyError: ``env`` lacks a credential the CRM needs.
     """
     if crm == "hubspot":
-        from emulators.hubspot import HubSpotEmulator
-
         hubspot = HubSpotEmulator(env["HUBSPOT_ACCESS_TOKEN"], **emulator_options)
         add_fault_control(hubspot.app, hubspot)
         served = ServedApp(hubspot.app).start()
         return RunningCRM(crm, hubspot, served, {"HUBSPOT_API_BASE": served.url})
     if crm == "salesforce":
-        from emulators.salesforce import SalesforceCredentials, SalesforceEmulator, make_test_tls
-
         tls = make_test_tls(directory or Path(tempfile.mkdtemp(prefix="chat2crm-tls-")))
         org = SalesforceEmulator(SalesforceCredentials(client_id=env["SALESFORCE_CLIENT_ID"],
                                                        client_secret=env["SALESFORCE_CLIENT_SECRET"]),
@@ -102,8 +111,6 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         return RunningCRM(crm, org, served, {"SALESFORCE_INSTANCE_URL": served.url, "SALESFORCE_LOGIN_URL": served.url,
                                              "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)})
     if crm == "pipedrive":
-        from emulators.pipedrive import PipedriveEmulator
-
         pipedrive = PipedriveEmulator(env["PIPEDRIVE_API_TOKEN"], **emulator_options)
         add_fault_control(pipedrive.app, pipedrive)
         served = ServedApp(pipedrive.app).start()
@@ -139,9 +146,6 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
     Raises:
         ValueError: no emulator ships for ``crm``.
     """
-    from emulators.telegram import TelegramEmulator
-    from emulators.whatsapp import WhatsAppEmulator
-
     if crm not in DEMO_CRMS:
         raise ValueError(f"the demo has no {crm} emulator; available: {', '.join(DEMO_CRMS)}")
     stack = DemoStack()
@@ -171,10 +175,6 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
 def _add_demo_campaigns(org: Any) -> None:
     """The Campaigns a clinic's marketing team keeps in Salesforce, one per example campaign (named by its
     UTM campaign, as the shipped mapping looks them up), so the demo shows campaign membership."""
-    from ruamel.yaml import YAML
-
-    from connector.resources import shipped
-
     data = YAML(typ="safe").load(shipped("campaigns.yaml").read_text(encoding="utf-8"))
     for campaign in data.get("campaigns") or []:
         name = (campaign.get("utm") or {}).get("campaign") or campaign["slug"]
@@ -187,13 +187,6 @@ def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None)
     Returns:
         The set-up's lines (one per field: created, or already there).
     """
-    import os
-
-    from adapters import load_adapter
-    from connector.mapping import load_mapping, required_schema
-    from connector.resources import shipped
-    from core.settings import Settings
-
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm)
     adapter = load_adapter(crm).from_settings(settings, options=mapping.crm_options())

@@ -177,35 +177,50 @@ def request_errors(op: Operation, path_params: dict[str, str], query: dict[str, 
     """Why Pipedrive would reject this request to ``op`` (empty: it would not)."""
     errors: list[str] = []
     for (location, name), (required, schema, comma) in op.parameters.items():
-        if location == "path":
-            raw = path_params.get(name)
-            values = [raw] if raw is not None else []
-        elif location == "query":
-            values = query.get(name, [])
-        else:
+        if location not in ("path", "query"):
             continue
+        values = _parameter_values(location, name, path_params, query)
         if not values:
             if required:
                 errors.append(f"{location} parameter {name}: required")
             continue
-        for raw in values:
-            parts = raw.split(",") if comma else [raw]  # repair 2
-            for part in parts:
-                try:
-                    value = _convert(part, schema)
-                except ValueError:
-                    errors.append(f"{location} parameter {name}: {part!r} is not a {schema.get('type')}")
-                    continue
-                errors.extend(_schema_errors(schema, value, f"{location} parameter {name}"))
+        errors.extend(_parameter_errors(f"{location} parameter {name}", values, schema, comma))
     declared = {name for (location, name) in op.parameters if location == "query"}
     errors.extend(f"query parameter {name}: not a parameter of {op.operation_id}" for name in query
                   if name not in declared)
+    errors.extend(_body_errors(op, body, has_body))
+    return errors
+
+
+def _parameter_values(location: str, name: str, path_params: dict[str, str], query: dict[str, list[str]]) -> list[str]:
+    """The values a request gives one path or query parameter (empty: none)."""
+    if location == "path":
+        raw = path_params.get(name)
+        return [raw] if raw is not None else []
+    return query.get(name, [])
+
+
+def _parameter_errors(where: str, values: list[str], schema: dict[str, Any], comma: bool) -> list[str]:
+    """Why Pipedrive would refuse these values of one parameter, each converted to the declared type first."""
+    errors: list[str] = []
+    for raw in values:
+        parts = raw.split(",") if comma else [raw]  # repair 2
+        for part in parts:
+            try:
+                value = _convert(part, schema)
+            except ValueError:
+                errors.append(f"{where}: {part!r} is not a {schema.get('type')}")
+                continue
+            errors.extend(_schema_errors(schema, value, where))
+    return errors
+
+
+def _body_errors(op: Operation, body: Any, has_body: bool) -> list[str]:
+    """Why Pipedrive would refuse the request's body, or the lack of one."""
     if op.body_schema is not None:
         if not has_body:
-            if op.body_required:
-                errors.append("body: required")
-        else:
-            errors.extend(_schema_errors(op.body_schema, body, "body"))
-    elif has_body and op.method in ("GET", "DELETE"):
-        errors.append(f"body: {op.operation_id} takes no body")
-    return errors
+            return ["body: required"] if op.body_required else []
+        return _schema_errors(op.body_schema, body, "body")
+    if has_body and op.method in ("GET", "DELETE"):
+        return [f"body: {op.operation_id} takes no body"]
+    return []

@@ -8,6 +8,10 @@ one line per conversation event (the relay's own log records, already redacted),
 polling; the warnings, errors and retries among them also go to the page's Problems list. On Ctrl-C
 (SIGINT, even when started in the background by a script), SIGTERM or SIGHUP it stops every process
 it started, in order, leaving nothing running.
+
+The relay's ``chat2crm`` command finds this one through the ``chat2crm.commands`` entry point group: the
+relay never imports the demo. Its web process is :mod:`demo.serve` (the relay's app with the demo page),
+its worker the relay's own ``chat2crm worker``.
 """
 
 from __future__ import annotations
@@ -15,169 +19,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib.util
-import json
 import os
-import re
 import secrets
 import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
 
 import click
-import redis
 import requests
+from ruamel.yaml import YAML
 
-from connector.demo_stack import DEMO_CRMS as CRMS
-from connector.demo_web import PROBLEMS_KEPT, PROBLEMS_KEY, is_duplicate, is_problem
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
-
-#: the demo page's own requests (it polls every second) and health checks: not conversation events
-_PAGE_OR_HEALTH = re.compile(r"^[A-Z]+ (/|/demo(/\S*)?|/healthz|/readyz|/favicon\.ico) \d{3} ")
-#: webhooks the relay accepted: the worker's "message received" line reports each message better
-_ACCEPTED_WEBHOOK = re.compile(r"^POST /webhooks/\S+ 2\d\d ")
-
-
-#: a line of output in, the line to show out (None: show nothing)
-Shown = Callable[[str], str | None]
-
-
-def access_line(line: str) -> str | None:
-    """A line of the web process's standard output (gunicorn's access log) as the demo's terminal shows it:
-    not at all for the page's polling, health checks and accepted webhooks."""
-    return None if _PAGE_OR_HEALTH.match(line) or _ACCEPTED_WEBHOOK.match(line) else line
-
-
-#: record keys the terminal line leaves out (rq's own keys repeat the job; details stay in `failed show`)
-_NOT_IN_LINE = frozenset({"ts", "level", "logger", "msg", "exc", "details", "func", "arguments", "kwargs",
-                          "job_id", "queue"})
-
-
-def event_line(record: dict[str, Any]) -> str:
-    """One readable line for a relay log record (JSON, already redacted by the relay): time, level when it
-    is not INFO, message, then its fields; a traceback is cut to its last line."""
-    try:
-        when = datetime.fromisoformat(str(record.get("ts"))).astimezone().strftime("%H:%M:%S")
-    except ValueError:
-        when = time.strftime("%H:%M:%S")
-    level = str(record.get("level", "INFO"))
-    message = str(record.get("msg", "")).strip().splitlines()
-    line = f"{when} {'' if level == 'INFO' else level + ' '} {message[0] if message else ''}"
-    fields = " ".join(f"{k}={v}" for k, v in record.items() if k not in _NOT_IN_LINE)
-    if fields:
-        line += f"  {fields}"
-    exc = str(record.get("exc") or "").strip().splitlines()
-    if exc:
-        line += f"  ({exc[-1]})"
-    return line + "\n"
-
-
-class RelayLog:
-    """What the demo shows of the relay's own log (its web and worker log JSON lines for this): one readable
-    line per record in the terminal, and the problems among them (warnings, errors, retries) kept in Redis,
-    where the demo page's Problems list reads them."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.redis = redis.Redis.from_url(redis_url)
-        with contextlib.suppress(redis.RedisError):
-            self.redis.delete(PROBLEMS_KEY)
-
-    def __call__(self, line: str) -> str | None:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            return line  # gunicorn's own lines; anything printed before logging was set up
-        if not isinstance(record, dict) or "msg" not in record:
-            return line
-        if is_duplicate(record):
-            return None
-        if is_problem(record):
-            kept = {k: v for k, v in record.items() if k not in ("exc", "details", "arguments", "kwargs")}
-            # the demo goes on when its Redis is gone (it is stopping)
-            with contextlib.suppress(redis.RedisError):
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.lpush(PROBLEMS_KEY, json.dumps(kept, ensure_ascii=False, default=str))
-                pipe.ltrim(PROBLEMS_KEY, 0, PROBLEMS_KEPT - 1)
-                pipe.expire(PROBLEMS_KEY, 86400)
-                pipe.execute()
-        return event_line(record)
-
-
-class Supervisor:
-    """Starts child processes in their own process groups and stops them all, whatever happens."""
-
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.cleanups: list[Any] = []
-        self.pumps: list[threading.Thread] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str], *, stdout: Shown | None = None,
-              stderr: Shown | None = None) -> subprocess.Popen[bytes]:
-        """Start ``args``; its standard output and error, when given a :data:`Shown`, go through it (to ours)."""
-        proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE if stdout else None, stderr=subprocess.PIPE if stderr else None)
-        self.children.append((name, proc))
-        for stream, shown in ((proc.stdout, stdout), (proc.stderr, stderr)):
-            if stream is not None and shown is not None:
-                pump = threading.Thread(target=_pump, args=(stream, shown), name=f"demo-{name}-output", daemon=True)
-                pump.start()
-                self.pumps.append(pump)
-        click.echo(f"    {name:<10} pid {proc.pid}")
-        return proc
-
-    def dead_child(self) -> str | None:
-        for name, proc in self.children:
-            if proc.poll() is not None:
-                return name
-        return None
-
-    def stop(self) -> None:
-        for _name, proc in reversed(self.children):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self.children.clear()
-        for pump in self.pumps:
-            pump.join(timeout=5)
-        self.pumps.clear()
-        for cleanup in reversed(self.cleanups):
-            cleanup()
-        self.cleanups.clear()
-
-
-_output_lock = threading.Lock()
-
-
-def _pump(stream: IO[bytes], shown: Shown) -> None:
-    """Copy a child's output to ours, line by line, as ``shown`` renders it."""
-    for raw in iter(stream.readline, b""):
-        line = shown(raw.decode("utf-8", "replace"))
-        if line is None:
-            continue
-        # a closed terminal must not stop the draining: a child blocked on a full pipe never exits
-        with _output_lock, contextlib.suppress(OSError, ValueError):
-            sys.stdout.write(line)
-            sys.stdout.flush()
-    stream.close()
+from demo import DEMO_CRMS as CRMS
+from demo.processes import RelayLog, Supervisor, access_line
 
 
 def port_problem(port: int) -> str | None:
@@ -213,8 +74,6 @@ def _free_port_after(port: int) -> int:
 
 def demo_config(crm: str, directory: Path) -> Path:
     """The shipped main configuration with ``crm`` and its mapping selected, paths made absolute."""
-    from ruamel.yaml import YAML
-
     yaml = YAML(typ="rt")
     data = yaml.load(shipped(DEFAULT_CONFIG).read_text(encoding="utf-8"))
     data["crm"] = crm
@@ -322,6 +181,79 @@ def missing_demo_packages() -> list[str]:
     return [name for name in DEMO_MODULES if importlib.util.find_spec(name) is None]
 
 
+def _refuse_to_start_when_unable(port: int) -> None:
+    """Exit 1 with what to do when the demo extra is missing or the web app could not listen on ``port``."""
+    missing = missing_demo_packages()
+    if missing:
+        click.echo(f"chat2crm demo: the demo needs chat2crm's demo extra (missing: {', '.join(missing)}); "
+                   "install it with: pip install 'chat2crm[demo]'  (./scripts/demo does this for you)", err=True)
+        sys.exit(1)
+    problem = port_problem(port)
+    if problem:
+        click.echo(f"chat2crm demo: {problem}", err=True)
+        sys.exit(1)
+
+
+def _start_redis(supervisor: Supervisor) -> tuple[str, str | None]:
+    """The Redis the demo uses: the caller's ``$REDIS_URL``, else a private one it starts (and stops).
+
+    Returns:
+        The Redis URL, and the same URL again when it is the demo's own (None for the caller's: it is never
+        printed, as it may hold a password).
+    """
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        return redis_url, None
+    server = EmbeddedRedis().start()
+    supervisor.cleanups.append(server.stop)
+    pid = server.process.pid if server.process else 0
+    click.echo(f"    {'redis':<10} pid {pid}")
+    return server.url, server.url
+
+
+def _start(supervisor: Supervisor, crm: str, port: int) -> None:
+    """Start Redis, the emulators, the web app and a worker under ``supervisor``; print the banner once the web
+    app answers.
+
+    Raises:
+        click.ClickException: a process exited at start, or the web app did not answer in time.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="chat2crm-demo-"))
+    supervisor.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    redis_url, own_redis = _start_redis(supervisor)
+    config = demo_config(crm, workdir)
+    env = demo_environment(crm, port, redis_url, config)
+    # imported only here: the emulators need the optional demo extra, which the command checked for first
+    from demo.stack import start_emulators
+
+    stack = start_emulators(crm, env, directory=workdir / "tls")
+    click.echo(f"    {'emulators':<10} WhatsApp, Telegram, {crm} (in this process)")
+    supervisor.cleanups.append(stack.stop)
+    env.update(stack.environment)
+    relay_log = RelayLog(redis_url)
+    # the relay's web app with the demo page added (demo.wsgi), validated and served as `chat2crm serve` does
+    supervisor.spawn("web", [sys.executable, "-m", "demo.serve", "--port", str(port)], env, stdout=access_line,
+                     stderr=relay_log)
+    supervisor.spawn("worker", [sys.executable, "-m", "connector.cli", "worker"], env, stderr=relay_log)
+    base = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{base}/healthz", supervisor)
+    stack.connect(base)
+    click.echo("")
+    for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
+                             admin_token=env["ADMIN_TOKEN"]):
+        click.echo(line)
+
+
+def _watch(supervisor: Supervisor) -> int:
+    """Wait until a child process exits (then 1: the demo stops) or a signal interrupts the wait."""
+    while True:
+        dead = supervisor.dead_child()
+        if dead:
+            click.echo(f"chat2crm demo: the {dead} process exited; stopping", err=True)
+            return 1
+        time.sleep(0.5)
+
+
 @click.command("demo")
 @click.option("--crm", type=click.Choice(CRMS), default="hubspot", show_default=True,
               help="Which CRM emulator the relay writes to.")
@@ -332,15 +264,7 @@ def command(crm: str, port: int) -> None:
     # A non-interactive shell starts background jobs with SIGINT ignored, and Python then leaves it
     # ignored: without this, `./scripts/demo &` in a script could not be stopped with Ctrl-C or kill -INT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    missing = missing_demo_packages()
-    if missing:
-        click.echo(f"chat2crm demo: the demo needs chat2crm's demo extra (missing: {', '.join(missing)}); "
-                   "install it with: pip install 'chat2crm[demo]'  (./scripts/demo does this for you)", err=True)
-        sys.exit(1)
-    problem = port_problem(port)
-    if problem:
-        click.echo(f"chat2crm demo: {problem}", err=True)
-        sys.exit(1)
+    _refuse_to_start_when_unable(port)
     supervisor = Supervisor()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -351,42 +275,8 @@ def command(crm: str, port: int) -> None:
     code = 0
     try:
         click.echo("==> starting chat2crm demo")
-        workdir = Path(tempfile.mkdtemp(prefix="chat2crm-demo-"))
-        supervisor.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
-        own_redis = None
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            server = EmbeddedRedis().start()
-            supervisor.cleanups.append(server.stop)
-            redis_url = own_redis = server.url
-            pid = server.process.pid if server.process else 0
-            click.echo(f"    {'redis':<10} pid {pid}")
-        config = demo_config(crm, workdir)
-        env = demo_environment(crm, port, redis_url, config)
-        from connector.demo_stack import start_emulators
-
-        stack = start_emulators(crm, env, directory=workdir / "tls")
-        click.echo(f"    {'emulators':<10} WhatsApp, Telegram, {crm} (in this process)")
-        supervisor.cleanups.append(stack.stop)
-        env.update(stack.environment)
-        exe = [sys.executable, "-m", "connector.cli"]
-        relay_log = RelayLog(redis_url)
-        supervisor.spawn("web", [*exe, "serve", "--port", str(port)], env, stdout=access_line, stderr=relay_log)
-        supervisor.spawn("worker", [*exe, "worker"], env, stderr=relay_log)
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{base}/healthz", supervisor)
-        stack.connect(base)
-        click.echo("")
-        for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
-                                 admin_token=env["ADMIN_TOKEN"]):
-            click.echo(line)
-        while True:
-            dead = supervisor.dead_child()
-            if dead:
-                click.echo(f"chat2crm demo: the {dead} process exited; stopping", err=True)
-                code = 1
-                break
-            time.sleep(0.5)
+        _start(supervisor, crm, port)
+        code = _watch(supervisor)
     except KeyboardInterrupt:
         click.echo("\n==> stopping")
     except click.ClickException as exc:

@@ -1,0 +1,77 @@
+"""The HubSpot adapter class: its declarations (options, credentials, key families) and the two
+operations that use every part: the sync of a plan and the erasure of a contact.
+
+The parts it is made of are mixins over :class:`~adapters.hubspot.common.HubSpotBase`: the schema
+(:mod:`adapters.hubspot.schema`), contacts and companies (:mod:`~adapters.hubspot.contacts`), records,
+notes and tasks (:mod:`~adapters.hubspot.records`).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Literal
+
+from adapters.base import ErasureReport, Ref, SyncPlan, SyncResult
+from adapters.hubspot.contacts import HubSpotContacts
+from adapters.hubspot.keys import COMPANIES, CONTACTS, NOTES, PROGRESS, RECORDS, TASKS
+from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
+from adapters.hubspot.records import HubSpotRecords
+from adapters.hubspot.schema import HubSpotSchema
+
+
+class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
+    """Writes leads into HubSpot (contacts, deals/tickets/leads, notes, tasks)."""
+
+    name = "hubspot"
+    requires = ("hubspot",)
+    Options = HubSpotOptions
+    Credentials = HubSpotCredentials
+    cache_families = MappingProxyType({"contact": CONTACTS, "company": COMPANIES, "record": RECORDS, "notes": NOTES,
+                                       "tasks": TASKS})
+    progress_family = PROGRESS
+
+    # -- the write -----------------------------------------------------------------------------
+    def sync(self, plan: SyncPlan) -> SyncResult:
+        """Contact, company, record (with association and tags), note (associated with both), task on handoff.
+
+        A retry resumes where the last attempt stopped (the progress log): steps already written are not
+        written again, since under a CRM failing often redoing every step compounds the failures.
+        """
+        start = self.calls
+        progress = self.progress(plan.lead_reference)
+        done = progress.steps()
+        if "contact" in done:
+            contact = Ref(object=plan.contact.object, id=done["contact"], created=False)
+        else:
+            contact = self._contact(plan.contact)
+            progress.record("contact", contact.id)
+        company = self._company(plan.company, contact) if plan.company else None
+        record = None
+        if plan.record is not None and "record" in done:
+            record = Ref(object=plan.record.object, id=done["record"], created=False)
+        elif plan.record is not None:
+            record = self._record(plan.record, contact=contact, tags=plan.tags, tags_property=plan.tags_property)
+            progress.record("record", record.id)
+        elif plan.tags and plan.tags_property:
+            self._contact_tags(plan.tags, contact, plan.tags_property)
+        note = self._note(plan.note, contact=contact, record=record) if plan.note else None
+        task = self._task(plan.task, contact=contact, record=record) if plan.task else None
+        progress.finish()
+        return SyncResult(contact=contact, company=company, record=record, note=note, task=task,
+                          calls=self.calls - start)
+
+    # -- privacy -------------------------------------------------------------------------------
+    def erase_contact(self, *, key: tuple[str, str], mode: Literal["delete", "anonymise"]) -> ErasureReport:
+        from hubspot.crm.objects import SimplePublicObjectInput
+
+        found = self.find_contact(key=key, properties=["firstname"])
+        self.cache.drop("contact", key[1])
+        if found is None:
+            return ErasureReport(mode=mode, found=False)
+        if mode == "delete":
+            self._call("contact_delete", self.client.crm.objects.basic_api.archive, "contacts", found.id)
+        else:
+            blank = {"firstname": "Erased", "lastname": "", "email": "", "phone": "", key[0]: f"erased:{found.id}"}
+            self._call("contact_update", self.client.crm.objects.basic_api.update, "contacts", found.id,
+                       SimplePublicObjectInput(properties=blank))
+        return ErasureReport(mode=mode, erased=[f"contacts/{found.id}"])

@@ -1,0 +1,76 @@
+"""The HubSpot adapter's diagnosis and set-up: checking the token, describing objects' properties and
+pipelines, and creating the property group and custom properties a mapping needs
+(``chat2crm crm setup``).
+"""
+
+from __future__ import annotations
+
+from adapters.base import CredentialReport, CRMSchema, FieldInfo, ObjectInfo
+from adapters.hubspot.common import HubSpotBase
+from adapters.hubspot.session import ConflictError
+from core.errors import FatalError, RetryableError
+
+
+class HubSpotSchema(HubSpotBase):
+    """Credentials check, describe and set-up."""
+
+    # -- diagnosis -----------------------------------------------------------------------------
+    def check_credentials(self) -> CredentialReport:
+        try:
+            self._call("owners", self.client.crm.owners.owners_api.get_page, limit=1)
+            self._call("properties", self.client.crm.properties.core_api.get_all, "contacts")
+        except (RetryableError, FatalError) as exc:
+            return CredentialReport(ok=False, problems=[exc.message])
+        return CredentialReport(ok=True, account="hubspot", scopes=["crm.objects.contacts", "crm.schemas"])
+
+    def describe(self, objects: list[str]) -> CRMSchema:
+        schema = CRMSchema()
+        for obj in objects:
+            page = self._call("properties", self.client.crm.properties.core_api.get_all, obj)
+            info = ObjectInfo(name=obj)
+            for prop in page.results:
+                info.fields[prop.name] = FieldInfo(name=prop.name, label=prop.label, type=prop.type,
+                                                   options=[o.value for o in prop.options or []],
+                                                   unique=bool(prop.has_unique_value))
+            if obj in ("deals", "tickets", "leads"):
+                pipelines = self._call("pipelines", self.client.crm.pipelines.pipelines_api.get_all, obj)
+                info.pipelines = {p.id: [s.id for s in p.stages] for p in pipelines.results}
+            schema.objects[obj] = info
+        return schema
+
+    def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
+        """Create the property group and every custom property the mapping needs (idempotent)."""
+        from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+
+        lines: list[str] = []
+        group = self.options.property_group
+        live = self.describe(list(required.objects))
+        for obj, info in required.objects.items():
+            missing = [f for name, f in info.fields.items() if name not in live.objects[obj].fields]
+            if missing and apply:
+                try:
+                    self._call("groups", self.client.crm.properties.groups_api.create, obj,
+                               PropertyGroupCreate(name=group, label="chat2crm"))
+                    lines.append(f"created property group {obj}.{group}")
+                except ConflictError:
+                    pass
+            for wanted in missing:
+                kind, field_type = {"enumeration": ("enumeration", "checkbox"),
+                                    "bool": ("enumeration", "booleancheckbox")}.get(wanted.type, ("string", "text"))
+                options = [{"label": v, "value": v, "displayOrder": i, "hidden": False}
+                           for i, v in enumerate(["true", "false"] if wanted.type == "bool" else [])]
+                if not apply:
+                    lines.append(f"would create {obj}.{wanted.name} ({kind}{', unique' if wanted.unique else ''})")
+                    continue
+                self._call("properties", self.client.crm.properties.core_api.create, obj, PropertyCreate(
+                    name=wanted.name, label=wanted.name.replace("_", " ").title(), type=kind, field_type=field_type,
+                    group_name=group, has_unique_value=wanted.unique, options=options))
+                lines.append(f"created {obj}.{wanted.name} ({kind}{', unique' if wanted.unique else ''})")
+            for name in info.fields:
+                if name in live.objects[obj].fields:
+                    lines.append(f"ok {obj}.{name}")
+            for pipeline, stages in info.pipelines.items():
+                have = live.objects[obj].pipelines.get(pipeline)
+                state = "ok" if have is not None and all(s in have for s in stages) else "MISSING (create it in HubSpot)"
+                lines.append(f"{state} {obj} pipeline {pipeline} stage {', '.join(stages)}")
+        return lines

@@ -1,0 +1,95 @@
+"""The Pipedrive adapter class: its declarations (options, credentials, key families) and the two
+operations that use every part: the sync of a plan and the erasure of a contact.
+
+The parts it is made of are mixins over :class:`~adapters.pipedrive.common.PipedriveBase`: the schema
+(:mod:`adapters.pipedrive.schema`), persons and organizations (:mod:`~adapters.pipedrive.persons`),
+leads, deals, notes and activities (:mod:`~adapters.pipedrive.records`).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Literal
+
+from adapters.base import ErasureReport, Ref, SyncPlan, SyncResult
+from adapters.pipedrive.keys import (
+    ACTIVITIES,
+    CONTACTS,
+    FIELDS,
+    LABELS,
+    NOTES,
+    ORGANIZATIONS,
+    PIPELINES,
+    PROGRESS,
+    RECORDS,
+)
+from adapters.pipedrive.options import PipedriveCredentials, PipedriveOptions
+from adapters.pipedrive.persons import PipedrivePersons
+from adapters.pipedrive.records import PipedriveRecords
+from adapters.pipedrive.schema import PipedriveSchema
+from core.errors import FatalError
+
+
+class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
+    """Writes leads into Pipedrive (persons, leads or deals, notes, activities, labels)."""
+
+    name = "pipedrive"
+    requires = ("requests",)
+    Options = PipedriveOptions
+    Credentials = PipedriveCredentials
+    cache_families = MappingProxyType({"contact": CONTACTS, "organization": ORGANIZATIONS, "record": RECORDS,
+                                       "note": NOTES, "activity": ACTIVITIES, "fields": FIELDS, "labels": LABELS,
+                                       "pipelines": PIPELINES})
+    progress_family = PROGRESS
+
+    # -- erasure -------------------------------------------------------------------------------
+    def erase_contact(self, *, key: tuple[str, str], mode: Literal["delete", "anonymise"]) -> ErasureReport:
+        """Delete the person with that key, or blank its name, phones, e-mails and key."""
+        person_id = self._cached_contact(key[1])[0]
+        if person_id is None:
+            found = self._person_by_key(key[0], key[1])
+            person_id = str(found["id"]) if found else None
+        self.cache.drop("contact", key[1])
+        if person_id is None:
+            return ErasureReport(mode=mode, found=False)
+        try:
+            if mode == "delete":
+                self._call("person_delete", "DELETE", f"/api/v2/persons/{person_id}")
+            else:
+                key_field = self._field("person", key[0])["key"]
+                self._call("person_update", "PATCH", f"/api/v2/persons/{person_id}", body={
+                    "name": "Erased", "phones": [], "emails": [], "custom_fields": {key_field: f"erased:{person_id}"}})
+        except FatalError as exc:
+            if exc.details.get("status") == 404:
+                return ErasureReport(mode=mode, found=False)
+            raise
+        return ErasureReport(mode=mode, erased=[f"persons/{person_id}"])
+
+    # -- the write -----------------------------------------------------------------------------
+    def sync(self, plan: SyncPlan) -> SyncResult:
+        """Person, organization, lead or deal (with labels or tags), note, activity on handoff.
+
+        A retry resumes where the last attempt stopped (the progress log): steps already written are not
+        written again.
+        """
+        start = self.calls
+        progress = self.progress(plan.lead_reference)
+        done = progress.steps()
+        if "contact" in done:
+            contact = Ref(object=plan.contact.object, id=done["contact"])
+        else:
+            contact = self._contact(plan.contact)
+            progress.record("contact", contact.id)
+        company = self._company(plan.company) if plan.company else None
+        record = None
+        if plan.record is not None and "record" in done:
+            record = Ref(object=plan.record.object, id=done["record"])
+        elif plan.record is not None:
+            record = self._record(plan.record, contact=contact, company=company, tags=list(plan.tags),
+                                  tags_property=plan.tags_property)
+            progress.record("record", record.id)
+        note = self._note(plan.note, contact=contact, record=record) if plan.note else None
+        task = self._activity(plan.task, contact=contact, record=record) if plan.task else None
+        progress.finish()
+        return SyncResult(contact=contact, company=company, record=record, note=note, task=task,
+                          calls=self.calls - start)

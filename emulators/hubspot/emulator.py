@@ -1,0 +1,135 @@
+"""The emulated HubSpot account as one object: :class:`HubSpotEmulator` sets up the account's state,
+serves the API's routes (:mod:`emulators.hubspot.routes`) as a Flask app with the control endpoints
+the tests and the demo read, and shows the account as an agent sees it."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from emulators._text import plain_text
+from emulators.hubspot.routes import HubSpotRoutes
+from emulators.hubspot.state import OBJECT_TYPES, Property, standard_properties
+
+_VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_language", "chat2crm_channel",
+                 "chat2crm_last_campaign", "chat2crm_opted_out")
+
+
+class HubSpotEmulator(HubSpotRoutes):
+    """State and behaviour of the emulated HubSpot account.
+
+    Args:
+        access_token: the private app token the relay must send.
+        rate_limit: ``(requests, seconds)``: answer 429 past it (HubSpot's ten-second rolling limit).
+        latency: seconds added to every call.
+        timeout_seconds: how long a ``timeout`` fault holds the call (then it is carried out, as HubSpot
+            carries out a request whose client gave up).
+        search_lag: seconds before a write shows in search (HubSpot: a few seconds).
+    """
+
+    def __init__(self, access_token: str = "pat-demo", *, rate_limit: tuple[int, float] | None = None,
+                 latency: float = 0.0, timeout_seconds: float = 20.0, search_lag: float = 0.0) -> None:
+        self.access_token = access_token
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
+                          search_lag=search_lag)
+        self.ids = itertools.count(50_001)
+        self.properties = standard_properties()
+        self.groups: dict[str, set[str]] = {t: {"contactinformation", "dealinformation"} for t in OBJECT_TYPES}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
+        self.pipelines: dict[str, list[dict[str, Any]]] = {
+            "deals": [{"id": "default", "label": "Sales Pipeline", "stages": [
+                {"id": s, "label": s.replace("scheduled", " scheduled").title()} for s in (
+                    "appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
+                    "contractsent", "closedwon", "closedlost")]}],
+            "tickets": [{"id": "0", "label": "Support Pipeline", "stages": [
+                {"id": s, "label": s} for s in ("1", "2", "3", "4")]}],
+            "leads": [{"id": "lead-pipeline-id", "label": "Lead pipeline", "stages": [
+                {"id": s, "label": s} for s in ("new-stage-id", "attempting-stage-id", "connected-stage-id")]}],
+        }
+        self.owners = [{"id": "75001", "email": "coordinator@clinic.example", "firstName": "Deniz",
+                        "lastName": "Koordinatör", "userId": 9001, "archived": False}]
+        self.properties["deals"]["pipeline"].options = ["default"]
+        self.properties["deals"]["dealstage"].options = [s["id"] for s in self.pipelines["deals"][0]["stages"]]
+        self.app = self._make_app()
+
+    # -- helpers for tests and the demo --------------------------------------------------------
+    def add_property(self, object_type: str, name: str, *, unique: bool = False, kind: str = "string",
+                     options: list[str] | None = None) -> None:
+        """Define a custom property, as an admin (or ``crm setup``) would."""
+        field_type = {"enumeration": "checkbox", "bool": "booleancheckbox"}.get(kind, "text")
+        self.properties[object_type][name] = Property(name, name, "enumeration" if kind == "bool" else kind,
+                                                      field_type, "chat2crm", unique,
+                                                      ["true", "false"] if kind == "bool" else list(options or []))
+
+    def records(self, object_type: str) -> list[dict[str, Any]]:
+        """Every live object of a type, with properties and associations."""
+        with self.lock:
+            return [dict(o) for o in self.objects[object_type].values() if not o["archived"]]
+
+    def count(self, object_type: str) -> int:
+        return len(self.records(object_type))
+
+    def associated(self, object_type: str, object_id: str, to_type: str) -> list[str]:
+        with self.lock:
+            return list(self.objects[object_type][object_id]["associations"].get(to_type, []))
+
+    def agent_view(self) -> dict[str, Any]:
+        """The account as an agent sees it (CRM-neutral shape, shown by the demo page)."""
+
+        def fields(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+            return {n: props[n] for n in names if props.get(n) not in (None, "")}
+
+        contacts = [{"id": c["id"], "object": "contact", "title": " ".join(
+            v for v in (c["properties"].get("firstname"), c["properties"].get("lastname")) if v),
+            "fields": fields(c["properties"], _VIEW_CONTACT)} for c in self.records("contacts")]
+        records = [{"id": d["id"], "object": "deal", "title": d["properties"].get("dealname") or "",
+                    "stage": d["properties"].get("dealstage"),
+                    "tags": [t for t in (d["properties"].get("chat2crm_tags") or "").split(";") if t],
+                    "fields": {k: v for k, v in d["properties"].items() if k.startswith("chat2crm_")
+                               and k != "chat2crm_tags" and v not in (None, "")}} for d in self.records("deals")]
+        notes = [{"id": n["id"], "body": plain_text(n["properties"].get("hs_note_body") or "")}
+                 for n in self.records("notes")]
+        tasks = [{"id": t["id"], "title": t["properties"].get("hs_task_subject") or "",
+                  "fields": fields(t["properties"], ("hs_task_priority", "hs_task_status", "hubspot_owner_id"))}
+                 for t in self.records("tasks")]
+        return {"crm": "hubspot", "contacts": contacts, "records": records, "notes": notes, "tasks": tasks,
+                "extras": []}
+
+    def _make_app(self) -> Flask:
+        app = Flask("hubspot-emulator")
+
+        @app.after_request
+        def record_status(response: Response) -> Response:
+            if not request.path.startswith("/_emulator"):
+                self._record_status(response.status_code)
+                remaining = (self.rate_limit[0] - len(self.window)) if self.rate_limit else 189
+                for key, value in self._rate_headers(remaining).items():
+                    response.headers.setdefault(key, value)
+            return response
+
+        for methods, rule, handler in self._routes():
+            app.add_url_rule(rule, view_func=handler, methods=list(methods))
+
+        @app.get("/_emulator/objects/<object_type>")
+        def list_objects(object_type: str) -> Any:
+            return jsonify(self.records(object_type) if object_type in self.objects else []), 200
+
+        @app.get("/_emulator/view")
+        def view() -> Any:
+            return jsonify(self.agent_view()), 200
+
+        @app.get("/_emulator/calls")
+        def list_calls() -> Any:
+            with self.lock:
+                return jsonify(list(self.calls)[-200:]), 200
+
+        return app
+
+
+def create_app(access_token: str = "pat-demo", **kwargs: Any) -> Flask:
+    """A WSGI app of a fresh emulator; the emulator is ``app.config['EMULATOR']``."""
+    emulator = HubSpotEmulator(access_token, **kwargs)
+    emulator.app.config["EMULATOR"] = emulator
+    return emulator.app

@@ -1,0 +1,215 @@
+"""The emulated HubSpot account's state and what a write does to it: property definitions (types,
+options, unique values), objects and their associations. :class:`HubSpotState` is the bottom layer
+of :class:`~emulators.hubspot.HubSpotEmulator`: it declares the state (set up by the emulator's
+constructor), and holds what every route shares: the call's faults, token and rate limit checks,
+the request-body check, HubSpot's error shape, and creating and finding objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from emulators._faults import FaultInjection
+from emulators.hubspot.models import MODELS, RequestShapeError, check_model
+
+ASSOCIATION_TYPES = {  # HUBSPOT_DEFINED (from type, to type) → type id
+    ("deals", "contacts"): 3, ("contacts", "deals"): 4, ("tickets", "contacts"): 16, ("contacts", "tickets"): 15,
+    ("notes", "contacts"): 202, ("notes", "deals"): 214, ("notes", "tickets"): 228, ("tasks", "contacts"): 204,
+    ("tasks", "deals"): 216, ("tasks", "tickets"): 230, ("leads", "contacts"): 578, ("notes", "leads"): 854,
+    ("tasks", "leads"): 646, ("deals", "companies"): 5, ("contacts", "companies"): 279, ("companies", "contacts"): 280,
+    ("contacts", "notes"): 201, ("deals", "notes"): 213, ("tickets", "notes"): 227, ("leads", "notes"): 855,
+    ("contacts", "tasks"): 203, ("deals", "tasks"): 215, ("tickets", "tasks"): 229, ("leads", "tasks"): 647,
+}
+OBJECT_TYPES = ("contacts", "companies", "deals", "tickets", "leads", "notes", "tasks")
+
+
+def timestamp() -> str:
+    """Now, as HubSpot writes a time (``2026-01-01T09:30:00.000Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Property:
+    """A property definition, as ``/crm/v3/properties`` describes it."""
+
+    name: str
+    label: str
+    type: str = "string"
+    field_type: str = "text"
+    group: str = "contactinformation"
+    unique: bool = False
+    options: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The property as HubSpot's API describes it."""
+        return {"name": self.name, "label": self.label, "type": self.type, "fieldType": self.field_type,
+                "groupName": self.group, "hasUniqueValue": self.unique, "hidden": False,
+                "options": [{"label": o, "value": o, "displayOrder": i, "hidden": False}
+                            for i, o in enumerate(self.options)],
+                "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z", "calculated": False,
+                "externalOptions": False, "formField": True}
+
+
+def standard_properties() -> dict[str, dict[str, Property]]:
+    """The standard properties of each object type (custom ones are added by an admin or ``crm setup``)."""
+    text = ["firstname", "lastname", "phone", "mobilephone", "company", "country", "city", "hs_language",
+            "hubspot_owner_id", "lifecyclestage"]
+    props = {
+        "contacts": {n: Property(n, n) for n in text} | {"email": Property("email", "Email", unique=True)},
+        "companies": {n: Property(n, n) for n in ("name", "domain", "country", "city", "phone")},
+        "deals": {n: Property(n, n) for n in ("dealname", "amount", "closedate", "description", "hubspot_owner_id")}
+        | {"pipeline": Property("pipeline", "Pipeline", "enumeration", "select", "dealinformation"),
+           "dealstage": Property("dealstage", "Deal stage", "enumeration", "radio", "dealinformation")},
+        "tickets": {n: Property(n, n) for n in ("subject", "content", "hs_pipeline", "hs_pipeline_stage",
+                                                 "hs_ticket_priority", "hubspot_owner_id")},
+        "leads": {n: Property(n, n) for n in ("hs_lead_name", "hs_pipeline", "hs_pipeline_stage", "hubspot_owner_id")},
+        "notes": {n: Property(n, n) for n in ("hs_note_body", "hs_timestamp", "hubspot_owner_id")},
+        "tasks": {n: Property(n, n) for n in ("hs_task_subject", "hs_task_body", "hs_timestamp", "hs_task_priority",
+                                              "hs_task_status", "hs_task_type", "hubspot_owner_id")},
+    }
+    return props
+
+
+class HubSpotState(FaultInjection):
+    """The account's state, and what every route of the emulated API shares."""
+
+    access_token: str
+    ids: itertools.count[int]
+    #: object type → property name → definition
+    properties: dict[str, dict[str, Property]]
+    #: object type → property group names
+    groups: dict[str, set[str]]
+    #: object type → id → object (properties, timestamps, archived flag, associations by object type)
+    objects: dict[str, dict[str, dict[str, Any]]]
+    pipelines: dict[str, list[dict[str, Any]]]
+    owners: list[dict[str, Any]]
+
+    @staticmethod
+    def _error(status: int, message: str, category: str, **extra: Any) -> tuple[Response, int]:
+        body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), "category": category,
+                **extra}
+        return jsonify(body), status
+
+    def _rate_headers(self, remaining: int) -> dict[str, str]:
+        limit, seconds = self.rate_limit or (190, 10)
+        return {"X-HubSpot-RateLimit-Max": str(limit), "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(seconds * 1000)),
+                "X-HubSpot-RateLimit-Daily": "500000", "X-HubSpot-RateLimit-Daily-Remaining": "499000"}
+
+    def _before(self) -> tuple[Response, int] | None:
+        self._record_call()
+        fault = self._draw_fault()
+        if fault == "timeout":
+            time.sleep(self.timeout_seconds)
+        if fault in ("500", "502", "503"):
+            return self._error(int(fault), "internal error", "INTERNAL_ERROR")
+        if fault == "429":
+            response, status = self._error(429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMITS",
+                                           errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
+            response.headers.update(self._rate_headers(0))
+            return response, status
+        if fault == "400":
+            return self._error(400, "Invalid input JSON on line 1", "VALIDATION_ERROR")
+        if fault == "404":
+            return self._error(404, "resource not found", "OBJECT_NOT_FOUND")
+        if fault == "409":
+            return self._error(409, "Object already has that value. Existing ID: 1", "CONFLICT")
+        token = request.headers.get("Authorization", "")
+        if fault == "401" or token != f"Bearer {self.access_token}":
+            return self._error(401, "Authentication credentials not found. This API supports OAuth 2.0 "
+                                    "authentication and you can find more details at https://developers.hubspot.com"
+                                    "/docs/methods/auth/oauth-overview", "INVALID_AUTHENTICATION")
+        with self.lock:
+            if not self._fits(self.window, self.rate_limit):
+                response, status = self._error(429, "You have reached your ten_secondly_rolling limit.",
+                                               "RATE_LIMITS", errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
+                response.headers.update(self._rate_headers(0))
+                return response, status
+        return None
+
+    def _shape(self, model: str, module: str = MODELS) -> tuple[Response, int] | None:
+        body = request.get_json(silent=True)
+        try:
+            check_model(model, body, module=module)
+        except RequestShapeError as exc:
+            with self.lock:
+                self.violations.append({"path": request.path, "problem": str(exc)})
+            return self._error(400, f"Invalid input JSON: {exc}", "VALIDATION_ERROR")
+        return None
+
+    def _validate_properties(self, object_type: str, properties: dict[str, Any], exclude: str | None = None,
+                             ) -> tuple[Response, int] | None:
+        defs = self.properties[object_type]
+        invalid = []
+        for name, value in properties.items():
+            prop = defs.get(name)
+            if prop is None:
+                invalid.append({"isValid": False, "message": f'Property "{name}" does not exist',
+                                "error": "PROPERTY_DOESNT_EXIST", "name": name})
+                continue
+            if prop.type == "enumeration" and value != "":
+                values = value.split(";") if prop.field_type == "checkbox" else [value]
+                bad = [v for v in values if v not in prop.options]
+                if bad:
+                    invalid.append({"isValid": False, "message": f"{bad[0]} was not one of the allowed options",
+                                    "error": "INVALID_OPTION", "name": name})
+        if invalid:
+            import json
+
+            return self._error(400, f"Property values were not valid: {json.dumps(invalid)}", "VALIDATION_ERROR",
+                               errors=[{"message": i["message"], "code": i["error"]} for i in invalid])
+        for name, value in properties.items():
+            if defs[name].unique and value:
+                for oid, obj in self.objects[object_type].items():
+                    if oid != exclude and not obj["archived"] and obj["properties"].get(name) == value:
+                        return self._error(409, f"A {object_type[:-1]} with {name}={value} already exists. "
+                                                f"Existing ID: {oid}", "CONFLICT")
+        return None
+
+    def _public(self, obj: dict[str, Any], wanted: list[str] | None = None) -> dict[str, Any]:
+        props = obj["properties"]
+        if wanted is not None:
+            props = {k: props.get(k) for k in wanted} | {"hs_object_id": obj["id"]}
+        return {"id": obj["id"], "properties": props, "createdAt": obj["createdAt"], "updatedAt": obj["updatedAt"],
+                "archived": obj["archived"]}
+
+    def _find(self, object_type: str, object_id: str, id_property: str | None) -> dict[str, Any] | None:
+        objects = self.objects[object_type]
+        if id_property and id_property != "hs_object_id":
+            return next((o for o in objects.values() if not o["archived"]
+                         and o["properties"].get(id_property) == object_id), None)
+        obj = objects.get(object_id)
+        return obj if obj and not obj["archived"] else None
+
+    def _create(self, object_type: str, properties: dict[str, Any], associations: list[dict[str, Any]]) -> Any:
+        error = self._validate_properties(object_type, properties)
+        if error:
+            return error
+        targets = []
+        for assoc in associations:
+            to_id = str(assoc["to"]["id"])
+            for spec in assoc["types"]:
+                to_type = next((t for (f, t), i in ASSOCIATION_TYPES.items()
+                                if f == object_type and i == spec["associationTypeId"]), None)
+                if spec["associationCategory"] != "HUBSPOT_DEFINED" or to_type is None:
+                    return self._error(400, f"association type {spec['associationTypeId']} is not valid for "
+                                            f"{object_type}", "VALIDATION_ERROR")
+                if self._find(to_type, to_id, None) is None:
+                    return self._error(404, f"{to_type} {to_id} not found", "OBJECT_NOT_FOUND")
+                targets.append((to_type, to_id))
+        oid = str(next(self.ids))
+        now = timestamp()
+        obj = {"id": oid, "properties": {**properties, "hs_object_id": oid, "createdate": now}, "createdAt": now,
+               "updatedAt": now, "archived": False, "associations": {}}
+        self.objects[object_type][oid] = obj
+        for to_type, to_id in targets:
+            obj["associations"].setdefault(to_type, []).append(to_id)  # type: ignore[attr-defined]
+            self.objects[to_type][to_id]["associations"].setdefault(object_type, []).append(oid)
+        return obj

@@ -1,0 +1,265 @@
+"""The emulated Pipedrive company account as one object: :class:`PipedriveEmulator` sets up the
+account's state, runs every call through the account's pipeline (faults, token, rate limits and
+daily token budget, the request checked against Pipedrive's OpenAPI files), hands it to the
+operation it names, and serves it all as a Flask app with the control endpoints the tests and the
+demo read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections import deque
+from typing import Any
+
+from flask import Flask, Response, request
+
+from emulators._faults import FaultInjection
+from emulators._text import plain_text
+from emulators.pipedrive import openapi
+from emulators.pipedrive.people import PeopleOperations
+from emulators.pipedrive.routes import route
+from emulators.pipedrive.sales import SalesOperations
+from emulators.pipedrive.state import DEAL_FIELDS, ERROR_INFO, KINDS, PERSON_FIELDS, timestamp
+
+#: the faults answered with a plain error: fault → (status, error, error_info)
+_FAULT_ERRORS = {
+    "500": (500, "Internal server error", ERROR_INFO),
+    "502": (502, "Service unavailable", ERROR_INFO),
+    "503": (503, "Service unavailable", ERROR_INFO),
+    "400": (400, "Bad request", "Validation failed."),
+    "403": (403, "You don't have permission to change this resource.", ERROR_INFO),
+    "404": (404, "Entity was not found", "Object was not found."),
+    "409": (409, "Conflict: the entity was changed by another request", ERROR_INFO),
+}
+
+
+class PipedriveEmulator(PeopleOperations, SalesOperations):
+    """State and behaviour of one emulated Pipedrive company account.
+
+    Args:
+        api_token: the API token the relay must send (``x-api-token``; ``Bearer`` is accepted too).
+        rate_limit: ``(requests, seconds)``: the burst limit per token; past it, 429.
+        search_rate_limit: the same for the search endpoints (Pipedrive: 10 per 2 seconds).
+        daily_tokens: the company's daily token budget (each call costs its ``x-token-cost``).
+        latency: seconds added to every call.
+        timeout_seconds: how long a ``timeout`` fault holds the answer back.
+        check_requests: check requests against the OpenAPI files.
+        search_lag: seconds before a write shows in the search endpoints.
+    """
+
+    FAULTS = FaultInjection.FAULTS | {"403", "daily"}
+
+    def __init__(self, api_token: str = "pd-demo", *, rate_limit: tuple[int, float] | None = None,
+                 search_rate_limit: tuple[int, float] | None = None, daily_tokens: int | None = None,
+                 latency: float = 0.0, timeout_seconds: float = 20.0,
+                 check_requests: bool = True, search_lag: float = 0.0) -> None:
+        if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
+            raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
+        self.api_token = api_token
+        self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
+                          search_lag=search_lag)
+        self.search_rate_limit = search_rate_limit
+        self.daily_tokens = daily_tokens
+        self.tokens_used = 0
+        #: requests are checked against Pipedrive's OpenAPI files (shipped in ``vendor_specs``) unless asked not to
+        self.check_requests = check_requests
+        self.ids = itertools.count(1001)
+        self.search_window: deque[float] = deque()
+        self.users = [{"id": 1, "name": "Deniz Koordinatör", "email": "coordinator@clinic.example",
+                       "active_flag": True, "is_admin": 1, "lang": 1, "locale": "en_US", "timezone_name": "UTC",
+                       "company_id": 7001, "company_name": "Clinic", "company_domain": "clinic"}]
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
+        self.fields: dict[str, list[dict[str, Any]]] = {
+            "person": [self._field(c, n, t, custom=False) for c, n, t in PERSON_FIELDS],
+            "deal": [self._field(c, n, t, custom=False) for c, n, t in DEAL_FIELDS],
+        }
+        self.pipelines = [{"id": 1, "name": "Patients", "order_nr": 1, "is_deleted": False, "is_deal_probability_enabled":
+                           False, "add_time": timestamp(), "update_time": timestamp(), "is_selected": True}]
+        self.stages = [{"id": i + 1, "name": name, "pipeline_id": 1, "order_nr": i + 1, "deal_probability": 100,
+                        "is_deal_rot_enabled": False, "days_to_rotten": None, "is_deleted": False,
+                        "add_time": timestamp(), "update_time": timestamp()}
+                       for i, name in enumerate(("New enquiry", "Reviewing", "Planned", "Done", "On hold"))]
+        self.app = self._make_app()
+
+    # -- the agent's view ----------------------------------------------------------------------
+    def agent_view(self) -> dict[str, Any]:
+        """The account as an agent sees it in Pipedrive (CRM-neutral shape; see the demo page)."""
+        with self.lock:
+            stages = {s["id"]: s["name"] for s in self.stages}
+            contacts = [{"id": str(p["id"]), "object": "person", "title": p.get("name") or "(no name)",
+                         "fields": {k: v for k, v in {
+                             "phone": ", ".join(x["value"] for x in p.get("phones") or []),
+                             "email": ", ".join(x["value"] for x in p.get("emails") or []),
+                             **self._readable("person", p.get("custom_fields") or {})}.items() if v}}
+                        for p in self.records("persons")]
+            records = []
+            for lead in self.records("leads"):
+                custom = {k: v for k, v in lead.items() if re.fullmatch(r"[0-9a-f]{40}", k)}
+                names = self.label_names(lead.get("label_ids"))
+                records.append({"id": lead["id"], "object": "lead", "title": lead["title"],
+                                "stage": names[0] if names else None, "tags": names[1:],
+                                "fields": {k: v for k, v in {"person_id": lead.get("person_id"),
+                                                             **self._readable("deal", custom)}.items() if v}})
+            for deal in self.records("deals"):
+                readable = self._readable("deal", deal.get("custom_fields") or {})
+                tags = next((v for v in readable.values() if isinstance(v, list)), [])
+                records.append({"id": str(deal["id"]), "object": "deal", "title": deal["title"],
+                                "stage": stages.get(deal.get("stage_id")), "tags": tags,
+                                "fields": {k: v for k, v in {"person_id": deal.get("person_id"), **readable}.items()
+                                           if v}})
+            notes = [{"id": str(n["id"]), "body": plain_text(n["content"])} for n in self.records("notes")]
+            tasks = [{"id": str(a["id"]), "title": a.get("subject") or "", "fields": {k: v for k, v in {
+                "type": a.get("type"), "due_date": a.get("due_date"), "owner_id": a.get("owner_id"),
+                "lead_id": a.get("lead_id"), "deal_id": a.get("deal_id"), "person_id": a.get("person_id"),
+                "note": plain_text(a.get("note") or "")}.items() if v}} for a in self.records("activities")]
+            extras = [{"kind": "lead label", "title": label["name"], "fields": {"color": label["color"]}}
+                      for label in self.objects["leadLabels"].values()]
+        return {"crm": "pipedrive", "contacts": contacts, "records": records, "notes": notes, "tasks": tasks,
+                "extras": extras}
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _rate_headers(self) -> dict[str, str]:
+        limit, seconds = self.rate_limit or (80, 2.0)
+        remaining = max(0, limit - len(self.window)) if self.rate_limit else limit - 1
+        return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
+                "x-ratelimit-reset": str(max(1, int(seconds)))}
+
+    def _too_many(self, daily: bool = False) -> Response:
+        if daily:
+            reset = 86400 - int(time.time()) % 86400  # the budget resets at midnight UTC
+            response = self._error(429, "Request over limit", errorCode=429,
+                                   error_info="Your company's daily API token budget is used up. "
+                                              + ERROR_INFO)
+            response.headers.update({"x-ratelimit-limit": str(self.daily_tokens or 0), "x-ratelimit-remaining": "0",
+                                     "x-ratelimit-reset": str(reset), "Retry-After": str(reset)})
+            return response
+        response = self._error(429, "Request over limit", errorCode=429)
+        seconds = self.rate_limit[1] if self.rate_limit else 2.0
+        response.headers.update({**self._rate_headers(), "x-ratelimit-remaining": "0",
+                                 "Retry-After": str(max(1, round(seconds)))})
+        return response
+
+    def _before(self) -> Response | None:
+        """What a call is answered with before its operation runs (None: it runs): an injected fault, a bad
+        token, or a rate limit."""
+        self._record_call()
+        fault = self._draw_fault()
+        if fault == "timeout":
+            time.sleep(self.timeout_seconds)
+        if fault == "429":
+            return self._too_many()
+        if fault == "daily":
+            return self._too_many(daily=True)
+        plain = _FAULT_ERRORS.get(fault or "")
+        if plain is not None:
+            return self._error(*plain)
+        token = request.headers.get("x-api-token") or request.args.get("api_token") or ""
+        bearer = request.headers.get("Authorization", "")
+        if fault == "401" or (token != self.api_token and bearer != f"Bearer {self.api_token}"):
+            return self._error(401, "unauthorized access", errorCode=401)
+        return self._over_rate_limit()
+
+    def _over_rate_limit(self) -> Response | None:
+        """429 when the call does not fit the burst limit (or, for a search, the search limit); counted when
+        it does."""
+        with self.lock:
+            now = time.monotonic()
+            limits = [(self.rate_limit, self.window)]
+            if request.path.endswith("/search"):
+                limits.append((self.search_rate_limit, self.search_window))
+            for limit, window in limits:
+                if limit is None:
+                    continue
+                while window and now - window[0] > limit[1]:
+                    window.popleft()
+                if len(window) >= limit[0]:
+                    return self._too_many()
+            for limit, window in limits:
+                if limit is not None:
+                    window.append(now)
+        return None
+
+    def _violation(self, problems: list[str]) -> Response:
+        with self.lock:
+            self.violations.append({"method": request.method, "path": request.path, "problems": problems})
+        return self._error(400, "Validation failed: " + "; ".join(problems)[:500], error_info="Validation failed.")
+
+    def _dispatch(self, rest: str) -> Response:
+        if early := self._before():
+            return early
+        path = "/" + rest
+        routed = route(request.method, path)
+        op = None
+        if self.check_requests:
+            found = openapi.find_operation(request.method, path)
+            if found is None:
+                with self.lock:
+                    self.violations.append({"method": request.method, "path": path,
+                                            "problems": ["no such operation in Pipedrive's API descriptions"]})
+                return self._error(404, f"Unknown method {request.method} {path}")
+            op, params = found
+        if routed is None:
+            return self._error(501 if op else 404, f"{op.operation_id if op else path} is not emulated")
+        operation_id, params, cost = routed
+        raw = request.get_data()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._violation(["body: not JSON"])
+        query = {k: request.args.getlist(k) for k in request.args if k != "api_token"}
+        if op is not None:
+            problems = openapi.request_errors(op, params, query, body, bool(raw))
+            if problems:
+                return self._violation(problems)
+        with self.lock:
+            if self.daily_tokens is not None:
+                if self.tokens_used + cost > self.daily_tokens:
+                    return self._too_many(daily=True)
+                self.tokens_used += cost
+            handler = getattr(self, "_op_" + operation_id)
+            args = {k: request.args.get(k) for k in request.args}
+            result: Response = handler(params, args, body)
+            return result
+
+    def _make_app(self) -> Flask:
+        app = Flask("pipedrive-emulator")
+
+        @app.after_request
+        def record_status(response: Response) -> Response:
+            if not request.path.startswith("/_emulator"):
+                self._record_status(response.status_code)
+                with self.lock:
+                    for key, value in self._rate_headers().items():
+                        response.headers.setdefault(key, value)
+            return response
+
+        @app.get("/_emulator/view")
+        def view() -> Response:
+            return self._json(self.agent_view())
+
+        @app.get("/_emulator/calls")
+        def list_calls() -> Response:
+            with self.lock:
+                return self._json(list(self.calls)[-200:])
+
+        @app.get("/_emulator/objects/<kind>")
+        def list_objects(kind: str) -> Response:
+            return self._json(self.records(kind) if kind in self.objects else [])
+
+        @app.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        def api(rest: str) -> Response:
+            return self._dispatch(rest)
+
+        return app
+
+
+def create_app(api_token: str = "pd-demo", **kwargs: Any) -> Flask:
+    """A WSGI app of a fresh emulator; the emulator is ``app.config['EMULATOR']``."""
+    emulator = PipedriveEmulator(api_token, **kwargs)
+    emulator.app.config["EMULATOR"] = emulator
+    return emulator.app
