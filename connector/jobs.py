@@ -51,7 +51,7 @@ def process_conversation(key: str) -> None:
     try:
         while (raw := inbox.head(runtime, key)) is not None:
             try:
-                if not turn.handle(runtime, key, raw, lock):
+                if not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
                     return  # the lock was lost: its new holder drains the inbox
             except (RetryableError, redis.RedisError) as exc:  # the message stays at the head
                 waiting = _retry_conversation(runtime, key, raw, exc)

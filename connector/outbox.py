@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from connector import queues
 from connector.channels import client_for
+from connector.coalesce import coalesce
 from connector.conversations import short
 from connector.crash import crash_point
 from connector.locks import Lock
@@ -108,7 +109,8 @@ def entries(conversation: Conversation, message: InboundMessage, replies: list[R
             courtesy: bool = True) -> list[Entry]:
     """The outbox entries of one turn, each with an id stable for that message and position: with
     ``courtesy``, the button acknowledgement owed to ``message`` first (Telegram shows a spinner until it
-    comes), then the replies, then the read receipt."""
+    comes), then the replies, joined into as few messages as the channel takes
+    (:func:`connector.coalesce.coalesce`), and, on WhatsApp, the read receipt when no reply goes out."""
     def make(n: int, kind: Literal["reply", "read", "callback"], **fields: object) -> Entry:
         digest = hashlib.sha256(f"{conversation.key}|{message.message_id}|{n}".encode()).hexdigest()[:24]
         return Entry(id=digest, kind=kind, conversation=conversation.key, channel=conversation.channel,
@@ -118,21 +120,26 @@ def entries(conversation: Conversation, message: InboundMessage, replies: list[R
     made: list[Entry] = []
     if courtesy and message.callback_id:
         made.append(make(len(made), "callback", message_id=message.message_id, callback_id=message.callback_id))
-    for reply in replies:
+    sent = coalesce(conversation.channel, replies)
+    for reply in sent:
         made.append(make(len(made), "reply", reply=reply))
-    if courtesy and message.channel == "whatsapp" and message.message_id.startswith("wamid"):
+    # A reply within seconds already tells the patient their message arrived; the blue ticks only say
+    # so when nothing else will (handed to a person, the bot waiting), and cost a call otherwise.
+    if courtesy and not sent and message.channel == "whatsapp" and message.message_id.startswith("wamid"):
         made.append(make(len(made), "read", message_id=message.message_id))
     return made
 
 
-def stage(runtime: Runtime, pipe: redis.client.Pipeline, key: str, new: list[Entry]) -> None:
-    """Append ``new`` to the outbox and enqueue its delivery, as part of the turn's transaction."""
+def stage(runtime: Runtime, pipe: redis.client.Pipeline, key: str, new: list[Entry], *, enqueue: bool = True) -> None:
+    """Append ``new`` to the outbox, as part of the turn's transaction, and enqueue its delivery (unless the
+    caller delivers it itself right after the commit: the outbox is due for the sweeper either way)."""
     if not new:
         return
     pipe.rpush(OUTBOX.key(key), *(e.model_dump_json() for e in new))
     pipe.expire(OUTBOX.key(key), runtime.config.retention.conversation_hours * 3600)
     pipe.zadd(DUE.key(), {key: time.time() + runtime.config.delivery.lost_job_seconds})
-    queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, key, pipe=pipe, description="replies")
+    if enqueue:
+        queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, key, pipe=pipe, description="replies")
 
 
 def stage_discard(pipe: redis.client.Pipeline, key: str) -> None:

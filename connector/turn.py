@@ -57,8 +57,12 @@ class Decision:
     reservations: list[str] = field(default_factory=list)
 
 
-def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock) -> bool:
+def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock, *, deliver: Callable[[], object] | None = None) -> bool:
     """Handle the head message ``raw`` of conversation ``key``'s inbox; ``lock`` is the conversation's, held.
+
+    With ``deliver``, the turn's replies are sent by calling it right after the commit, in this job, instead
+    of by a delivery job enqueued in the commit: the patient hears back sooner and the queue does less. The
+    outbox is still due for the sweeper, so replies of a process that dies in between are sent all the same.
 
     Returns:
         False when the turn could not commit (the lock was lost: another worker has the conversation).
@@ -73,12 +77,17 @@ def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock) -> bool:
     with pii_scope(message.profile.name, message.text, message.sender_phone, message.sender_id):
         decision = decide(runtime, conversation, message)
         crash_point("turn-decided")
-        if not commit(runtime, key, raw, lock, decision):
+        if not commit(runtime, key, raw, lock, decision, enqueue_delivery=deliver is None):
             log.warning("turn not committed: the conversation's lock was lost",
                         extra={"conversation": conversations.short(key)})
             return False
         crash_point("turn-committed")
         report(runtime, key, decision)
+    if deliver is not None and decision.entries:
+        try:
+            deliver()
+        except Exception:  # the turn is committed: its replies wait in the outbox, due for the sweeper
+            log.exception("replies not sent at once", extra={"conversation": conversations.short(key)})
     return True
 
 
@@ -117,8 +126,10 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
         replies=len(turn.replies), reservations=reservations)
 
 
-def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision) -> bool:
-    """Apply ``decision`` in one transaction, only while ``raw`` is the inbox's head and ``lock`` is held.
+def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision, *,
+           enqueue_delivery: bool = True) -> bool:
+    """Apply ``decision`` in one transaction, only while ``raw`` is the inbox's head and ``lock`` is held
+    (and, with ``enqueue_delivery``, enqueue the job that sends its replies).
 
     Returns:
         Whether it was applied.
@@ -140,7 +151,7 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
         leads.stage_opt_out(runtime, pipe, f"{conversation.channel}:{conversation.sender_id}")
     if decision.discard_outbox:
         outbox.stage_discard(pipe, key)
-    outbox.stage(runtime, pipe, key, decision.entries)
+    outbox.stage(runtime, pipe, key, decision.entries, enqueue=enqueue_delivery)
     return tx.commit()
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from adapters.base import ErasureReport, Ref, SyncPlan, SyncResult
 from adapters.hubspot.contacts import HubSpotContacts
-from adapters.hubspot.keys import COMPANIES, CONTACTS, NOTES, PROGRESS, RECORDS, TASKS
+from adapters.hubspot.keys import COMPANIES, CONTACTS, NOTE_COPIES, NOTES, PROGRESS, RECORDS, TASK_COPIES, TASKS
 from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.records import HubSpotRecords
 from adapters.hubspot.schema import HubSpotSchema
@@ -27,7 +27,7 @@ class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
     Options = HubSpotOptions
     Credentials = HubSpotCredentials
     cache_families = MappingProxyType({"contact": CONTACTS, "company": COMPANIES, "record": RECORDS, "notes": NOTES,
-                                       "tasks": TASKS})
+                                       "tasks": TASKS, "notes-copies": NOTE_COPIES, "tasks-copies": TASK_COPIES})
     progress_family = PROGRESS
 
     # -- the write -----------------------------------------------------------------------------

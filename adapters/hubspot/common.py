@@ -59,6 +59,13 @@ class HubSpotBase(CRMAdapter):
     def _associated(self, kind: str, holder: Ref, prop: str, wanted: Callable[[str], bool]) -> str | None:
         """The id of the ``kind`` object associated with ``holder`` whose ``prop`` is ``wanted``: the v4
         associations read, then a batch read of those objects by id (both strongly consistent)."""
+        found = self._all_associated(kind, holder, prop, wanted, first_only=True)
+        return found[0] if found else None
+
+    def _all_associated(self, kind: str, holder: Ref, prop: str, wanted: Callable[[str], bool], *,
+                        first_only: bool = False) -> list[str]:
+        """Every id (or, with ``first_only``, the first) of the ``kind`` objects associated with ``holder``
+        whose ``prop`` is ``wanted``, in HubSpot's order."""
         from hubspot.crm.objects import BatchReadInputSimplePublicObjectId
 
         ids: list[str] = []
@@ -70,14 +77,15 @@ class HubSpotBase(CRMAdapter):
             after = page.paging.next.after if page.paging and page.paging.next else None
             if not after:
                 break
+        matches: list[str] = []
         for start in range(0, len(ids), 100):
             batch = self._call(f"{kind}_read", self.client.crm.objects.batch_api.read, kind,
                                BatchReadInputSimplePublicObjectId(inputs=[{"id": i} for i in ids[start:start + 100]],
                                                                   properties=[prop], properties_with_history=[]))
-            for row in batch.results or []:
-                if wanted(str((row.properties or {}).get(prop) or "")):
-                    return str(row.id)
-        return None
+            matches += [str(row.id) for row in batch.results or [] if wanted(str((row.properties or {}).get(prop) or ""))]
+            if matches and first_only:
+                break
+        return matches
 
     def _assoc(self, from_type: str, to: Ref) -> dict[str, Any]:
         type_id = ASSOCIATIONS.get((from_type, to.object))

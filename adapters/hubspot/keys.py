@@ -15,6 +15,9 @@ COMPANIES = family("hubspot", "company:{name}", ttl=90 * DAY, holds_pii=True, ow
 RECORDS = family("hubspot", "record:{object}:{reference}", ttl=90 * DAY, holds_pii=False, owner=__name__)
 NOTES = family("hubspot", "notes:{marker}", ttl=90 * DAY, holds_pii=False, owner=__name__)
 TASKS = family("hubspot", "tasks:{marker}", ttl=90 * DAY, holds_pii=False, owner=__name__)
+#: a note or task created again after a lost answer, whose late copies are still to be looked for
+NOTE_COPIES = family("hubspot", "notes-copies:{marker}", ttl=DAY, holds_pii=False, owner=__name__)
+TASK_COPIES = family("hubspot", "tasks-copies:{marker}", ttl=DAY, holds_pii=False, owner=__name__)
 #: the values a multi-select property allows (a set), so tags do not read the property every time
 PROPERTY_OPTIONS = family("hubspot", "options:{object}:{property}", ttl=DAY, holds_pii=False, owner=__name__)
 PROGRESS = family("hubspot", "progress:{reference}", ttl=7 * DAY, holds_pii=False, owner=__name__)

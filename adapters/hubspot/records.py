@@ -7,14 +7,17 @@ contact's) associated notes or tasks before it is sent again.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal
 
-from adapters.base import NoteWrite, RecordWrite, Ref, TaskWrite
+from adapters.base import NoteWrite, RecordWrite, Ref, TaskWrite, settle_after_timeout
 from adapters.hubspot.common import HubSpotBase
 from adapters.hubspot.common import text as _text
 from adapters.hubspot.keys import PROPERTY_OPTIONS
 from adapters.hubspot.session import ConflictError
+
+log = logging.getLogger("chat2crm.adapters.hubspot")
 
 
 class HubSpotRecords(HubSpotBase):
@@ -93,21 +96,39 @@ class HubSpotRecords(HubSpotBase):
         is looked for among the record's (or contact's) associated notes or tasks before it is sent again."""
         from hubspot.crm.objects import SimplePublicObjectInputForCreate
 
+        body_property = "hs_note_body" if kind == "notes" else "hs_task_body"
         known = self.cache.get(kind, marker)
         if known:
+            if self.cache.pending(f"{kind}-copies", marker) is not None:  # a look for late copies was cut short
+                self._drop_late_copies(kind, marker, known, targets[-1], body_property)
             return Ref(object=kind, id=known, created=False)
-        body_property = "hs_note_body" if kind == "notes" else "hs_task_body"
-        if self.cache.pending(kind, marker) is not None:
+        lost_answer = self.cache.pending(kind, marker) is not None
+        if lost_answer:
             found = self._associated(kind, targets[-1], body_property, lambda body: marker in body)
             if found:
                 self.cache.set(kind, found, marker)
                 return Ref(object=kind, id=found, created=False)
+        if lost_answer:  # noted before the create: a retry after a crash still looks for late copies
+            self.cache.mark_pending(f"{kind}-copies", marker)
         body = properties.get(body_property, "")
         if marker not in body:  # the plan carries it where no agent reads it; an older plan does not
             properties = {**properties, body_property: f"{body}\n<p>{marker}</p>"}
         created = self._create_once(kind, marker, f"{kind[:-1]}_create", kind, SimplePublicObjectInputForCreate(
             properties=properties, associations=[self._assoc(kind, t) for t in targets]))
+        if lost_answer:
+            self._drop_late_copies(kind, marker, created, targets[-1], body_property)
         return Ref(object=kind, id=created, created=True)
+
+    def _drop_late_copies(self, kind: str, marker: str, kept: str, holder: Ref, body_property: str) -> None:
+        """After creating again what a lost answer may still have created: wait as long as a late write takes
+        to land, then archive any other copy, so the record keeps one. HubSpot takes no idempotency key, and
+        a create it carries out after the client gave up can land after the settle wait before the retry."""
+        time.sleep(settle_after_timeout(self.options.timeout_seconds))
+        for copy in self._all_associated(kind, holder, body_property, lambda body: marker in body):
+            if copy != kept:
+                self._call(f"{kind[:-1]}_archive", self.client.crm.objects.basic_api.archive, kind, copy)
+                log.warning("late copy archived", extra={"object": kind, "id": copy})
+        self.cache.drop(f"{kind}-copies", marker)
 
     def _note(self, note: NoteWrite, *, contact: Ref, record: Ref | None) -> Ref:
         properties = {"hs_note_body": note.body, "hs_timestamp": _millis()}

@@ -4,6 +4,7 @@ retried, a returning contact not asked again among them)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,6 +58,10 @@ def test_turkish_meeting_request_reaches_hubspot_once(stack: Stack, caplog: pyte
         assert patient.send_text(said) == 200
         stack.work()
         assert expected in _bot_texts(stack, TURKISH_PATIENT)[-1]
+    # one message a turn: the greeting and the first question went out together, a blank line between them
+    first, *_ = texts = _bot_texts(stack, TURKISH_PATIENT)
+    assert len(texts) == len(exchange)
+    assert first == "Merhaba! Demo Clinic adına size yardımcı olmaktan memnuniyet duyarız.\n\nGörüşmenin konusu nedir?"
     confirmation = _bot_texts(stack, TURKISH_PATIENT)[-1]
     reference = confirmation.split("#")[1].split()[0]
 
@@ -73,7 +78,7 @@ def test_turkish_meeting_request_reaches_hubspot_once(stack: Stack, caplog: pyte
     assert set(deal["chat2crm_tags"].split(";")) == {"meeting", "lang:tr"}
     assert deal["chat2crm_transcript_url"].startswith("https://relay.example/t/")
     assert "ABC Lojistik" in notes[0]["properties"]["hs_note_body"]
-    assert stack.whatsapp.read  # the patient's messages were marked as read
+    assert not stack.whatsapp.read  # every message was answered: a reply says it arrived, no read receipt
     assert not stack.runtime.redis.zcard(PENDING.key())
 
     # the same job again (a replay): nothing new
@@ -107,7 +112,8 @@ def test_health_intake_over_telegram_from_a_campaign_link(stack: Stack) -> None:
     user = stack.telegram.user(555001, "Мария Иванова", language_code="en")
     assert user.start(code) == 200
     stack.work()
-    assert stack.telegram.messages_to(555001)[-1]["text"] == "Какое лечение вас интересует?"  # campaign language
+    (first,) = stack.telegram.messages_to(555001)  # the greeting and the first question: one message
+    assert first["text"].endswith("\n\nКакое лечение вас интересует?")  # in the campaign's language
     steps = [
         ("press", "dental"),
         ("text", "Москва, Россия"),
@@ -144,10 +150,14 @@ def test_an_agent_releases_a_handed_over_conversation(stack: Stack) -> None:
         patient.send_text(said)
         stack.work()
     before = len(stack.whatsapp.messages_to("4915155555555"))
+    assert not stack.whatsapp.read  # each message so far was answered
     patient.send_text("hello?")
     stack.work()
     assert len(stack.whatsapp.messages_to("4915155555555")) == before  # an agent has it: the bot is quiet
+    # no reply went out, so the read receipt tells the patient their message arrived
+    (value,) = (c["value"] for e in json.loads(patient.last_body or b"")["entry"] for c in e["changes"])
+    assert stack.whatsapp.read == [value["messages"][0]["id"]]
     assert release(stack.runtime, "+4915155555555") == 1
     patient.send_text("thanks, one more question")
     stack.work()
-    assert "Welcome back" in _bot_texts(stack, "4915155555555")[-2]
+    assert "Welcome back" in _bot_texts(stack, "4915155555555")[-1]  # with the first question, one message

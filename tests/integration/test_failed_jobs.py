@@ -101,8 +101,9 @@ def test_a_reply_the_channel_refuses_for_good_is_listed_and_replays_to_its_outbo
     conversation = Conversation(key=message.conversation_key, channel="whatsapp", account=message.account,
                                 sender_id=message.sender_id, last_inbound_at=utcnow())
     key = conversation.key
-    entries = outbox.entries(conversation, message, [Reply(text="Merhaba Ayşe, talebiniz #1001"),
-                                                     Reply(text="Başka bir sorunuz var mı?")], courtesy=False)
+    later = message.model_copy(update={"message_id": "wamid.X2"})  # two turns: one turn's texts leave as one
+    entries = [*outbox.entries(conversation, message, [Reply(text="Merhaba Ayşe, talebiniz #1001")], courtesy=False),
+               *outbox.entries(conversation, later, [Reply(text="Başka bir sorunuz var mı?")], courtesy=False)]
     runtime.redis.rpush(outbox.OUTBOX.key(key), *(e.model_dump_json() for e in entries))
     whatsapp_emulator.fail_next(1, "190")
     assert deliver_outbox(key) == 1

@@ -234,3 +234,21 @@ def test_opt_out_updates_the_contact(env: AdapterEnv) -> None:
     assert write is not None
     assert env.adapter.upsert_contact(write).id == result.contact.id and env.count("contact") == 1
     assert plan(make_lead(), env.mapping).contact.key_value == "whatsapp:905321112233"
+
+
+def test_a_note_the_crm_writes_after_the_retry_looked_is_archived(env: AdapterEnv) -> None:
+    """HubSpot takes no idempotency key: a note create it carries out after the client gave up can land after
+    the retry looked for it and wrote it again. The retry then waits as long as a late write takes and
+    archives the late copy, so the deal keeps one note."""
+    contract = AdapterContract()
+    contract.sync(env, make_lead("#1042"))
+    calls = contract.sync(env, make_lead("#1044")).calls
+    notes = env.count("note")
+    env.fail_next(1, "timeout", after=calls - 1)  # the note create: written 2 s after it was sent
+    with pytest.raises(RetryableError):
+        contract.sync(env, make_lead("#1043"))
+    assert env.count("note") == notes  # not landed yet when the retry looks (at once, not after retry_after)
+    again = contract.sync(env, make_lead("#1043"))
+    assert again.note is not None and again.note.created
+    time.sleep(1.0)  # past any write still in flight
+    assert env.count("note") == notes + 1
