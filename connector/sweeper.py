@@ -29,8 +29,9 @@ log = logging.getLogger("chat2crm.sweeper")
 
 #: seconds between sweeps of the elected worker
 SWEEP_SECONDS = 5.0
-#: seconds a lease lasts without renewal: a few sweeps, so a live holder never loses it between two
-LEASE_SECONDS = 30
+#: seconds a lease lasts without renewal: three sweeps, so a live holder never loses it between two,
+#: and a killed holder is replaced within 15 s
+LEASE_SECONDS = 15
 LEASE = family("sweeper", "lease", ttl=LEASE_SECONDS, holds_pii=False, owner=__name__)
 
 _TAKE_OR_RENEW = """

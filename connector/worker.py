@@ -57,7 +57,7 @@ def warm_up(runtime: Runtime, *, for_forks: bool = True) -> None:
     No connection to a CRM or a channel is opened here: a child must not inherit a half-used socket.
 
     Args:
-        for_forks: load the heavy parts too (a supervisor about to fork); a burst run skips them.
+        for_forks: load the heavy parts too (a supervisor about to fork several processes that share them).
 
     Raises:
         ConfigurationError: the configuration is invalid (the worker must not start).
@@ -66,7 +66,7 @@ def warm_up(runtime: Runtime, *, for_forks: bool = True) -> None:
     if problems:
         raise ConfigurationError(problems)
     inbox.upgrade(runtime)
-    if for_forks:  # a single burst process loads what its jobs need as they need it
+    if for_forks:  # a lone process (a burst run, or one job process) loads what its jobs need as they need it
         languages = list(runtime.config.languages)
         preload_detector(languages)
         warm_dates(languages)
@@ -100,9 +100,10 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
     # Stopped while still warming up (seconds: the language models load): nothing was taken, exit cleanly.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    warm_up(runtime, for_forks=not burst)
     settings = runtime.settings
     count = processes or settings.worker_processes
+    # Loading every model up front pays off when several processes share it; one loads what it meets.
+    warm_up(runtime, for_forks=not burst and count > 1)
     max_growth = settings.worker_max_memory_mb * 2**20
     if burst:
         prepare_adapter(runtime)

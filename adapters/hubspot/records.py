@@ -16,6 +16,7 @@ from adapters.hubspot.common import HubSpotBase
 from adapters.hubspot.common import text as _text
 from adapters.hubspot.keys import PROPERTY_OPTIONS
 from adapters.hubspot.session import ConflictError
+from core.errors import RetryableError
 
 log = logging.getLogger("chat2crm.adapters.hubspot")
 
@@ -99,8 +100,9 @@ class HubSpotRecords(HubSpotBase):
         body_property = "hs_note_body" if kind == "notes" else "hs_task_body"
         known = self.cache.get(kind, marker)
         if known:
-            if self.cache.pending(f"{kind}-copies", marker) is not None:  # a look for late copies was cut short
-                self._drop_late_copies(kind, marker, known, targets[-1], body_property)
+            marked = self.cache.pending(f"{kind}-copies", marker)
+            if marked is not None:  # written again after a lost answer: its late copy is still to be looked for
+                self._drop_late_copies(kind, marker, known, targets[-1], body_property=body_property, marked=marked)
             return Ref(object=kind, id=known, created=False)
         lost_answer = self.cache.pending(kind, marker) is not None
         if lost_answer:
@@ -108,22 +110,33 @@ class HubSpotRecords(HubSpotBase):
             if found:
                 self.cache.set(kind, found, marker)
                 return Ref(object=kind, id=found, created=False)
+        marked = 0.0
         if lost_answer:  # noted before the create: a retry after a crash still looks for late copies
-            self.cache.mark_pending(f"{kind}-copies", marker)
+            marked = self.cache.mark_pending(f"{kind}-copies", marker)
         body = properties.get(body_property, "")
         if marker not in body:  # the plan carries it where no agent reads it; an older plan does not
             properties = {**properties, body_property: f"{body}\n<p>{marker}</p>"}
         created = self._create_once(kind, marker, f"{kind[:-1]}_create", kind, SimplePublicObjectInputForCreate(
             properties=properties, associations=[self._assoc(kind, t) for t in targets]))
         if lost_answer:
-            self._drop_late_copies(kind, marker, created, targets[-1], body_property)
+            self._drop_late_copies(kind, marker, created, targets[-1], body_property=body_property,
+                                   marked=marked)
         return Ref(object=kind, id=created, created=True)
 
-    def _drop_late_copies(self, kind: str, marker: str, kept: str, holder: Ref, body_property: str) -> None:
-        """After creating again what a lost answer may still have created: wait as long as a late write takes
-        to land, then archive any other copy, so the record keeps one. HubSpot takes no idempotency key, and
-        a create it carries out after the client gave up can land after the settle wait before the retry."""
-        time.sleep(settle_after_timeout(self.options.timeout_seconds))
+    def _drop_late_copies(self, kind: str, marker: str, kept: str, holder: Ref, *, body_property: str,
+                          marked: float) -> None:
+        """After creating again what a lost answer may still have created: once a late write has had time to
+        land (the settle time since ``marked``), archive any other copy, so the record keeps one. HubSpot takes
+        no idempotency key, and a create it carries out after the client gave up can land after the retry
+        looked for it.
+
+        Raises:
+            RetryableError: too soon to look; the job is retried when it is time (no process waits for it).
+        """
+        wait = marked + settle_after_timeout(self.options.timeout_seconds) - time.time()
+        if wait > 0:
+            raise RetryableError(f"hubspot: a {kind[:-1]} was written again after a lost answer; its late copy "
+                                 f"is looked for in {wait:.1f} s", retry_after=wait)
         for copy in self._all_associated(kind, holder, body_property, lambda body: marker in body):
             if copy != kept:
                 self._call(f"{kind[:-1]}_archive", self.client.crm.objects.basic_api.archive, kind, copy)

@@ -33,7 +33,7 @@ from tests.conftest import TEST_SECRETS, make_settings
 from tests.e2e.conftest import write_config
 from tests.paths import MAPPINGS, REPO
 
-CONVERSATIONS, WORKERS, KILLS = 300, 4, 4
+CONVERSATIONS, WORKERS, KILLS = 200, 4, 4
 INBOXES, OUTBOXES, LEADS_PENDING = inbox.DUE.key(), outbox.DUE.key(), PENDING.key()
 SEARCH_LAG = 3.0
 # About three minutes on two cores. `-m "not slow"` leaves it out of a quick run.
@@ -103,7 +103,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         whatsapp.relay_url = f"{relay.url}/webhooks/whatsapp"
         env = {**os.environ, **{k.upper(): v for k, v in TEST_SECRETS.items()}, "REDIS_URL": server.url,
                "CHAT2CRM_CONFIG": str(config), "WHATSAPP_API_BASE": wa.url, "HUBSPOT_API_BASE": hs.url,
-               "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", "WORKER_PROCESSES": "1"}
+               "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
         workers = Workers(env)
         try:
             yield {"server": server, "hubspot": hubspot, "whatsapp": whatsapp, "runtime": runtime, "workers": workers}
