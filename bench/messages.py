@@ -17,14 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
 from rq import Queue, Worker
 from rq.registry import StartedJobRegistry
 
-from bench._common import SECRETS
+from bench._common import SECRETS, cpu_seconds
 from connector.app import create_app
 from connector.channels.whatsapp import sign
 from connector.redis_server import EmbeddedRedis
@@ -36,21 +35,6 @@ from demo.stack import start_emulators
 PATIENTS = 100
 SCRIPT = ("Hi, price for hair transplant?", "Berlin, Germany", "10-17 March")
 WORKERS = (1, 2, 4)
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, its reaped children and, recursively, its live ones (the supervisor
-    and its job processes, rq's scheduler), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
-    return own + sum(cpu_seconds(int(child)) for child in children)
-
-
 def command_counts(client: redis.Redis) -> dict[str, int]:
     """Redis commands served so far, per command (INFO commandstats)."""
     return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in client.info("commandstats").items()}

@@ -15,19 +15,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import redis
-import requests
 
-from bench._common import SECRETS
+from bench._common import SECRETS, serve_gunicorn
 from connector.channels.whatsapp import sign
-from connector.cli import gunicorn_command
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
 
@@ -64,25 +60,9 @@ def body(i: int) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(gunicorn_command(app, port, int(env.get("WEB_CONCURRENCY", "2"))), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/healthz", timeout=0.5)
-            return proc, url
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{app} did not come up")
+    """``app`` under the production gunicorn command, in processes of its own."""
+    return serve_gunicorn(app, env, int(env.get("WEB_CONCURRENCY", "2")))  # type: ignore[no-any-return]
 
 
 def wrk(url: str, connections: int, script: Path, prepared: Path) -> dict[str, float]:
