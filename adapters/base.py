@@ -31,9 +31,10 @@ from __future__ import annotations
 import abc
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from adapters.idcache import IdCache
 from adapters.progress import ProgressLog
@@ -61,10 +62,11 @@ from core.plan import (
 if TYPE_CHECKING:
     from redis import Redis
 
+    from adapters.inbox import CRMInbox, OAuthInstall
     from core.settings import Settings
 
 __all__ = ["DEFAULT_MATCH", "AdapterCredentials", "AdapterOptions", "CRMAdapter", "CRMSchema", "CompanyWrite",
-           "ContactWrite", "CredentialReport", "ErasureReport", "FieldInfo", "MatchBy", "NoteWrite", "ObjectInfo",
+           "ContactWrite", "CredentialReport", "Deployment", "ErasureReport", "FieldInfo", "MatchBy", "NoteWrite", "ObjectInfo",
            "RateLimit", "RecordWrite", "Ref", "SyncPlan", "SyncResult", "TaskWrite", "settle_after_timeout"]
 
 A = TypeVar("A", bound="CRMAdapter")
@@ -127,6 +129,15 @@ class AdapterCredentials(BaseModel):
         return (cls.settings_prefix + name).upper()
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """What an adapter may know of the deployment beyond its own credentials: where the relay is reached
+    (webhook and install URLs it registers with the CRM) and the key that encrypts tokens it keeps."""
+
+    public_base_url: str = "http://localhost:8000"
+    encryption_key: SecretStr | None = None
+
+
 class CRMAdapter(abc.ABC):
     """Base class of every CRM adapter. Subclasses are found by the entry-point group
     ``chat2crm.adapters``; see :func:`adapters.load_adapter`.
@@ -167,6 +178,8 @@ class CRMAdapter(abc.ABC):
         self.options = self.parse_options(options)
         self.redis = redis
         self.cache = IdCache(self.cache_families, redis)
+        #: set by the runtime that builds the adapter (:class:`Deployment`)
+        self.deployment = Deployment()
 
     @classmethod
     def from_settings(cls: type[A], settings: Settings, *, options: AdapterOptions | Mapping[str, Any] | None = None,
@@ -279,6 +292,16 @@ class CRMAdapter(abc.ABC):
         CRM cannot be set up through the API return the instructions for an admin.
         """
         return [f"{self.name}: nothing to set up automatically; see docs/mappings.md"]
+
+    # -- the conversation after the bot ----------------------------------------------------------
+    def inbox(self) -> CRMInbox | None:
+        """The CRM's inbox for the conversation after the bot (:mod:`adapters.inbox`), or None when this
+        adapter (or its configuration) has none: then patient messages after the bot stay with the bot."""
+        return None
+
+    def installer(self) -> OAuthInstall | None:
+        """How the CRM app is installed by OAuth, or None when the adapter needs no install."""
+        return None
 
     # -- privacy -------------------------------------------------------------------------------
     @abc.abstractmethod

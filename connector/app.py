@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify
 
-from connector import health, metrics_web, transcripts, webhooks
+from connector import crm_web, health, metrics_web, transcripts, webhooks
 from connector.attribution import links
 from connector.runtime import Runtime
 from core.errors import ConfigurationError
@@ -44,7 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
 
 def _blueprint_modules() -> list[Any]:
     """The modules whose ``blueprint`` the app serves, in registration order."""
-    return [webhooks, links, metrics_web, transcripts]
+    return [webhooks, crm_web, links, metrics_web, transcripts]
 
 
 def runtime_of(app: Flask | None = None) -> Runtime:

@@ -86,6 +86,30 @@ class Limits(_Section):
     global_per_second: int = Field(default=300, ge=1, description="Messages per second, all patients.")
 
 
+class WindowTemplate(_Section):
+    """An approved WhatsApp template that carries an agent's reply outside the 24-hour window."""
+
+    name: str = Field(min_length=1, description="The template's name, as approved in WhatsApp Manager.")
+    language: str = Field(min_length=2, description="The template's language code (`en`, `tr`, `pt_BR`).")
+
+
+class InboxSettings(_Section):
+    """The conversation after the bot: patient messages into the CRM's inbox, agents' replies back."""
+
+    enabled: bool = Field(default=True, description="Publish the conversation after the bot into the CRM's "
+                                                    "inbox, where the CRM adapter has one.")
+    idle_hours: int = Field(default=72, ge=1, le=24 * 90,
+                            description="After a completed request, a patient's messages go to the agents; "
+                                        "one who writes after this many hours of silence starts the bot again.")
+    window_templates: dict[str, WindowTemplate] = Field(
+        default_factory=dict,
+        description="Per patient language: the approved template an agent's reply is sent as outside WhatsApp's "
+                    "24-hour window (its one body parameter is the reply). A language without one: the reply "
+                    "is refused and the agent is told why.")
+    max_media_mb: int = Field(default=16, ge=1, le=100,
+                              description="Largest patient file stored in the CRM; a larger one is noted, not stored.")
+
+
 class AppConfig(_Section):
     """``chat2crm.yaml``. Paths are relative to the file itself."""
 
@@ -105,6 +129,7 @@ class AppConfig(_Section):
     bot: BotSettings = Field(default_factory=BotSettings)
     delivery: Delivery = Field(default_factory=Delivery)
     limits: Limits = Field(default_factory=Limits)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     #: the directory of the file, set by :func:`load_config`; relative paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -26,16 +26,23 @@ POINTS = (
     "lead-written",  # the CRM holds the lead, the relay has not recorded it
     "lead-synced",  # the lead is recorded as in the CRM
 )
+#: the steps of the conversation after the bot (``tests/integration/test_agent_replies.py`` kills a job there)
+INBOX_POINTS = (
+    "agent-sending",  # an agent's reply is marked as being sent, not yet sent
+    "agent-sent",  # the channel took an agent's reply, the relay has not recorded it
+    "thread-published",  # the CRM holds a published thread message, the relay has not recorded it
+)
 
 
 def crash_point(name: str) -> None:
     """Die here if the test asked for it: SIGKILL this process (jobs run in the job process itself).
 
     Raises:
-        ValueError: ``name`` is not one of :data:`POINTS` (a typo would make a test pass vacuously).
+        ValueError: ``name`` is not one of :data:`POINTS` or :data:`INBOX_POINTS` (a typo would make a test
+            pass vacuously).
     """
-    if name not in POINTS:
-        raise ValueError(f"name must be one of {POINTS}, got {name!r}")
+    if name not in POINTS and name not in INBOX_POINTS:
+        raise ValueError(f"name must be one of {POINTS + INBOX_POINTS}, got {name!r}")
     if os.environ.get(ENVIRONMENT_VARIABLE) != name:
         return
     os.kill(os.getpid(), signal.SIGKILL)

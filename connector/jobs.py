@@ -4,8 +4,11 @@
   the conversation's lock (:mod:`connector.turn`);
 - :func:`deliver_outbox` sends a conversation's outbox, in order (:mod:`connector.outbox`);
 - :func:`sync_lead` and :func:`sync_opt_out` write to the CRM (:mod:`connector.leads`);
-- :func:`replay_message` and :func:`replay_reply` are what ``chat2crm failed replay`` runs for a
-  message or a reply that was set aside.
+- :func:`publish_thread` publishes a conversation's thread into the CRM's inbox, in order
+  (:mod:`connector.threads`), and :func:`report_delivery` writes what became of agents' replies back to
+  it (:mod:`connector.agent`);
+- :func:`replay_message`, :func:`replay_reply` and :func:`replay_thread_message` are what
+  ``chat2crm failed replay`` runs for a message, a reply or a thread message that was set aside.
 
 What a failure means is :func:`connector.retry.decide`'s to say; here it is carried out: a retry
 is scheduled (``retry scheduled``), or the work is recorded in the failed registry with a readable
@@ -20,13 +23,14 @@ from typing import Any
 
 import redis
 
-from connector import conversations, inbox, leads, outbox, queues, retry, turn
+from connector import agent, conversations, inbox, leads, outbox, queues, retry, threads, turn
 from connector.conversations import short
 from connector.crash import crash_point
 from connector.logs import pii_scope
 from connector.runtime import Runtime, current_runtime
 from core import metrics
 from core.errors import Chat2CrmError, ErrorSummary, RetryableError
+from core.inbox import DeliveryReport
 from core.models import Lead, utcnow
 
 log = logging.getLogger("chat2crm.jobs")
@@ -122,6 +126,8 @@ def deliver_outbox(key: str, retrying: bool = False) -> int:
         summary = ErrorSummary.of(exc)
         note = f" (gave up after {entry.attempts + 1} attempts)" if decision.action == "exhausted" else ""
         reason = f"{summary.kind}: {summary.message}{note}"
+        if entry.kind == "agent":  # the agent sees in the CRM that it was not sent, and why
+            agent.report_failure(runtime, entry, exc)
         queues.set_aside(runtime, queues.OUTBOUND, queues.REPLAY_REPLY, raw.decode("utf-8"), description="reply",
                          reason=reason, meta={"conversation": short(key)},
                          ttl=runtime.config.retention.transcript_days * 86400)
@@ -133,7 +139,7 @@ def deliver_outbox(key: str, retrying: bool = False) -> int:
         return True
 
     try:
-        return outbox.deliver(runtime, key, on_failure, retrying=retrying)
+        return outbox.deliver(runtime, key, on_failure, retrying=retrying, agent_sender=agent.send)
     except redis.RedisError as exc:  # the entry stays at the head; the sweeper enqueues the outbox again
         log.warning("delivery interrupted", extra={"conversation": short(key), "error": type(exc).__name__})
         return 0
@@ -180,6 +186,7 @@ def sync_lead(reference: str, attempt: int = 0) -> dict[str, Any] | None:
         crash_point("lead-synced")
     finally:
         lock.release()
+    threads.kick(runtime, lead.conversation_key)  # its thread waited for the lead's CRM contact
     metrics.observe(runtime.redis, "lead_seconds", (utcnow() - _first_seen(lead)).total_seconds())
     written: dict[str, Any] = {"reference": reference, "calls": result.calls,
                                "record_created": bool(result.record and result.record.created)}
@@ -236,6 +243,80 @@ def _crm_failed(runtime: Runtime, exc: Exception, attempt: int, reference: str |
     raise exc
 
 
+# -- the CRM's inbox -----------------------------------------------------------------------------
+def publish_thread(key: str, retrying: bool = False) -> int:
+    """Publish a conversation's thread into the CRM's inbox, in order, each message once. A message the CRM
+    refuses for now is retried with backoff (the ones after it wait); one refused for good, or out of
+    retries, is recorded as failed and the rest go on. Returns how many were published."""
+    runtime = current_runtime()
+    crm = runtime.inbox
+    if crm is None:  # turned off since: the messages wait (their TTL bounds them) until it is on again
+        log.warning("thread not published: the CRM inbox is off", extra={"conversation": short(key)})
+        return 0
+
+    def on_failure(entry: threads.Pending, raw: bytes, exc: Exception) -> bool:
+        decision = retry.decide(exc, entry.attempts, runtime.config.delivery)
+        if decision.retry:
+            if threads.retry_later(runtime, key, raw, entry, decision.delay):
+                queues.enqueue_in(runtime, queues.CRM, decision.delay, queues.PUBLISH_THREAD, key, retrying=True,
+                                  description="thread")
+                metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.CRM).name)
+                log.info("thread retry scheduled", extra={
+                    "conversation": short(key), "attempt": entry.attempts + 1,
+                    "delay_s": round(decision.delay, 2), "error": _said(exc)})
+            return False
+        summary = ErrorSummary.of(exc)
+        note = f" (gave up after {entry.attempts + 1} attempts)" if decision.action == "exhausted" else ""
+        reason = f"{summary.kind}: {summary.message}{note}"
+        queues.set_aside(runtime, queues.CRM, queues.REPLAY_THREAD, raw.decode("utf-8"), description="thread message",
+                         reason=reason, meta={"conversation": short(key)},
+                         ttl=runtime.config.retention.transcript_days * 86400)
+        threads.set_aside(runtime, key, raw)
+        metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queues.CRM).name)
+        log.error("thread message failed", extra={"conversation": short(key), "reason": reason})
+        return True
+
+    try:
+        return threads.publish(runtime, key, crm, on_failure, retrying=retrying)
+    except redis.RedisError as exc:  # the message stays at the head; the sweeper enqueues the thread again
+        log.warning("thread interrupted", extra={"conversation": short(key), "error": type(exc).__name__})
+        return 0
+
+
+def replay_thread_message(raw: str) -> None:
+    """Put a failed thread message back at the head of its thread (``chat2crm failed replay``)."""
+    threads.push_front(current_runtime(), raw)
+
+
+def report_delivery(retrying: bool = False) -> int:
+    """Write the waiting delivery reports of agents' replies to the CRM, in order. A report the CRM refuses
+    for now is retried with backoff; one refused for good is dropped (and logged). Returns how many were
+    written."""
+    runtime = current_runtime()
+    crm = runtime.inbox
+    if crm is None:
+        return 0
+
+    def on_failure(report: DeliveryReport, exc: Exception, attempt: int) -> bool:
+        decision = retry.decide(exc, attempt, runtime.config.delivery)
+        if decision.retry:
+            agent.hold_reports(runtime, decision.delay, attempt + 1)
+            agent.enqueue_reports(runtime, decision.delay)
+            metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.CRM).name)
+            log.info("delivery report retry scheduled", extra={"attempt": attempt + 1, "error": _said(exc),
+                                                               "delay_s": round(decision.delay, 2)})
+            return False
+        metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queues.CRM).name)
+        log.error("delivery report dropped", extra={"status": report.status, "error": _said(exc)})
+        return True
+
+    try:
+        return agent.drain_reports(runtime, crm, on_failure, retrying=retrying)
+    except redis.RedisError as exc:  # the report stays at the head; the sweeper enqueues the job again
+        log.warning("delivery reports interrupted", extra={"error": type(exc).__name__})
+        return 0
+
+
 def _said(exc: BaseException) -> str:
     """What an error says, for the log (the error tree's message; otherwise its kind)."""
     return exc.message if isinstance(exc, Chat2CrmError) else type(exc).__name__
@@ -245,5 +326,5 @@ def _first_seen(lead: Lead) -> datetime:
     return lead.transcript[0].at if lead.transcript else lead.created_at
 
 
-__all__ = ["deliver_outbox", "process_conversation", "replay_message", "replay_reply",
-           "sync_lead", "sync_opt_out"]
+__all__ = ["deliver_outbox", "process_conversation", "publish_thread", "replay_message", "replay_reply",
+           "replay_thread_message", "report_delivery", "sync_lead", "sync_opt_out"]

@@ -72,9 +72,10 @@ def stage(runtime: Runtime, pipe: redis.client.Pipeline, lead: Lead) -> None:
 
 
 def enqueue_write(runtime: Runtime, reference: str, pipe: redis.client.Pipeline | None = None) -> None:
-    """Enqueue the CRM write of lead ``reference`` (on ``pipe``: when that transaction commits)."""
+    """Enqueue the CRM write of lead ``reference`` (on ``pipe``: when that transaction commits), at the front
+    of the CRM queue: a lead never waits behind the threads of conversations that go on."""
     queues.enqueue(runtime, queues.CRM, queues.SYNC_LEAD, reference, pipe=pipe, description=f"lead {reference}",
-                   result_ttl=3600, failure_ttl=LEAD.seconds(runtime.config))
+                   result_ttl=3600, failure_ttl=LEAD.seconds(runtime.config), at_front=True)
 
 
 def stage_opt_out(runtime: Runtime, pipe: redis.client.Pipeline, contact_key: str) -> None:
@@ -117,12 +118,24 @@ def write_opt_out(runtime: Runtime, contact_key: str) -> bool:
 
 
 def mark_synced(runtime: Runtime, lead: Lead, summary: dict[str, Any]) -> None:
-    """Record that the CRM has ``lead`` (what was written) and take it off the pending list, in one step."""
+    """Record that the CRM has ``lead`` (what was written) and take it off the pending list, in one step
+    (the caller then kicks the conversation's thread, which waits for the lead's CRM contact)."""
     pipe = runtime.redis.pipeline(transaction=True)
     pipe.zrem(PENDING.key(), lead.reference)
     pipe.set(SYNCED.key(lead.reference_number), json.dumps(summary, ensure_ascii=False, default=str),
              ex=SYNCED.seconds(runtime.config))
     pipe.execute()
+
+
+def crm_contact(runtime: Runtime, reference: str) -> tuple[bool, str | None]:
+    """``(waiting, contact id)`` of lead ``reference``: the CRM contact its write recorded (``waiting``
+    False), or nothing yet while it waits for the CRM (``waiting`` True), or nothing ever (not written, and
+    no longer pending: failed for good, skipped, or expired)."""
+    raw = runtime.redis.get(SYNCED.key(reference.lstrip("#")))
+    if raw:
+        contact = json.loads(raw).get("contact") or {}
+        return False, str(contact["id"]) if contact.get("id") else None
+    return runtime.redis.zscore(PENDING.key(), reference) is not None, None
 
 
 def unpend(runtime: Runtime, reference: str) -> None:

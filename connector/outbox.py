@@ -10,7 +10,9 @@ took it, one atomic step pops it and records the channel's message ids. A worker
 channel's answer and that step leaves ``sending``: the next delivery sends the entry again, the one
 window in which a patient can get a reply twice (neither WhatsApp nor Telegram take an idempotency
 key); it is logged and counted (``messages_out{outcome="resent"}``). Read receipts and button
-acknowledgements are courtesy: tried once, never retried, never blocking a reply.
+acknowledgements are courtesy: tried once, never retried, never blocking a reply. An agent's reply from
+the CRM (kind ``agent``) waits in the same order and is sent by :func:`connector.agent.send`, which
+closes that window where the channel echoes a tracking id.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from connector import queues
 from connector.channels import client_for
@@ -33,6 +35,7 @@ from connector.crash import crash_point
 from connector.locks import Lock
 from core import metrics
 from core.errors import RetryableError, SyncError
+from core.inbox import FileRef
 from core.keys import family
 from core.models import Channel, Conversation, InboundMessage, Reply, utcnow
 
@@ -70,12 +73,13 @@ return 0
 
 
 class Entry(BaseModel):
-    """One thing to send: a reply, or a courtesy (``read`` receipt, ``callback`` acknowledgement)."""
+    """One thing to send: a reply, an agent's reply from the CRM, or a courtesy (``read`` receipt,
+    ``callback`` acknowledgement)."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    kind: Literal["reply", "read", "callback"]
+    kind: Literal["reply", "read", "callback", "agent"]
     conversation: str
     channel: Channel
     account: str
@@ -85,13 +89,17 @@ class Entry(BaseModel):
     reply: Reply | None = None
     message_id: str | None = None
     callback_id: str | None = None
+    #: an agent's reply: its text, its files as the CRM holds them, and the CRM's id of the message
+    text: str | None = None
+    files: list[FileRef] = Field(default_factory=list)
+    crm_message_id: str | None = None
     attempts: int = 0
     not_before: float = 0.0
 
     @property
     def courtesy(self) -> bool:
         """Whether the entry is a courtesy, sent once at most and never retried."""
-        return self.kind != "reply"
+        return self.kind not in ("reply", "agent")
 
     def recipient(self) -> Conversation:
         """What the channel client needs to address the patient (and check WhatsApp's 24-hour window)."""
@@ -190,16 +198,19 @@ def lock(runtime: Runtime, key: str) -> Lock:
 #: what the delivery does with an entry that could not be sent: True to go on with the next entry (the
 #: entry was set aside), False to stop (a retry is scheduled)
 OnFailure = Callable[[Entry, bytes, Exception], bool]
+#: what sends an agent's entry and records it (:func:`connector.agent.send`); returns 1 when a message went out
+AgentSender = Callable[["Runtime", str, bytes, Entry], int]
 
 
-def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool = False) -> int:
+def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool = False,
+            agent_sender: AgentSender | None = None) -> int:
     """Send the outbox of conversation ``key``, in order, under its lock; returns how many entries were sent.
 
     If another worker holds the lock, return at once: that worker sends what is queued and enqueues a new
     job if entries arrived after it looked. An entry the channel refuses goes to ``on_failure`` (with the
     lock held), which either schedules a retry (delivery stops: the order is kept) or sets it aside. A head
     waiting for its retry stops every delivery but that retry's own (``retrying``; rq may start it up to a
-    second early, as it schedules by whole seconds).
+    second early, as it schedules by whole seconds). Agents' entries are sent by ``agent_sender``.
 
     Raises:
         redis.RedisError: Redis failed; the entry stays at the head (the sweeper enqueues the outbox again).
@@ -217,7 +228,12 @@ def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool
                 break
             retrying = False  # only the head it was scheduled for
             try:
-                sent += _send(runtime, key, raw, entry)
+                if entry.kind == "agent":
+                    if agent_sender is None:
+                        raise ValueError(f"entry {entry.id} is an agent's reply and no agent sender was given")
+                    sent += agent_sender(runtime, key, raw, entry)
+                else:
+                    sent += _send(runtime, key, raw, entry)
             except redis.RedisError:
                 raise
             except Exception as exc:  # the channel refused it (or it cannot be rendered): the policy says

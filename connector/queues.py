@@ -5,7 +5,10 @@ imports them in the worker, so the web process never loads the bot or the adapte
 
 - ``inbound``: one job drains one conversation's inbox (:func:`connector.jobs.process_conversation`);
 - ``outbound``: one job delivers one conversation's outbox (:func:`connector.jobs.deliver_outbox`);
-- ``crm``: one job writes one lead, or one opt-out (:func:`connector.jobs.sync_lead`).
+- ``crm``: one job writes one lead, or one opt-out (:func:`connector.jobs.sync_lead`), publishes one
+  conversation's thread into the CRM's inbox (:func:`connector.jobs.publish_thread`), or writes the
+  delivery reports of agents' replies (:func:`connector.jobs.report_delivery`). A lead's write goes to the
+  front of the queue, so leads never wait behind the conversation's messages.
 
 A worker serves them round-robin, so CRM writes never wait behind a backlog of messages, nor
 messages behind a CRM that is slow. Job descriptions (``lead #1002``, ``conversation``) are what
@@ -55,9 +58,12 @@ SYNC_LEAD = "connector.jobs.sync_lead"
 SYNC_OPT_OUT = "connector.jobs.sync_opt_out"
 REPLAY_MESSAGE = "connector.jobs.replay_message"
 REPLAY_REPLY = "connector.jobs.replay_reply"
+PUBLISH_THREAD = "connector.jobs.publish_thread"
+REPLAY_THREAD = "connector.jobs.replay_thread_message"
+REPORT_DELIVERY = "connector.jobs.report_delivery"
 #: jobs whose work the sweeper recovers by itself when their process dies (the older names too)
-RECOVERED = frozenset({PROCESS_CONVERSATION, DELIVER_OUTBOX, SYNC_LEAD, "connector.pipeline.process_conversation",
-                       "connector.pipeline.sync_lead"})
+RECOVERED = frozenset({PROCESS_CONVERSATION, DELIVER_OUTBOX, SYNC_LEAD, PUBLISH_THREAD, REPORT_DELIVERY,
+                       "connector.pipeline.process_conversation", "connector.pipeline.sync_lead"})
 #: how rq records a job whose process died under it (found by another worker's clean-up, or by the old
 #: forking worker seeing its work-horse exit), and how a job fails when Redis itself went away or was
 #: still loading its data after a restart: in each case the sweeper recovers the work, so the entry is noise
@@ -100,16 +106,16 @@ def make_queue(client: redis.Redis, name: str, *, default_timeout: int) -> Queue
 
 def enqueue(runtime: Runtime, queue_name: str, func: str, *args: object, description: str,
             pipe: redis.client.Pipeline | None = None, failure_ttl: int | None = None,
-            result_ttl: int = 0, **kwargs: object) -> Job:
+            result_ttl: int = 0, at_front: bool = False, **kwargs: object) -> Job:
     """Enqueue ``func(*args, **kwargs)`` on the relay's queue ``queue_name``, on ``pipe`` when given (then it
-    happens when that transaction commits, or not at all).
+    happens when that transaction commits, or not at all); with ``at_front``, ahead of the jobs waiting.
 
     Raises:
         redis.RedisError: Redis failed (only without ``pipe``).
     """
     return runtime.queue(queue_name).enqueue_call(
         func, args=args, kwargs=kwargs or None, pipeline=pipe, description=description, result_ttl=result_ttl,
-        failure_ttl=failure_ttl or runtime.config.retention.conversation_hours * 3600)
+        failure_ttl=failure_ttl or runtime.config.retention.conversation_hours * 3600, at_front=at_front)
 
 
 def enqueue_in(runtime: Runtime, queue_name: str, delay: float, func: str, *args: object, description: str,

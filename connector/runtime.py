@@ -28,6 +28,7 @@ from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from adapters.base import CRMAdapter
+    from adapters.inbox import CRMInbox
     from connector.attribution.campaigns import CampaignRegistry
     from connector.bot.flows import Flow
     from connector.mapping import Mapping
@@ -71,6 +72,8 @@ class Runtime:
             self.settings.salesforce_client_secret, self.settings.salesforce_password,
             self.settings.salesforce_security_token, self.settings.pipedrive_api_token,
             self.settings.pipedrive_oauth_token, self.settings.transcript_secret, self.settings.admin_token,
+            self.settings.hubspot_client_secret, self.settings.hubspot_developer_api_key,
+            self.settings.token_encryption_key,
         ):
             if secret is not None:
                 register_secret(secret.get_secret_value())
@@ -128,13 +131,25 @@ class Runtime:
     def adapter(self) -> CRMAdapter:
         """The CRM adapter selected in the main file."""
         from adapters import load_adapter
+        from adapters.base import Deployment
 
         def make() -> CRMAdapter:
             cls = load_adapter(self.config.crm)
             # the adapter is given its own credentials out of the settings, and nothing else of them
-            return cls.from_settings(self.settings, options=self.mapping.crm_options(), redis=self.redis)
+            made = cls.from_settings(self.settings, options=self.mapping.crm_options(), redis=self.redis)
+            made.deployment = Deployment(public_base_url=self.settings.public_base_url,
+                                         encryption_key=self.settings.token_encryption_key)
+            return made
 
         return self.cached("adapter", make)
+
+    @property
+    def inbox(self) -> CRMInbox | None:
+        """The CRM's inbox for the conversation after the bot (the adapter's, made once), or None when
+        ``inbox.enabled`` is off or the adapter has none: then the bot keeps the conversation."""
+        if not self.config.inbox.enabled:
+            return None
+        return self.cached("inbox", self.adapter.inbox)
 
     def check(self) -> list[Problem]:
         """Load and validate every configuration file; return every problem (empty when all is well)."""

@@ -2,10 +2,12 @@
 
 Every piece of in-flight work is listed with the time by which its job could have been lost: the
 conversations with messages waiting (:data:`connector.inbox.DUE`), the outboxes with replies waiting
-(:data:`connector.outbox.DUE`), the leads not yet in the CRM (:data:`connector.leads.PENDING`), and rq's
-delayed retries. A sweep looks only at what is due, so its cost follows the failures, not the traffic.
-Work that is locked (being done right now) is looked at again later; the rest is enqueued again and
-pushed back by ``delivery.lost_job_seconds``. Every job is idempotent, so a job enqueued twice is harmless.
+(:data:`connector.outbox.DUE`), the leads not yet in the CRM (:data:`connector.leads.PENDING`), the threads
+with messages waiting for the CRM's inbox (:data:`connector.threads.DUE`), the delivery reports of agents'
+replies (:data:`connector.agent.REPORTS_DUE`), and rq's delayed retries. A sweep looks only at what is
+due, so its cost follows the failures, not the traffic. Work that is locked (being done right now) is
+looked at again later; the rest is enqueued again and pushed back by ``delivery.lost_job_seconds``.
+Every job is idempotent, so a job enqueued twice is harmless.
 
 Every worker runs a sweeper thread; only the one holding the lease (:data:`LEASE`) sweeps, and it
 renews the lease each time. A killed holder's lease expires and another worker takes over.
@@ -18,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from connector import inbox, leads, outbox, queues
+from connector import agent, inbox, leads, outbox, queues, threads
 from connector.conversations import LOCK as CONVERSATION_LOCK
 from core.keys import family
 
@@ -79,8 +81,8 @@ def sweep(runtime: Runtime) -> dict[str, int]:
     """Enqueue again whatever is due and not being worked on. Safe to run at any time, more than once.
 
     Returns:
-        How many conversations, outboxes, leads and delayed retries were enqueued, and how many failed-job
-        entries of killed workers were dropped.
+        How many conversations, outboxes, leads, threads, report queues and delayed retries were enqueued,
+        and how many failed-job entries of killed workers were dropped.
     """
     now = time.time()
     lost = runtime.config.delivery.lost_job_seconds
@@ -111,14 +113,38 @@ def sweep(runtime: Runtime) -> dict[str, int]:
         leads.postpone(runtime, reference, lost)
         leads.enqueue_write(runtime, reference)
         written += 1
+    published, reported = _sweep_inbox(runtime, now, lost)
     retries = queues.release_due_retries(runtime)
     abandoned = queues.drop_abandoned_jobs(runtime)
-    if conversations or replies or written or retries or abandoned:
+    if conversations or replies or written or published or reported or retries or abandoned:
         log.info("sweep re-enqueued work", extra={"conversations": conversations, "outboxes": replies,
-                                                  "leads": written, "retries": retries,
-                                                  "abandoned_dropped": abandoned})
-    return {"conversations": conversations, "outboxes": replies, "leads": written, "retries": retries,
-            "abandoned": abandoned}
+                                                  "leads": written, "threads": published, "reports": reported,
+                                                  "retries": retries, "abandoned_dropped": abandoned})
+    return {"conversations": conversations, "outboxes": replies, "leads": written, "threads": published,
+            "reports": reported, "retries": retries, "abandoned": abandoned}
+
+
+def _sweep_inbox(runtime: Runtime, now: float, lost: int) -> tuple[int, int]:
+    """The CRM inbox's work: threads waiting to be published, delivery reports waiting to be written.
+    Returns how many threads and report queues were enqueued again."""
+    published = reported = 0
+    for key in threads.due(runtime, now):
+        if not threads.finish(runtime, key):
+            continue
+        locked = _locked_for(runtime, threads.LOCK.key(key))
+        if locked is not None:
+            threads.postpone(runtime, key, locked + 1)
+            continue
+        threads.postpone(runtime, key, lost)
+        threads.enqueue(runtime, key)
+        published += 1
+    if agent.reports_due(runtime, now):
+        locked = _locked_for(runtime, agent.REPORTS_LOCK.key())
+        agent.postpone_reports(runtime, lost if locked is None else locked + 1)
+        if locked is None:
+            agent.enqueue_reports(runtime)
+            reported = 1
+    return published, reported
 
 
 def _locked_for(runtime: Runtime, lock_key: str) -> float | None:

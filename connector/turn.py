@@ -5,6 +5,8 @@ patient, attribution, the bot engine) and commits the decision with :func:`commi
 popped message, the lead with its CRM job, the replies with their delivery job, in one Lua script that
 applies only while the message is still the inbox's head and this worker still holds the conversation's
 lock. Nothing leaves the relay before that commit; the outbox sends afterwards (:mod:`connector.outbox`).
+With the CRM's inbox on, the commit also queues what the CRM's thread is to show (:mod:`connector.threads`):
+the conversation so far when a lead is ready, then each message for the agents.
 A turn run again after a crash decides again, with the same reference number
 (:func:`connector.leads.reserve_reference`), and its earlier run left no trace.
 """
@@ -17,10 +19,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from connector import conversations, flood, inbox, leads, outbox
+from connector import conversations, flood, inbox, leads, outbox, threads
 from connector.attribution import attribute
 from connector.bot import engine
-from connector.bot.engine import EngineContext, Event, FlowCompleted, FlowStarted, HandedOver, LeadReady, OptedOut
+from connector.bot.engine import (
+    EngineContext,
+    Event,
+    FlowCompleted,
+    FlowStarted,
+    ForAgent,
+    HandedOver,
+    LeadReady,
+    OptedOut,
+)
 from connector.crash import crash_point
 from connector.locks import Lock
 from connector.logs import pii_scope
@@ -28,6 +39,7 @@ from connector.transaction import Transaction
 from connector.transcripts import transcript_url
 from core import metrics
 from core.errors import FatalError, RetryableError, SkippableError
+from core.inbox import ThreadMessage
 from core.models import Conversation, InboundMessage, Lead, utcnow
 
 if TYPE_CHECKING:
@@ -55,6 +67,8 @@ class Decision:
     flood: flood.Verdict = field(default_factory=flood.Verdict)
     #: the messages whose reserved references this turn used (forgotten when it commits)
     reservations: list[str] = field(default_factory=list)
+    #: what the CRM's thread is to show (the conversation so far, or a message for the agents)
+    thread: list[ThreadMessage] = field(default_factory=list)
 
 
 def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock, *, deliver: Callable[[], object] | None = None) -> bool:
@@ -92,7 +106,8 @@ def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock, *, deliver: Calla
 
 
 def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage) -> Decision:
-    """What ``message`` changes (the only I/O: flood counters, click look-ups, a CRM look-up, references)."""
+    """What ``message`` changes (the only I/O: flood counters, click look-ups, a CRM look-up, references, and
+    how much of the transcript the CRM's thread already has)."""
     config = runtime.config
     if message.raw_type == "opt_out":  # WhatsApp's user_preferences: nothing more is sent, the CRM is told
         conversation.opted_out = True
@@ -117,13 +132,17 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
         reservations.append(f"{message.channel}:{message.message_id}:{len(reservations)}")
         return leads.reserve_reference(runtime, reservations[-1])
 
-    turn = engine.handle(conversation, message_read, flow=runtime.flows[flow_name],
-                         ctx=engine_context(runtime, new_reference))
+    ctx = engine_context(runtime, new_reference)
+    turn = engine.handle(conversation, message_read, flow=runtime.flows[flow_name], ctx=ctx)
+    ready = [e.lead for e in turn.events if isinstance(e, LeadReady)]
+    thread: list[ThreadMessage] = []
+    if ctx.inbox and (ready or any(isinstance(e, ForAgent) for e in turn.events)):
+        thread = threads.build(turn.conversation, message_read, lead_ready=bool(ready),
+                               for_agent=not ready, already=threads.covered(runtime, turn.conversation))
     return Decision(
         message, turn.conversation, entries=outbox.entries(turn.conversation, message, turn.replies),
-        leads=[e.lead for e in turn.events if isinstance(e, LeadReady)],
-        opt_out=any(isinstance(e, OptedOut) for e in turn.events), events=list(turn.events),
-        replies=len(turn.replies), reservations=reservations)
+        leads=ready, opt_out=any(isinstance(e, OptedOut) for e in turn.events), events=list(turn.events),
+        replies=len(turn.replies), reservations=reservations, thread=thread)
 
 
 def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision, *,
@@ -152,6 +171,7 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
     if decision.discard_outbox:
         outbox.stage_discard(pipe, key)
     outbox.stage(runtime, pipe, key, decision.entries, enqueue=enqueue_delivery)
+    threads.stage(runtime, pipe, conversation, decision.thread)
     return tx.commit()
 
 
@@ -184,6 +204,8 @@ def report(runtime: Runtime, key: str, decision: Decision) -> None:
             log.info("patient opted out", extra={"conversation": short})
         elif isinstance(event, LeadReady):
             log.info("lead queued for the CRM", extra={"reference": event.lead.reference, "reason": event.reason})
+        elif isinstance(event, ForAgent):
+            log.info("message for the agents", extra={"conversation": short, "reference": conversation.reference})
 
 
 def engine_context(runtime: Runtime, new_reference: Callable[[], str]) -> EngineContext:
@@ -197,6 +219,8 @@ def engine_context(runtime: Runtime, new_reference: Callable[[], str]) -> Engine
         new_reference=new_reference,
         transcript_url=lambda conversation: transcript_url(runtime, conversation),
         clinic_name=config.clinic_name,
+        inbox=runtime.inbox is not None,
+        inbox_idle=timedelta(hours=config.inbox.idle_hours),
     )
 
 

@@ -5,6 +5,8 @@ The request does nothing else: bot and CRM work run in the worker. A body that i
 4xx and a short reason, never a 5xx, and nothing is enqueued. Inside a good body, the channel's typed
 parser drops each part that does not fit the vendor's description on its own (a message with a
 number for text, a NUL character, an implausible time): the valid messages of the batch are queued.
+A status of an agent's reply (found by its tracking or its message id) is queued as a delivery report
+for the CRM (:func:`connector.agent.on_status`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from connector import agent
 from connector.channels import record_status
 from connector.channels import telegram as tg
 from connector.channels import whatsapp as wa
@@ -103,6 +106,7 @@ def _accept(channel: str, parsed: ParsedWebhook) -> dict[str, int]:
         queued += 1
     for status in parsed.statuses:
         record_status(client, status, ttl)
+        agent.on_status(runtime, status)  # an agent's reply: the CRM is told what became of it
         metrics.incr(client, "statuses", channel=channel, status=status.status)
         for error in status.errors:
             log.warning("delivery failed", extra={"channel": channel, "code": error.get("code"),

@@ -134,6 +134,24 @@ class Option(_Model):
     description: str | None = None
 
 
+class Attachment(_Model):
+    """A file sent to the patient with a reply: the channel fetches it from ``url`` (a short-lived link)."""
+
+    url: str
+    mime_type: str | None = None
+    name: str | None = None
+    #: bytes, when known: a file over the channel's limit for its kind is refused before anything is sent
+    size: int | None = Field(default=None, ge=0)
+
+
+class MediaFile(_Model):
+    """A patient's file as downloaded from the channel."""
+
+    content: bytes
+    mime_type: str
+    name: str | None = None
+
+
 class Reply(_Model):
     """One message the bot sends. The channel renders it in the richest form it allows.
 
@@ -149,6 +167,8 @@ class Reply(_Model):
     template: str | None = None
     template_language: str | None = None
     template_params: list[str] = Field(default_factory=list)
+    #: files sent with the text (an agent's attachments); the text goes as the first file's caption or before it
+    attachments: list[Attachment] = Field(default_factory=list)
 
 
 class Attribution(_Model):

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token for /metrics and other admin endpoints."
     )
+    token_encryption_key: SecretStr | None = Field(
+        default=None, description="Fernet key that encrypts CRM OAuth tokens kept in Redis "
+                                  "(`chat2crm keygen` prints one). Required once a CRM is installed by OAuth.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest webhook body accepted.")
     queue_name: str = Field(default="chat2crm", description="Prefix of the rq queues.")
     chat2crm_demo_emulators: str | None = Field(
@@ -89,6 +92,18 @@ class Settings(BaseSettings):
     # -- HubSpot -------------------------------------------------------------------------------
     hubspot_access_token: SecretStr | None = None
     hubspot_api_base: str = "https://api.hubapi.com"
+    hubspot_app_base: str = Field(default="https://app.hubspot.com",
+                                  description="Where a portal admin authorizes the app (the OAuth install page).")
+    hubspot_client_id: str | None = Field(default=None, description="The HubSpot app's client id (OAuth install).")
+    hubspot_client_secret: SecretStr | None = Field(
+        default=None, description="The HubSpot app's client secret: OAuth, and the key of its webhook signatures.")
+    hubspot_app_id: str | None = Field(default=None, description="The HubSpot app's id (registers the channel).")
+    hubspot_developer_api_key: SecretStr | None = Field(
+        default=None, description="The developer account's API key (registers the custom channel).")
+    hubspot_channel_id: str | None = Field(
+        default=None, description="The registered custom channel (set by `chat2crm crm setup`, or here).")
+    hubspot_channel_account_id: str | None = Field(
+        default=None, description="The channel account connected to an inbox (set by `chat2crm crm setup`, or here).")
 
     # -- Salesforce ----------------------------------------------------------------------------
     salesforce_instance_url: str | None = None

@@ -5,10 +5,14 @@ Bot side: ``POST /bot<token>/<method>``. Every call is checked against the Bot A
 ``Bad Request`` with the reason, and the call is recorded as a violation. ``getMe``,
 ``sendMessage``, ``answerCallbackQuery``, ``setWebhook`` and ``getWebhookInfo`` keep state and
 answer with the real ``{"ok": true, "result": …}`` shapes; 429 carries ``parameters.retry_after``.
+Files (:mod:`emulators._telegram_files`): ``getFile`` and the download link
+``/file/bot<token>/<file_path>``; ``sendPhoto``, ``sendDocument``, ``sendAudio``, ``sendVoice`` and
+``sendVideo`` by file id, by URL (fetched, as Telegram does) or uploaded (multipart/form-data), with a
+caption, refused in Telegram's words where its docs say so.
 
 User side: :meth:`TelegramEmulator.user` posts updates to the relay with the secret token header,
 each first checked against the Bot API's ``Update`` (an update Telegram would never send is recorded as
-a violation).
+a violation). Photos, documents and voice notes carry real bytes, stored for ``getFile``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import requests
 from flask import Flask, Response, jsonify, request
 
 from emulators._checks import telegram_call_errors, telegram_update_errors
+from emulators._samples import sample_jpeg
+from emulators._telegram_files import FILE_METHODS, BadRequest, FileStore, get_file, send_file
 
 
 @dataclass
@@ -54,6 +60,7 @@ class TelegramEmulator:
         self.message_ids = itertools.count(1000)
         self.update_ids = itertools.count(800_000_000)
         self.bot_id = int(self.token.split(":", 1)[0])
+        self.files = FileStore()
         self.app = self._make_app()
 
     def fail_next(self, count: int = 1, kind: str = "500") -> None:
@@ -101,14 +108,32 @@ class TelegramEmulator:
             if token != self.token:
                 return self._fail(401, "Unauthorized")
             params = request.get_json(silent=True) if request.is_json else request.values.to_dict()
-            problems = telegram_call_errors(method, params if params is not None else {})
+            uploads = {} if request.is_json else request.files.to_dict()
+            checked = {**(params or {}), **{name: f"attach://{name}" for name in uploads}}
+            problems = telegram_call_errors(method, checked if params is not None else {})
             if problems is None:
                 return self._fail(404, "Not Found")
             if problems:
                 with self.lock:
                     self.violations.append({"method": method, "params": params, "problems": problems})
                 return self._fail(400, f"Bad Request: {problems[0]}")
-            return jsonify({"ok": True, "result": self._perform(method, params or {})}), 200
+            try:
+                if method in FILE_METHODS:
+                    return jsonify({"ok": True, "result": self._send_file(method, params or {}, uploads)}), 200
+                return jsonify({"ok": True, "result": self._perform(method, params or {})}), 200
+            except BadRequest as exc:
+                if exc.violation:
+                    with self.lock:
+                        self.violations.append({"method": method, "params": params, "problems": [str(exc)]})
+                return self._fail(400, f"Bad Request: {exc}")
+
+        @app.get("/file/bot<token>/<path:file_path>")
+        def download(token: str, file_path: str) -> Response | tuple[Response, int]:
+            self.calls += 1
+            stored = self.files.at(file_path) if token == self.token else None
+            if stored is None:
+                return self._fail(404, "Not Found")
+            return Response(stored.content, mimetype="application/octet-stream")
 
         @app.get("/_emulator/messages")
         def list_messages() -> Response:
@@ -131,13 +156,28 @@ class TelegramEmulator:
 
         return app
 
+    def _message(self, chat_id: int, **content: Any) -> dict[str, Any]:
+        return {"message_id": next(self.message_ids), "from": self._bot_user(),
+                "chat": {"id": chat_id, "type": "private"}, "date": int(time.time()), **content}
+
+    def _send_file(self, method: str, params: dict[str, Any], uploads: dict[str, Any]) -> dict[str, Any]:
+        field = FILE_METHODS[method]
+        content, stored = send_file(self.files, method, params, uploads.get(field))
+        message = self._message(int(params["chat_id"]), **content)
+        source = params.get(field) if field not in uploads else "upload"
+        with self.lock:
+            self.sent[int(params["chat_id"])].append({**message, "_sent_at": time.time(), "_method": method,
+                                                       "_source": source, "_file_id": stored.file_id})
+        return message
+
     def _perform(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":
             return self._bot_user()
+        if method == "getFile":
+            return get_file(self.files, params)
         if method == "sendMessage":
             chat_id = int(params["chat_id"])
-            message = {"message_id": next(self.message_ids), "from": self._bot_user(),
-                       "chat": {"id": chat_id, "type": "private"}, "date": int(time.time()), "text": params["text"]}
+            message = self._message(chat_id, text=params["text"])
             notes: dict[str, Any] = {"_sent_at": time.time()}
             if "inline_keyboard" in (params.get("reply_markup") or {}):
                 message["reply_markup"] = params["reply_markup"]
@@ -172,6 +212,8 @@ class TelegramUser:
         self.emulator, self.user_id, self.name = emulator, user_id, name
         self.language_code, self.username = language_code, username
         self.last_update: dict[str, Any] | None = None
+        #: the file id of the last file this user sent
+        self.last_file_id: str | None = None
 
     def _from(self) -> dict[str, Any]:
         first, _, last = self.name.partition(" ")
@@ -231,10 +273,38 @@ class TelegramUser:
     def share_location(self, latitude: float, longitude: float) -> int:
         return self.post(self.update(message=self.message(location={"latitude": latitude, "longitude": longitude})))
 
-    def send_photo(self, caption: str | None = None) -> int:
-        photo = [{"file_id": f"AgAC{self.user_id}s", "file_unique_id": "s1", "width": 90, "height": 90},
-                 {"file_id": f"AgAC{self.user_id}L", "file_unique_id": "l1", "width": 1280, "height": 960}]
-        return self.post(self.update(message=self.message(photo=photo, **({"caption": caption} if caption else {}))))
+    def _caption(self, caption: str | None) -> dict[str, Any]:
+        return {"caption": caption} if caption else {}
+
+    def send_photo(self, caption: str | None = None, *, content: bytes | None = None) -> int:
+        """Send a photo (``content``, or a small JPEG) in two sizes, the largest last; its id is ``last_file_id``."""
+        files = self.emulator.files
+        large = files.add(content if content is not None else sample_jpeg(), "image/jpeg", "photo")
+        small = files.add(large.content[:1024], "image/jpeg", "photo")
+        self.last_file_id = large.file_id
+        photo = [small.as_object(width=90, height=90), large.as_object(width=1280, height=960)]
+        return self.post(self.update(message=self.message(photo=photo, **self._caption(caption))))
+
+    def send_document(self, content: bytes, file_name: str, *, mime_type: str = "application/pdf",
+                      caption: str | None = None) -> int:
+        """Send a file as a document."""
+        stored = self.emulator.files.add(content, mime_type, "document", file_name)
+        self.last_file_id = stored.file_id
+        return self.post(self.update(message=self.message(document=stored.as_object(), **self._caption(caption))))
+
+    def send_voice(self, content: bytes, *, duration: int = 3, mime_type: str = "audio/ogg") -> int:
+        """Send a voice note recorded in Telegram."""
+        stored = self.emulator.files.add(content, mime_type, "voice")
+        self.last_file_id = stored.file_id
+        return self.post(self.update(message=self.message(voice=stored.as_object(duration=duration))))
+
+    def send_media(self, kind: str, content: bytes, mime_type: str, *, file_name: str | None = None,
+                   caption: str | None = None, **fields: Any) -> int:
+        """Send an ``audio``, ``video`` or ``video_note`` (``fields``: its duration, width, height, length)."""
+        stored = self.emulator.files.add(content, mime_type, kind, file_name)
+        self.last_file_id = stored.file_id
+        return self.post(self.update(message=self.message(**{kind: stored.as_object(**fields)},
+                                                          **self._caption(caption))))
 
     def block(self) -> int:
         """Block the bot: Telegram tells the bot its membership of the private chat changed (``my_chat_member``)."""

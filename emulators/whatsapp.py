@@ -1,37 +1,60 @@
 """An emulator of the WhatsApp Cloud API (Graph API) and of the patients who write to it.
 
 Outbound side (what the relay calls): ``POST /{version}/{phone-number-id}/messages`` with a
-bearer token. Every body is checked against Meta's own OpenAPI description; a body Meta would
-reject gets Meta's ``(#100) Invalid parameter`` error, and is recorded as a violation. Answers,
-errors (190 bad token, 130429 throughput, 131047 re-engagement, 500) and message ids have the
-real shapes. Faults are injected with :meth:`WhatsAppEmulator.fail_next`.
+bearer token. Every body is checked against Meta's own OpenAPI description, and against what its
+reference says in words (:mod:`emulators._whatsapp_media`: captions, file names, links,
+``biz_opaque_callback_data``, template parameters); a body Meta would reject gets Meta's error
+(``(#100) Invalid parameter``, 132018, 132005) and is recorded as a violation. Media messages sent by
+``link`` are recorded with their link and caption (nothing is fetched). Answers, errors (190 bad token,
+130429 throughput, 131047 re-engagement, 500) and message ids have the real shapes. Faults are injected
+with :meth:`WhatsAppEmulator.fail_next`.
 
-Patient side: :meth:`WhatsAppEmulator.patient` builds webhooks exactly as Meta sends them (a reply
-to buttons or a list names the message that carried them in ``context``), checks each against the
-webhook payload Meta's description documents (a webhook Meta would never send is recorded as a
-violation), signs it with the app secret (``X-Hub-Signature-256``) and posts it to the relay.
+Media: ``GET /{version}/{media-id}`` answers a patient's file's URL, type, SHA-256 and size (unknown id:
+Graph's ``GraphMethodException`` 100/33; wrong token: 401/190), and the URL serves the bytes to a
+request with the bearer token, for 5 minutes, as Meta's lookaside URLs do.
+
+Status webhooks (with ``status_webhooks=True``; off by default, so tests that count webhooks are not
+disturbed): after each accepted message, ``sent`` then ``delivered``, ``read`` when the patient reads
+(:meth:`Patient.read_all`), or ``failed`` (fault ``131026``, or a link to a type Meta does not take: 131053),
+each echoing ``biz_opaque_callback_data``, signed like the message webhooks and posted to ``relay_url``
+from a background thread; :meth:`WhatsAppEmulator.wait_for_webhooks` waits until they are all posted.
+
+Patient side: :meth:`WhatsAppEmulator.patient` (:mod:`emulators._whatsapp_patient`) builds webhooks
+exactly as Meta sends them, with real bytes behind every photo, document and voice note.
+:meth:`WhatsAppEmulator.post_webhook` checks each against the webhook payload Meta's description documents
+(a webhook Meta would never send is recorded as a violation), signs it with the app secret
+(``X-Hub-Signature-256``) and posts it to the relay.
 
 Control endpoints (JSON, for the demo page): ``GET /_emulator/messages?to=<wa_id>``,
-``POST /_emulator/patients/<wa_id>/send``.
+``POST /_emulator/patients/<wa_id>/send``, ``POST /_emulator/patients/<wa_id>/read``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import secrets
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from flask import Flask, Response, jsonify, request
 
 from emulators._checks import whatsapp_message_errors, whatsapp_webhook_errors
+from emulators._whatsapp_media import (
+    LINK_SECONDS,
+    MediaStore,
+    link_failure,
+    message_errors,
+    query_errors,
+    template_error,
+)
+from emulators._whatsapp_patient import Patient, wamid
+from emulators._whatsapp_statuses import UNDELIVERABLE, StatusWebhooks
 
 
 def sign(raw: bytes, app_secret: str) -> str:
@@ -39,12 +62,6 @@ def sign(raw: bytes, app_secret: str) -> str:
     of the exact body under the app secret (written here from Meta's docs, apart from the relay's own
     check, which the known-answer vectors test both against)."""
     return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
-
-_counter = itertools.count(1)
-
-
-def _wamid() -> str:
-    return "wamid.HBgM" + secrets.token_urlsafe(24).replace("-", "A").replace("_", "B")
 
 
 @dataclass
@@ -56,10 +73,16 @@ class Sent:
     payload: dict[str, Any]
     at: float
 
+    @property
+    def tracking(self) -> str | None:
+        """The ``biz_opaque_callback_data`` it was sent with."""
+        value = self.payload.get("biz_opaque_callback_data")
+        return value if isinstance(value, str) else None
+
 
 @dataclass
 class Fault:
-    kind: str  # "429" | "500" | "timeout" | "190" | "131047"
+    kind: str  # one of WhatsAppEmulator.FAULTS
     remaining: int
 
 
@@ -72,7 +95,15 @@ class WhatsAppEmulator:
         phone_number_id: the business phone number id the relay sends from.
         app_secret: signs the webhooks the emulated patients send.
         relay_url: where patients' webhooks go (``…/webhooks/whatsapp``).
+        status_webhooks: send the status webhooks Meta sends after each accepted message.
+        status_delay_seconds: how late the statuses of a message come with the ``status_delay`` fault.
+        media_link_seconds: how long a media download link lasts.
     """
+
+    #: what :meth:`fail_next` accepts: the call fails (429, 500, timeout, 190, 131047), or is accepted and
+    #: then fails (131026: a ``failed`` status) or has its statuses come late (``status_delay``)
+    FAULTS: ClassVar[frozenset[str]] = frozenset({"429", "500", "timeout", "190", "131047", "131026",
+                                                  "status_delay"})
 
     access_token: str
     phone_number_id: str
@@ -81,6 +112,9 @@ class WhatsAppEmulator:
     waba_id: str = "102290129340398"
     display_phone_number: str = "905320000000"
     timeout_seconds: float = 20.0
+    status_webhooks: bool = False
+    status_delay_seconds: float = 1.0
+    media_link_seconds: float = LINK_SECONDS
     sent: list[Sent] = field(default_factory=list)
     read: list[str] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
@@ -90,11 +124,20 @@ class WhatsAppEmulator:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        self.media = MediaStore(self.media_link_seconds)
+        self.statuses = StatusWebhooks(lambda body: self.post_webhook(body)[0],
+                                       lambda statuses: self.envelope({"statuses": statuses}))
         self.app = self._make_app()
 
     # -- faults --------------------------------------------------------------------------------
     def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail with ``kind`` (429, 500, timeout, 190, 131047)."""
+        """Make the next ``count`` calls fail with ``kind`` (one of :attr:`FAULTS`).
+
+        Raises:
+            ValueError: ``kind`` is not one of them.
+        """
+        if kind not in self.FAULTS:
+            raise ValueError(f"kind must be one of {sorted(self.FAULTS)}, got {kind!r}")
         with self.lock:
             self.faults.append(Fault(kind, count))
 
@@ -112,11 +155,83 @@ class WhatsAppEmulator:
         with self.lock:
             return [m for m in self.sent if m.to == wa_id]
 
+    # -- webhooks ------------------------------------------------------------------------------
+    def envelope(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A complete ``messages`` webhook body around ``value``'s lists (messages, contacts, statuses)."""
+        return {"object": "whatsapp_business_account", "entry": [{"id": self.waba_id, "changes": [{
+            "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": self.display_phone_number,
+                             "phone_number_id": self.phone_number_id}, **value}}]}]}
+
+    def post_webhook(self, body: dict[str, Any] | bytes, *, signature: str | None = None) -> tuple[int, bytes]:
+        """POST a webhook to ``relay_url``, signed unless ``signature`` says otherwise.
+
+        A body given as a dict is first checked against Meta's webhook description: one Meta would never
+        send is recorded in ``violations`` (and still posted: the relay must cope). Bytes are posted as given.
+
+        Returns:
+            The relay's HTTP status, and the exact bytes posted.
+        """
+        raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        if isinstance(body, dict):
+            problems = whatsapp_webhook_errors(body)
+            if problems:
+                with self.lock:
+                    self.violations.append({"webhook": body, "problems": problems})
+        header = signature if signature is not None else sign(raw, self.app_secret)
+        headers = {"Content-Type": "application/json"}
+        if header:
+            headers["X-Hub-Signature-256"] = header
+        return requests.post(self.relay_url, data=raw, headers=headers, timeout=10).status_code, raw
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> None:
+        """Wait until every status webhook scheduled so far has been posted.
+
+        Raises:
+            TimeoutError: some were still waiting after ``timeout`` seconds.
+        """
+        if not self.statuses.sender.wait(timeout):
+            raise TimeoutError(f"{self.statuses.sender.pending} status webhooks still waiting after {timeout} s")
+
     # -- the API -------------------------------------------------------------------------------
     def _error(self, status: int, code: int, message: str, **extra: Any) -> tuple[Response, int]:
-        body = {"error": {"message": message, "type": "OAuthException", "code": code,
+        body = {"error": {"message": message, "type": extra.pop("type", "OAuthException"), "code": code,
                           "fbtrace_id": secrets.token_urlsafe(12), **extra}}
         return jsonify(body), status
+
+    def _refused(self, fault: str | None) -> tuple[Response, int] | None:
+        """The answer to a call that fails before its body is read: an injected fault or a wrong token."""
+        if fault == "timeout":
+            time.sleep(self.timeout_seconds)
+        if fault == "500":
+            return self._error(500, 2, "An unexpected error has occurred. Please retry your request later.",
+                               is_transient=True)
+        if fault == "429":
+            return self._error(429, 130429, "(#130429) Rate limit hit",
+                               error_data={"messaging_product": "whatsapp",
+                                           "details": "Cloud API message throughput has been reached."})
+        if fault == "190" or request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
+            return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        return None
+
+    def _invalid(self, record: dict[str, Any], problems: list[str]) -> tuple[Response, int]:
+        with self.lock:
+            self.violations.append({**record, "problems": problems})
+        return self._error(400, 100, "(#100) Invalid parameter",
+                           error_data={"messaging_product": "whatsapp", "details": problems[0]})
+
+    def _accept(self, body: dict[str, Any], fault: str | None) -> tuple[Response, int]:
+        message = Sent(wamid(), body["to"], body, time.time())
+        with self.lock:
+            self.sent.append(message)
+        if self.status_webhooks:
+            self.statuses.accepted(
+                message.id, message.to, message.tracking,
+                delay=self.status_delay_seconds if fault == "status_delay" else 0.0,
+                error=UNDELIVERABLE if fault == "131026" else link_failure(body))
+        return jsonify({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                        "messages": [{"id": message.id}]}), 200
 
     def _make_app(self) -> Flask:
         app = Flask("whatsapp-emulator")
@@ -125,42 +240,64 @@ class WhatsAppEmulator:
         def messages(version: str, phone_number_id: str) -> tuple[Response, int]:
             self.calls += 1
             fault = self._take_fault()
-            if fault == "timeout":
-                time.sleep(self.timeout_seconds)
-            if fault == "500":
-                return self._error(500, 2, "An unexpected error has occurred. Please retry your request later.",
-                                   is_transient=True)
-            if fault == "429":
-                return self._error(429, 130429, "(#130429) Rate limit hit",
-                                   error_data={"messaging_product": "whatsapp",
-                                               "details": "Cloud API message throughput has been reached."})
-            auth = request.headers.get("Authorization", "")
-            if fault == "190" or auth != f"Bearer {self.access_token}":
-                return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+            refused = self._refused(fault)
+            if refused is not None:
+                return refused
             if not version.startswith("v") or phone_number_id != self.phone_number_id:
                 return self._error(400, 100, "(#100) Invalid parameter",
                                    error_data={"details": "Unknown phone number id or version"})
             body: dict[str, Any] = request.get_json(silent=True) or {}
-            problems = whatsapp_message_errors(body)
+            problems = whatsapp_message_errors(body) or message_errors(body)
             if problems:
-                with self.lock:
-                    self.violations.append({"body": body, "problems": problems})
-                return self._error(400, 100, "(#100) Invalid parameter",
-                                   error_data={"messaging_product": "whatsapp", "details": problems[0]})
+                return self._invalid({"body": body}, problems)
             if "status" in body:
                 with self.lock:
                     self.read.append(body["message_id"])
                 return jsonify({"success": True}), 200
+            refusal = template_error(body)
+            if refusal is not None:
+                with self.lock:
+                    self.violations.append({"body": body, "problems": [refusal[2]]})
+                return self._error(400, refusal[0], f"(#{refusal[0]}) {refusal[1]}",
+                                   error_data={"messaging_product": "whatsapp", "details": refusal[2]})
             if fault == "131047":
                 return self._error(400, 131047, "(#131047) Re-engagement message",
                                    error_data={"details": "More than 24 hours have passed since the customer last "
                                                           "replied to this number."})
-            message = Sent(_wamid(), body["to"], body, time.time())
-            with self.lock:
-                self.sent.append(message)
-            return jsonify({"messaging_product": "whatsapp",
-                            "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                            "messages": [{"id": message.id}]}), 200
+            return self._accept(body, fault)
+
+        @app.get("/<version>/<media_id>")
+        def media_url(version: str, media_id: str) -> tuple[Response, int]:
+            self.calls += 1
+            refused = self._refused(self._take_fault())
+            if refused is not None:
+                return refused
+            args = request.args.to_dict()
+            problems = query_errors("/{Version}/{Media-ID}", "get", args)
+            if problems:
+                return self._invalid({"query": args}, problems)
+            media = self.media.get(media_id)
+            if not version.startswith("v") or media is None or args.get("phone_number_id", self.phone_number_id) != (
+                    self.phone_number_id):
+                return self._error(400, 100, f"Unsupported get request. Object with ID '{media_id}' does not exist, "
+                                   "cannot be loaded due to missing permissions, or does not support this operation. "
+                                   "Please read the Graph API documentation at "
+                                   "https://developers.facebook.com/docs/graph-api",
+                                   type="GraphMethodException", error_subcode=33)
+            return jsonify({"messaging_product": "whatsapp", "url": self.media.link(media, request.url_root),
+                            "mime_type": media.mime_type, "sha256": media.sha256_hex,
+                            "file_size": str(len(media.content)), "id": media.id}), 200
+
+        @app.get("/whatsapp_business/attachments/")
+        def media_download() -> Response | tuple[Response, int]:
+            self.calls += 1
+            if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
+                # the link alone gives nothing: Meta serves the file only with the access token
+                return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+            media, why = self.media.resolve(request.args.to_dict())
+            if media is None:
+                return self._error(404, 100, f"Media link {why}", type="GraphMethodException")
+            return Response(media.content, mimetype=media.mime_type)
 
         @app.get("/_emulator/messages")
         def list_messages() -> Response:
@@ -186,6 +323,10 @@ class WhatsAppEmulator:
                 status = patient.send_text(str(data.get("text", "")), referral=data.get("ad"))
             return jsonify({"relay_status": status}), 200
 
+        @app.post("/_emulator/patients/<wa_id>/read")
+        def patient_read(wa_id: str) -> tuple[Response, int]:
+            return jsonify({"read": self.patient(wa_id).read_all()}), 200
+
         @app.get("/_emulator/state")
         def state() -> Response:
             return jsonify({"sent": len(self.sent), "read": len(self.read), "violations": self.violations[-20:]})
@@ -198,133 +339,7 @@ class WhatsAppEmulator:
         return Patient(self, wa_id, name, user_id)
 
 
-class Patient:
-    """Sends webhooks to the relay as Meta would for one WhatsApp user."""
-
-    def __init__(self, emulator: WhatsAppEmulator, wa_id: str | None, name: str, user_id: str | None) -> None:
-        if not wa_id and not user_id:
-            raise ValueError("a patient needs wa_id or user_id")
-        self.emulator, self.wa_id, self.name, self.user_id = emulator, wa_id, name, user_id
-        self.last_body: bytes | None = None
-
-    def message(self, kind: str, content: dict[str, Any], *, referral: dict[str, Any] | None = None,
-                context: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One message object as Meta puts it in ``value.messages``."""
-        msg: dict[str, Any] = {"id": _wamid(), "timestamp": str(int(time.time())), "type": kind, kind: content}
-        if self.wa_id:
-            msg["from"] = self.wa_id
-        if self.user_id:
-            msg["from_user_id"] = self.user_id
-        if referral:
-            msg["referral"] = referral
-        if context:
-            msg["context"] = context
-        return msg
-
-    def payload(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """A complete webhook body carrying ``messages``."""
-        contact: dict[str, Any] = {"profile": {"name": self.name}}
-        if self.wa_id:
-            contact["wa_id"] = self.wa_id
-        if self.user_id:
-            contact["user_id"] = self.user_id
-        return {"object": "whatsapp_business_account", "entry": [{"id": self.emulator.waba_id, "changes": [{
-            "field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": self.emulator.display_phone_number,
-                             "phone_number_id": self.emulator.phone_number_id},
-                "contacts": [contact], "messages": messages}}]}]}
-
-    def post(self, body: dict[str, Any] | bytes, *, signature: str | None = None) -> int:
-        """POST a body to the relay, signed unless ``signature`` says otherwise; returns the HTTP status.
-
-        A body built here (a dict) is first checked against Meta's webhook description: one Meta would
-        never send is recorded in ``violations`` (and still posted: the relay must cope). Raw bytes are
-        posted as given.
-        """
-        raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        self.last_body = raw
-        if isinstance(body, dict):
-            problems = whatsapp_webhook_errors(body)
-            if problems:
-                with self.emulator.lock:
-                    self.emulator.violations.append({"webhook": body, "problems": problems})
-        header = signature if signature is not None else sign(raw, self.emulator.app_secret)
-        headers = {"Content-Type": "application/json"}
-        if header:
-            headers["X-Hub-Signature-256"] = header
-        if isinstance(body, dict):
-            with self.emulator.lock:
-                # the arrival time, finer than the payload's whole seconds, orders the demo's chat
-                self.emulator.inbound[self.wa_id or self.user_id or ""].append({**body, "_received_at": time.time()})
-        return requests.post(self.emulator.relay_url, data=raw, headers=headers, timeout=10).status_code
-
-    def redeliver(self) -> int:
-        """Send the last webhook again, byte for byte (as Meta does when unsure it was received)."""
-        if self.last_body is None:
-            raise ValueError("nothing was sent yet")
-        return self.post(self.last_body)
-
-    def send_text(self, text: str, *, referral: dict[str, Any] | None = None) -> int:
-        return self.post(self.payload([self.message("text", {"body": text}, referral=referral)]))
-
-    def _carrier(self, kind: str) -> Sent | None:
-        """The last message the relay sent this patient with reply buttons or a list (``kind``)."""
-        for sent in reversed(self.emulator.messages_to(self.wa_id or self.user_id or "")):
-            if sent.payload.get("type") == "interactive" and sent.payload["interactive"].get("type") == kind:
-                return sent
-        return None
-
-    def _context(self, carrier: Sent | None) -> dict[str, Any]:
-        """``context`` of a reply: the business number and the message that carried what was tapped."""
-        return {"from": self.emulator.display_phone_number, "id": carrier.id if carrier else _wamid()}
-
-    def press_button(self, button_id: str, title: str, *, referral: dict[str, Any] | None = None) -> int:
-        return self.post(self.payload([self.message(
-            "interactive", {"type": "button_reply", "button_reply": {"id": button_id, "title": title}},
-            referral=referral, context=self._context(self._carrier("button")))]))
-
-    def choose_from_list(self, row_id: str, title: str, description: str | None = None) -> int:
-        """Tap a row of the last list sent; its description comes along when the row had one."""
-        carrier = self._carrier("list")
-        if description is None and carrier is not None:
-            rows = [row for section in carrier.payload["interactive"]["action"].get("sections", [])
-                    for row in section.get("rows", [])]
-            description = next((row.get("description") for row in rows if row.get("id") == row_id), None)
-        reply = {"id": row_id, "title": title, **({"description": description} if description else {})}
-        return self.post(self.payload([self.message("interactive", {"type": "list_reply", "list_reply": reply},
-                                                     context=self._context(carrier))]))
-
-    def share_location(self, latitude: float, longitude: float, name: str | None = None,
-                       address: str | None = None) -> int:
-        content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
-        if name:
-            content["name"] = name
-        if address:
-            content["address"] = address
-        return self.post(self.payload([self.message("location", content)]))
-
-    def stop_marketing_messages(self) -> int:
-        """Turn off the business's marketing messages in WhatsApp's settings (a ``user_preferences`` webhook)."""
-        contact: dict[str, Any] = {"profile": {"name": self.name}}
-        preference: dict[str, Any] = {"detail": "User requested to stop marketing messages",
-                                      "category": "marketing_messages", "value": "stop", "timestamp": int(time.time())}
-        for key, value in (("wa_id", self.wa_id), ("user_id", self.user_id)):
-            if value:
-                contact[key] = preference[key] = value
-        return self.post({"object": "whatsapp_business_account", "entry": [{"id": self.emulator.waba_id, "changes": [{
-            "field": "user_preferences", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": self.emulator.display_phone_number,
-                             "phone_number_id": self.emulator.phone_number_id},
-                "contacts": [contact], "user_preferences": [preference]}}]}]})
-
-    def send_image(self, caption: str | None = None) -> int:
-        content = {"id": str(next(_counter) + 1_000_000), "mime_type": "image/jpeg",
-                   "sha256": secrets.token_hex(32)}
-        if caption:
-            content["caption"] = caption
-        return self.post(self.payload([self.message("image", content)]))
+__all__ = ["Fault", "Patient", "Sent", "WhatsAppEmulator", "create_app", "sign"]
 
 
 def create_app(**kwargs: Any) -> Flask:

@@ -24,6 +24,15 @@ error table and conflict error), :mod:`~adapters.hubspot.common` (the base: call
 associations), :mod:`~adapters.hubspot.contacts` (contacts and companies),
 :mod:`~adapters.hubspot.records` (records, tags, notes, tasks), :mod:`~adapters.hubspot.schema`
 (diagnosis and set-up) and :mod:`~adapters.hubspot.adapter` (the class, the sync and the erasure).
+
+The conversation after the bot (agents answering from HubSpot): :mod:`~adapters.hubspot.app` (which inbox
+the account gets, and its set-up), :mod:`~adapters.hubspot.inbox` (the custom channel in the conversations
+inbox), :mod:`~adapters.hubspot.timeline` (notes and a reply property, for tiers without custom channels),
+:mod:`~adapters.hubspot.channel_setup` (the channel and its account), :mod:`~adapters.hubspot.oauth` and
+:mod:`~adapters.hubspot.tokens` (the app's installation, its tokens kept encrypted),
+:mod:`~adapters.hubspot.rest` (the REST calls the official client does not cover),
+:mod:`~adapters.hubspot.files` (patients' and agents' files) and :mod:`~adapters.hubspot.signature`
+(HubSpot's v3 webhook signature).
 """
 
 from adapters.hubspot.adapter import HubSpotAdapter

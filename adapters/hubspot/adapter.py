@@ -9,14 +9,18 @@ notes and tasks (:mod:`~adapters.hubspot.records`).
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from adapters.base import ErasureReport, Ref, SyncPlan, SyncResult
+from adapters.base import CRMSchema, ErasureReport, Ref, SyncPlan, SyncResult
+from adapters.hubspot.app import HubSpotApp
 from adapters.hubspot.contacts import HubSpotContacts
 from adapters.hubspot.keys import COMPANIES, CONTACTS, NOTE_COPIES, NOTES, PROGRESS, RECORDS, TASK_COPIES, TASKS
 from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.records import HubSpotRecords
 from adapters.hubspot.schema import HubSpotSchema
+
+if TYPE_CHECKING:
+    from adapters.inbox import CRMInbox, OAuthInstall
 
 
 class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
@@ -59,6 +63,25 @@ class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
         progress.finish()
         return SyncResult(contact=contact, company=company, record=record, note=note, task=task,
                           calls=self.calls - start)
+
+    # -- the conversation after the bot (:mod:`adapters.hubspot.app`) ----------------------------
+    @property
+    def app(self) -> HubSpotApp:
+        """The inbox's parts: the installation, the OAuth, the REST session (built on first use)."""
+        if getattr(self, "_app", None) is None:
+            self._app = HubSpotApp(self)
+        return self._app
+
+    def inbox(self) -> CRMInbox | None:
+        return self.app.inbox()
+
+    def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
+        """The mapping's properties (:meth:`HubSpotSchema.setup`), then the inbox: the custom channel and its
+        account, or the timeline's reply property."""
+        return super().setup(required, apply=apply) + self.app.setup(apply=apply)
+
+    def installer(self) -> OAuthInstall | None:
+        return self.app.oauth
 
     # -- privacy -------------------------------------------------------------------------------
     def erase_contact(self, *, key: tuple[str, str], mode: Literal["delete", "anonymise"]) -> ErasureReport:

@@ -21,3 +21,15 @@ TASK_COPIES = family("hubspot", "tasks-copies:{marker}", ttl=DAY, holds_pii=Fals
 #: the values a multi-select property allows (a set), so tags do not read the property every time
 PROPERTY_OPTIONS = family("hubspot", "options:{object}:{property}", ttl=DAY, holds_pii=False, owner=__name__)
 PROGRESS = family("hubspot", "progress:{reference}", ttl=7 * DAY, holds_pii=False, owner=__name__)
+
+# -- the public app (OAuth install, custom channel) ----------------------------------------------
+#: the app as installed: which portal the relay serves (``portal``) and the custom channel registered for the app
+#: (``channel_id``); no TTL: it is the installation itself, and there is one such hash
+APP = family("hubspot", "app", ttl=None, holds_pii=False, owner=__name__,
+             bounded_by="one hash: the app installed by OAuth and its custom channel")
+#: one portal the app was installed into: its OAuth tokens (Fernet-encrypted) and its channel account; no TTL: the
+#: refresh token must survive restarts and quiet months, and there is one hash per portal the app was installed into
+INSTALLS = family("hubspot", "install:{portal}", ttl=None, holds_pii=False, owner=__name__,
+                  bounded_by="one hash per HubSpot portal the app was installed into")
+#: held by the one worker refreshing a portal's tokens, so two workers never spend the refresh token at once
+TOKEN_LOCKS = family("hubspot", "token-lock:{portal}", ttl=30, holds_pii=False, owner=__name__)

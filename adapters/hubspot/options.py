@@ -5,6 +5,8 @@ Kept apart from the adapter so the session, the mapping schema and the adapter s
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field, SecretStr
 
 from adapters.base import AdapterCredentials, AdapterOptions, RateLimit
@@ -20,6 +22,18 @@ class HubSpotOptions(AdapterOptions):
     rate_limit: RateLimit = Field(default=RateLimit(requests=100, per_seconds=10),
                                   description="The account's request budget, shared by every worker "
                                               "(HubSpot's ten-second limit of the account's tier).")
+    inbox: Literal["auto", "custom_channel", "timeline", "none"] = Field(
+        default="auto",
+        description="Where agents answer patients: `custom_channel` (HubSpot's conversations inbox, through the "
+                    "app's custom channel: Sales or Service Hub Professional and up), `timeline` (notes on the "
+                    "contact, replies written in the contact's `chat2crm_reply` property: any tier), `none`; "
+                    "`auto` is `custom_channel` when HUBSPOT_CLIENT_ID is set, else `timeline`.")
+    inbox_id: str | None = Field(
+        default=None, min_length=1,
+        description="The conversations inbox (or help desk) `crm setup` connects the channel to; needed only when "
+                    "the account has more than one.")
+    file_folder: str = Field(default="/chat2crm", pattern=r"^/[^\\]*$",
+                             description="The file manager folder patients' files are stored in (private files).")
 
 
 class HubSpotCredentials(AdapterCredentials):
@@ -29,3 +43,13 @@ class HubSpotCredentials(AdapterCredentials):
 
     access_token: SecretStr | None = None
     api_base: str = "https://api.hubapi.com"
+    #: where a portal admin authorizes the app (the OAuth consent page)
+    app_base: str = "https://app.hubspot.com"
+    #: the public app (OAuth install, custom channel, webhook signatures)
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    app_id: str | None = None
+    developer_api_key: SecretStr | None = None
+    #: set by `chat2crm crm setup` in Redis; these override it
+    channel_id: str | None = None
+    channel_account_id: str | None = None

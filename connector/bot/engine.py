@@ -9,7 +9,8 @@ Order of business for each message:
 
 1. commands in any language (stop, talk to a human, restart) act first;
 2. an opted-out or handed-over conversation stays silent (until restart, or the handoff
-   window passes);
+   window passes); with the CRM's inbox on, a completed or handed-over one is the agents'
+   (:mod:`connector.bot.after`): each message becomes a :class:`ForAgent` event, and no reply;
 3. a finished conversation, or one idle longer than the resume window, starts again, keeping
    what the bot already knew (name, phone, e-mail, language);
 4. with no language yet, the bot asks with buttons;
@@ -30,6 +31,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connector.bot import fields as readers
+from connector.bot.after import ForAgent, for_agents
 from connector.bot.datetimes import parse_when
 from connector.bot.flows import ERROR_TEXTS, LANGUAGE_NAMES, Flow, Step
 from connector.bot.lead import build_lead, describe
@@ -62,6 +64,10 @@ class EngineContext:
     new_reference: Callable[[], str]
     transcript_url: Callable[[Conversation], str | None]
     clinic_name: str = "Clinic"
+    #: whether the CRM's inbox takes the conversation after the bot (:mod:`connector.bot.after`)
+    inbox: bool = False
+    #: after a completed request, a patient silent this long is the bot's again (with the inbox on)
+    inbox_idle: timedelta = timedelta(hours=72)
 
 
 @dataclass
@@ -92,7 +98,7 @@ class LeadReady:
     reason: Literal["completed", "handoff"]
 
 
-Event = FlowStarted | FlowCompleted | HandedOver | OptedOut | LeadReady
+Event = FlowStarted | FlowCompleted | HandedOver | OptedOut | LeadReady | ForAgent
 
 
 @dataclass
@@ -142,7 +148,12 @@ class _Run:
     # -- the turn ------------------------------------------------------------------------------
     def run(self, message: InboundMessage) -> Turn:
         idle = self._receive(message)
-        decided = self._obey(self._command(message), message)
+        command, ctx = self._command(message), self.ctx
+        if ctx.inbox and for_agents(self.conv, message, command, idle=idle, now=ctx.now, inbox_idle=ctx.inbox_idle,
+                                    handoff_release=ctx.handoff_release):
+            self.turn.events.append(ForAgent(message.message_id))
+            return self.turn
+        decided = self._obey(command, message)
         if decided is None:
             decided = self._start_again_if_due(message, idle)
         if decided is not None:

@@ -1,4 +1,9 @@
-"""What every channel shares: the parsed-webhook shape, the client interface, and one HTTP chokepoint."""
+"""What every channel shares: the parsed-webhook shape, the client interface, and one HTTP chokepoint.
+
+:class:`HttpChannel` is that chokepoint: timeouts, tries in place, error mapping and call counting, and
+reading a file's bytes under a size limit (:meth:`HttpChannel.read_limited`), so a patient's file or an
+agent's attachment never holds more memory than the caller allows.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_a
 from urllib3.exceptions import NewConnectionError
 
 from core.errors import AuthError, FatalError, RetryableError
-from core.models import Conversation, InboundMessage, Reply
+from core.models import Conversation, InboundMessage, MediaFile, Reply
 
 log = logging.getLogger("chat2crm.channels")
 
@@ -21,6 +26,8 @@ TIMEOUT = (3.05, 15)
 ATTEMPTS = 3
 #: statuses that say the channel did not carry the request out and may well on a second try
 _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+#: bytes read at a time from a file being downloaded
+CHUNK = 64 * 1024
 
 
 @dataclass
@@ -32,6 +39,9 @@ class StatusUpdate:
     status: str
     recipient: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: what the relay attached to the message when it sent it, echoed by the channel (WhatsApp's
+    #: ``biz_opaque_callback_data``); None when the channel has no such thing or nothing was attached
+    tracking: str | None = None
 
 
 @dataclass
@@ -51,16 +61,32 @@ class ParsedWebhook:
 
 
 class ChannelClient(Protocol):
-    """Sends the bot's replies through one channel."""
+    """Sends the bot's replies through one channel, and fetches the files patients send."""
 
-    def send(self, conversation: Conversation, replies: list[Reply]) -> list[str]:
-        """Send ``replies`` in order; return the channel's message ids.
+    def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None) -> list[str]:
+        """Send ``replies`` in order (a reply with attachments may take several messages); return the
+        channel's message ids.
+
+        ``tracking`` is attached to every message where the channel echoes it in its delivery statuses
+        (WhatsApp); channels without such a field ignore it.
 
         Raises:
             RetryableError: throttling, 5xx, timeout or connection error.
             AuthError: the token is wrong or expired (names the setting).
-            FatalError: the channel rejected the message for good.
+            FatalError: the channel rejected the message for good, or an attachment is of a type or size the
+                channel cannot carry (checked before anything is sent: nothing of the replies goes out then).
             SkippableError: the message cannot be sent now (for example outside WhatsApp's window).
+        """
+
+    def fetch_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
+        """Download a file a patient sent (``MediaRef.media_id``), refusing one over ``max_bytes``.
+
+        The channel may not know the file's original name or type (Telegram): prefer the ``MediaRef``'s.
+
+        Raises:
+            RetryableError: throttling, 5xx, timeout, connection error, or a download link that expired.
+            AuthError: the token is wrong or expired (names the setting).
+            FatalError: the file does not exist (any more), is over ``max_bytes``, or came back damaged.
         """
 
     def mark_read(self, message: InboundMessage) -> None:
@@ -127,6 +153,29 @@ class HttpChannel:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         self.calls += 1
         return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+
+    def read_limited(self, response: requests.Response, max_bytes: int, what: str) -> bytes:
+        """The body of a streamed ``response`` (``stream=True``), read a chunk at a time and given up as soon
+        as it grows past ``max_bytes``, whatever ``Content-Length`` claimed. The response is closed.
+
+        Raises:
+            FatalError: the body is over ``max_bytes`` (the file is refused, not cut short).
+            RetryableError: the connection broke or timed out while reading.
+        """
+        received = bytearray()
+        try:
+            for chunk in response.iter_content(CHUNK):
+                received.extend(chunk)
+                if len(received) > max_bytes:
+                    raise FatalError(f"{self.api}: {what} is over the {max_bytes}-byte limit",
+                                     details={"max_bytes": max_bytes})
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            # a read time-out or a dropped connection: the file is still there for the next try
+            raise RetryableError(f"{self.api}: {what} could not be read to the end",
+                                 details={"error": type(exc).__name__}) from None
+        finally:
+            response.close()
+        return bytes(received)
 
     def status_error(self, response: requests.Response, code: Any, message: str,
                      retry_after: float | None = None, *, throttled: bool = False) -> Exception:

@@ -3,11 +3,15 @@
 Inbound: :func:`verify_secret` compares ``X-Telegram-Bot-Api-Secret-Token`` in constant time;
 :func:`parse_update` reads one update through the typed models of
 :mod:`connector.channels.telegram_update` into a canonical message (text, ``/start <payload>``,
-callback queries, shared contacts, locations, photos with captions, documents, edited messages); an
-update that does not fit the Bot API's description is dropped and logged without its contents.
+callback queries, shared contacts, locations, photos, documents, voice notes, audio, videos and video
+notes with their captions, edited messages); an update that does not fit the Bot API's description is
+dropped and logged without its contents.
 
 Outbound: :class:`TelegramClient` sends ``sendMessage`` with an inline keyboard for options, a
-reply keyboard to share the phone number, and answers callback queries.
+reply keyboard to share the phone number, an agent's attachments (``sendPhoto``, ``sendVideo``,
+``sendVoice``, ``sendAudio``, ``sendDocument``: by URL, or uploaded where Telegram will not fetch them;
+see :mod:`connector.channels.telegram_media`), answers callback queries, and downloads patients' files
+(``getFile``, then ``/file/bot<token>/<file_path>``).
 """
 
 from __future__ import annotations
@@ -15,18 +19,32 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 
 from connector.channels.base import HttpChannel, ParsedWebhook
-from connector.channels.parts import valid_part
+from connector.channels.parts import Part, valid_part
+from connector.channels.telegram_media import (
+    MAX_CAPTION,
+    MAX_DOWNLOAD,
+    Audio,
+    FilePlan,
+    Video,
+    VideoNote,
+    Voice,
+    file_name_and_type,
+    plan_file,
+)
 from connector.channels.telegram_update import CallbackQuery, Chat, Message, Update, User
-from core.errors import WebhookRejectedError
+from core.errors import FatalError, RetryableError, WebhookRejectedError
 from core.models import (
+    Attachment,
     Conversation,
     InboundMessage,
     Location,
+    MediaFile,
     MediaRef,
     Reply,
     SenderProfile,
@@ -35,6 +53,7 @@ from core.models import (
 from core.settings import Settings
 
 log = logging.getLogger("chat2crm.telegram")
+F = TypeVar("F", bound=Part)
 
 MAX_CALLBACK_DATA = 64
 MAX_TEXT = 4096
@@ -141,7 +160,30 @@ def _content(callback: CallbackQuery | None, message: Message | None) -> dict[st
         return {"kind": "media", "raw_type": "document", "text": caption, "media": [MediaRef(
             kind="document", media_id=doc.file_id, mime_type=doc.mime_type or None, filename=doc.file_name or None,
             caption=caption)]}
+    if (voice := _file_of(message, "voice", Voice)) is not None:
+        return {"kind": "media", "raw_type": "voice", "text": caption, "media": [MediaRef(
+            kind="voice", media_id=voice.file_id, mime_type=voice.mime_type or None, caption=caption)]}
+    if (audio := _file_of(message, "audio", Audio)) is not None:
+        return {"kind": "media", "raw_type": "audio", "text": caption, "media": [MediaRef(
+            kind="audio", media_id=audio.file_id, mime_type=audio.mime_type or None,
+            filename=audio.file_name or None, caption=caption)]}
+    if (video := _file_of(message, "video", Video)) is not None:
+        return {"kind": "media", "raw_type": "video", "text": caption, "media": [MediaRef(
+            kind="video", media_id=video.file_id, mime_type=video.mime_type or None,
+            filename=video.file_name or None, caption=caption)]}
+    if (note := _file_of(message, "video_note", VideoNote)) is not None:
+        return {"kind": "media", "raw_type": "video_note", "media": [MediaRef(
+            kind="video", media_id=note.file_id, mime_type="video/mp4")]}
     return {"kind": "unsupported", "raw_type": "unknown"}
+
+
+def _file_of(message: Message, name: str, model: type[F]) -> F | None:
+    """The ``name`` file object of a message, typed: a field of :class:`Message` where it declares one, else
+    the raw object it kept (its unknown fields are kept), checked here against ``model``."""
+    value = getattr(message, name, None)
+    if value is None or isinstance(value, model):
+        return value
+    return valid_part(model, value, channel="telegram", part=name)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -169,20 +211,27 @@ def render(reply: Reply) -> dict[str, Any]:
 
 
 class TelegramClient(HttpChannel):
-    """Calls the Bot API (``{base}/bot{token}/{method}``)."""
+    """Calls the Bot API (``{base}/bot{token}/{method}``) and downloads files (``{base}/file/bot{token}/…``)."""
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__("telegram", "TELEGRAM_BOT_TOKEN", session)
         token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
         self.base = f"{settings.telegram_api_base.rstrip('/')}/bot{token}"
+        self.files = f"{settings.telegram_api_base.rstrip('/')}/file/bot{token}"
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        """Call one Bot API method; return its ``result``.
+    def call(self, method: str, params: dict[str, Any], *,
+             upload: tuple[str, tuple[str, bytes, str]] | None = None) -> Any:
+        """Call one Bot API method; return its ``result``. With ``upload`` (the parameter, and the file's
+        name, bytes and type) the call is multipart/form-data, as the Bot API takes new files.
 
         Raises:
             RetryableError, AuthError, FatalError: mapped from Telegram's error answer.
         """
-        response = self.request("POST", f"{self.base}/{method}", json=params)
+        if upload is None:
+            response = self.request("POST", f"{self.base}/{method}", json=params)
+        else:
+            fields = {key: str(value) for key, value in params.items()}
+            response = self.request("POST", f"{self.base}/{method}", data=fields, files=dict([upload]))
         try:
             data = response.json()
         except ValueError:
@@ -197,13 +246,78 @@ class TelegramClient(HttpChannel):
         raise self.status_error(response, code, description,
                                 float(retry_after) if isinstance(retry_after, int | float) else None)
 
-    def send(self, conversation: Conversation, replies: list[Reply]) -> list[str]:
-        """Send ``replies`` to the conversation's chat (see :class:`ChannelClient`)."""
+    def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None) -> list[str]:
+        """Send ``replies`` to the conversation's chat (see :class:`ChannelClient`).
+
+        A reply with attachments sends one message per file, the text as the first file's caption when it
+        fits (1024 characters) and the reply has no options, else as a message of its own before them.
+        ``tracking`` is ignored: the Bot API echoes nothing back about delivery.
+        """
+        chat_id = int(conversation.sender_id)
+        # every file is planned, and every file the relay uploads fetched, before anything is sent: a reply
+        # refused for good, or a link that fails, sends nothing
+        plans = [[plan_file(attachment) for attachment in reply.attachments] for reply in replies]
+        uploads = {id(attachment): self._fetch_attachment(attachment.url, plan.upload_limit)
+                   for reply, files in zip(replies, plans, strict=True)
+                   for plan, attachment in zip(files, reply.attachments, strict=True) if not plan.by_url}
         ids = []
-        for reply in replies:
-            result = self.call("sendMessage", {"chat_id": int(conversation.sender_id), **render(reply)})
-            ids.append(str(_dict(result).get("message_id", "")))
+        for reply, files in zip(replies, plans, strict=True):
+            caption = None
+            if files and not reply.options and len(reply.text) <= MAX_CAPTION:
+                caption = reply.text.strip() or None
+            elif not files or reply.text.strip():
+                result = self.call("sendMessage", {"chat_id": chat_id, **render(reply)})
+                ids.append(str(_dict(result).get("message_id", "")))
+            for plan, attachment in zip(files, reply.attachments, strict=True):
+                ids.append(self._send_file(chat_id, plan, attachment, caption, uploads.get(id(attachment))))
+                caption = None
         return ids
+
+    def _send_file(self, chat_id: int, plan: FilePlan, attachment: Attachment, caption: str | None,
+                   content: bytes | None) -> str:
+        params: dict[str, Any] = {"chat_id": chat_id}
+        if caption:
+            params["caption"] = caption
+        if content is None:
+            result = self.call(plan.method, {**params, plan.field: attachment.url})
+        else:
+            result = self.call(plan.method, params, upload=(plan.field, (plan.name, content, plan.mime_type)))
+        return str(_dict(result).get("message_id", ""))
+
+    def _fetch_attachment(self, url: str, max_bytes: int) -> bytes:
+        """The bytes of an attachment Telegram will not fetch itself (a document other than PDF, ZIP, GIF)."""
+        response = self.request("GET", url, stream=True, headers={"Accept": "*/*"})
+        if response.status_code != 200:
+            response.close()
+            if response.status_code >= 500 or response.status_code == 429:
+                raise RetryableError("telegram: the attachment could not be fetched for now",
+                                     details={"status": response.status_code})
+            raise FatalError("telegram: the attachment's link was refused (expired or removed?)", field="url",
+                             details={"status": response.status_code})
+        return self.read_limited(response, max_bytes, "the attachment")
+
+    def fetch_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
+        """Download a patient's file: ``getFile`` for its path and size, then ``/file/bot<token>/<file_path>``
+        (a bot downloads at most 20 MB). A file declared over ``max_bytes`` is refused before any byte is read;
+        one that grows past it while streaming is given up. The download URL holds the token: never logged.
+        The name and type come from the file's path; the ``MediaRef``'s are better when it has them.
+        """
+        result = _dict(self.call("getFile", {"file_id": media_id}))
+        size, path = result.get("file_size"), result.get("file_path")
+        if isinstance(size, int) and size > max_bytes:
+            raise FatalError(f"telegram: the file is {size} bytes, over the {max_bytes}-byte limit",
+                             details={"size": size, "max_bytes": max_bytes})
+        if not isinstance(path, str) or not path:
+            raise FatalError(f"telegram: the file cannot be downloaded (bots download at most {MAX_DOWNLOAD} bytes)")
+        response = self.request("GET", f"{self.files}/{quote(path)}", stream=True)
+        if response.status_code != 200:
+            response.close()
+            if response.status_code == 404:  # the link lasts an hour at least: the next try asks for a new one
+                raise RetryableError("telegram: the file link expired", details={"status": 404})
+            raise self.status_error(response, response.status_code, "file download refused")
+        content = self.read_limited(response, max_bytes, "the file")
+        name, mime = file_name_and_type(path)
+        return MediaFile(content=content, mime_type=mime, name=name)
 
     def mark_read(self, message: InboundMessage) -> None:
         """Telegram has no read receipts for bots."""

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from connector.channels.parts import Id, Part, Text, UnixTime
+from connector.channels.telegram_media import Audio, Video, VideoNote, Voice
 
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
@@ -106,6 +107,10 @@ class Message(Part):
     document: Document | None = None
     contact: SharedContact | None = None
     location: Place | None = None
+    voice: Voice | None = None
+    audio: Audio | None = None
+    video: Video | None = None
+    video_note: VideoNote | None = None
 
 
 class KeyboardMessage(Part):

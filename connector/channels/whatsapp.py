@@ -8,8 +8,11 @@ message is parsed on its own: one malformed message is dropped (and logged witho
 never the others.
 
 Outbound: :class:`WhatsAppClient` sends text, reply buttons (≤ 3, titles ≤ 20 characters), lists
-(≤ 10 rows, titles ≤ 24) or, when the options fit neither, numbered text; outside the 24-hour
-customer-service window it sends the reply's template, or raises :class:`SkippableError`.
+(≤ 10 rows, titles ≤ 24) or, when the options fit neither, numbered text, and an agent's attachments
+as media messages by link (:mod:`connector.channels.whatsapp_media`); outside the 24-hour
+customer-service window it sends the reply's template, or raises :class:`SkippableError`. It tags
+every message with the caller's ``tracking`` (``biz_opaque_callback_data``, echoed in the status
+webhooks) and downloads patients' files (:meth:`WhatsAppClient.fetch_media`).
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import requests
 from pydantic import BaseModel
 
 from connector.channels.base import HttpChannel, ParsedWebhook, StatusUpdate, render_numbered
 from connector.channels.parts import valid_parts
+from connector.channels.whatsapp_media import sha256_matches, with_attachments
 from connector.channels.whatsapp_payload import (
     Change,
     Contact,
@@ -34,12 +40,13 @@ from connector.channels.whatsapp_payload import (
     UserPreference,
     VendorError,
 )
-from core.errors import SkippableError, WebhookRejectedError
+from core.errors import FatalError, RetryableError, SkippableError, WebhookRejectedError
 from core.models import (
     AdReferral,
     Conversation,
     InboundMessage,
     Location,
+    MediaFile,
     MediaRef,
     Reply,
     SenderProfile,
@@ -54,6 +61,14 @@ MAX_BUTTONS, MAX_BUTTON_TITLE = 3, 20
 MAX_ROWS, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION, MAX_LIST_BUTTON = 10, 24, 72, 20
 MAX_BODY = 1024
 WINDOW = timedelta(hours=24)
+#: ``biz_opaque_callback_data``: at most 512 characters (Meta's /messages reference)
+MAX_TRACKING = 512
+#: a template's body, its parameters filled in, holds at most 1024 characters (error 132005 beyond): the
+#: agent's text as a parameter keeps the rest for the template's own words
+MAX_TEMPLATE_PARAM = 768
+#: what a template parameter may not hold (error 132018): new lines, tabs, more than 4 spaces in a row
+_PARAM_BREAKS = re.compile(r"[\n\r\t]+")
+_PARAM_SPACES = re.compile(r" {5,}")
 
 #: Graph API error codes that mean "slow down"
 THROTTLING_CODES = {4, 80007, 130429, 131048, 131056}
@@ -151,7 +166,7 @@ def _read_change(change: Change, parsed: ParsedWebhook) -> None:
     for status in _parts(Status, value.statuses, parsed, "status"):
         parsed.statuses.append(StatusUpdate(
             "whatsapp", status.id, status.status, status.recipient_id or status.recipient_user_id,
-            [error.as_dict() for error in status.errors]))
+            [error.as_dict() for error in status.errors], tracking=status.biz_opaque_callback_data))
 
 
 def _canonical(message: Message, account: str, profiles: dict[str, Contact]) -> InboundMessage:
@@ -242,33 +257,55 @@ def render(reply: Reply) -> list[dict[str, Any]]:
     return [{"type": "text", "text": {"body": render_numbered(reply.text, [o.title for o in options])[:4096]}}]
 
 
+def template_text(text: str) -> str:
+    """The agent's text as a template body parameter Meta accepts: no new lines or tabs, no run of more than
+    four spaces (error 132018), and short enough to leave room for the template's own words (132005)."""
+    flat = _PARAM_SPACES.sub("    ", _PARAM_BREAKS.sub(" ", text)).strip()
+    return _cut(flat, MAX_TEMPLATE_PARAM) or "-"
+
+
 class WhatsAppClient(HttpChannel):
-    """Sends messages through the Cloud API (``{base}/{version}/{phone_number_id}/messages``)."""
+    """Sends messages through the Cloud API (``{base}/{version}/{phone_number_id}/messages``) and downloads
+    patients' media (``{base}/{version}/{media_id}``, then the URL it answers)."""
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__("whatsapp", "WHATSAPP_ACCESS_TOKEN", session)
         token = settings.whatsapp_access_token.get_secret_value() if settings.whatsapp_access_token else ""
         self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         self.phone_number_id = settings.whatsapp_phone_number_id or ""
-        self.url = (f"{settings.whatsapp_api_base.rstrip('/')}/{settings.whatsapp_api_version}/"
-                    f"{self.phone_number_id}/messages")
+        self.graph = f"{settings.whatsapp_api_base.rstrip('/')}/{settings.whatsapp_api_version}"
+        self.url = f"{self.graph}/{self.phone_number_id}/messages"
 
-    def send(self, conversation: Conversation, replies: list[Reply]) -> list[str]:
-        """Send ``replies`` to the conversation's patient (see :class:`ChannelClient`)."""
+    def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None) -> list[str]:
+        """Send ``replies`` to the conversation's patient (see :class:`ChannelClient`).
+
+        Inside the 24-hour window a reply with attachments becomes one media message per file, the text
+        as the first file's caption or before it (:func:`connector.channels.whatsapp_media.with_attachments`).
+        Outside it, a reply with ``template`` is sent as that template alone: its attachments are not sent
+        (a template carries no free file), and the caller reports them as not delivered.
+        Every message carries ``tracking`` as ``biz_opaque_callback_data``.
+
+        Raises:
+            ValueError: ``tracking`` is over 512 characters.
+            FatalError: also when an attachment is of a type or size WhatsApp does not take; nothing of
+                the replies is sent then.
+        """
+        if tracking is not None and len(tracking) > MAX_TRACKING:
+            raise ValueError(f"tracking must be at most {MAX_TRACKING} characters")
         in_window = conversation.last_inbound_at is not None and (
             datetime.now(UTC) - conversation.last_inbound_at) < WINDOW
-        ids: list[str] = []
+        # every message is built before the first is sent: a reply refused for good sends nothing
+        messages: list[dict[str, Any]] = []
         for reply in replies:
             if in_window:
-                messages = render(reply)
+                messages.extend(with_attachments(reply, render(reply)) if reply.attachments else render(reply))
             elif reply.template:
-                messages = [self._template(reply, conversation.language)]
+                messages.append(self._template(reply, conversation.language))
             else:
                 raise SkippableError("whatsapp: outside the 24-hour window and the reply has no template")
-            for message in messages:
-                ids.append(self._post({"messaging_product": "whatsapp", "recipient_type": "individual",
-                                       "to": conversation.sender_id, **message}))
-        return ids
+        extra = {"biz_opaque_callback_data": tracking} if tracking else {}
+        return [self._post({"messaging_product": "whatsapp", "recipient_type": "individual",
+                            "to": conversation.sender_id, **message, **extra}) for message in messages]
 
     def _template(self, reply: Reply, language: str | None) -> dict[str, Any]:
         template: dict[str, Any] = {"name": reply.template,
@@ -276,8 +313,48 @@ class WhatsAppClient(HttpChannel):
                                                  "policy": "deterministic"}}
         if reply.template_params:
             template["components"] = [{"type": "body", "parameters": [
-                {"type": "text", "text": p} for p in reply.template_params]}]
+                {"type": "text", "text": template_text(p)} for p in reply.template_params]}]
         return {"type": "template", "template": template}
+
+    def fetch_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
+        """Download a patient's file: ``GET /{version}/{media-id}`` for its URL, type, size and hash, then that
+        URL with the same token (it is valid for 5 minutes). A file declared over ``max_bytes`` is refused
+        before any byte is read; one that grows past it while streaming is given up; the bytes must match
+        the declared SHA-256 (see :class:`ChannelClient`). The URL is never logged.
+        """
+        response = self.request("GET", f"{self.graph}/{quote(media_id, safe='')}",
+                                params={"phone_number_id": self.phone_number_id})
+        if response.status_code != 200:
+            raise self._error(response)
+        try:
+            data = response.json()
+            url, size = str(data["url"]), _size(data.get("file_size"))
+        except (ValueError, KeyError, TypeError):
+            raise FatalError("whatsapp: the media answer has no URL", details={"media_id": media_id}) from None
+        if size is not None and size > max_bytes:
+            raise FatalError(f"whatsapp: the file is {size} bytes, over the {max_bytes}-byte limit",
+                             details={"media_id": media_id, "size": size, "max_bytes": max_bytes})
+        if not self._may_carry_token(url):
+            raise FatalError("whatsapp: the media URL is neither https nor on the API's host",
+                             details={"media_id": media_id})
+        download = self.request("GET", url, stream=True)
+        if download.status_code != 200:
+            download.close()
+            if download.status_code in (404, 410):  # the 5-minute link expired: the next try asks for a new one
+                raise RetryableError("whatsapp: the media link expired", details={"status": download.status_code})
+            raise self.status_error(download, download.status_code, "media download refused")
+        content = self.read_limited(download, max_bytes, "the file")
+        expected = data.get("sha256")
+        if isinstance(expected, str) and expected and not sha256_matches(content, expected):
+            raise FatalError("whatsapp: the downloaded file does not match its SHA-256",
+                             details={"media_id": media_id})
+        mime = data.get("mime_type") or download.headers.get("Content-Type") or "application/octet-stream"
+        return MediaFile(content=content, mime_type=str(mime).split(";", 1)[0].strip(), name=None)
+
+    def _may_carry_token(self, url: str) -> bool:
+        """Whether the bearer token may go to ``url``: over https, or to the API's own host."""
+        target, api = urlsplit(url), urlsplit(self.graph)
+        return target.scheme == "https" or (target.scheme, target.netloc) == (api.scheme, api.netloc)
 
     def mark_read(self, message: InboundMessage) -> None:
         """Mark the patient's message as read (blue ticks)."""
@@ -293,16 +370,31 @@ class WhatsAppClient(HttpChannel):
             data = response.json()
             messages = data.get("messages") or [{}]
             return str(messages[0].get("id", "")) if isinstance(messages, list) else ""
+        raise self._error(response)
+
+    def _error(self, response: requests.Response) -> Exception:
+        """The error-tree exception for a Graph API error answer."""
         try:
             error = response.json().get("error", {})
-        except ValueError:
+        except (ValueError, AttributeError):
             error = {}
-        code = error.get("code")
-        message = str(error.get("message", response.reason))[:200]
+        code = error.get("code") if isinstance(error, dict) else None
+        message = str(error.get("message", response.reason) if isinstance(error, dict) else response.reason)[:200]
         if code in THROTTLING_CODES:
-            raise self.status_error(response, code, message, throttled=True)
+            return self.status_error(response, code, message, throttled=True)
         if code == REENGAGEMENT_CODE:
-            raise SkippableError("whatsapp: outside the 24-hour window (131047)", details={"code": code})
+            return SkippableError("whatsapp: outside the 24-hour window (131047)", details={"code": code})
         if code in AUTH_CODES and response.status_code in (400, 401, 403):
             response.status_code = 401
-        raise self.status_error(response, code, message)
+        return self.status_error(response, code, message)
+
+
+def _size(value: Any) -> int | None:
+    """``file_size`` as Meta gives it: a string of digits (its reference) or a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None

@@ -4,7 +4,8 @@ What the relay reads from ``POST /webhooks/whatsapp``: ``object`` and ``entry[].
 with its ``field`` and ``value``: ``metadata``, ``contacts``, ``messages`` (text, interactive button
 and list replies, flow replies, template quick-reply buttons, locations, shared contacts, images,
 documents, audio, video, stickers, reactions, and kinds the relay does not read), ``statuses``,
-``errors`` and ``user_preferences``. Names and types follow Meta's webhook reference and the
+``errors`` and ``user_preferences``. A status echoes the ``biz_opaque_callback_data`` the message was
+sent with. Names and types follow Meta's webhook reference and the
 ``WebhookPayload`` schema of its OpenAPI description (``emulators/vendor_specs``), with what that
 description misses: users known only by a business-scoped id (``from_user_id``, ``user_id``,
 ``recipient_user_id``), locations without name or address, values carrying only ``errors``.
@@ -51,12 +52,20 @@ class Contact(Part):
     user_id: Id | None = None
 
 
+class ErrorData(Part):
+    """``errors[].error_data``: what exactly went wrong."""
+
+    details: Text | None = None
+
+
 class VendorError(Part):
     """An error object (in ``value.errors``, a message's or a status's ``errors``)."""
 
     code: int | None = None
     title: Text | None = None
     message: Text | None = None
+    error_data: ErrorData | None = None
+    href: Text | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The error as Meta sent it (for logs: its code and title)."""
@@ -241,6 +250,8 @@ class Status(Part):
     recipient_id: Id | None = None
     recipient_user_id: Id | None = None
     errors: list[VendorError] = Field(default_factory=list)
+    #: what the relay sent with the message (``biz_opaque_callback_data``, at most 512 characters), echoed
+    biz_opaque_callback_data: Annotated[Text, StringConstraints(max_length=512)] | None = None
 
 
 class UserPreference(Part):

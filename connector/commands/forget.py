@@ -1,7 +1,8 @@
 """``chat2crm forget <phone | channel id>``: erase everything the relay holds about a person.
 
 The relay keeps patient data only in Redis, in the key families the registry marks as holding it
-(:func:`core.keys.pii_families`: conversations, inboxes, outboxes, leads and their transcripts,
+(:func:`core.keys.pii_families`: conversations, inboxes, outboxes, leads and their transcripts, the
+threads waiting for the CRM's inbox and the maps from the CRM's threads and contacts back to them,
 locks and counters named after a conversation, the adapter's caches), in rq's jobs (a job's arguments
 name a conversation; a failed message job holds the message), and in the adapter's caches. This
 finds the person's identities (the conversations found under one bring in the phone number and the
@@ -22,7 +23,7 @@ from typing import Any
 
 import click
 
-from connector import conversations, flood, inbox, leads, outbox, queues  # noqa: F401 - their families must be registered
+from connector import agent, conversations, flood, inbox, leads, outbox, queues, threads  # noqa: F401 - their families must be registered
 from connector.logs import configure_logging
 from connector.mapping import contact_key_field
 from connector.runtime import Runtime

@@ -1,15 +1,19 @@
 """The emulated HubSpot account as one object: :class:`HubSpotEmulator` sets up the account's state,
-serves the API's routes (:mod:`emulators.hubspot.routes`) as a Flask app with the control endpoints
-the tests and the demo read, and shows the account as an agent sees it."""
+serves the API's routes (:mod:`emulators.hubspot.routes`, and the inbox's from
+:mod:`emulators.hubspot.agents` down) as a Flask app with the control endpoints the tests and the demo
+read, and shows the account as an agent sees it."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
 from emulators._text import plain_text
+from emulators.hubspot.agents import HubSpotAgents
+from emulators.hubspot.oauth import APP_SCOPES
 from emulators.hubspot.routes import HubSpotRoutes
 from emulators.hubspot.state import OBJECT_TYPES, Property, standard_properties
 
@@ -17,7 +21,7 @@ _VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_
                  "chat2crm_last_campaign", "chat2crm_opted_out")
 
 
-class HubSpotEmulator(HubSpotRoutes):
+class HubSpotEmulator(HubSpotAgents, HubSpotRoutes):
     """State and behaviour of the emulated HubSpot account.
 
     Args:
@@ -27,10 +31,28 @@ class HubSpotEmulator(HubSpotRoutes):
         timeout_seconds: how long a ``timeout`` fault holds the call (then it is carried out, as HubSpot
             carries out a request whose client gave up).
         search_lag: seconds before a write shows in search (HubSpot: a few seconds).
+        portal_id: the account's id (``hub_id``, ``portalId``).
+        app_id, client_id, client_secret, developer_api_key: the public app installed by OAuth (the client
+            secret signs every webhook).
+        redirect_uris: the app's redirect URLs (None: any http(s) URL is accepted).
+        app_scopes: the scopes an install must ask for (:data:`~emulators.hubspot.oauth.APP_SCOPES`).
+        oauth_token_seconds: an access token's lifetime (HubSpot: 1800).
+        webhook_target_url: where the app's webhook subscriptions are sent (settable later).
+        webhook_attempts, webhook_retry_delay, webhook_timeout: tries per webhook, the first retry's delay
+            (doubling after), and how long an attempt waits for an answer.
+        clock: the time (epoch seconds) tokens, codes and signed URLs expire by.
     """
 
     def __init__(self, access_token: str = "pat-demo", *, rate_limit: tuple[int, float] | None = None,
-                 latency: float = 0.0, timeout_seconds: float = 20.0, search_lag: float = 0.0) -> None:
+                 latency: float = 0.0, timeout_seconds: float = 20.0, search_lag: float = 0.0,
+                 portal_id: int = 48_151_623, app_id: int = 4_242_001,
+                 client_id: str = "c2c0ffee-0000-4000-8000-000000000001",
+                 client_secret: str = "demo-client-secret-0000-4000-8000-000000000002",
+                 developer_api_key: str = "demo-developer-key-0000-4000-8000-000000000003",
+                 redirect_uris: tuple[str, ...] | None = None, app_scopes: tuple[str, ...] = APP_SCOPES,
+                 oauth_token_seconds: float = 1800.0, webhook_target_url: str | None = None,
+                 webhook_attempts: int = 5, webhook_retry_delay: float = 1.0, webhook_timeout: float = 5.0,
+                 clock: Callable[[], float] | None = None) -> None:
         self.access_token = access_token
         self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
                           search_lag=search_lag)
@@ -52,6 +74,14 @@ class HubSpotEmulator(HubSpotRoutes):
                         "lastName": "Koordinatör", "userId": 9001, "archived": False}]
         self.properties["deals"]["pipeline"].options = ["default"]
         self.properties["deals"]["dealstage"].options = [s["id"] for s in self.pipelines["deals"][0]["stages"]]
+        self._init_oauth(portal_id=portal_id, app_id=app_id, client_id=client_id, client_secret=client_secret,
+                         developer_api_key=developer_api_key, redirect_uris=redirect_uris, app_scopes=app_scopes,
+                         oauth_token_seconds=oauth_token_seconds, clock=clock)
+        self._init_files()
+        self._init_webhooks(target_url=webhook_target_url, attempts=webhook_attempts,
+                            retry_delay=webhook_retry_delay, timeout=webhook_timeout)
+        self._init_threads()
+        self._init_channels()
         self.app = self._make_app()
 
     # -- helpers for tests and the demo --------------------------------------------------------
@@ -109,7 +139,7 @@ class HubSpotEmulator(HubSpotRoutes):
                     response.headers.setdefault(key, value)
             return response
 
-        for methods, rule, handler in self._routes():
+        for methods, rule, handler in self._routes() + self._extra_routes():
             app.add_url_rule(rule, view_func=handler, methods=list(methods))
 
         @app.get("/_emulator/objects/<object_type>")

@@ -70,7 +70,8 @@ def standard_properties() -> dict[str, dict[str, Property]]:
         "tickets": {n: Property(n, n) for n in ("subject", "content", "hs_pipeline", "hs_pipeline_stage",
                                                  "hs_ticket_priority", "hubspot_owner_id")},
         "leads": {n: Property(n, n) for n in ("hs_lead_name", "hs_pipeline", "hs_pipeline_stage", "hubspot_owner_id")},
-        "notes": {n: Property(n, n) for n in ("hs_note_body", "hs_timestamp", "hubspot_owner_id")},
+        "notes": {n: Property(n, n) for n in ("hs_note_body", "hs_timestamp", "hubspot_owner_id",
+                                                 "hs_attachment_ids")},
         "tasks": {n: Property(n, n) for n in ("hs_task_subject", "hs_task_body", "hs_timestamp", "hs_task_priority",
                                               "hs_task_status", "hs_task_type", "hubspot_owner_id")},
     }
@@ -103,7 +104,9 @@ class HubSpotState(FaultInjection):
                 "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(seconds * 1000)),
                 "X-HubSpot-RateLimit-Daily": "500000", "X-HubSpot-RateLimit-Daily-Remaining": "499000"}
 
-    def _before(self) -> tuple[Response, int] | None:
+    def _before(self, auth: str = "crm", scopes: tuple[str, ...] = ()) -> tuple[Response, int] | None:
+        """Record the call, carry out its fault, check its credentials (``auth``: which kind the route takes,
+        see :meth:`_authenticate`) and the rate limit; an error answer, or None to go on."""
         self._record_call()
         fault = self._draw_fault()
         if fault == "timeout":
@@ -121,17 +124,28 @@ class HubSpotState(FaultInjection):
             return self._error(404, "resource not found", "OBJECT_NOT_FOUND")
         if fault == "409":
             return self._error(409, "Object already has that value. Existing ID: 1", "CONFLICT")
-        token = request.headers.get("Authorization", "")
-        if fault == "401" or token != f"Bearer {self.access_token}":
-            return self._error(401, "Authentication credentials not found. This API supports OAuth 2.0 "
-                                    "authentication and you can find more details at https://developers.hubspot.com"
-                                    "/docs/methods/auth/oauth-overview", "INVALID_AUTHENTICATION")
+        if fault == "401":
+            return self._invalid_authentication()
+        if auth != "none" and (refused := self._authenticate(auth, scopes)) is not None:
+            return refused
         with self.lock:
             if not self._fits(self.window, self.rate_limit):
                 response, status = self._error(429, "You have reached your ten_secondly_rolling limit.",
                                                "RATE_LIMITS", errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
                 response.headers.update(self._rate_headers(0))
                 return response, status
+        return None
+
+    def _invalid_authentication(self) -> tuple[Response, int]:
+        return self._error(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication "
+                                "and you can find more details at https://developers.hubspot.com/docs/methods/auth/"
+                                "oauth-overview", "INVALID_AUTHENTICATION")
+
+    def _authenticate(self, auth: str, scopes: tuple[str, ...]) -> tuple[Response, int] | None:
+        """Whether the call's credentials open this route (here: the private app token; the OAuth layer adds
+        the app's tokens and its developer API key)."""
+        if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
+            return self._invalid_authentication()
         return None
 
     def _shape(self, model: str, module: str = MODELS) -> tuple[Response, int] | None:

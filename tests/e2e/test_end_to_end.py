@@ -91,11 +91,18 @@ def test_turkish_meeting_request_reaches_hubspot_once(stack: Stack, caplog: pyte
     stack.work()
     assert len(stack.whatsapp.messages_to(TURKISH_PATIENT)) == before
 
-    # the same patient returns with a new request: a new deal on the same contact
-    for said in ("Merhaba, yeni bir görüşme istiyorum", "Fiyatlandırma", "Perşembe 10:00"):
+    # after the bot, the patient's message is for the agents: a note on the contact's timeline, no bot turn
+    before = len(stack.whatsapp.messages_to(TURKISH_PATIENT))
+    patient.send_text("Teşekkürler, bekliyorum")
+    stack.work()
+    assert len(stack.whatsapp.messages_to(TURKISH_PATIENT)) == before
+    assert (stack.hubspot.count("contacts"), stack.hubspot.count("deals"), stack.hubspot.count("notes")) == (1, 1, 2)
+
+    # the patient starts again on purpose, with a new request: a new deal on the same contact
+    for said in ("baştan başla", "Fiyatlandırma", "Perşembe 10:00"):
         patient.send_text(said)
         stack.work()
-    assert (stack.hubspot.count("contacts"), stack.hubspot.count("deals"), stack.hubspot.count("notes")) == (1, 2, 2)
+    assert (stack.hubspot.count("contacts"), stack.hubspot.count("deals"), stack.hubspot.count("notes")) == (1, 2, 3)
 
     # nothing the patient said or is reached by appears in the logs
     logs = "\n".join(record.getMessage() + " " + str(record.__dict__) for record in caplog.records)

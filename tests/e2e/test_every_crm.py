@@ -92,9 +92,9 @@ def test_turkish_meeting_request_from_a_campaign_lands_once(stack: Stack, caplog
     stack.work()
     assert len(stack.whatsapp.messages_to(PATIENT)) == before
 
-    # the same patient returns with a new request: a new record on the same contact (or, for a Salesforce
-    # Lead, the same Lead with a second note), and never a second contact
-    for said in ("Merhaba, yeni bir görüşme istiyorum", "Fiyatlandırma", "Perşembe 10:00"):
+    # the same patient starts again with a new request: a new record on the same contact (or, for a
+    # Salesforce Lead, the same Lead with a second note), and never a second contact
+    for said in ("baştan başla", "Fiyatlandırma", "Perşembe 10:00"):
         patient.send_text(said)
         stack.work()
     assert crm.counts() == ((1, 2, 2) if crm.record_per_request else (1, 1, 2))

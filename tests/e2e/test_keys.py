@@ -3,7 +3,8 @@ documents); ``chat2crm forget`` leaves no key and no value that names the patien
 
 The scene: a patient arrives from a campaign link, completes a request that reaches HubSpot (so the
 adapter caches the contact), one reply is refused for good by WhatsApp (a failed job that holds it),
-and a last message waits in the inbox; another patient talks at the same time.
+the conversation goes on with an agent in the CRM's inbox (a thread published, an agent's reply sent and
+reported), and a last message waits in the inbox; another patient talks at the same time.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import pytest
 import requests
 from rq.job import Job
 
-from connector import queues
+from connector import queues, threads
 from connector.commands.forget import erase
 from core import keys
 from tests.e2e.conftest import Stack
+from tests.integration.inbox.conftest import RecordingInbox, post_events
 
 PATIENT, OTHER = "4915112340000", "4915198760000"
 #: what must not be left anywhere once the patient is forgotten (the phone as stored and as written)
@@ -35,6 +37,8 @@ def stack_config() -> dict[str, Any]:
 
 
 def _scene(stack: Stack) -> None:
+    crm = RecordingInbox()
+    stack.runtime.cached("inbox", lambda: crm)  # the CRM's inbox (HubSpot's needs its app installed)
     click = requests.get(f"{stack.relay_url}/c/meeting-en", allow_redirects=False, timeout=5)
     opening = parse_qs(urlparse(click.headers["Location"]).query)["text"][0]
     patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
@@ -51,6 +55,15 @@ def _scene(stack: Stack) -> None:
     stack.work()
     assert stack.hubspot.count("deals") == 1
     assert [job.description for _q, job in queues.failed_jobs(stack.runtime)] == ["reply"]
+    # with the agents now: a question published into the CRM's thread, an agent's answer sent back
+    assert patient.send_text("Can Müller GmbH bring a colleague?") == 200
+    stack.work()
+    key = f"whatsapp:{stack.settings.whatsapp_phone_number_id}:{PATIENT}"
+    assert crm.published and threads.pending(stack.runtime, key) == []
+    reply = {"type": "reply", "crm_message_id": "crm-1", "text": "Yes, Hans.", "conversation": key}
+    assert post_events(stack.relay_url, [reply]).json()["accepted"] == 1
+    stack.work()
+    assert crm.statuses("crm-1") == [("sent", None, None)]
     # in flight when the patient asks to be forgotten: a message of theirs, and one of the other patient's
     assert patient.send_text("One more thing: +49 151 12340000 is my number") == 200
     assert other.send_text("Reporting") == 200
@@ -84,7 +97,8 @@ def test_every_key_belongs_to_a_registered_family_and_has_a_ttl(stack: Stack) ->
     assert not unbounded, f"keys without a TTL or a documented bound: {unbounded}"
     assert not too_long, f"keys living longer than their family says: {too_long}"
     c2c = [k for k in _keys(stack) if k.startswith(keys.PREFIX)]
-    for expected in ("conv", "inbox", "lead", "click", "seen", "flood", "metrics", "hubspot"):
+    for expected in ("conv", "inbox", "lead", "click", "seen", "flood", "metrics", "hubspot", "thread-published",
+                     "crm-thread", "crm-contact", "agent-reply", "agent-entry", "agent-sent", "agent-status"):
         assert any(k.startswith(f"{keys.PREFIX}{expected}:") for k in c2c), expected  # the scene wrote each kind
 
 

@@ -96,7 +96,8 @@ def test_one_worker_sweeps_and_another_takes_over_when_it_stops(runtime: Runtime
     client.zadd(inbox.DUE.key(), {"whatsapp:1:111": time.time() - 1})
     assert second.run_once() is None  # not elected: it leaves the work alone
     assert _queued_ids(runtime, QUEUE_INBOUND) == []
-    assert first.run_once() == {"conversations": 1, "outboxes": 0, "leads": 0, "retries": 0, "abandoned": 0}
+    assert first.run_once() == {"conversations": 1, "outboxes": 0, "leads": 0, "threads": 0, "reports": 0, "retries": 0,
+                                "abandoned": 0}
     assert 0 < client.ttl(LEASE.key()) <= LEASE.ttl  # type: ignore[operator]
     first.resign()
     assert second.elected() and not first.elected()

@@ -1,0 +1,186 @@
+"""The CRM's side of the web app: its inbox's webhooks, and installing the CRM app by OAuth.
+
+- ``POST /crm/<crm>/webhooks``: the CRM's inbox calls it when an agent replies or closes a thread. The
+  adapter's inbox authenticates the request (it signed the URL it was given: ``PUBLIC_BASE_URL`` with the
+  path and query) and reads its events; an agent's reply is queued for the patient in one transaction
+  (:func:`connector.agent.accept`, a redelivery changes nothing), a closed thread hands the conversation
+  back to the bot (:mod:`connector.handback`). An event for no conversation the relay knows is answered
+  200 and logged: the CRM must not retry it forever. A refused signature gets its status (401) and
+  nothing is queued.
+- ``GET /crm/<crm>/install`` sends the account's admin to the CRM's consent page, with a signed ``state``
+  that expires in :data:`STATE_SECONDS`; ``GET /crm/<crm>/oauth/callback`` checks it and exchanges the
+  code for the adapter's tokens.
+
+A CRM other than the configured one, or one without an inbox (or without an OAuth install), gets 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from requests.structures import CaseInsensitiveDict
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from adapters.inbox import WebhookRequest
+from connector import agent, handback, threads
+from connector.conversations import short
+from core import metrics
+from core.errors import AuthError, ConfigurationError, RetryableError, WebhookRejectedError
+from core.inbox import AgentReply, InboxEvent
+
+if TYPE_CHECKING:
+    from adapters.inbox import OAuthInstall
+    from connector.runtime import Runtime
+
+log = logging.getLogger("chat2crm.crm_web")
+blueprint = Blueprint("crm", __name__)
+
+#: seconds an install's ``state`` stays valid (the admin's trip to the consent page and back)
+STATE_SECONDS = 600
+_SALT = "chat2crm.crm-install.v1"
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["chat2crm"]
+    return runtime
+
+
+def _text(body: str, status: int) -> tuple[Response, int]:
+    """A plain page (never HTML: nothing in it can be markup)."""
+    return Response(body + "\n", mimetype="text/plain"), status
+
+
+def _not_found() -> tuple[Response, int]:
+    return jsonify(error="not found"), 404
+
+
+def _public_url(runtime: Runtime, path: str, query: bytes = b"") -> str:
+    """The URL the CRM was given for ``path``: ``PUBLIC_BASE_URL`` with the path and the query as sent."""
+    base = runtime.settings.public_base_url.rstrip("/")
+    return base + path + (f"?{query.decode('utf-8', 'replace')}" if query else "")
+
+
+# -- the inbox's webhooks -------------------------------------------------------------------------
+@blueprint.post("/crm/<crm>/webhooks")
+def crm_webhook(crm: str) -> tuple[Response, int]:
+    """The CRM's inbox events: agents' replies and closed threads."""
+    runtime = _runtime()
+    if crm != runtime.config.crm:
+        return _not_found()
+    try:
+        inbox = runtime.inbox
+    except ConfigurationError:
+        inbox = None
+    if inbox is None:
+        return _not_found()
+    raw = request.get_data(cache=True)
+    received = WebhookRequest(method=request.method, url=_public_url(runtime, request.path, request.query_string),
+                              headers=CaseInsensitiveDict(request.headers.items()), body=raw,
+                              received_at=time.time())
+    try:
+        events = inbox.parse_webhook(received)
+    except WebhookRejectedError as exc:
+        metrics.incr(runtime.redis, "webhooks_rejected", channel=crm, reason=str(exc.status))
+        log.warning("CRM webhook rejected", extra={"crm": crm, "status": exc.status, "reason": exc.message})
+        return jsonify(error=exc.message), exc.status
+    counts = {"accepted": 0, "duplicates": 0, "closed": 0, "unknown": 0}
+    for event in events:
+        key = conversation_for(runtime, event)
+        kind = "reply" if isinstance(event, AgentReply) else "closed"
+        if key is None:
+            counts["unknown"] += 1
+            log.warning("CRM event for no known conversation", extra={"crm": crm, "event": kind})
+        elif isinstance(event, AgentReply):
+            fresh = agent.accept(runtime, event, key)
+            counts["accepted" if fresh else "duplicates"] += 1
+            log.info("agent reply accepted" if fresh else "agent reply redelivered",
+                     extra={"conversation": short(key), "entry": agent.entry_id(event.crm_message_id)})
+        else:
+            try:
+                released = handback.release_one(runtime, key)
+            except handback.ConversationBusy:
+                # the CRM delivers the batch again: replies already taken are recognised, the close is retried
+                return jsonify(error="the conversation is busy; deliver again"), 503
+            counts["closed"] += int(released)
+            log.info("thread closed in the CRM", extra={"conversation": short(key), "handed_back": released})
+    return jsonify(counts), 200
+
+
+def conversation_for(runtime: Runtime, event: InboxEvent) -> str | None:
+    """The conversation an inbox event is about: the one it names, else the one the relay published the
+    CRM's thread (or contact) for; None when there is none."""
+    if event.conversation and agent.parse_key(event.conversation):
+        return event.conversation
+    if isinstance(event, AgentReply):
+        return threads.conversation_of(runtime, thread=event.thread, contact=event.crm_contact_id)
+    return threads.conversation_of(runtime, thread=event.crm_thread_id)
+
+
+# -- installing the CRM app -----------------------------------------------------------------------
+def _serializer(runtime: Runtime) -> URLSafeTimedSerializer | None:
+    secret = runtime.settings.transcript_secret or runtime.settings.admin_token
+    return URLSafeTimedSerializer(secret.get_secret_value(), salt=_SALT) if secret else None
+
+
+def _installer(runtime: Runtime, crm: str) -> OAuthInstall | None:
+    if crm != runtime.config.crm:
+        return None
+    try:
+        return runtime.adapter.installer()
+    except ConfigurationError as exc:
+        log.warning("CRM adapter not set up: no install", extra={"crm": crm, "reason": exc.message})
+        return None
+
+
+def _callback_url(runtime: Runtime, crm: str) -> str:
+    return _public_url(runtime, f"/crm/{crm}/oauth/callback")
+
+
+@blueprint.get("/crm/<crm>/install")
+def install(crm: str) -> WerkzeugResponse | tuple[Response, int]:
+    """Send the account's admin to the CRM's consent page."""
+    runtime = _runtime()
+    installer = _installer(runtime, crm)
+    if installer is None:
+        return _not_found()
+    serializer = _serializer(runtime)
+    if serializer is None:
+        return _text("Cannot install: set TRANSCRIPT_SECRET (or ADMIN_TOKEN) to sign the install.", 503)
+    state = serializer.dumps({"crm": crm})
+    return redirect(installer.authorize_url(state=state, redirect_uri=_callback_url(runtime, crm)))
+
+
+@blueprint.get("/crm/<crm>/oauth/callback")
+def oauth_callback(crm: str) -> tuple[Response, int]:
+    """The CRM sends the admin back here: check the state, exchange the code, say how it went."""
+    runtime = _runtime()
+    installer = _installer(runtime, crm)
+    if installer is None:
+        return _not_found()
+    if request.args.get("error"):
+        return _text(f"Not installed: the CRM answered {request.args.get('error', '')[:100]}.", 400)
+    serializer = _serializer(runtime)
+    try:
+        state = serializer.loads(request.args.get("state", ""), max_age=STATE_SECONDS) if serializer else None
+    except BadSignature:  # forged, or expired (SignatureExpired is one)
+        state = None
+    if not isinstance(state, dict) or state.get("crm") != crm:
+        return _text("Not installed: this link is not valid (or has expired). Start again from the install page.",
+                     400)
+    code = request.args.get("code", "")
+    if not code:
+        return _text("Not installed: the CRM sent no authorization code.", 400)
+    try:
+        account = installer.complete(code=code, redirect_uri=_callback_url(runtime, crm))
+    except AuthError as exc:
+        log.warning("CRM install refused", extra={"crm": crm, "reason": exc.message})
+        return _text(f"Not installed: {exc.message}", 400)
+    except RetryableError as exc:
+        log.warning("CRM install failed for now", extra={"crm": crm, "reason": exc.message})
+        return _text("Not installed: the CRM did not answer. Try again in a moment.", 502)
+    log.info("CRM app installed", extra={"crm": crm, "account": account})
+    return _text(f"Installed: chat2crm is connected to {crm} account {account}.", 200)

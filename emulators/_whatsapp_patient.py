@@ -1,0 +1,168 @@
+"""The WhatsApp emulator's patients: the webhooks Meta sends the relay when one writes, taps or sends a file.
+
+:class:`Patient` builds each message as Meta puts it in ``value.messages`` (a reply to buttons or a list
+names the message that carried them in ``context``); a file (photo, document, voice note) is stored in
+the emulator's media first, with its real bytes, type and hash, so the relay can download it as it would
+from Meta. The emulator checks, signs and posts every webhook (:meth:`WhatsAppEmulator.post_webhook`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from emulators._samples import sample_jpeg
+
+if TYPE_CHECKING:
+    from emulators.whatsapp import Sent, WhatsAppEmulator
+
+
+def wamid() -> str:
+    """A message id shaped like Meta's."""
+    return "wamid.HBgM" + secrets.token_urlsafe(24).replace("-", "A").replace("_", "B")
+
+
+class Patient:
+    """Sends webhooks to the relay as Meta would for one WhatsApp user."""
+
+    def __init__(self, emulator: WhatsAppEmulator, wa_id: str | None, name: str, user_id: str | None) -> None:
+        if not wa_id and not user_id:
+            raise ValueError("a patient needs wa_id or user_id")
+        self.emulator, self.wa_id, self.name, self.user_id = emulator, wa_id, name, user_id
+        self.last_body: bytes | None = None
+        #: the media id of the last file this patient sent
+        self.last_media_id: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Who the relay writes to: the phone digits, else the business-scoped user id."""
+        return self.wa_id or self.user_id or ""
+
+    def message(self, kind: str, content: dict[str, Any], *, referral: dict[str, Any] | None = None,
+                context: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One message object as Meta puts it in ``value.messages``."""
+        msg: dict[str, Any] = {"id": wamid(), "timestamp": str(int(time.time())), "type": kind, kind: content}
+        if self.wa_id:
+            msg["from"] = self.wa_id
+        if self.user_id:
+            msg["from_user_id"] = self.user_id
+        if referral:
+            msg["referral"] = referral
+        if context:
+            msg["context"] = context
+        return msg
+
+    def payload(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """A complete webhook body carrying ``messages``."""
+        contact: dict[str, Any] = {"profile": {"name": self.name}}
+        if self.wa_id:
+            contact["wa_id"] = self.wa_id
+        if self.user_id:
+            contact["user_id"] = self.user_id
+        return self.emulator.envelope({"contacts": [contact], "messages": messages})
+
+    def post(self, body: dict[str, Any] | bytes, *, signature: str | None = None) -> int:
+        """POST a body to the relay, signed unless ``signature`` says otherwise; returns the HTTP status.
+
+        A body built here (a dict) is first checked against Meta's webhook description: one Meta would
+        never send is recorded in ``violations`` (and still posted: the relay must cope). Raw bytes are
+        posted as given.
+        """
+        if isinstance(body, dict):
+            with self.emulator.lock:
+                # the arrival time, finer than the payload's whole seconds, orders the demo's chat
+                self.emulator.inbound[self.identity].append({**body, "_received_at": time.time()})
+        status, self.last_body = self.emulator.post_webhook(body, signature=signature)
+        return status
+
+    def redeliver(self) -> int:
+        """Send the last webhook again, byte for byte (as Meta does when unsure it was received)."""
+        if self.last_body is None:
+            raise ValueError("nothing was sent yet")
+        return self.post(self.last_body)
+
+    def send_text(self, text: str, *, referral: dict[str, Any] | None = None) -> int:
+        """Write ``text`` (the first message after an ad carries its ``referral``)."""
+        return self.post(self.payload([self.message("text", {"body": text}, referral=referral)]))
+
+    def _carrier(self, kind: str) -> Sent | None:
+        """The last message the relay sent this patient with reply buttons or a list (``kind``)."""
+        for sent in reversed(self.emulator.messages_to(self.identity)):
+            if sent.payload.get("type") == "interactive" and sent.payload["interactive"].get("type") == kind:
+                return sent
+        return None
+
+    def _context(self, carrier: Sent | None) -> dict[str, Any]:
+        """``context`` of a reply: the business number and the message that carried what was tapped."""
+        return {"from": self.emulator.display_phone_number, "id": carrier.id if carrier else wamid()}
+
+    def press_button(self, button_id: str, title: str, *, referral: dict[str, Any] | None = None) -> int:
+        """Tap a reply button of the last buttons sent."""
+        return self.post(self.payload([self.message(
+            "interactive", {"type": "button_reply", "button_reply": {"id": button_id, "title": title}},
+            referral=referral, context=self._context(self._carrier("button")))]))
+
+    def choose_from_list(self, row_id: str, title: str, description: str | None = None) -> int:
+        """Tap a row of the last list sent; its description comes along when the row had one."""
+        carrier = self._carrier("list")
+        if description is None and carrier is not None:
+            rows = [row for section in carrier.payload["interactive"]["action"].get("sections", [])
+                    for row in section.get("rows", [])]
+            description = next((row.get("description") for row in rows if row.get("id") == row_id), None)
+        reply = {"id": row_id, "title": title, **({"description": description} if description else {})}
+        return self.post(self.payload([self.message("interactive", {"type": "list_reply", "list_reply": reply},
+                                                     context=self._context(carrier))]))
+
+    def share_location(self, latitude: float, longitude: float, name: str | None = None,
+                       address: str | None = None) -> int:
+        """Share a location (a pin has neither name nor address)."""
+        content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        if name:
+            content["name"] = name
+        if address:
+            content["address"] = address
+        return self.post(self.payload([self.message("location", content)]))
+
+    def stop_marketing_messages(self) -> int:
+        """Turn off the business's marketing messages in WhatsApp's settings (a ``user_preferences`` webhook)."""
+        contact: dict[str, Any] = {"profile": {"name": self.name}}
+        preference: dict[str, Any] = {"detail": "User requested to stop marketing messages",
+                                      "category": "marketing_messages", "value": "stop", "timestamp": int(time.time())}
+        for key, value in (("wa_id", self.wa_id), ("user_id", self.user_id)):
+            if value:
+                contact[key] = preference[key] = value
+        return self.post({"object": "whatsapp_business_account", "entry": [{"id": self.emulator.waba_id, "changes": [{
+            "field": "user_preferences", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": self.emulator.display_phone_number,
+                             "phone_number_id": self.emulator.phone_number_id},
+                "contacts": [contact], "user_preferences": [preference]}}]}]})
+
+    def _send_file(self, kind: str, content: bytes, mime_type: str, extra: dict[str, Any]) -> int:
+        """Store ``content`` in the emulator's media and send the message that names it, as Meta does."""
+        media = self.emulator.media.add(content, mime_type, extra.get("filename"))
+        self.last_media_id = media.id
+        return self.post(self.payload([self.message(kind, {
+            "mime_type": mime_type, "sha256": media.sha256_base64, "id": media.id, **extra})]))
+
+    def send_image(self, caption: str | None = None, *, content: bytes | None = None,
+                   mime_type: str = "image/jpeg") -> int:
+        """Send a photo (``content``, or a small JPEG) with an optional caption; its media id is ``last_media_id``."""
+        return self._send_file("image", sample_jpeg() if content is None else content, mime_type,
+                               {"caption": caption} if caption else {})
+
+    def send_document(self, content: bytes, filename: str, *, mime_type: str = "application/pdf",
+                      caption: str | None = None) -> int:
+        """Send a file as a document (Meta always gives its file name)."""
+        return self._send_file("document", content, mime_type,
+                               {"filename": filename, **({"caption": caption} if caption else {})})
+
+    def send_voice(self, content: bytes, *, mime_type: str = "audio/ogg; codecs=opus") -> int:
+        """Send a voice note recorded in WhatsApp (``audio`` with ``voice: true``)."""
+        return self._send_file("audio", content, mime_type, {"voice": True})
+
+    def read_all(self) -> int:
+        """Open the chat: Meta then reports ``read`` for every message delivered to this patient (when the
+        emulator sends status webhooks); returns how many."""
+        return self.emulator.statuses.read_by(self.identity)
