@@ -182,5 +182,6 @@ def oauth_callback(crm: str) -> tuple[Response, int]:
     except RetryableError as exc:
         log.warning("CRM install failed for now", extra={"crm": crm, "reason": exc.message})
         return _text("Not installed: the CRM did not answer. Try again in a moment.", 502)
-    log.info("CRM app installed", extra={"crm": crm, "account": account})
+    # a number, not a string: the log masks strings of digits as phone numbers
+    log.info("CRM app installed", extra={"crm": crm, "account": int(account) if account.isdigit() else account})
     return _text(f"Installed: chat2crm is connected to {crm} account {account}.", 200)

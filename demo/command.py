@@ -88,6 +88,8 @@ def demo_config(crm: str, directory: Path) -> Path:
 
 def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[str, str]:
     """Settings for the demo's web and worker: fresh secrets, emulator endpoints, JSON logs (for :class:`RelayLog`)."""
+    from demo.stack import hubspot_app_environment  # the demo extra (checked for before this runs)
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TELEGRAM_", "HUBSPOT_",
                                                                     "SALESFORCE_", "PIPEDRIVE_"))}
     env.update({
@@ -107,6 +109,7 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
         "TELEGRAM_BOT_TOKEN": "7000000001:AAdemo" + secrets.token_urlsafe(20),
         "TELEGRAM_SECRET_TOKEN": secrets.token_urlsafe(16),
         "HUBSPOT_ACCESS_TOKEN": "pat-demo-" + secrets.token_hex(16),
+        **(hubspot_app_environment() if crm == "hubspot" else {}),
         "PIPEDRIVE_API_TOKEN": secrets.token_hex(20),
         "SALESFORCE_CLIENT_ID": "3MVG9demo" + secrets.token_urlsafe(24),
         "SALESFORCE_CLIENT_SECRET": secrets.token_hex(32),
@@ -222,9 +225,10 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     supervisor.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
     redis_url, own_redis = _start_redis(supervisor)
     config = demo_config(crm, workdir)
-    env = demo_environment(crm, port, redis_url, config)
     # imported only here: the emulators need the optional demo extra, which the command checked for first
-    from demo.stack import start_emulators
+    from demo.stack import install_crm_app, prepare_crm, start_emulators
+
+    env = demo_environment(crm, port, redis_url, config)
 
     stack = start_emulators(crm, env, directory=workdir / "tls")
     click.echo(f"    {'emulators':<10} WhatsApp, Telegram, {crm} (in this process)")
@@ -238,6 +242,11 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     wait_until_up(f"{base}/healthz", supervisor)
     stack.connect(base)
+    if crm == "hubspot":  # the agents' inbox: the app installed by OAuth, then its channel connected
+        click.echo(f"    {'inbox':<10} {install_crm_app(base, crm)}")
+        for line in prepare_crm(crm, {**env, **stack.environment}):
+            if "channel" in line:
+                click.echo(f"    {'inbox':<10} {line}")
     click.echo("")
     for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
                              admin_token=env["ADMIN_TOKEN"]):

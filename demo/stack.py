@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+import requests
 from flask import Flask, Response, jsonify, request
 from ruamel.yaml import YAML
 
 from adapters import load_adapter
+from adapters.base import Deployment
 from connector.mapping import load_mapping, required_schema
 from connector.resources import shipped
 from core.settings import Settings
@@ -35,10 +40,38 @@ from emulators.whatsapp import WhatsAppEmulator
 
 #: the environment variables holding each CRM's demo credentials (made fresh by the demo)
 CRM_SECRETS = {
-    "hubspot": ("HUBSPOT_ACCESS_TOKEN",),
+    "hubspot": ("HUBSPOT_ACCESS_TOKEN",),  # and, for the inbox, HUBSPOT_APP_SECRETS
     "salesforce": ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"),
     "pipedrive": ("PIPEDRIVE_API_TOKEN",),
 }
+
+#: the HubSpot app's settings (its custom channel is the agents' inbox): the emulator accepts these when set
+HUBSPOT_APP_SECRETS = ("HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_APP_ID", "HUBSPOT_DEVELOPER_API_KEY")
+
+
+def hubspot_app_environment() -> dict[str, str]:
+    """Fresh settings of a HubSpot app (client id and secret, app id, developer key) and the key that encrypts
+    its tokens: with them the relay installs the app by OAuth and the agents answer in the conversations
+    inbox."""
+    from cryptography.fernet import Fernet
+
+    return {"HUBSPOT_CLIENT_ID": str(uuid.uuid4()), "HUBSPOT_CLIENT_SECRET": str(uuid.uuid4()),
+            "HUBSPOT_APP_ID": str(secrets.randbelow(9_000_000) + 1_000_000),
+            "HUBSPOT_DEVELOPER_API_KEY": str(uuid.uuid4()),
+            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+
+
+def install_crm_app(relay_base: str, crm: str, *, timeout: float = 10.0) -> str:
+    """Install the CRM's app as an account's admin does: open the relay's install page, consent (the emulator
+    consents at once) and come back. Returns the relay's answer ("Installed: ...").
+
+    Raises:
+        RuntimeError: the install did not complete (the relay's answer says why).
+    """
+    answer = requests.get(f"{relay_base}/crm/{crm}/install", timeout=timeout)
+    if answer.status_code != 200:
+        raise RuntimeError(f"the {crm} app was not installed: {answer.status_code} {answer.text.strip()[:200]}")
+    return answer.text.strip()
 
 
 def add_fault_control(app: Flask, emulator: Any) -> None:
@@ -96,10 +129,16 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         KeyError: ``env`` lacks a credential the CRM needs.
     """
     if crm == "hubspot":
+        if env.get("HUBSPOT_CLIENT_ID"):  # the app whose custom channel is the agents' inbox
+            emulator_options = {"client_id": env["HUBSPOT_CLIENT_ID"], "client_secret": env["HUBSPOT_CLIENT_SECRET"],
+                                "app_id": int(env["HUBSPOT_APP_ID"]),
+                                "developer_api_key": env["HUBSPOT_DEVELOPER_API_KEY"], **emulator_options}
         hubspot = HubSpotEmulator(env["HUBSPOT_ACCESS_TOKEN"], **emulator_options)
         add_fault_control(hubspot.app, hubspot)
         served = ServedApp(hubspot.app).start()
-        return RunningCRM(crm, hubspot, served, {"HUBSPOT_API_BASE": served.url})
+        hubspot.public_url = served.url
+        # the emulator is both of HubSpot's hosts: the API, and the app's pages (the OAuth consent)
+        return RunningCRM(crm, hubspot, served, {"HUBSPOT_API_BASE": served.url, "HUBSPOT_APP_BASE": served.url})
     if crm == "salesforce":
         tls = make_test_tls(directory or Path(tempfile.mkdtemp(prefix="chat2crm-tls-")))
         org = SalesforceEmulator(SalesforceCredentials(client_id=env["SALESFORCE_CLIENT_ID"],
@@ -151,7 +190,7 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
     stack = DemoStack()
     stack.whatsapp = WhatsAppEmulator(access_token=env["WHATSAPP_ACCESS_TOKEN"],
                                       phone_number_id=env["WHATSAPP_PHONE_NUMBER_ID"],
-                                      app_secret=env["WHATSAPP_APP_SECRET"])
+                                      app_secret=env["WHATSAPP_APP_SECRET"], status_webhooks=True)
     stack.telegram = TelegramEmulator(token=env["TELEGRAM_BOT_TOKEN"], secret_token=env["TELEGRAM_SECRET_TOKEN"])
     add_fault_control(stack.whatsapp.app, stack.whatsapp)
     add_fault_control(stack.telegram.app, stack.telegram)
@@ -189,7 +228,11 @@ def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None)
     """
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm)
-    adapter = load_adapter(crm).from_settings(settings, options=mapping.crm_options())
+    # the inbox's set-up keeps what it registers (and reads the app's installation) in the relay's Redis
+    store = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    adapter = load_adapter(crm).from_settings(settings, options=mapping.crm_options(), redis=store)
+    adapter.deployment = Deployment(public_base_url=settings.public_base_url,
+                                    encryption_key=settings.token_encryption_key)
     bundle = env.get("REQUESTS_CA_BUNDLE")
     previous = os.environ.get("REQUESTS_CA_BUNDLE")
     if bundle:  # requests lets this variable win over a session's `verify`

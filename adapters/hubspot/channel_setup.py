@@ -7,7 +7,10 @@ connecting it to the conversations inbox (or help desk) the clinic's agents work
    plain text, one file per message of the types and size WhatsApp and Telegram carry, agents may answer
    (but not start a conversation: the patient writes first), threads kept by our integration thread id. A
    second run finds it (by name, among the app's channels) and updates its webhook URL if it moved.
-2. The channel account is made in the installed portal with the app's OAuth token
+2. The app's webhooks (``/webhooks/v3/{appId}/settings`` and ``/subscriptions``, with the developer API key) go to
+   the same URL, subscribed to ``conversation.propertyChange`` of ``status``: an agent closing a thread there
+   hands the patient back to the bot.
+3. The channel account is made in the installed portal with the app's OAuth token
    (``POST …/{channelId}/channel-accounts``), in the inbox the ``inbox_id`` option names, or the account's only
    inbox. A second run finds it among the channel's accounts.
 
@@ -25,11 +28,16 @@ from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.rest import HubSpotRest
 from adapters.hubspot.tokens import TokenStore
 from adapters.inbox import InboxLimits
+from core.errors import RetryableError, SyncError
 
 #: the channel's name, as agents see it in HubSpot (and how a second setup recognises it)
 CHANNEL_NAME = "chat2crm (WhatsApp, Telegram)"
 CHANNEL_DESCRIPTION = "Patients' WhatsApp and Telegram conversations, after the clinic's assistant bot."
 WEBHOOK_PATH = "/crm/hubspot/webhooks"
+#: the app webhook subscription that tells the relay an agent closed a thread
+THREAD_STATUS = ("conversation.propertyChange", "status")
+#: how many webhook requests HubSpot may have open at the relay at once (HubSpot's default is 10)
+WEBHOOK_CONCURRENCY = 10
 
 
 def capabilities(limits: InboxLimits) -> dict[str, Any]:
@@ -81,6 +89,7 @@ class ChannelSetup:
             return [f"MISSING {', '.join(missing)}: the HubSpot app's settings (the custom channel needs them)"]
         lines: list[str] = []
         channel = self._channel(apply, lines)
+        self._subscriptions(apply, lines)
         portal = self.store.portal()
         if portal is None:
             lines.append(f"MISSING the HubSpot app is not installed in the portal: open {self.base_url}{INSTALL_PATH}, "
@@ -89,6 +98,41 @@ class ChannelSetup:
         if channel is not None:
             self._account(channel, portal, apply, lines)
         return lines
+
+    # -- the app's webhook subscriptions (an agent closing a thread) ------------------------------
+    def _subscriptions(self, apply: bool, lines: list[str]) -> None:
+        """The app's webhooks go to the relay, subscribed to a thread's status: a closed thread hands the patient
+        back to the bot (agents' messages come through the channel's own webhook, not these)."""
+        webhook, app = self.base_url + WEBHOOK_PATH, f"/webhooks/v3/{self.credentials.app_id}"
+        try:
+            target = self.rest.send("webhook_settings", "GET", f"{app}/settings", auth="developer").get("targetUrl")
+        except SyncError as exc:
+            if isinstance(exc, RetryableError) or exc.details.get("status") != 404:
+                raise
+            target = None  # the app has no webhook settings yet
+        if target != webhook:
+            if apply:
+                self.rest.send("webhook_settings_set", "PUT", f"{app}/settings", auth="developer", json_body={
+                    "targetUrl": webhook, "throttling": {"maxConcurrentRequests": WEBHOOK_CONCURRENCY}})
+                lines.append(f"set the app's webhook URL to {webhook}")
+            else:
+                lines.append(f"would set the app's webhook URL to {webhook}")
+        listed = self.rest.send("webhook_subscriptions", "GET", f"{app}/subscriptions", auth="developer")
+        found = next((s for s in listed.get("results") or [] if isinstance(s, dict)
+                      and (s.get("eventType"), s.get("propertyName")) == THREAD_STATUS), None)
+        name = f"{THREAD_STATUS[0]} of {THREAD_STATUS[1]}"
+        if found is not None and found.get("active"):
+            lines.append(f"ok webhook subscription {name}")
+        elif not apply:
+            lines.append(f"would subscribe the app's webhooks to {name}")
+        elif found is not None:
+            self.rest.send("webhook_subscription_on", "PATCH", f"{app}/subscriptions/{found['id']}", auth="developer",
+                           json_body={"active": True})
+            lines.append(f"turned on webhook subscription {name}")
+        else:
+            self.rest.send("webhook_subscribe", "POST", f"{app}/subscriptions", auth="developer", json_body={
+                "eventType": THREAD_STATUS[0], "propertyName": THREAD_STATUS[1], "active": True})
+            lines.append(f"subscribed the app's webhooks to {name}")
 
     # -- the channel ---------------------------------------------------------------------------
     def _developer(self) -> dict[str, str]:
@@ -170,7 +214,8 @@ class ChannelSetup:
         self.store.set_install_value(portal, "inbox_id", str(account.get("inboxId") or ""))
 
     def _inbox(self, lines: list[str]) -> str | None:
-        """The inbox to connect to: the ``inbox_id`` option, or the account's only one."""
+        """The inbox to connect to: the ``inbox_id`` option, the account's only one, or its only conversations
+        inbox beside help desks."""
         listed = self.rest.send("inboxes_list", "GET", "/conversations/v3/conversations/inboxes")
         inboxes = [i for i in listed.get("results") or [] if isinstance(i, dict) and not i.get("archived")]
         names = ", ".join(f"{i.get('id')} ({i.get('name')})" for i in inboxes)
@@ -182,6 +227,13 @@ class ChannelSetup:
             return None
         if len(inboxes) == 1:
             return str(inboxes[0]["id"])
+        # an account's help desk is a workspace of its own: with one conversations inbox beside it, that inbox is
+        # where agents expect patients' chats (options.inbox_id chooses the help desk instead)
+        plain = [i for i in inboxes if i.get("type") == "INBOX"]
+        if len(plain) == 1:
+            lines.append(f"ok inbox {plain[0].get('id')} ({plain[0].get('name')}), the account's only conversations "
+                         "inbox (options.inbox_id chooses another)")
+            return str(plain[0]["id"])
         lines.append("MISSING the account has no conversations inbox: create one in HubSpot" if not inboxes else
                      f"CHOOSE an inbox: set options.inbox_id in the mapping to one of {names}")
         return None

@@ -94,7 +94,8 @@ class HubSpotOAuth(OAuthInstall):
                 raise FatalError("hubspot: the token's metadata names no portal (hub_id)")
         tokens = self._tokens(portal, answer, refresh_token=None, scopes=scopes)
         self.store.save(tokens, install=True)
-        log.info("hubspot app installed", extra={"portal": portal})
+        # a number, not a string: the log masks strings of digits as phone numbers
+        log.info("hubspot app installed", extra={"portal": int(portal) if portal.isdigit() else portal})
         return portal
 
     def install_url(self) -> str:

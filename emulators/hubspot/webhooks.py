@@ -221,6 +221,7 @@ class HubSpotWebhooks(HubSpotFiles):
         return [*super()._extra_routes(),
                 (("GET", "PUT", "DELETE"), "/webhooks/v3/<int:app_id>/settings", self._serve_settings),
                 (("GET", "POST"), "/webhooks/v3/<int:app_id>/subscriptions", self._serve_subscriptions),
+                (("PATCH",), "/webhooks/v3/<int:app_id>/subscriptions/<subscription_id>", self._serve_subscription),
                 (("POST",), "/_emulator/webhooks/settings", self._control_settings),
                 (("GET",), "/_emulator/webhooks/deliveries", self._control_deliveries),
                 (("POST",), "/_emulator/webhooks/redeliver", self._control_redeliver),
@@ -257,6 +258,19 @@ class HubSpotWebhooks(HubSpotFiles):
         with self.lock:
             created = self._add_subscription(body["eventType"], body.get("propertyName"), body.get("active", True))
         return jsonify(created), 201
+
+    def _serve_subscription(self, app_id: int, subscription_id: str) -> Any:
+        """Turn one subscription on or off (``SubscriptionPatchRequest``: ``active``)."""
+        if (early := self._before("developer")) or (early := self._own_app(app_id)):
+            return early
+        if early := self._shape("SubscriptionPatchRequest", _MODELS):
+            return early
+        with self.lock:
+            found = next((s for s in self.webhook_subscriptions if s["id"] == subscription_id), None)
+            if found is None:
+                return self._error(404, f"No subscription {subscription_id} for app {app_id}", "OBJECT_NOT_FOUND")
+            found["active"], found["updatedAt"] = bool(request.get_json()["active"]), timestamp()
+            return jsonify(found), 200
 
     def _own_app(self, app_id: int) -> Any:
         if app_id != g.hubspot_app_id:

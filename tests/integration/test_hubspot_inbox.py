@@ -176,9 +176,10 @@ def test_a_token_expired_under_us_is_refreshed_and_the_call_sent_again(env: Env)
     assert "connected channel account" in lines[-1]
     after = adapter.app.store.load()
     assert before and after and after.access_token != before.access_token and after.refresh_token == before.refresh_token
-    # the channel listed and registered (developer key); the accounts listed: 401, refresh, again; the inboxes
-    # listed and the account made with the new token
-    assert adapter.app.rest.calls - calls == 2 + 3 + 2
+    # the channel listed and registered, the app's webhook settings read and set and its subscriptions listed and
+    # made (developer key); the accounts listed: 401, refresh, again; the inboxes listed and the account made with
+    # the new token
+    assert adapter.app.rest.calls - calls == 2 + 4 + 3 + 2
 
 
 def test_a_revoked_refresh_token_asks_the_admin_to_install_again(env: Env) -> None:
@@ -210,16 +211,25 @@ def test_setup_registers_the_channel_and_connects_its_account_once(env: Env) -> 
     assert adapter.app.setup(apply=False)[0].startswith("would register the custom channel")
     assert not env.emulator.channels
     lines = adapter.app.setup(apply=True)
-    assert lines[0].startswith("registered the custom channel") and "not installed" in lines[1]
+    assert lines[0].startswith("registered the custom channel") and "not installed" in lines[-1]
+    assert lines[1:3] == [f"set the app's webhook URL to {env.relay.url}/crm/hubspot/webhooks",
+                          "subscribed the app's webhooks to conversation.propertyChange of status"]
     [channel] = env.emulator.channels.values()
     assert channel["webhookUrl"] == env.relay.url + "/crm/hubspot/webhooks"
     assert channel["capabilities"]["threadingModel"] == "INTEGRATION_THREAD_ID"
     env.install(adapter)
-    assert adapter.app.setup(apply=True)[-1].startswith("CHOOSE an inbox")  # two inboxes, no option
-    chosen = env.adapter(inbox_id=INBOX_ID)
-    assert chosen.app.setup(apply=True)[-1] == f"connected channel account 3300000001 to inbox {INBOX_ID}"
+    second = {**env.emulator.inboxes[0], "id": "147959699", "name": "Second clinic"}
+    env.emulator.inboxes.append(second)
+    assert adapter.app.setup(apply=True)[-1].startswith("CHOOSE an inbox")  # two conversations inboxes, no option
+    env.emulator.inboxes.remove(second)
+    chosen = env.adapter()  # the conversations inbox beside a help desk is the one agents expect
+    lines = chosen.app.setup(apply=True)
+    assert lines[2].startswith(f"ok inbox {INBOX_ID} (Patient conversations)")
+    assert lines[-1] == f"connected channel account 3300000001 to inbox {INBOX_ID}"
     again = env.adapter(inbox_id=INBOX_ID).app.setup(apply=True)
-    assert again == [f"ok custom channel {channel['id']}", f"ok channel account 3300000001 in inbox {INBOX_ID}"]
+    assert again == [f"ok custom channel {channel['id']}", "ok webhook subscription conversation.propertyChange of status",
+                     f"ok channel account 3300000001 in inbox {INBOX_ID}"]
+    assert env.emulator.webhook_target_url == env.relay.url + "/crm/hubspot/webhooks"
     assert len(env.emulator.channels) == 1 and len(env.emulator.channel_accounts) == 1
     assert chosen.inbox().check() == [  # type: ignore[union-attr]
         f"inbox: app installed in portal {env.emulator.portal_id}; access token good for 29 more minutes",

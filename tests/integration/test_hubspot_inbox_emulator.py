@@ -230,6 +230,12 @@ def test_closing_a_thread_sends_the_subscription_its_property_change(env: Env) -
     subscribed = env.call("POST", f"/webhooks/v3/{app}/subscriptions", params={"hapikey": env.hubspot.developer_api_key},
                           json={"eventType": "conversation.propertyChange", "propertyName": "status", "active": True})
     assert subscribed.status_code == 201
+    key = {"hapikey": env.hubspot.developer_api_key}
+    path = f"/webhooks/v3/{app}/subscriptions/{subscribed.json()['id']}"
+    assert env.call("PATCH", path, params=key, json={"active": False}).json()["active"] is False
+    refused(env, env.call("PATCH", path, params=key, json={"active": "maybe"}), 400, "VALIDATION_ERROR")
+    refused(env, env.call("PATCH", path + "0", params=key, json={"active": True}), 404, "OBJECT_NOT_FOUND")
+    assert env.call("PATCH", path, params=key, json={"active": True}).json()["active"] is True
     channel_id, account = channel(env, token)
     thread = env.call("POST", f"{CC}/{channel_id}/messages", token, json=message(account)).json()[
         "conversationsThreadId"]
