@@ -1,4 +1,5 @@
-"""``chat2crm crm setup | doctor``: prepare and diagnose the configured CRM."""
+"""``chat2crm crm setup | doctor``: prepare and diagnose the configured CRM and its inbox (the conversation
+after the bot)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def setup(dry_run: bool) -> None:
 
 @command.command("doctor")
 def doctor() -> None:
-    """Check credentials, and the mapping against the live CRM. Exit 1 on any problem."""
+    """Check credentials, the mapping against the live CRM, and the CRM's inbox. Exit 1 on any problem."""
     runtime = _runtime()
     adapter = runtime.adapter
     report = adapter.check_credentials()
@@ -50,6 +51,13 @@ def doctor() -> None:
     problems = check_online(runtime.mapping, adapter)
     for mismatch in problems:
         click.echo(f"mapping: {mismatch}", err=True)
-    if problems:
+    if not problems:
+        click.echo("mapping: every field, option, pipeline and stage exists")
+    # the conversation after the bot: the app's installation, its channel and account (or the timeline's pieces)
+    inbox = runtime.inbox
+    lines = inbox.check() if inbox is not None else [
+        "inbox: none (the bot keeps the conversation; agents answer outside the CRM)"]
+    for line in lines:
+        click.echo(line, err="MISSING" in line)
+    if problems or any("MISSING" in line for line in lines):
         raise SystemExit(1)
-    click.echo("mapping: every field, option, pipeline and stage exists")

@@ -21,9 +21,11 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import pytest
 import redis
 import requests
+from click.testing import CliRunner
 
 from connector import conversations
 from connector.app import create_app
+from connector.cli import main
 from connector.conversations import CONVERSATION
 from connector.runtime import Runtime, set_current_runtime
 from connector.worker import run_worker
@@ -43,6 +45,8 @@ class Loop:
     whatsapp: Any
     hubspot: Any
     relay_url: str
+    #: the environment of the relay's processes (for its commands)
+    env: dict[str, str]
 
     def work(self) -> None:
         run_worker(self.runtime, burst=True)
@@ -75,15 +79,17 @@ class _Late:
 
 
 @pytest.fixture
-def loop(redis_url: str, redis_client: redis.Redis, whatsapp_emulator: Any, telegram_emulator: Any,
-         tmp_path: Path) -> Iterator[Loop]:
+def fresh(redis_url: str, redis_client: redis.Redis, whatsapp_emulator: Any, telegram_emulator: Any,
+          tmp_path: Path) -> Iterator[Loop]:
+    """The relay and HubSpot with the relay's app, before the admin's set-up and install."""
     env = {**crm_environment(), **hubspot_app_environment()}
     running = start_crm("hubspot", env, webhook_retry_delay=0.05, webhook_timeout=3.0)
     late = _Late()
     relay = ServedApp(late).start()
     config = write_config(tmp_path, crm="hubspot", mapping=str(MAPPINGS / "hubspot.yaml"),
                           **{"delivery.backoff_base_seconds": 0.05, "delivery.backoff_max_seconds": 0.5})
-    env |= {**running.environment, "REDIS_URL": redis_url, "PUBLIC_BASE_URL": relay.url, "CHAT2CRM_CONFIG": str(config)}
+    env |= {**running.environment, "REDIS_URL": redis_url, "PUBLIC_BASE_URL": relay.url, "CHAT2CRM_CONFIG": str(config),
+            "WHATSAPP_API_BASE": whatsapp_emulator.url, "TELEGRAM_API_BASE": telegram_emulator.url}
     settings = make_settings(redis_url, chat2crm_config=config, whatsapp_api_base=whatsapp_emulator.url,
                              telegram_api_base=telegram_emulator.url, public_base_url=relay.url,
                              **{k.lower(): v for k, v in env.items() if k.startswith(("HUBSPOT_", "TOKEN_"))})
@@ -93,17 +99,45 @@ def loop(redis_url: str, redis_client: redis.Redis, whatsapp_emulator: Any, tele
     whatsapp_emulator.relay_url = f"{relay.url}/webhooks/whatsapp"
     whatsapp_emulator.status_webhooks = True
     try:
-        # as the admin does: set-up (the channel), the install page, set-up again (the channel account)
-        assert any(line.startswith("registered the custom channel") for line in prepare_crm("hubspot", env))
-        assert install_crm_app(relay.url, "hubspot").startswith("Installed")
-        assert prepare_crm("hubspot", env)[-1].startswith("connected channel account")
-        running.emulator.calls.clear()
-        yield Loop(runtime, whatsapp_emulator, running.emulator, relay.url)
+        yield Loop(runtime, whatsapp_emulator, running.emulator, relay.url, env)
     finally:
         relay.stop()
         running.stop()
         set_current_runtime(None)
     assert not running.emulator.violations, running.emulator.violations
+
+
+@pytest.fixture
+def loop(fresh: Loop) -> Loop:
+    """As the admin leaves it: set-up (the channel), the install page, set-up again (the channel account)."""
+    assert any(line.startswith("registered the custom channel") for line in prepare_crm("hubspot", fresh.env))
+    assert install_crm_app(fresh.relay_url, "hubspot").startswith("Installed")
+    assert prepare_crm("hubspot", fresh.env)[-1].startswith("connected channel account")
+    fresh.hubspot.calls.clear()
+    return fresh
+
+
+def test_setup_and_doctor_walk_the_admin_through_the_install(fresh: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in fresh.env.items():
+        monkeypatch.setenv(key, value)
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["crm", *args])
+        return result.exit_code, result.output
+
+    code, said = run("doctor")
+    assert code == 1 and "inbox: MISSING the HubSpot app is not installed" in said
+    assert f"{fresh.relay_url}/crm/hubspot/install" in said
+    code, said = run("setup")
+    assert code == 0 and "registered the custom channel" in said
+    assert f"MISSING the HubSpot app is not installed in the portal: open {fresh.relay_url}/crm/hubspot/install" in said
+    install_crm_app(fresh.relay_url, "hubspot")
+    code, said = run("setup")
+    assert code == 0 and "connected channel account" in said, said
+    code, said = run("doctor")
+    assert code == 0, said
+    assert f"inbox: app installed in portal {fresh.hubspot.portal_id}" in said
+    assert "inbox: channel account" in said and "MISSING" not in said
 
 
 def _texts(payloads: list[dict[str, Any]]) -> list[str]:
@@ -155,6 +189,15 @@ def test_an_agent_answers_in_hubspot_and_the_patient_answers_back_until_the_thre
     loop.until(lambda: any("Fiyat ve tarihler" in m["text"] for m in loop.thread()["messages"]),
                "the patient's answer lands in the thread")
     assert len(loop.sent_to_patient()) == before + 1
+
+    # the patient sends a photo: fetched from WhatsApp in a job, stored in HubSpot's files, attached in the thread
+    photo = b"\xff\xd8\xff\xe0 a photo of the nose, profile \xff\xd9"
+    patient.send_image("Profilden", content=photo)
+    loop.until(lambda: any(m["attachments"] for m in loop.thread()["messages"]), "the photo lands in the thread")
+    shown = next(m for m in loop.thread()["messages"] if m["attachments"])
+    assert shown["direction"] == "INCOMING" and shown["text"] == "Profilden"
+    assert loop.hubspot.file_content(shown["attachments"][0]["fileId"]) == photo
+    assert len(loop.sent_to_patient()) == before + 1  # still no bot turn
 
     # the agent sends a file: the patient gets it as a document from the same number
     price_list = loop.hubspot.add_file("fiyat-listesi.pdf", b"%PDF-1.4 price list\n%%EOF\n", "application/pdf")
