@@ -7,8 +7,10 @@ answers with the message it already has). The patient is identified to HubSpot b
 ``CHANNEL_SPECIFIC_OPAQUE_ID`` whose value is the relay's conversation key: an agent's reply names it as its
 recipient, so the relay knows which conversation (channel, number, patient) it answers without a look-up.
 
-Calls per message: 1 (publish). Per agent reply: 1 PATCH of its status once sent (and one more when the
-patient reads it), plus 1 signed-URL read per attachment. Per patient file: 1 upload.
+Calls per message: 1 (publish); once per thread, up to 4 more to assign it to the contact's owner where the
+inbox did not (:mod:`adapters.hubspot.routing`; 1 when the inbox routed it). Per agent reply: 1 PATCH of its
+status once sent (and one more when the patient reads it), plus 1 signed-URL read per attachment. Per patient
+file: 1 upload.
 
 HubSpot's message statuses are SENT, FAILED and READ: a reply delivered to the patient's phone has no status
 of its own there (it stays SENT); a failure carries the reason, which the agent sees under the message.
@@ -26,6 +28,7 @@ from adapters.hubspot import files
 from adapters.hubspot.oauth import HubSpotOAuth
 from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.rest import HubSpotRest
+from adapters.hubspot.routing import ThreadRouter
 from adapters.hubspot.signature import verify
 from adapters.hubspot.tokens import TokenStore
 from adapters.inbox import CRMInbox, InboxLimits, Published, WebhookRequest
@@ -58,7 +61,7 @@ class HubSpotInbox(CRMInbox):
         oauth: the app's OAuth (token expiry for ``doctor``).
         store: the installation in Redis (channel and channel account ids).
         credentials: the adapter's credentials (client secret, channel overrides).
-        options: the adapter's options (file folder).
+        options: the adapter's options (file folder, routing to the contact's owner).
         limits: the files the channel was registered to take.
     """
 
@@ -72,6 +75,7 @@ class HubSpotInbox(CRMInbox):
         self.credentials = credentials
         self.options = options
         self.limits = limits
+        self.router = ThreadRouter(rest, store, hint=oauth.reinstall_hint)
 
     # -- where messages go ---------------------------------------------------------------------
     def channel_id(self) -> str | None:
@@ -132,6 +136,9 @@ class HubSpotInbox(CRMInbox):
         answer = self.rest.send("thread_publish", "POST", f"/conversations/v3/custom-channels/{channel}/messages",
                                 json_body=body)
         thread = answer.get("conversationsThreadId")
+        if thread and self.options.route_to_owner:
+            # the thread's first message from the relay: agents see it as theirs only once it is assigned
+            self.router.opened(str(thread), message.contact_id)
         return Published(crm_message_id=str(answer["id"]), crm_thread_id=str(thread) if thread else None)
 
     def report(self, report: DeliveryReport) -> None:

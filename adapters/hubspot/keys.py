@@ -33,3 +33,7 @@ INSTALLS = family("hubspot", "install:{portal}", ttl=None, holds_pii=False, owne
                   bounded_by="one hash per HubSpot portal the app was installed into")
 #: held by the one worker refreshing a portal's tokens, so two workers never spend the refresh token at once
 TOKEN_LOCKS = family("hubspot", "token-lock:{portal}", ttl=30, holds_pii=False, owner=__name__)
+#: what the relay found when it first published into a HubSpot thread (``inbox``: routed by the inbox, ``assigned``:
+#: assigned to the contact's owner by the relay, ``refused``, ``no-owner``), so it routes each thread once; a
+#: ``no-owner`` mark lives an hour only, so a thread whose contact gets an owner later is assigned then
+ROUTED_THREADS = family("hubspot", "thread-routing:{thread}", ttl=90 * DAY, holds_pii=False, owner=__name__)

@@ -32,8 +32,10 @@ log = logging.getLogger("chat2crm.hubspot.oauth")
 #: threads are associated with, and the file manager for patients' files; ``oauth`` is required of every app
 SCOPES = ("oauth", "conversations.custom_channels.read", "conversations.custom_channels.write",
           "conversations.read", "crm.objects.contacts.read", "crm.objects.contacts.write", "files")
-#: asked for when the portal allows it: reading hidden files (an agent's attachment may be stored hidden)
-OPTIONAL_SCOPES = ("files.ui_hidden.read",)
+#: asked for when the portal allows it: reading hidden files (an agent's attachment may be stored hidden), and
+#: assigning a thread to the contact's owner (reading the owner's user, writing the thread's assignee:
+#: :mod:`adapters.hubspot.routing`; without them threads stay as the inbox routes them)
+OPTIONAL_SCOPES = ("files.ui_hidden.read", "crm.objects.owners.read", "conversations.write")
 #: a token with less than this left is refreshed before it is used (seconds)
 REFRESH_MARGIN = 300.0
 #: the path of the install page on the relay (the connector's web routes serve it)

@@ -34,6 +34,12 @@ class HubSpotOptions(AdapterOptions):
                     "the account has more than one.")
     file_folder: str = Field(default="/chat2crm", pattern=r"^/[^\\]*$",
                              description="The file manager folder patients' files are stored in (private files).")
+    route_to_owner: bool = Field(
+        default=True,
+        description="Assign a thread the relay opens in HubSpot's inbox to the contact's owner when the inbox left "
+                    "it unassigned (a help desk, no routing rule, no owner yet when it opened): up to 4 calls once "
+                    "per thread. Needs the app's optional scopes `conversations.write` and "
+                    "`crm.objects.owners.read`; without them threads are left as the inbox routes them.")
 
 
 class HubSpotCredentials(AdapterCredentials):

@@ -11,6 +11,11 @@ them do, and the webhooks it causes.
 - Edit a contact (``POST /_emulator/contacts/<contactId>``, ``{"properties": {…}}``):
   ``contact.propertyChange`` for each subscribed property whose value changed (``changeSource`` ``CRM_UI``).
 - See the inbox (``GET /_emulator/inbox/threads``): every thread with its contact, assignee and messages.
+
+The account's users as owners: ``GET /crm/v3/owners/{ownerId}`` (``idProperty`` ``id`` or ``userId``,
+``archived``; ``crm.objects.owners.read``) reads one; a deactivated user's owner is archived, found only with
+``archived=true``, its ``userId`` null (``userIdIncludingInactive`` keeps it), as HubSpot's owners API answers.
+Tests add users (:meth:`HubSpotAgents.add_owner`) and deactivate them (:meth:`HubSpotAgents.deactivate_owner`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class HubSpotAgents(HubSpotChannels):
                 (("POST",), "/_emulator/inbox/threads/<thread_id>/reply", self._control_reply),
                 (("POST",), "/_emulator/inbox/threads/<thread_id>/close", self._control_close),
                 (("GET",), "/_emulator/inbox/channels", self._control_channels),
-                (("POST",), "/_emulator/contacts/<contact_id>", self._control_edit_contact)]
+                (("POST",), "/_emulator/contacts/<contact_id>", self._control_edit_contact),
+                (("GET",), "/crm/v3/owners/<owner_id>", self._serve_owner)]
 
     def _context(self) -> Any:
         return nullcontext() if has_app_context() else self.app.app_context()
@@ -72,15 +78,13 @@ class HubSpotAgents(HubSpotChannels):
             if missing:
                 raise AgentActionError(f"file {missing[0]} is not in the file manager")
             actor = actor_id or thread.get("assignedTo") or f"A-{self.owners[0]['userId']}"
-            owner = next((o for o in self.owners if f"A-{o['userId']}" == actor), None)
+            owner = self._agent(actor)
             if owner is None:
                 raise AgentActionError(f"{actor} is not an agent of this account")
             client = {"clientType": "HUBSPOT"}
             events = self._set_status(thread, "OPEN", actor, client)
             if not thread.get("assignedTo"):
-                thread["assignedTo"] = actor
-                events.append({"subscriptionType": "conversation.propertyChange", "objectId": int(thread_id),
-                               "propertyName": "assignedTo", "propertyValue": actor})
+                events += self._assign(thread, actor)
             visitor = thread["_visitor"]
             sender = {"actorId": actor, "name": f"{owner['firstName']} {owner['lastName']}"} | (
                 {"deliveryIdentifier": account["deliveryIdentifier"]} if "deliveryIdentifier" in account else {})
@@ -147,6 +151,47 @@ class HubSpotAgents(HubSpotChannels):
                      "propertyValue": v, "changeSource": "CRM_UI", "sourceId": f"userId:{user}"}
                     for k, v in changed.items()])
         return shown
+
+    def add_owner(self, owner_id: str, user_id: int, email: str, first_name: str, last_name: str,
+                  ) -> dict[str, Any]:
+        """A user of the account (an owner records can be assigned to, an agent threads can be assigned to)."""
+        owner = {"id": owner_id, "email": email, "firstName": first_name, "lastName": last_name, "userId": user_id,
+                 "userIdIncludingInactive": user_id, "archived": False}
+        with self.lock:
+            self.owners.append(owner)
+        return owner
+
+    def deactivate_owner(self, owner_id: str) -> None:
+        """Deactivate an owner's user: the owner is archived and loses its ``userId``, as in HubSpot.
+
+        Raises:
+            AgentActionError: no such owner.
+        """
+        with self.lock:
+            owner = next((o for o in self.owners if o["id"] == owner_id), None)
+            if owner is None:
+                raise AgentActionError(f"owner {owner_id} not found", missing=True)
+            owner["userIdIncludingInactive"] = owner.get("userIdIncludingInactive") or owner["userId"]
+            owner["userId"], owner["archived"] = None, True
+
+    def _serve_owner(self, owner_id: str) -> Any:
+        """One owner, by its id or its user's id; archived ones only when asked for."""
+        # "conversations" credentials: the private app token, or an OAuth token with the route's scope
+        if early := self._before("conversations", ("crm.objects.owners.read",)):
+            return early
+        by = request.args.get("idProperty") or "id"
+        if by not in ("id", "userId"):
+            return self._error(400, f"idProperty must be one of id, userId; got {by}", "VALIDATION_ERROR")
+        archived = request.args.get("archived", "false") == "true"
+        with self.lock:
+            owner = next((o for o in self.owners if o["archived"] == archived and str(
+                o["id"] if by == "id" else o.get("userIdIncludingInactive") or o["userId"]) == owner_id), None)
+            shown = dict(owner) if owner else None
+        if shown is None:
+            return self._error(404, f"Owner {owner_id} not found", "OBJECT_NOT_FOUND")
+        shown.setdefault("userIdIncludingInactive", shown["userId"])
+        return jsonify({"type": "PERSON", **shown, "createdAt": "2026-01-01T00:00:00Z",
+                        "updatedAt": "2026-01-01T00:00:00Z", "teams": []}), 200
 
     def inbox_view(self) -> list[dict[str, Any]]:
         """Every thread as an agent sees it in the inbox: contact, assignee, messages (oldest first)."""

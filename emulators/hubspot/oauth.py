@@ -4,7 +4,8 @@ and the credentials each route takes.
 The app (client id, client secret, app id, developer API key, scopes) is given to the emulator. The
 emulator plays the portal's admin: ``GET /oauth/authorize`` with the right client id and scopes answers at
 once with a redirect to ``redirect_uri?code=…&state=…``; a wrong client id, redirect URI or scope set gets
-HubSpot's error page. ``POST /oauth/v1/token`` (and the dated ``/oauth/v3/token``, ``/oauth/2026-03/token``)
+HubSpot's error page; optional scopes the portal does not allow (:meth:`HubSpotOAuth.withhold_scopes`) are
+left out of what is granted. ``POST /oauth/v1/token`` (and the dated ``/oauth/v3/token``, ``/oauth/2026-03/token``)
 exchanges a code once, and refreshes; its answers and errors are those of HubSpot's OAuth guide (``status``
 and ``message`` with RFC 6749's ``error`` and ``error_description``). Access tokens expire after
 ``oauth_token_seconds``; an expired one gets HubSpot's 401 ``EXPIRED_AUTHENTICATION``.
@@ -59,6 +60,9 @@ class HubSpotOAuth(HubSpotState):
     access_tokens: dict[str, dict[str, Any]]
     #: refresh token → scopes
     refresh_tokens: dict[str, dict[str, Any]]
+    #: optional scopes the portal does not grant (its tier or the installer's permissions lack them): asked for,
+    #: left out of the token, as HubSpot grants an optional scope only where the account allows it
+    withheld_scopes: frozenset[str] = frozenset()
 
     def _init_oauth(self, *, portal_id: int, app_id: int, client_id: str, client_secret: str, developer_api_key: str,
                     redirect_uris: tuple[str, ...] | None, app_scopes: tuple[str, ...], oauth_token_seconds: float,
@@ -76,6 +80,11 @@ class HubSpotOAuth(HubSpotState):
         with self.lock:
             for token in self.access_tokens.values():
                 token["expires_at"] = min(token["expires_at"], self.clock() - 1)
+
+    def withhold_scopes(self, *scopes: str) -> None:
+        """Installs from now on are not granted these optional scopes (a portal that does not allow them)."""
+        with self.lock:
+            self.withheld_scopes = frozenset(scopes)
 
     def installer_user_id(self) -> int:
         """The HubSpot user who installed the app (the account's first owner)."""
@@ -112,7 +121,8 @@ class HubSpotOAuth(HubSpotState):
                          "required scopes.")
         code = str(uuid.uuid4())
         with self.lock:
-            self.oauth_codes[code] = {"redirect_uri": redirect_uri, "scopes": sorted(asked), "used": False,
+            granted = asked - (self.withheld_scopes - required)
+            self.oauth_codes[code] = {"redirect_uri": redirect_uri, "scopes": sorted(granted), "used": False,
                                       "expires_at": self.clock() + CODE_SECONDS}
         query = {"code": code} | ({"state": args["state"]} if "state" in args else {})
         separator = "&" if "?" in redirect_uri else "?"

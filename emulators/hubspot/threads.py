@@ -8,7 +8,10 @@ A thread belongs to one channel account and one visitor. It opens on the first m
 inbox's routing rule then assigns it, as HubSpot's inbox routing can: the first inbox assigns a new thread
 to the contact's owner (``hubspot_owner_id`` → the owner's agent actor ``A-{userId}``). Closing a thread
 (the API's PATCH, or an agent) adds a ``THREAD_STATUS_CHANGE`` message; a patient's new message reopens it.
-Each change is sent to the app's ``conversation.*`` subscriptions (:mod:`emulators.hubspot.webhooks`).
+The assignee is set or removed with ``PUT``/``DELETE /conversations/conversations/2026-09-beta/threads/{id}/assignee``
+(``{"actorId": "A-{userId}"}``, an active owner's user; ``conversations.write``). Each change is sent to the
+app's ``conversation.*`` subscriptions (:mod:`emulators.hubspot.webhooks`), an assignment as the
+``conversation.propertyChange`` of ``assignedTo``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from emulators.hubspot.webhooks import HubSpotWebhooks
 _READ = ("conversations.read",)
 _WRITE = ("conversations.write",)
 _BASE = "/conversations/v3/conversations"
+#: the thread assignee endpoint (only in the dated conversations API)
+_ASSIGNEE = "/conversations/conversations/2026-09-beta/threads/<thread_id>/assignee"
 
 
 def message_id() -> str:
@@ -85,9 +90,7 @@ class HubSpotThreads(HubSpotWebhooks):
                               "changeFlag": "CREATED"}]
         assignee = self._routed_to(thread)
         if assignee:
-            thread["assignedTo"] = assignee
-            events.append({"subscriptionType": "conversation.propertyChange", "objectId": int(thread_id),
-                           "propertyName": "assignedTo", "propertyValue": assignee})
+            events += self._assign(thread, assignee)
         return thread, events
 
     def _visitor_contact(self, visitor: dict[str, Any]) -> str:
@@ -115,7 +118,24 @@ class HubSpotThreads(HubSpotWebhooks):
         contact = self.objects["contacts"].get(thread["associatedContactId"])
         owner_id = contact["properties"].get("hubspot_owner_id") if contact else None
         owner = next((o for o in self.owners if o["id"] == str(owner_id)), None)
-        return f"A-{owner['userId']}" if owner else None
+        # a deactivated user's owner keeps its id but has no user: the rule skips it, as HubSpot's does
+        return f"A-{owner['userId']}" if owner and not owner["archived"] and owner["userId"] else None
+
+    def _agent(self, actor: str) -> dict[str, Any] | None:
+        """The active owner whose user is the agent actor ``A-{userId}`` (None: no such active user)."""
+        return next((o for o in self.owners if not o["archived"] and o["userId"] and f"A-{o['userId']}" == actor),
+                    None)
+
+    def _assign(self, thread: dict[str, Any], actor: str | None) -> list[Any]:
+        """Set (or, with None, remove) a thread's assignee; its ``assignedTo`` change event, if it changed."""
+        if thread.get("assignedTo") == actor:
+            return []
+        if actor is None:
+            thread.pop("assignedTo", None)
+        else:
+            thread["assignedTo"] = actor
+        return [{"subscriptionType": "conversation.propertyChange", "objectId": int(thread["id"]),
+                 "propertyName": "assignedTo", "propertyValue": actor or ""}]
 
     def _append(self, thread: dict[str, Any], message: dict[str, Any]) -> list[Any]:
         """Add a message to its thread (a patient's reopens a closed one)."""
@@ -160,7 +180,8 @@ class HubSpotThreads(HubSpotWebhooks):
                 (("GET",), f"{_BASE}/threads", self._serve_threads),
                 (("GET", "PATCH", "DELETE"), f"{_BASE}/threads/<thread_id>", self._serve_thread),
                 (("GET",), f"{_BASE}/threads/<thread_id>/messages", self._serve_thread_messages),
-                (("GET",), f"{_BASE}/threads/<thread_id>/messages/<msg_id>", self._serve_thread_message)]
+                (("GET",), f"{_BASE}/threads/<thread_id>/messages/<msg_id>", self._serve_thread_message),
+                (("PUT", "DELETE"), _ASSIGNEE, self._serve_assignee)]
 
     def _serve_inboxes(self) -> Any:
         """The account's inboxes."""
@@ -227,6 +248,31 @@ class HubSpotThreads(HubSpotWebhooks):
         self._emit(events)
         return jsonify(shown), 200
 
+    def _serve_assignee(self, thread_id: str) -> Any:
+        """Assign a thread to an agent (``{"actorId": "A-{userId}"}``: an active user of the account), or
+        unassign it (DELETE, 204)."""
+        if early := self._before("conversations", _WRITE):
+            return early
+        body: Any = request.get_json(silent=True)
+        if request.method == "PUT" and (problems := _assignee_problems(body)):
+            return self._refuse(problems)
+        with self.lock:
+            thread = self.threads.get(thread_id)
+            if thread is None:
+                return self._error(404, f"Thread {thread_id} not found", "OBJECT_NOT_FOUND")
+            if request.method == "DELETE":
+                events = self._assign(thread, None)
+                shown = None
+            else:
+                actor = body["actorId"]
+                if self._agent(actor) is None:
+                    return self._error(400, f"Cannot assign thread {thread_id} to {actor}: not an active user of "
+                                            "this account", "VALIDATION_ERROR")
+                events = self._assign(thread, actor)
+                shown = public(thread)
+        self._emit(events)
+        return (jsonify(shown), 200) if shown is not None else ("", 204)
+
     def _serve_thread_messages(self, thread_id: str) -> Any:
         """A thread's messages, oldest first."""
         if early := self._before("conversations", _READ):
@@ -252,3 +298,13 @@ class HubSpotThreads(HubSpotWebhooks):
         with self.lock:
             self.violations.append({"path": request.path, "problem": "; ".join(problems)})
         return self._error(400, f"{message}: {'; '.join(problems)}", "VALIDATION_ERROR")
+
+
+def _assignee_problems(body: Any) -> list[str]:
+    """What HubSpot's deserializer refuses in an assignee body (an object with exactly a string ``actorId``)."""
+    if not isinstance(body, dict):
+        return ["the body must be a JSON object"]
+    problems = [f"unknown field {k!r}" for k in body if k != "actorId"]
+    if not isinstance(body.get("actorId"), str) or not body["actorId"]:
+        problems.append("actorId (a string) is required")
+    return problems
