@@ -69,6 +69,10 @@ REPORTS_LOCK = family("agent-reports", "lock", ttl="delivery.job_timeout_seconds
 #: the head report's failed tries and when its retry is due (the reports behind it wait)
 REPORTS_HOLD = family("agent-reports", "hold", ttl="delivery.backoff_max_seconds", holds_pii=False, owner=__name__)
 
+#: a person ``chat2crm forget`` erased (by a digest of their channel id, never the id): agents' replies to the
+#: conversation they had are not sent, until they write again
+FORGOTTEN = family("agent-forgotten", "{digest}", ttl="retention.dedup_days", holds_pii=False, owner=__name__)
+
 #: how long a reply found marked ``sending`` on WhatsApp waits for the status webhook that would confirm it
 CONFIRM_GRACE_SECONDS = 60.0
 #: the 24-hour customer-service window of WhatsApp
@@ -78,7 +82,16 @@ TRACKED = "tracked:"
 WINDOW_REASON = ("the patient last wrote more than 24 hours ago; WhatsApp only allows an approved template; "
                  "none is configured for {language}")
 UNKNOWN_REASON = "outcome unknown: the relay stopped while sending; not sent again"
-_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+WINDOW_FILES_REASON = ("the patient last wrote more than 24 hours ago; WhatsApp only allows an approved template, "
+                       "which carries text only: send the text alone now, and the files once the patient writes again")
+FORGOTTEN_REASON = ("the patient's data was erased at their request (chat2crm forget); nothing is sent until they "
+                    "write again")
+OPTED_OUT_REASON = ("the patient asked not to be messaged (they wrote STOP or blocked the bot); nothing is sent until "
+                    "they write again")
+#: what a ``failed`` the relay reported itself (nothing went out) is remembered as: a later send of the same
+#: reply (``chat2crm failed replay``) may still report it sent
+UNSENT = "failed-unsent"
+_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4, UNSENT: 0}
 
 # The tracked status confirms a send whose outcome the relay does not know (still marked ``sending``).
 _CONFIRM = """
@@ -177,6 +190,12 @@ def send(runtime: Runtime, key: str, raw: bytes, entry: outbox.Entry) -> int:
         log.warning("agent reply sent again: no status confirmed the earlier send",
                     extra={"conversation": short(key), "entry": entry.id})
     state = conversations.load(runtime, key)
+    if state is not None and state.opted_out:
+        raise FatalError(OPTED_OUT_REASON, details={"code": "opted_out"})
+    erased = client.get(FORGOTTEN.key(_digest(entry.sender_id)))
+    if erased is not None and (state is None or state.last_inbound_at is None
+                               or state.last_inbound_at.timestamp() < float(erased)):
+        raise FatalError(FORGOTTEN_REASON, details={"code": "forgotten"})
     recipient = Conversation(key=key, channel=entry.channel, account=entry.account, sender_id=entry.sender_id,
                              language=state.language if state else None,
                              last_inbound_at=state.last_inbound_at if state else None)
@@ -210,9 +229,8 @@ def _reply(runtime: Runtime, crm: CRMInbox, entry: outbox.Entry, recipient: Conv
         if template is None:
             raise FatalError(WINDOW_REASON.format(language=language or "an unknown language"),
                              details={"code": "window"})
-        if entry.files:
-            log.warning("agent's files not sent: a template carries text only",
-                        extra={"conversation": short(entry.conversation), "files": len(entry.files)})
+        if entry.files:  # a template carries text only: the agent is told, rather than the files dropped
+            raise FatalError(WINDOW_FILES_REASON, details={"code": "window"})
         return Reply(text=text, template=template.name, template_language=template.language,
                      template_params=[text or "-"])
     files = [Attachment(url=crm.file_url(f), mime_type=f.mime_type, name=f.name) for f in entry.files]
@@ -258,7 +276,8 @@ def report_failure(runtime: Runtime, entry: outbox.Entry, exc: BaseException) ->
     pipe = runtime.redis.pipeline(transaction=True)
     pipe.multi()  # rq joins an open transaction; it would otherwise run its commands at once
     stage_report(runtime, pipe, DeliveryReport(crm_message_id=entry.crm_message_id, status="failed",
-                                               code=None if code in (None, "window") else str(code), reason=reason))
+                                               code=None if code in (None, "window", "opted_out", "forgotten") else str(code),
+                                               reason=reason))
     pipe.execute()
 
 
@@ -287,6 +306,20 @@ def on_status(runtime: Runtime, status: StatusUpdate) -> bool:
                                                reason=reason, channel_message_ids=[status.message_id]))
     pipe.execute()
     return True
+
+
+def mark_forgotten(runtime: Runtime, sender_ids: set[str] | list[str]) -> None:
+    """Remember that these people were erased (``chat2crm forget``): an agent's reply to a conversation they had
+    before is not sent. Only a digest of each id is kept, for as long as a reply could still be redelivered."""
+    ttl, now = _ttl(runtime), str(time.time())
+    pipe = runtime.redis.pipeline(transaction=False)
+    for sender in sender_ids:
+        pipe.set(FORGOTTEN.key(_digest(sender)), now, ex=ttl)
+    pipe.execute()
+
+
+def _digest(sender_id: str) -> str:
+    return hashlib.sha256(f"chat2crm-forgotten|{sender_id}".encode()).hexdigest()[:32]
 
 
 def _status(value: str) -> DeliveryStatus:
@@ -358,7 +391,8 @@ def drain_reports(runtime: Runtime, crm: CRMInbox, on_failure: OnReportFailure, 
                 _reported(runtime, raw, "")
                 attempt = 0
                 continue
-            _reported(runtime, raw, report.status)
+            _reported(runtime, raw, UNSENT if report.status == "failed" and not report.channel_message_ids
+                      else report.status)
             attempt = 0
             written += 1
             held.extend()

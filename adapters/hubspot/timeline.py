@@ -185,9 +185,13 @@ class HubSpotTimelineInbox(CRMInbox):
                 f"to do in HubSpot: subscribe the private app's webhooks to contact.propertyChange of {REPLY_PROPERTY}"]
 
     def check(self) -> list[str]:
-        secret = "set" if self.credentials.client_secret else "MISSING (set HUBSPOT_CLIENT_SECRET to the app's secret)"
+        # without the secret the timeline still logs the patients' messages: only the replies wait for it
+        replies = ("agents' replies on: HubSpot's webhooks are checked with HUBSPOT_CLIENT_SECRET"
+                   if self.credentials.client_secret else
+                   "agents' replies off until HUBSPOT_CLIENT_SECRET is set (the private app's client secret, which "
+                   "signs its webhooks); patients' messages are logged as notes meanwhile")
         return ["inbox: timeline (notes on the contact; replies in the contact's chat2crm_reply property)",
-                f"inbox: webhook signature secret {secret}"]
+                f"inbox: {replies}"]
 
 
 def reply_of(event: Any) -> AgentReply | None:

@@ -7,8 +7,8 @@ CRM's thread and the bot keeps quiet. The bot takes the conversation back only w
 - the patient asks for it: the restart command, or a new start (``/start``, a start payload);
 - an agent hands it back (``chat2crm release``, or the thread closed in the CRM), which marks the
   conversation :data:`RELEASED`;
-- the patient was silent longer than ``inbox_idle`` after a completed request, or the handoff release
-  window passed after a handoff.
+- the patient was silent longer than ``inbox_idle`` (after a completed request or a handoff alike: a
+  conversation with an agent can go on for days).
 
 "stop" still opts the patient out, and "talk to a person" while already with the agents is one more
 message for them (never a second lead). With the inbox off, none of this applies: the bot engine behaves
@@ -39,7 +39,7 @@ def with_agents(conversation: Conversation) -> bool:
 
 
 def for_agents(conversation: Conversation, message: InboundMessage, command: str | None, *, idle: timedelta,
-               now: datetime, inbox_idle: timedelta, handoff_release: timedelta) -> bool:
+               inbox_idle: timedelta) -> bool:
     """Whether ``message`` goes to the agents (the bot stays silent), for a conversation with the inbox on.
 
     ``command`` is the bot command the message is (``stop``, ``human``, ``restart``), if any; ``idle`` how
@@ -49,10 +49,8 @@ def for_agents(conversation: Conversation, message: InboundMessage, command: str
         return False
     if command in ("stop", "restart") or message.kind == "start":
         return False
-    if conversation.status == "handoff":
-        since = conversation.pending.get("handoff_at")
-        handed = datetime.fromisoformat(since) if isinstance(since, str) else now
-        return now - handed < handoff_release
+    # the patient's silence counts, not the time since the handoff: a conversation an agent is still having a
+    # day later must not be taken back by the bot in the middle (the handoff release window is for the inbox off)
     return idle <= inbox_idle
 
 

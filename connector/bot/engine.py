@@ -149,8 +149,7 @@ class _Run:
     def run(self, message: InboundMessage) -> Turn:
         idle = self._receive(message)
         command, ctx = self._command(message), self.ctx
-        if ctx.inbox and for_agents(self.conv, message, command, idle=idle, now=ctx.now, inbox_idle=ctx.inbox_idle,
-                                    handoff_release=ctx.handoff_release):
+        if ctx.inbox and for_agents(self.conv, message, command, idle=idle, inbox_idle=ctx.inbox_idle):
             self.turn.events.append(ForAgent(message.message_id))
             return self.turn
         decided = self._obey(command, message)

@@ -302,13 +302,21 @@ class TelegramClient(HttpChannel):
         one that grows past it while streaming is given up. The download URL holds the token: never logged.
         The name and type come from the file's path; the ``MediaRef``'s are better when it has them.
         """
-        result = _dict(self.call("getFile", {"file_id": media_id}))
+        try:
+            result = _dict(self.call("getFile", {"file_id": media_id}))
+        except FatalError as exc:
+            if "too big" not in exc.message.lower():
+                raise
+            # Telegram refuses getFile for files over what bots may download: the file is too large, not gone
+            raise FatalError(f"telegram: the file is over the {MAX_DOWNLOAD}-byte limit bots may download",
+                             details={"max_bytes": min(max_bytes, MAX_DOWNLOAD)}) from None
         size, path = result.get("file_size"), result.get("file_path")
         if isinstance(size, int) and size > max_bytes:
             raise FatalError(f"telegram: the file is {size} bytes, over the {max_bytes}-byte limit",
                              details={"size": size, "max_bytes": max_bytes})
         if not isinstance(path, str) or not path:
-            raise FatalError(f"telegram: the file cannot be downloaded (bots download at most {MAX_DOWNLOAD} bytes)")
+            raise FatalError(f"telegram: the file cannot be downloaded (bots download at most {MAX_DOWNLOAD} bytes)",
+                             details={"max_bytes": min(max_bytes, MAX_DOWNLOAD)})
         response = self.request("GET", f"{self.files}/{quote(path)}", stream=True)
         if response.status_code != 200:
             response.close()

@@ -150,6 +150,7 @@ def erase(runtime: Runtime, who: str) -> ErasureAudit:
                 setattr(audit, name, getattr(audit, name) + 1)
     audit.other_keys += leads.forget(runtime, person.references)
     audit.jobs = queues.erase_jobs(runtime, person.named_in_word)
+    agent.mark_forgotten(runtime, sorted(person.ids))  # an agent's later reply in the CRM is not sent to them
     audit.contact_keys = sorted(person.contact_keys)
     return audit
 

@@ -189,8 +189,9 @@ def test_telegram_limits_unknown_files_and_files_too_big_for_bots(tg: TelegramCl
     with pytest.raises(FatalError, match="invalid file_id"):
         tg.fetch_media("BQACAgIAAxkBAAI-unknown", max_bytes=10_000)
     user.send_document(b"\0" * (20 * 1024 * 1024 + 1), "scan.zip", mime_type="application/zip")
-    with pytest.raises(FatalError, match="file is too big"):
+    with pytest.raises(FatalError, match="over the 20971520-byte limit bots may download") as refused:
         tg.fetch_media(user.last_file_id, max_bytes=50 * 1024 * 1024)
+    assert refused.value.details["max_bytes"] == 20 * 1024 * 1024  # too large, not gone: the thread says so
 
 
 # -- an agent's reply with files, WhatsApp -------------------------------------------------------------

@@ -88,11 +88,14 @@ def test_silence_longer_than_the_idle_window_starts_the_bot_again() -> None:
     assert [lead.reference for lead in chat.leads] == ["#1042", "#1043"]
 
 
-def test_a_handoff_returns_to_the_bot_after_the_release_window() -> None:
+def test_a_handoff_stays_with_the_agents_while_the_patient_writes_and_returns_after_a_silence() -> None:
     chat = _handed_over()
-    assert chat.send("anyone?", minutes=60) == []
-    assert chat.send("hello?", minutes=25 * 60)[0].startswith("Welcome back")
-    assert chat.for_agents() == ["m3"]
+    # a conversation with an agent that goes on for two days, the patient writing every few hours
+    for n in range(8):
+        assert chat.send(f"message {n}", minutes=6 * 60) == []
+    assert len(chat.for_agents()) == 8
+    assert chat.send("hello?", minutes=IDLE.total_seconds() / 60 + 5)[0].startswith("Welcome back")
+    assert len(chat.for_agents()) == 8
 
 
 def test_an_agent_hands_the_conversation_back() -> None:

@@ -282,3 +282,68 @@ def test_a_report_the_crm_refuses_for_now_is_written_later_in_order(stack: Stack
     assert crm.faults["report"] == 0  # refused twice, then written: the second waited behind the first
     assert [(r.crm_message_id, r.status) for r in crm.reports] == [("m-13", "sent"), ("m-14", "sent")]
     assert not agent.reports(stack.runtime) and not stack.runtime.redis.exists(agent.REPORTS_HOLD.key())
+
+
+def test_a_reply_to_a_patient_who_said_stop_is_not_sent_and_the_agent_is_told(stack: Stack,
+                                                                             crm: RecordingInbox) -> None:
+    patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
+    _with_the_agents(stack, patient)
+    patient.send_text("stop")
+    stack.work()
+    before = len(stack.whatsapp.messages_to(PATIENT))
+    post_events(stack.relay_url, [_reply("m-s", "Are you sure?", conversation=_key(stack))])
+    stack.work()
+    assert len(stack.whatsapp.messages_to(PATIENT)) == before
+    assert crm.statuses("m-s") == [("failed", None, agent.OPTED_OUT_REASON)]
+
+
+def test_files_outside_the_window_are_refused_with_the_reason_rather_than_dropped(stack: Stack,
+                                                                                 crm: RecordingInbox) -> None:
+    patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
+    _with_the_agents(stack, patient)
+    key, before = _key(stack), len(stack.whatsapp.messages_to(PATIENT))
+    _age(stack, key, hours=25, language="de")  # a template is configured for German: text alone would go
+    post_events(stack.relay_url, [_reply("m-f", "Die Karte", conversation=key, attachments=[
+        {"crm_file_id": "F9", "name": "map.pdf", "mime_type": "application/pdf"}])])
+    stack.work()
+    assert len(stack.whatsapp.messages_to(PATIENT)) == before
+    assert crm.statuses("m-f") == [("failed", None, agent.WINDOW_FILES_REASON)]
+
+
+def test_a_reply_sent_by_a_replay_after_its_failure_is_reported_sent(stack: Stack, crm: RecordingInbox) -> None:
+    patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
+    _with_the_agents(stack, patient)
+    key, before = _key(stack), len(stack.whatsapp.messages_to(PATIENT))
+    _age(stack, key, hours=25)  # no template for English: refused and set aside
+    post_events(stack.relay_url, [_reply("m-r", "Are you still interested?", conversation=key)])
+    stack.work()
+    assert [s for s, _c, _r in crm.statuses("m-r")] == ["failed"]
+    # the patient writes again (the window opens) and the operator replays the failed job
+    patient.send_text("Yes, still interested")
+    stack.work()
+    for queue, job in queues.failed_jobs(stack.runtime):
+        queues.replay(queue, job)
+    _work_until(stack, lambda: len(stack.whatsapp.messages_to(PATIENT)) > before)
+    assert [s for s, _c, _r in crm.statuses("m-r")] == ["failed", "sent"]
+
+
+def test_after_forget_an_agents_reply_is_not_sent_until_the_patient_writes_again(stack: Stack,
+                                                                                crm: RecordingInbox) -> None:
+    from connector.commands.forget import erase
+
+    patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
+    _with_the_agents(stack, patient)
+    key, before = _key(stack), len(stack.whatsapp.messages_to(PATIENT))
+    erase(stack.runtime, f"+{PATIENT}")
+    # the thread is still in the CRM, and its event names the patient: the relay sends nothing
+    post_events(stack.relay_url, [_reply("m-g", "Hello?", conversation=key)])
+    stack.work()
+    assert len(stack.whatsapp.messages_to(PATIENT)) == before
+    assert crm.statuses("m-g") == [("failed", None, agent.FORGOTTEN_REASON)]
+    assert stack.runtime.redis.keys(f"*{PATIENT}*") == []  # the mark names no one
+    patient.send_text("Hello, it's me again")
+    stack.work()
+    sent = len(stack.whatsapp.messages_to(PATIENT))
+    post_events(stack.relay_url, [_reply("m-h", "Welcome back", conversation=key)])
+    stack.work()
+    assert len(stack.whatsapp.messages_to(PATIENT)) == sent + 1
