@@ -20,6 +20,7 @@ import contextlib
 import errno
 import importlib.util
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -245,12 +246,16 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     if crm == "hubspot":  # the agents' inbox: the app installed by OAuth, then its channel connected
         click.echo(f"    {'inbox':<10} {install_crm_app(base, crm)}")
         for line in prepare_crm(crm, {**env, **stack.environment}):
-            if "channel" in line:
+            if _INBOX_LINE.search(line):  # the channel, its account and the app's webhooks; not the fields
                 click.echo(f"    {'inbox':<10} {line}")
     click.echo("")
     for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
                              admin_token=env["ADMIN_TOKEN"]):
         click.echo(line)
+
+
+#: the set-up lines about the agents' inbox (the others are the mapping's fields)
+_INBOX_LINE = re.compile(r"custom channel|channel account|webhook|MISSING")
 
 
 def _watch(supervisor: Supervisor) -> int:

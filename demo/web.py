@@ -3,7 +3,9 @@
 Served only when ``chat2crm demo`` runs the relay: its web process serves :mod:`demo.wsgi`, the relay's
 app with this blueprint added, and the page answers only while ``CHAT2CRM_DEMO_EMULATORS`` is set. The page
 talks to ``/demo/api/*`` here, which talks to the emulators; nothing here touches the relay's
-internals: patients' messages arrive at the webhooks as signed webhooks, like real ones.
+internals: patients' messages arrive at the webhooks as signed webhooks, like real ones. With HubSpot the CRM
+half also has the agents' inbox (``/demo/api/inbox…``, shaped by :mod:`demo.inbox`): an agent's reply or a
+closed thread is made in the HubSpot emulator, which sends the relay HubSpot's signed webhooks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from connector.logs import redact
 from core.keys import family
+from demo import inbox as agent_inbox
 
 blueprint = Blueprint("demo", __name__)
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -54,6 +57,11 @@ def _get(url: str) -> Any:
     return requests.get(url, timeout=5).json()
 
 
+def _has_inbox(emulators: dict[str, str]) -> bool:
+    """Whether the demo's CRM has the agents' inbox (HubSpot's conversations inbox)."""
+    return emulators["crm_name"] == "hubspot"
+
+
 @blueprint.get("/demo")
 @blueprint.get("/")
 def page() -> Response:
@@ -80,6 +88,7 @@ def config() -> Response:
         "ads": [{"source_id": c.source_ids[0], "headline": c.name} for c in campaigns if c.source_ids],
         "examples": [e for e in EXAMPLES if e["campaign"] is None or e["campaign"] in slugs],
         "faults": [{"id": key, "label": label} for key, (_target, _kind, label) in FAULTS.items()],
+        "inbox": _has_inbox(emulators), "samples": agent_inbox.samples() if _has_inbox(emulators) else [],
     })
 
 
@@ -123,11 +132,21 @@ def send() -> Response:
     return jsonify(requests.post(url, json=body, timeout=10).json())
 
 
+#: the message types that carry a file, on WhatsApp (by link) and Telegram (the Bot API's send methods)
+_WHATSAPP_FILES = ("image", "document", "video", "audio", "sticker")
+_TELEGRAM_FILES = ("photo", "document", "video", "audio", "voice", "animation")
+
+
 def _whatsapp_out(payload: dict[str, Any]) -> dict[str, Any]:
     if payload["type"] == "text":
         return {"text": payload["text"]["body"]}
     if payload["type"] == "template":
         return {"text": f"[template {payload['template']['name']}]"}
+    if payload["type"] in _WHATSAPP_FILES:
+        media = payload[payload["type"]]
+        link = str(media.get("link") or "")
+        return {"text": media.get("caption") or "", "files": [
+            {"name": media.get("filename") or link.rsplit("/", 1)[-1] or payload["type"], "url": link or None}]}
     interactive = payload["interactive"]
     shown: dict[str, Any] = {"text": interactive["body"]["text"]}
     if interactive["type"] == "button":
@@ -171,8 +190,14 @@ def chat() -> Response:
                 messages.append({"id": str(update["update_id"]), "direction": "in", "text": f"▸ {data}",
                                  "at": update.get("_received_at", 0) * 1000})
         for sent in _get(f"{emulators['telegram']}/_emulator/messages?chat_id={patient}"):
-            shown = {"id": sent["message_id"], "direction": "out", "text": sent["text"],
+            shown = {"id": sent["message_id"], "direction": "out", "text": sent.get("text") or sent.get("caption") or "",
                      "at": sent.get("_sent_at", sent["date"]) * 1000}
+            kind = next((k for k in _TELEGRAM_FILES if k in sent), None)
+            if kind is not None:
+                source = sent.get("_source")
+                link = source if isinstance(source, str) and source.startswith("http") else None
+                named = (sent[kind] if isinstance(sent[kind], dict) else {}).get("file_name")
+                shown["files"] = [{"name": named or (link.rsplit("/", 1)[-1] if link else kind), "url": link}]
             keyboard = (sent.get("reply_markup") or {}).get("inline_keyboard")
             if keyboard:
                 shown["keyboard"] = keyboard
@@ -180,10 +205,90 @@ def chat() -> Response:
     else:
         messages += [_whatsapp_in(p) for p in _get(f"{emulators['whatsapp']}/_emulator/inbound?from={patient}")]
         for sent in _get(f"{emulators['whatsapp']}/_emulator/messages?to={patient}"):
+            # the status Meta has reported for it (sent, delivered, read, failed), and the tracking it was sent with
             messages.append({"id": sent["id"], "direction": "out", "at": sent["at"] * 1000,
+                             "status": sent.get("status"), "tracking": sent["payload"].get("biz_opaque_callback_data"),
                              **_whatsapp_out(sent["payload"])})
+    channel = "telegram" if request.args.get("channel") == "telegram" else "whatsapp"
+    replies = agent_inbox.agents_replies(_get(f"{emulators['crm']}/_emulator/inbox/threads"), channel, patient) \
+        if _has_inbox(emulators) else []
+    agent_inbox.mark_agents(messages, replies, by_text=channel == "telegram")
     messages.sort(key=lambda m: (m["at"], 0 if m["direction"] == "in" else 1))
     return jsonify({"messages": messages})
+
+
+@blueprint.post("/demo/api/read")
+def read() -> Response:
+    """The patient looks at the chat: WhatsApp then reports ``read`` for what was delivered to them."""
+    emulators = _emulators()
+    patient = str((request.get_json(silent=True) or {}).get("patient", ""))
+    if not patient.isdigit():
+        abort(400)
+    return jsonify(requests.post(f"{emulators['whatsapp']}/_emulator/patients/{patient}/read", timeout=5).json())
+
+
+# -- the agents' inbox (HubSpot) --------------------------------------------------------------------
+def _inbox_emulator() -> str:
+    """The HubSpot emulator's address (404 when the demo's CRM has no inbox)."""
+    emulators = _emulators()
+    if not _has_inbox(emulators):
+        abort(404)
+    return emulators["crm"]
+
+
+def _thread_id(value: str) -> str:
+    if not value.isdigit():
+        abort(400)
+    return value
+
+
+def _passed_on(response: requests.Response) -> tuple[Response, int]:
+    """The emulator's answer as the page's: its body (the error, when it refused) and its status."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:300]}
+    return jsonify(body), response.status_code
+
+
+@blueprint.get("/demo/api/inbox")
+def inbox() -> Response:
+    """The inbox as an agent sees it: every thread (newest first) and, with ``?thread=``, that thread's messages."""
+    base = _inbox_emulator()
+    threads = _get(f"{base}/_emulator/inbox/threads")
+    chosen = next((t for t in threads if t["id"] == request.args.get("thread")), None)
+    listed = sorted((agent_inbox.summary(t) for t in threads), key=lambda t: str(t["at"] or ""), reverse=True)
+    return jsonify({"threads": listed, "thread": agent_inbox.detail(chosen) if chosen else None})
+
+
+@blueprint.post("/demo/api/inbox/threads/<thread_id>/reply")
+def inbox_reply(thread_id: str) -> tuple[Response, int]:
+    """An agent's reply: the text and, optionally, one of the sample files (put into the file manager first, as
+    an agent's upload)."""
+    base, thread = _inbox_emulator(), _thread_id(thread_id)
+    data = request.get_json(silent=True) or {}
+    text = str(data.get("text") or "").strip()
+    files: list[str] = []
+    if data.get("sample"):
+        sample = agent_inbox.SAMPLES.get(str(data["sample"]))
+        if sample is None:
+            abort(400)
+        uploaded = requests.post(f"{base}/_emulator/files", json=agent_inbox.upload_body(sample), timeout=10)
+        if uploaded.status_code != 201:
+            return _passed_on(uploaded)
+        files.append(str(uploaded.json()["id"]))
+    if not (text or files):
+        return jsonify({"error": "write a reply (or pick a file)"}), 400
+    return _passed_on(requests.post(f"{base}/_emulator/inbox/threads/{thread}/reply",
+                                    json={"text": text, "fileIds": files}, timeout=10))
+
+
+@blueprint.post("/demo/api/inbox/threads/<thread_id>/close")
+def inbox_close(thread_id: str) -> tuple[Response, int]:
+    """The agent closes the conversation: HubSpot tells the relay, which hands the patient back to the bot."""
+    base = _inbox_emulator()
+    return _passed_on(requests.post(f"{base}/_emulator/inbox/threads/{_thread_id(thread_id)}/close", json={},
+                                    timeout=10))
 
 
 @blueprint.get("/demo/api/crm")

@@ -302,7 +302,8 @@ class WhatsAppEmulator:
         @app.get("/_emulator/messages")
         def list_messages() -> Response:
             to = request.args.get("to", "")
-            return jsonify([{"id": m.id, "to": m.to, "at": m.at, "payload": m.payload} for m in self.messages_to(to)])
+            return jsonify([{"id": m.id, "to": m.to, "at": m.at, "payload": m.payload,
+                             "status": self.statuses.state(m.id)} for m in self.messages_to(to)])
 
         @app.get("/_emulator/inbound")
         def list_inbound() -> Response:

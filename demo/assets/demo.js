@@ -2,7 +2,7 @@
 // Everything goes through /demo/api on the relay (same origin), which talks to the emulators.
 "use strict";
 
-const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, lastChat: "", lastCrm: "", lastProblems: "" };
+const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, lastChat: "", lastCrm: "", lastProblems: "", reading: null };
 
 function randomPatient(channel) {
   if (channel === "telegram") return String(500000000 + Math.floor(Math.random() * 400000000));
@@ -43,8 +43,18 @@ function openList(list) {
   document.body.append(sheet);
 }
 
+// WhatsApp's ticks on an agent's message, from the status Meta reported: ✓ sent, ✓✓ delivered, blue ✓✓ read.
+const TICKS = { sent: ["✓", "sent"], delivered: ["✓✓", "delivered"], read: ["✓✓", "read"], failed: ["!", "not delivered"] };
+
 function renderMessage(m) {
-  const node = el("div", { class: "msg " + m.direction, "data-direction": m.direction }, m.text || "");
+  const node = el("div", { class: "msg " + m.direction + (m.agent ? " agent" : ""), "data-direction": m.direction });
+  if (m.agent) node.append(el("div", { class: "agent-name" }, m.agent + " · clinic team"));
+  node.append(m.text || "");
+  if (m.files && m.files.length) {
+    node.append(el("div", { class: "files" }, ...m.files.map((f) => f.url
+      ? el("a", { href: f.url, target: "_blank", rel: "noopener", class: "file" }, "📎 " + f.name)
+      : el("span", { class: "file" }, "📎 " + f.name))));
+  }
   if (m.buttons && m.buttons.length) {
     const box = el("div", { class: "buttons" });
     for (const b of m.buttons) box.append(el("button", { type: "button", onclick: () => send({ button: b }) }, b.title));
@@ -60,7 +70,12 @@ function renderMessage(m) {
     }
     node.append(kb);
   }
-  if (m.at) node.append(el("span", { class: "time" }, new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
+  if (m.at) {
+    const time = el("span", { class: "time" }, new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    const tick = m.agent && TICKS[m.status];
+    if (tick) time.append(" ", el("span", { class: "ticks " + m.status, "data-status": m.status, title: tick[1] }, tick[0]));
+    node.append(time);
+  }
   return node;
 }
 
@@ -71,6 +86,16 @@ function renderChat(data) {
   const chat = document.getElementById("chat");
   chat.replaceChildren(...data.messages.map(renderMessage));
   chat.scrollTop = chat.scrollHeight;
+  // the patient has the chat open: a moment after an agent's message is delivered, WhatsApp reports it read
+  if (state.channel === "whatsapp" && !state.reading && document.visibilityState === "visible"
+      && data.messages.some((m) => m.agent && m.status === "delivered")) {
+    const patient = state.patient;
+    state.reading = setTimeout(async () => {
+      try { if (patient === state.patient) await api("read", { patient }); } catch (err) { console.error(err); }
+      state.reading = null;
+      refresh();
+    }, 1500);
+  }
 }
 
 function fields(obj) {
@@ -124,6 +149,7 @@ async function refresh() {
     renderChat(chat);
     renderCrm(crm);
     renderProblems(problems);
+    await refreshInbox();
   } catch (err) { console.error(err); }
 }
 
@@ -173,6 +199,8 @@ function newPatient() {
 }
 
 async function init() {
+  document.body.className = state.channel;
+  newPatient();  // before the configuration is read: a message sent at once has its patient
   state.config = await api("config");
   document.getElementById("phone-title").textContent = state.config.clinic_name;
   document.getElementById("default-flow").textContent = state.config.default_flow;
@@ -181,6 +209,7 @@ async function init() {
   const faults = document.getElementById("fault");
   for (const f of state.config.faults) faults.append(el("option", { value: f.id }, f.label));
   document.getElementById("arm-fault").addEventListener("click", armFault);
+  setupInbox(state.config);
   const arrival = document.getElementById("arrival");
   for (const c of state.config.campaigns) arrival.append(el("option", { value: "campaign:" + c.slug }, "Link: " + c.slug + " (" + c.language + ", " + c.channel + ")"));
   for (const a of state.config.ads) arrival.append(el("option", { value: "ad:" + a.source_id }, "Click-to-WhatsApp ad: " + a.headline));
@@ -194,8 +223,6 @@ async function init() {
     const text = input.value; input.value = "";
     send({ text });
   });
-  document.body.className = state.channel;
-  newPatient();
   setInterval(refresh, 1000);
   refresh();
 }

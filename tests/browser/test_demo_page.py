@@ -35,10 +35,16 @@ def _demo(crm: str = "hubspot") -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "demo", "--port", str(port), "--crm", crm],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
+    lines: list[str] = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()  # type: ignore[union-attr]
+        lines.append(line)
         if "chat2crm is running" in line or not line:
             break
+    if "chat2crm is running" not in lines[-1]:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        pytest.fail(f"the demo did not start:\n{''.join(lines)}{rest}")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -1,5 +1,6 @@
 """`chat2crm demo`: starts on embedded defaults, plays a conversation through the demo page's API, shows it
-in the CRM half, and leaves no process behind after Ctrl-C."""
+in the CRM half (with HubSpot, the patient's thread in the agents' inbox, and an agent's reply on the phone),
+and leaves no process behind after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -68,6 +69,39 @@ def _play_a_conversation(base: str, crm: str) -> None:
     assert len(view["contacts"]) == 1 and len(view["records"]) == 1 and len(view["tasks"]) == 1
     assert view["crm"] == crm and view["records"][0]["stage"] == stage
     assert view["notes"] and any(c["path"].endswith(write_path) for c in view["calls"])  # type: ignore[index]
+    config = requests.get(f"{base}/demo/api/config", timeout=5).json()
+    assert config["inbox"] is (crm == "hubspot")
+    if crm == "hubspot":
+        _an_agent_answers(base, patient, exchange[0])
+    else:
+        assert requests.get(f"{base}/demo/api/inbox", timeout=5).status_code == 404
+
+
+def _an_agent_answers(base: str, patient: str, first: str) -> None:
+    """The handed-over patient's thread is in the inbox with the history; an agent's reply reaches the phone under
+    the agent's name, delivered."""
+    deadline = time.monotonic() + 30
+    thread: dict[str, Any] | None = None
+    while time.monotonic() < deadline and not (thread and any("temsilci" in m["text"] for m in thread["messages"])):
+        listed = requests.get(f"{base}/demo/api/inbox", timeout=5).json()["threads"]
+        mine = next((t for t in listed if t["patient"] == patient), None)
+        if mine:
+            thread = requests.get(f"{base}/demo/api/inbox?thread={mine['id']}", timeout=5).json()["thread"]
+        time.sleep(0.3)
+    assert thread is not None and thread["status"] == "OPEN" and thread["channel"] == "whatsapp", thread
+    texts = [m["text"] for m in thread["messages"]]
+    assert texts[0] == first and "temsilci" in texts and thread["messages"][0]["who"] == "patient", texts
+    assert any(m["who"] == "bot" for m in thread["messages"])
+    answer = requests.post(f"{base}/demo/api/inbox/threads/{thread['id']}/reply", json={"text": "Merhaba, ben Deniz."},
+                           timeout=10)
+    assert answer.status_code == 201, answer.text
+    deadline = time.monotonic() + 30
+    shown: dict[str, Any] = {}
+    while time.monotonic() < deadline and shown.get("status") != "delivered":
+        messages = requests.get(f"{base}/demo/api/chat?channel=whatsapp&patient={patient}", timeout=5).json()["messages"]
+        shown = next((m for m in messages if m["text"] == "Merhaba, ben Deniz."), {})
+        time.sleep(0.3)
+    assert shown.get("agent") == "Deniz Koordinatör" and shown.get("status") == "delivered", shown
 
 
 @pytest.mark.parametrize("crm", sorted(EXPECTED))
@@ -81,6 +115,14 @@ def test_demo_runs_the_whole_product_and_stops_cleanly(crm: str) -> None:
     try:
         _wait_for_banner(proc, output)
         assert any(f"open {base}/demo" in line for line in output), "".join(output)
+        inbox = [line.split("inbox", 1)[1].strip() for line in output if line.startswith("    inbox ")]
+        if crm == "hubspot":  # the app installed, its channel registered and connected, the closed threads' webhook
+            assert inbox[0].startswith("Installed: chat2crm is connected to hubspot account"), inbox
+            for words in ("custom channel", "channel account", "webhook"):
+                assert any(words in line for line in inbox), inbox
+            assert not any("chat2crm_" in line or "MISSING" in line for line in inbox), inbox  # no field lines
+        else:
+            assert inbox == [], inbox
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
         ready = requests.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
