@@ -132,10 +132,14 @@ class AdapterCredentials(BaseModel):
 @dataclass(frozen=True)
 class Deployment:
     """What an adapter may know of the deployment beyond its own credentials: where the relay is reached
-    (webhook and install URLs it registers with the CRM) and the key that encrypts tokens it keeps."""
+    (webhook and install URLs it registers with the CRM), the key that encrypts tokens it keeps, and the key
+    that signs the relay's links."""
 
     public_base_url: str = "http://localhost:8000"
     encryption_key: SecretStr | None = None
+    #: the key that signs the relay's own links (``TRANSCRIPT_SECRET``): an inbox whose CRM files need
+    #: credentials to read links the channel to the relay instead (:class:`adapters.inbox.FileLinks`)
+    link_secret: SecretStr | None = None
 
 
 class CRMAdapter(abc.ABC):

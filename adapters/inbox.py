@@ -8,15 +8,20 @@ core.
 Every write is idempotent: :meth:`CRMInbox.publish` on the message id (a redelivered or replayed
 message is never shown twice), :meth:`CRMInbox.report` on the CRM message and status. The webhook side,
 :meth:`CRMInbox.parse_webhook`, authenticates the CRM's request and turns it into events; it does no
-I/O, so it can run inside the web request.
+I/O, so it can run inside the web request. A CRM that pushes its events over a connection instead
+(Salesforce's Pub/Sub API) returns an :class:`InboxStream` from :meth:`CRMInbox.stream`, which the
+``chat2crm listen`` process reads; a CRM whose files need its credentials to read serves them through
+the relay's own signed links (:class:`FileLinks`, :meth:`CRMInbox.open_file`).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from core.errors import FatalError
 from core.inbox import DeliveryReport, FileRef, InboxEvent, ThreadMessage
 
 
@@ -51,6 +56,94 @@ class InboxLimits:
         "image/jpeg", "image/png", "image/webp", "application/pdf", "audio/ogg", "audio/mpeg", "audio/aac",
         "audio/mp4", "audio/amr", "video/mp4", "video/3gpp",
     }))
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """A CRM file's bytes, as the relay serves them to a channel that fetches an agent's attachment."""
+
+    content: bytes
+    mime_type: str
+    name: str | None = None
+
+
+class FileLinks:
+    """The relay's own short-lived signed links to a CRM's file (``/crm/<crm>/files/<token>``), for a CRM whose
+    files can only be read with its credentials: the channel fetches the link, the relay reads the file
+    (:meth:`CRMInbox.open_file`) and serves its bytes.
+
+    Args:
+        secret: the key that signs the links (the relay's ``TRANSCRIPT_SECRET``).
+        base_url: where the relay is reached (``PUBLIC_BASE_URL``).
+        crm: the CRM's name (in the link's path, and signed).
+        max_age: seconds a link stays valid.
+    """
+
+    SALT = "chat2crm.crm-file.v1"
+
+    def __init__(self, secret: str, *, base_url: str, crm: str, max_age: int = 900) -> None:
+        from itsdangerous import URLSafeTimedSerializer
+
+        self.serializer = URLSafeTimedSerializer(secret, salt=self.SALT)
+        self.base_url = base_url.rstrip("/")
+        self.crm = crm
+        self.max_age = max_age
+
+    def url(self, file: FileRef) -> str:
+        """A link to ``file`` (its CRM id, name and type are signed into it)."""
+        token = self.serializer.dumps({"crm": self.crm, "id": file.crm_file_id, "name": file.name,
+                                       "type": file.mime_type})
+        return f"{self.base_url}/crm/{self.crm}/files/{token}"
+
+    def read(self, token: str) -> FileRef | None:
+        """The file a link names; None when the link is forged, for another CRM, or expired."""
+        from itsdangerous import BadSignature
+
+        try:
+            data = self.serializer.loads(token, max_age=self.max_age)
+        except (BadSignature, json.JSONDecodeError):  # SignatureExpired is a BadSignature
+            return None
+        if not isinstance(data, dict) or data.get("crm") != self.crm or not data.get("id"):
+            return None
+        return FileRef(crm_file_id=str(data["id"]), name=data.get("name"), mime_type=data.get("type"))
+
+
+@dataclass(frozen=True)
+class StreamBatch:
+    """What one read of a CRM's event stream brought: the inbox events in it, and where the stream stands
+    after them (the position to resume from once they are taken)."""
+
+    events: list[InboxEvent]
+    position: bytes
+    #: the CRM's events in the batch (those for the relay, and those it ignores: its own writes…)
+    received: int = 0
+
+
+class StreamPositionLost(Exception):
+    """The position a subscription was asked to resume from is no longer valid (older than the CRM keeps
+    events, or not one of its positions)."""
+
+
+class InboxStream(abc.ABC):
+    """A CRM's inbox events pushed over a connection the relay keeps open (``chat2crm listen``), rather than
+    webhooks: agents' replies and closed threads, in the CRM's order, each with its position in the stream."""
+
+    @abc.abstractmethod
+    def batches(self, position: bytes | None, *, earliest: bool = False) -> Iterator[StreamBatch]:
+        """Subscribe and yield batches until the connection ends: after ``position`` (None: from now on, or
+        with ``earliest`` from the oldest event the CRM keeps). A batch with no events (a keep-alive) still
+        carries the stream's position.
+
+        Raises:
+            StreamPositionLost: ``position`` is no longer valid.
+            core.errors.RetryableError: the connection failed or the CRM is unavailable (subscribe again).
+            core.errors.AuthError: the credentials were refused.
+            core.errors.FatalError: the CRM refuses the subscription for good (no such topic, no access).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the subscription (from another thread): :meth:`batches` returns."""
 
 
 class CRMInbox(abc.ABC):
@@ -94,6 +187,20 @@ class CRMInbox(abc.ABC):
     def check(self) -> list[str]:
         """What is set up and what is missing, one line each (``chat2crm doctor``). The default: nothing."""
         return []
+
+    def open_file(self, file: FileRef) -> FileContent:
+        """The bytes of an agent's file that :meth:`file_url` linked to through the relay (:class:`FileLinks`).
+
+        Raises:
+            core.errors.FatalError: this inbox serves no files through the relay (the default), or the file is gone.
+            core.errors.RetryableError, core.errors.AuthError: the CRM did not answer, or refused the credentials.
+        """
+        raise FatalError(f"{self.name}: the inbox serves no files through the relay")
+
+    def stream(self) -> InboxStream | None:
+        """The CRM's stream of inbox events, when the CRM pushes them over a connection the relay keeps open
+        (``chat2crm listen``) instead of calling webhooks. The default: None (webhooks)."""
+        return None
 
 
 class OAuthInstall(abc.ABC):

@@ -38,15 +38,16 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from connector import conversations, outbox, queues
+from connector import conversations, measures, outbox, queues
 from connector.channels import client_for
 from connector.channels.base import StatusUpdate
+from connector.config import Retention
 from connector.conversations import short
 from connector.crash import crash_point
 from connector.locks import Lock
 from connector.transaction import Transaction
 from core import metrics
-from core.errors import FatalError, RetryableError, SyncError
+from core.errors import ConfigurationError, FatalError, RetryableError, SyncError
 from core.inbox import AgentReply, DeliveryReport, DeliveryStatus
 from core.keys import family
 from core.models import Attachment, Channel, Conversation, Reply
@@ -211,6 +212,7 @@ def send(runtime: Runtime, key: str, raw: bytes, entry: outbox.Entry) -> int:
     crash_point("agent-sent")
     _ack(runtime, key, raw, entry, ids, report=True)
     metrics.incr(client, "messages_out", channel=entry.channel, outcome="agent")
+    measures.agent_replied(runtime, state)
     log.info("agent reply sent", extra={"conversation": short(key), "entry": entry.id})
     return 1
 
@@ -311,7 +313,11 @@ def on_status(runtime: Runtime, status: StatusUpdate) -> bool:
 def mark_forgotten(runtime: Runtime, sender_ids: set[str] | list[str]) -> None:
     """Remember that these people were erased (``chat2crm forget``): an agent's reply to a conversation they had
     before is not sent. Only a digest of each id is kept, for as long as a reply could still be redelivered."""
-    ttl, now = _ttl(runtime), str(time.time())
+    try:
+        ttl = _ttl(runtime)
+    except ConfigurationError:  # erasing must work even with a broken configuration: the default retention
+        ttl = Retention().dedup_days * 86400
+    now = str(time.time())
     pipe = runtime.redis.pipeline(transaction=False)
     for sender in sender_ids:
         pipe.set(FORGOTTEN.key(_digest(sender)), now, ex=ttl)

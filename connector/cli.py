@@ -81,6 +81,7 @@ def gunicorn_command(app: str, port: int, workers: int) -> list[str]:
         sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
         "--access-logformat", '%(m)s %(U)s %(s)s %(L)ss', "--graceful-timeout", "10",
+        "--config", "python:connector.gunicorn_conf",  # limits, time-outs, the redacting logger
         # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which
         # every server on a host would share; the relay does not use it (signals manage the server)
         "--no-control-socket",
@@ -106,9 +107,22 @@ def worker(burst: bool, name: str | None, processes: int | None) -> None:
 
 
 @main.command()
+@click.argument("crm")
+def listen(crm: str) -> None:
+    """Keep the CRM's event stream open and take agents' replies from it (Salesforce: its Pub/Sub API).
+    One per deployment: a second one waits as a standby and takes over if the first stops."""
+    from connector.listen import listen as run_listener
+
+    runtime = _runtime()
+    _require_valid(runtime)
+    raise SystemExit(run_listener(runtime, crm))
+
+
+@main.command()
 @click.option("--online", is_flag=True, help="Also check the mapping against the live CRM.")
 def check(online: bool) -> None:
-    """Validate every configuration file; print each problem as file:line: path: message."""
+    """Validate every configuration file, resolve every cross-reference between them and render every template
+    against sample leads; print each problem once, as file:line: path: message."""
     runtime = _runtime()
     problems = runtime.check()
     if problems:
@@ -117,9 +131,12 @@ def check(online: bool) -> None:
     click.echo(f"configuration ok: {config.crm} mapping, {len(runtime.flows)} flow(s), "
                f"{len(runtime.campaigns.campaigns)} campaign(s)")
     if online:
+        from connector.checks import plain_errors, reach_redis
         from connector.mapping import check_online
 
-        online_problems = check_online(runtime.mapping, runtime.adapter)
+        with plain_errors(runtime):  # Redis or the CRM out of reach: one line saying what to do, exit 1
+            reach_redis(runtime)
+            online_problems = check_online(runtime.mapping, runtime.adapter)
         if online_problems:
             raise ConfigurationError(online_problems)
         click.echo(f"{config.crm}: the mapping matches the live CRM")

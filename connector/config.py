@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.yamlfile import load_model
 from core.errors import ConfigurationError, Problem
@@ -20,13 +20,37 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class WhatsAppNumber(_Section):
+    """One business number of the WhatsApp Business Account that this deployment serves."""
+
+    phone_number_id: str = Field(pattern=r"^\d{1,32}$",
+                                 description="Meta's id of the number (`metadata.phone_number_id`), not the number.")
+    flow: str | None = Field(default=None, description="The flow for a patient who writes to this number with no "
+                                                       "campaign (default: `default_flow`).")
+    phone_number: str = Field(default="", pattern=r"^\d{0,15}$", description="The number as digits (for people).")
+
+
 class WhatsAppChannel(_Section):
-    """The clinic's WhatsApp number (one corporate number for every campaign)."""
+    """The clinic's WhatsApp numbers (one corporate number for every campaign, or several)."""
 
     enabled: bool = Field(default=True, description="Serve this channel.")
     #: the number as digits, for wa.me links (``905320000000``)
     phone_number: str = Field(default="", pattern=r"^\d{0,15}$",
                               description="The number as digits, for wa.me links (`905320000000`).")
+    numbers: list[WhatsAppNumber] = Field(
+        default_factory=list,
+        description="The business numbers served, each `{phone_number_id, flow, phone_number}`; replies go out "
+                    "from the number the patient wrote to. `WHATSAPP_PHONE_NUMBER_ID` is served too (with "
+                    "`default_flow` unless listed). A message to any other number of the account is answered 200 "
+                    "and ignored.")
+
+    @field_validator("numbers")
+    @classmethod
+    def _distinct_numbers(cls, value: list[WhatsAppNumber]) -> list[WhatsAppNumber]:
+        ids = [number.phone_number_id for number in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each phone_number_id may be listed once")
+        return value
 
 
 class TelegramChannel(_Section):
@@ -53,6 +77,17 @@ class Retention(_Section):
     click_days: int = Field(default=30, ge=1, le=365, description="Click references TTL.")
     dedup_days: int = Field(default=7, ge=7, le=30, description="How long redelivered webhooks are recognised.")
     transcript_link_days: int = Field(default=30, ge=1, le=365, description="Transcript links expire after this.")
+    identity_days: int = Field(default=365, ge=1, le=3650,
+                               description="How long the link between a patient's identities (WhatsApp number, "
+                                           "business-scoped id) is kept after their last message; at least a "
+                                           "conversation's lifetime.")
+
+    @model_validator(mode="after")
+    def _identities_outlive_conversations(self) -> Retention:
+        if self.identity_days * 24 < self.conversation_hours:
+            raise ValueError("identity_days must cover conversation_hours (a conversation must not outlive the "
+                             "link that routes its patient to it)")
+        return self
 
 
 class BotSettings(_Section):
@@ -80,10 +115,14 @@ class Delivery(_Section):
 
 
 class Limits(_Section):
-    """Flood control on inbound messages."""
+    """Flood control on inbound messages and on click links."""
 
     per_sender_per_minute: int = Field(default=20, ge=1, description="Messages per patient per minute.")
     global_per_second: int = Field(default=300, ge=1, description="Messages per second, all patients.")
+    clicks_per_minute: int = Field(default=60, ge=1, description="Click-link visits (`/c/<slug>`) per client "
+                                                                 "address per minute; more get 429.")
+    stored_clicks: int = Field(default=100_000, ge=100, description="Most click records kept at once; the "
+                                                                    "oldest make room for new ones.")
 
 
 class WindowTemplate(_Section):

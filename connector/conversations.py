@@ -36,11 +36,12 @@ def load(runtime: Runtime, key: str) -> Conversation | None:
 
 
 def new_conversation(message: InboundMessage) -> Conversation:
-    """A fresh conversation for the message's sender."""
+    """A fresh conversation for the message's sender, in the flow of the business number written to (a
+    campaign the message came from still picks its own)."""
     return Conversation(
         key=message.conversation_key, channel=message.channel, account=message.account,
         sender_id=message.sender_id, phone=message.sender_phone, user_id=message.sender_user_id,
-        profile_name=message.profile.name,
+        profile_name=message.profile.name, flow=message.number_flow,
     )
 
 
@@ -63,8 +64,9 @@ def stored(runtime: Runtime) -> Iterator[Conversation]:
 
 
 def identities(conversation: Conversation) -> set[str]:
-    """The ids the patient of ``conversation`` is known by: the sender id, the phone number's digits and the
-    business-scoped user id WhatsApp may give for the same person."""
+    """The ids the patient of ``conversation`` is known by: the sender id (the first id the relay saw them
+    with, which keys the conversation and the CRM contact), the phone number's digits and the business-scoped
+    user id WhatsApp may give for the same person (:mod:`connector.channels.identities` links them)."""
     found = {conversation.sender_id, (conversation.phone or "").lstrip("+"), conversation.user_id or ""}
     return {value for value in found if value}
 

@@ -10,6 +10,12 @@
 - ``GET /crm/<crm>/install`` sends the account's admin to the CRM's consent page, with a signed ``state``
   that expires in :data:`STATE_SECONDS`; ``GET /crm/<crm>/oauth/callback`` checks it and exchanges the
   code for the adapter's tokens.
+- ``GET /crm/<crm>/files/<token>``: an agent's file, for a CRM whose files need its credentials to read
+  (Salesforce): the channel fetches the relay's signed link (:class:`adapters.inbox.FileLinks`, valid for
+  minutes), the relay reads the file from the CRM (:meth:`adapters.inbox.CRMInbox.open_file`) and serves
+  it. A link forged, expired or for another CRM gets 404.
+
+The events are taken by :func:`connector.crm_events.take`, which ``chat2crm listen`` uses too.
 
 A CRM other than the configured one, or one without an inbox (or without an OAuth install), gets 404.
 """
@@ -19,21 +25,20 @@ from __future__ import annotations
 import logging
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from requests.structures import CaseInsensitiveDict
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from adapters.inbox import WebhookRequest
-from connector import agent, handback, threads
-from connector.conversations import short
+from adapters.inbox import FileLinks, WebhookRequest
+from connector import crm_events, handback
 from core import metrics
-from core.errors import AuthError, ConfigurationError, RetryableError, WebhookRejectedError
-from core.inbox import AgentReply, InboxEvent
+from core.errors import AuthError, ConfigurationError, FatalError, RetryableError, WebhookRejectedError
 
 if TYPE_CHECKING:
-    from adapters.inbox import OAuthInstall
+    from adapters.inbox import CRMInbox, OAuthInstall
     from connector.runtime import Runtime
 
 log = logging.getLogger("chat2crm.crm_web")
@@ -69,12 +74,7 @@ def _public_url(runtime: Runtime, path: str, query: bytes = b"") -> str:
 def crm_webhook(crm: str) -> tuple[Response, int]:
     """The CRM's inbox events: agents' replies and closed threads."""
     runtime = _runtime()
-    if crm != runtime.config.crm:
-        return _not_found()
-    try:
-        inbox = runtime.inbox
-    except ConfigurationError:
-        inbox = None
+    inbox = _inbox(runtime, crm)
     if inbox is None:
         return _not_found()
     raw = request.get_data(cache=True)
@@ -87,37 +87,53 @@ def crm_webhook(crm: str) -> tuple[Response, int]:
         metrics.incr(runtime.redis, "webhooks_rejected", channel=crm, reason=str(exc.status))
         log.warning("CRM webhook rejected", extra={"crm": crm, "status": exc.status, "reason": exc.message})
         return jsonify(error=exc.message), exc.status
-    counts = {"accepted": 0, "duplicates": 0, "closed": 0, "unknown": 0}
-    for event in events:
-        key = conversation_for(runtime, event)
-        kind = "reply" if isinstance(event, AgentReply) else "closed"
-        if key is None:
-            counts["unknown"] += 1
-            log.warning("CRM event for no known conversation", extra={"crm": crm, "event": kind})
-        elif isinstance(event, AgentReply):
-            fresh = agent.accept(runtime, event, key)
-            counts["accepted" if fresh else "duplicates"] += 1
-            log.info("agent reply accepted" if fresh else "agent reply redelivered",
-                     extra={"conversation": short(key), "entry": agent.entry_id(event.crm_message_id)})
-        else:
-            try:
-                released = handback.release_one(runtime, key)
-            except handback.ConversationBusy:
-                # the CRM delivers the batch again: replies already taken are recognised, the close is retried
-                return jsonify(error="the conversation is busy; deliver again"), 503
-            counts["closed"] += int(released)
-            log.info("thread closed in the CRM", extra={"conversation": short(key), "handed_back": released})
+    try:
+        counts = crm_events.take(runtime, crm, events)
+    except handback.ConversationBusy:
+        # the CRM delivers the batch again: replies already taken are recognised, the close is retried
+        return jsonify(error="the conversation is busy; deliver again"), 503
     return jsonify(counts), 200
 
 
-def conversation_for(runtime: Runtime, event: InboxEvent) -> str | None:
-    """The conversation an inbox event is about: the one it names, else the one the relay published the
-    CRM's thread (or contact) for; None when there is none."""
-    if event.conversation and agent.parse_key(event.conversation):
-        return event.conversation
-    if isinstance(event, AgentReply):
-        return threads.conversation_of(runtime, thread=event.thread, contact=event.crm_contact_id)
-    return threads.conversation_of(runtime, thread=event.crm_thread_id)
+#: the conversation an inbox event is about (kept here for callers of the web module)
+conversation_for = crm_events.conversation_for
+
+
+def _inbox(runtime: Runtime, crm: str) -> CRMInbox | None:
+    """The configured CRM's inbox when ``crm`` names it, else None."""
+    if crm != runtime.config.crm:
+        return None
+    try:
+        return runtime.inbox
+    except ConfigurationError:
+        return None
+
+
+# -- agents' files ----------------------------------------------------------------------------------
+@blueprint.get("/crm/<crm>/files/<token>")
+def crm_file(crm: str, token: str) -> Response | tuple[Response, int]:
+    """An agent's file through the relay's signed link (the channel fetches it to send it to the patient)."""
+    runtime = _runtime()
+    inbox = _inbox(runtime, crm)
+    secret = runtime.settings.transcript_secret or runtime.settings.admin_token
+    if inbox is None or secret is None:
+        return _not_found()
+    file = FileLinks(secret.get_secret_value(), base_url=runtime.settings.public_base_url, crm=crm).read(token)
+    if file is None:
+        return jsonify(error="not found, or the link has expired"), 404
+    try:
+        content = inbox.open_file(file)
+    except FatalError as exc:
+        log.warning("agent's file not served", extra={"crm": crm, "reason": exc.message})
+        return _not_found()
+    except (RetryableError, AuthError) as exc:
+        log.warning("agent's file not read from the CRM", extra={"crm": crm, "reason": exc.message})
+        return jsonify(error="the CRM did not answer; try again"), 502
+    name = content.name or "file"
+    plain = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "").replace("?", "_")
+    return Response(content.content, mimetype=content.mime_type, headers={
+        "Content-Disposition": f"inline; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}",
+        "Cache-Control": "private, no-store"})
 
 
 # -- installing the CRM app -----------------------------------------------------------------------

@@ -5,22 +5,27 @@ turn commits, and kept under that message's id: a turn run again after a crash g
 reference back, so a patient is never told two numbers for one request. The lead is stored, marked
 pending and its CRM job enqueued in the turn's transaction; it stays pending (:data:`PENDING`,
 scored by when to look again) until the CRM has it, so a lost job is enqueued again by the sweeper.
-Every CRM write is an upsert on the contact key or the reference: writing twice is harmless.
+Every CRM write is an upsert on the contact key or the reference: writing twice is harmless. An opt-out
+is written by its own job, which carries the patient's identifiers and the time, so the CRM marks the
+contacts people made for the same person too, with when and on which channel they opted out.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from connector import queues
+from connector.bot.fields import whatsapp_id_to_e164
 from connector.locks import Lock
 from connector.mapping import opt_out_plan, plan
 from core.keys import family
-from core.models import Lead
+from core.models import Conversation, Lead, utcnow
+from core.plan import OptOutMark
 
 if TYPE_CHECKING:
     from adapters.base import SyncResult
@@ -78,10 +83,26 @@ def enqueue_write(runtime: Runtime, reference: str, pipe: redis.client.Pipeline 
                    result_ttl=3600, failure_ttl=LEAD.seconds(runtime.config), at_front=True)
 
 
-def stage_opt_out(runtime: Runtime, pipe: redis.client.Pipeline, contact_key: str) -> None:
-    """Enqueue the CRM write that marks ``contact_key`` as opted out, as part of a transaction."""
-    queues.enqueue(runtime, queues.CRM, queues.SYNC_OPT_OUT, contact_key, pipe=pipe, description="opt-out",
-                   result_ttl=3600, failure_ttl=LEAD.seconds(runtime.config))
+def stage_opt_out(runtime: Runtime, pipe: redis.client.Pipeline, conversation: Conversation) -> None:
+    """Enqueue the CRM write that records ``conversation``'s patient as opted out, as part of a transaction.
+
+    The job's one argument is the opt-out as JSON (:func:`opt_out_request`): who (the contact key, the phone
+    number and e-mail the CRM may know them by), when and on which channel; a retry writes the same time.
+    """
+    queues.enqueue(runtime, queues.CRM, queues.SYNC_OPT_OUT, opt_out_request(conversation), pipe=pipe,
+                   description="opt-out", result_ttl=3600, failure_ttl=LEAD.seconds(runtime.config))
+
+
+def opt_out_request(conversation: Conversation, at: datetime | None = None) -> str:
+    """The opt-out job's argument for ``conversation``'s patient, opted out ``at`` (now)."""
+    answers, known = conversation.answers, conversation.known
+    phone = answers.get("phone") or known.get("phone") or conversation.phone or (
+        whatsapp_id_to_e164(conversation.sender_id) if conversation.channel == "whatsapp" else None)
+    email = answers.get("email") or known.get("email")
+    return json.dumps({"contact_key": f"{conversation.channel}:{conversation.sender_id}",
+                       "conversation": conversation.key, "channel": conversation.channel,
+                       "phone": str(phone) if phone else None, "email": str(email).lower() if email else None,
+                       "at": (at or utcnow()).isoformat()}, ensure_ascii=False)
 
 
 def load(runtime: Runtime, reference: str) -> Lead | None:
@@ -104,16 +125,27 @@ def write(runtime: Runtime, lead: Lead) -> SyncResult:
     return runtime.adapter.sync(plan(lead, runtime.mapping))
 
 
-def write_opt_out(runtime: Runtime, contact_key: str) -> bool:
-    """Mark ``contact_key`` as opted out in the CRM. Returns False when the mapping names no such property.
+def write_opt_out(runtime: Runtime, request: str) -> bool:
+    """Record an opt-out in the CRM: the mapping's flag, when and on which channel, on the patient's contacts
+    (found by the contact key, phone number and e-mail). ``request`` is :func:`opt_out_request`'s JSON, or a
+    bare contact key (a job queued before an upgrade: opted out now, a WhatsApp id as its phone number).
+    Returns False when the mapping names no opt-out property.
 
     Raises:
         RetryableError, FatalError, AuthError, SkippableError: as the adapter's ``upsert_contact``.
     """
+    asked = json.loads(request) if request.startswith("{") else {"contact_key": request}
+    contact_key = str(asked["contact_key"])
     contact = opt_out_plan(contact_key, runtime.mapping)
-    if contact is None:
+    if contact is None or runtime.mapping.opt_out is None:
         return False
-    runtime.adapter.upsert_contact(contact)
+    channel, _, sender = contact_key.partition(":")
+    phone = asked.get("phone") if "phone" in asked else (whatsapp_id_to_e164(sender) if channel == "whatsapp" else None)
+    mark = OptOutMark(property=runtime.mapping.opt_out.property, value=runtime.mapping.opt_out.value,
+                      at=datetime.fromisoformat(asked["at"]) if asked.get("at") else utcnow(),
+                      channel=str(asked.get("channel") or channel))
+    runtime.adapter.upsert_contact(contact.model_copy(update={"phone": phone, "email": asked.get("email"),
+                                                              "opt_out": mark}))
     return True
 
 

@@ -7,6 +7,11 @@
   secrets registered with :func:`register_secret` are masked everywhere; and the names and
   message texts of the patient being handled, declared with :func:`pii_scope`, are masked
   for as long as that work runs (a name cannot be recognised by a pattern; it can be known).
+- Transcript tokens (the ``/t/<token>`` path, any ``…token=`` query value) are masked in every line:
+  whoever reads the logs must not be able to open a patient's transcript.
+- :func:`access_line` makes a line of an access log safe: redacted as above, and with control
+  characters (CR, LF, NUL…) escaped, so a request cannot forge or split log lines. The text format
+  escapes them too; the JSON format escapes them by construction.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ SENSITIVE_KEYS = frozenset({
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 # 8 to 15 digits, optionally with a + and the separators people type; not inside a longer token.
 _PHONE = re.compile(r"(?<![\w.])\+?\d(?:[\s().\-]?\d){7,14}(?![\w])")
+
+# a transcript link's token, in a path (``/t/<token>``) or a query (``token=``, ``access_token=``…)
+_TRANSCRIPT_PATH = re.compile(r"(/t/)[^/?#\s\"'&]+")
+_TOKEN_QUERY = re.compile(r"(?<![A-Za-z0-9])([\w.\-]*token=)[^&;#\s\"']+", re.IGNORECASE)
+# C0 and C1 control characters and DEL (tab included: it splits fields in many log tools)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _secrets: set[str] = set()
 _scope: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("chat2crm_pii", default=())
@@ -64,8 +75,26 @@ def redact(text: str) -> str:
     for value in sorted(_scope.get(), key=len, reverse=True):
         if value in text:
             text = text.replace(value, "[redacted]")
+    text = _TRANSCRIPT_PATH.sub(r"\1[token]", text)
+    text = _TOKEN_QUERY.sub(r"\1[token]", text)
     text = _EMAIL.sub("[email]", text)
     return _PHONE.sub(_mask_phone, text)
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` with every control character written as an escape (``\r``, ``\n``, ``\x00``…): one line."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}.get(char)
+    return named or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def access_line(line: str) -> str:
+    """An access-log line as it may be written: redacted (:func:`redact`) and on one line (:func:`escape_controls`)."""
+    return escape_controls(redact(line))
 
 
 def _mask_phone(match: re.Match[str]) -> str:
@@ -130,8 +159,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        line = f"{ts} {record.levelname:<5} {record.name}  {record.getMessage()}"
+        # one record, one line: control characters a value may carry are escaped (the traceback keeps its lines)
+        extras = " ".join(f"{k}={escape_controls(str(v))}" for k, v in _extras(record).items())
+        line = f"{ts} {record.levelname:<5} {record.name}  {escape_controls(record.getMessage())}"
         if extras:
             line += f"  {extras}"
         if record.exc_text:

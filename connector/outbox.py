@@ -156,6 +156,21 @@ def stage_discard(pipe: redis.client.Pipeline, key: str) -> None:
     pipe.zrem(DUE.key(), key)
 
 
+def bot_entries(runtime: Runtime, key: str) -> list[str]:
+    """The bot's own entries waiting in a conversation's outbox (replies, courtesies), as stored: what a
+    patient who opts out must not get after the confirmation. Agents' replies are not among them: they stay,
+    for :func:`connector.agent.send` to refuse and report back to the CRM."""
+    raws = [_text(raw) for raw in runtime.redis.lrange(OUTBOX.key(key), 0, -1)]
+    return [raw for raw in raws if Entry.model_validate_json(raw).kind != "agent"]
+
+
+def stage_drop(pipe: redis.client.Pipeline, key: str, raws: list[str]) -> None:
+    """Take ``raws`` (from :func:`bot_entries`) out of the outbox, as part of a transaction: those already
+    sent meanwhile are simply gone."""
+    for raw in raws:
+        pipe.lrem(OUTBOX.key(key), 1, raw)
+
+
 def pending(runtime: Runtime, key: str) -> list[Entry]:
     """The entries waiting in a conversation's outbox, in order (tests and diagnosis)."""
     return [Entry.model_validate_json(raw) for raw in runtime.redis.lrange(OUTBOX.key(key), 0, -1)]

@@ -138,7 +138,8 @@ class Runtime:
             # the adapter is given its own credentials out of the settings, and nothing else of them
             made = cls.from_settings(self.settings, options=self.mapping.crm_options(), redis=self.redis)
             made.deployment = Deployment(public_base_url=self.settings.public_base_url,
-                                         encryption_key=self.settings.token_encryption_key)
+                                         encryption_key=self.settings.token_encryption_key,
+                                         link_secret=self.settings.transcript_secret or self.settings.admin_token)
             return made
 
         return self.cached("adapter", make)
@@ -152,16 +153,13 @@ class Runtime:
         return self.cached("inbox", self.adapter.inbox)
 
     def check(self) -> list[Problem]:
-        """Load and validate every configuration file; return every problem (empty when all is well)."""
-        problems: list[Problem] = []
-        for part in ("config", "flows", "mapping", "campaigns"):
-            try:
-                getattr(self, part)
-            except ConfigurationError as exc:
-                problems.extend(exc.problems)
-                if part == "config":
-                    break
-        return problems
+        """Load and validate every configuration file, resolve every cross-reference and render every template
+        against sample leads (:mod:`connector.checks`); return every problem, once (empty when all is well).
+
+        Done once per process, as the files are loaded once (:meth:`reset_cache` forgets it too)."""
+        from connector.checks import check_configuration
+
+        return list(self.cached("check", lambda: check_configuration(self)))
 
     # -- Redis and queues ----------------------------------------------------------------------
     @property

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from connector import agent, inbox, leads, outbox, queues, threads
+from connector import agent, inbox, leads, measures, outbox, queues, threads
 from connector.conversations import LOCK as CONVERSATION_LOCK
 from core.keys import family
 
@@ -114,6 +114,7 @@ def sweep(runtime: Runtime) -> dict[str, int]:
         leads.enqueue_write(runtime, reference)
         written += 1
     published, reported = _sweep_inbox(runtime, now, lost)
+    measures.sweep(runtime, now)  # the conversations left at a question past the resume window
     retries = queues.release_due_retries(runtime)
     abandoned = queues.drop_abandoned_jobs(runtime)
     if conversations or replies or written or published or reported or retries or abandoned:

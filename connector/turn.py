@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from connector import conversations, flood, inbox, leads, outbox, threads
+from connector import conversations, flood, inbox, leads, measures, outbox, threads
 from connector.attribution import attribute
 from connector.bot import engine
 from connector.bot.engine import (
@@ -69,6 +69,8 @@ class Decision:
     reservations: list[str] = field(default_factory=list)
     #: what the CRM's thread is to show (the conversation so far, or a message for the agents)
     thread: list[ThreadMessage] = field(default_factory=list)
+    #: the bot's entries waiting in the outbox that are not to be sent (the patient opted out before them)
+    dropped: list[str] = field(default_factory=list)
 
 
 def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock, *, deliver: Callable[[], object] | None = None) -> bool:
@@ -110,13 +112,18 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
     how much of the transcript the CRM's thread already has)."""
     config = runtime.config
     if message.raw_type == "opt_out":  # WhatsApp's user_preferences: nothing more is sent, the CRM is told
+        # a stop written (or tapped) just before may still have its confirmation waiting: that one is kept
+        already = conversation.opted_out
         conversation.opted_out = True
+        conversation.status = "closed"
         conversation.updated_at = utcnow()
-        return Decision(message, conversation, opt_out=True, discard_outbox=True, events=[OptedOut()])
+        return Decision(message, conversation, opt_out=True, events=[OptedOut()],
+                        dropped=[] if already else outbox.bot_entries(runtime, conversation.key))
     verdict = flood.check(runtime, message)
     if verdict.limited:
         conversation.updated_at = utcnow()
-        notice = [flood.pause_notice(conversation.language)] if verdict.notify else []
+        # an opted-out patient gets nothing after the stop confirmation, not even the pause notice
+        notice = [flood.pause_notice(conversation.language)] if verdict.notify and not conversation.opted_out else []
         return Decision(message, conversation, entries=outbox.entries(conversation, message, notice, courtesy=False),
                         flood=verdict)
     if not conversation.transcript and config.bot.crm_lookup:
@@ -124,6 +131,7 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
     message_read = attribute(runtime, conversation, message)
     if message_read.sender_phone and not conversation.phone:
         conversation.phone = message_read.sender_phone
+    was_opted_out = conversation.opted_out
     flow_name = conversation.flow or config.default_flow
     conversation.flow = flow_name
     reservations: list[str] = []
@@ -139,10 +147,15 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
     if ctx.inbox and (ready or any(isinstance(e, ForAgent) for e in turn.events)):
         thread = threads.build(turn.conversation, message_read, lead_ready=bool(ready),
                                for_agent=not ready, already=threads.covered(runtime, turn.conversation))
+    opt_out = any(isinstance(e, OptedOut) for e in turn.events)
+    if opt_out:  # the conversation ends: not left in a flow the bot no longer runs
+        turn.conversation.status = "closed"
     return Decision(
         message, turn.conversation, entries=outbox.entries(turn.conversation, message, turn.replies),
-        leads=ready, opt_out=any(isinstance(e, OptedOut) for e in turn.events), events=list(turn.events),
-        replies=len(turn.replies), reservations=reservations, thread=thread)
+        leads=ready, opt_out=opt_out, events=list(turn.events),
+        replies=len(turn.replies), reservations=reservations, thread=thread,
+        # the stop confirmation is the last the patient hears: replies still waiting before it are dropped
+        dropped=outbox.bot_entries(runtime, conversation.key) if opt_out and not was_opted_out else [])
 
 
 def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision, *,
@@ -167,9 +180,10 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
         leads.stage(runtime, pipe, lead)
     leads.stage_release(pipe, decision.reservations)
     if decision.opt_out:
-        leads.stage_opt_out(runtime, pipe, f"{conversation.channel}:{conversation.sender_id}")
+        leads.stage_opt_out(runtime, pipe, conversation)
     if decision.discard_outbox:
         outbox.stage_discard(pipe, key)
+    outbox.stage_drop(pipe, key, decision.dropped)
     outbox.stage(runtime, pipe, key, decision.entries, enqueue=enqueue_delivery)
     threads.stage(runtime, pipe, conversation, decision.thread)
     return tx.commit()
@@ -177,6 +191,7 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
 
 def report(runtime: Runtime, key: str, decision: Decision) -> None:
     """Log and count what a committed turn did (once: a turn that did not commit is not reported)."""
+    measures.record_turn(runtime, key, decision)
     client = runtime.redis
     short = conversations.short(key)
     message, conversation = decision.message, decision.conversation

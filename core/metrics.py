@@ -6,14 +6,21 @@ counters would be lost or split. Counters and histogram buckets live in Redis ha
 
 Use :func:`incr` and :func:`observe` with a name from :data:`METRICS`; an unknown name or label
 set raises ``ValueError`` so that a typo cannot silently create a new series.
+
+The metrics marked ``hourly`` are also counted per hour (:data:`HOURS`, kept :data:`REPORT_DAYS` days), so
+``chat2crm report`` can give the figures of a period without Prometheus: :func:`read_period` sums the hours
+of a period, :func:`quantile` estimates a percentile from a histogram's buckets as PromQL's
+``histogram_quantile`` does. :func:`exposed_names` lists the series ``/metrics`` exposes (dashboards and
+alert rules are checked against it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -34,6 +41,8 @@ class MetricDef:
     kind: str  # counter | histogram
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
+    #: also counted per hour, for ``chat2crm report`` (:data:`HOURS`)
+    hourly: bool = False
 
 
 METRICS: dict[str, MetricDef] = {m.name: m for m in [
@@ -43,18 +52,43 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in [
     MetricDef("statuses", "Delivery status callbacks, by status.", "counter", ("channel", "status")),
     MetricDef("messages_out", "Messages sent to patients, by channel and outcome.", "counter",
               ("channel", "outcome")),
-    MetricDef("flows", "Flows started, completed and handed over.", "counter", ("flow", "event")),
+    MetricDef("flows", "Flows started, completed and handed over.", "counter", ("flow", "event"), hourly=True),
     MetricDef("crm_calls", "CRM API calls by adapter, operation and outcome.", "counter",
               ("adapter", "operation", "outcome")),
     MetricDef("retries", "Jobs scheduled again after a retryable error.", "counter", ("queue",)),
     MetricDef("jobs_failed", "Jobs moved to the failed registry.", "counter", ("queue",)),
     MetricDef("flood_limited", "Inbound messages held back by flood control.", "counter", ("scope",)),
+    MetricDef("language_detections", "Languages detected while a conversation has none yet, by outcome.",
+              "counter", ("language", "outcome")),
     MetricDef("lead_seconds", "Time from a conversation's first message to its CRM record.", "histogram", (),
-              (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)),
+              (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), hourly=True),
+    # the clinic's figures: labels are bounded by the configuration (flows, languages, campaigns, questions),
+    # anything else is counted as "other" (:mod:`connector.measures`)
+    MetricDef("leads", "Requests the bot finished, by flow, language, campaign and outcome (completed, "
+              "handed_over).", "counter", ("flow", "language", "campaign", "outcome"), hourly=True),
+    MetricDef("handoffs", "Conversations handed to a person, by flow and reason.", "counter", ("flow", "reason"),
+              hourly=True),
+    MetricDef("dropoffs", "Conversations that went quiet mid-flow for longer than the resume window, by flow and "
+              "the question they stopped at.", "counter", ("flow", "step"), hourly=True),
+    MetricDef("agent_reply_seconds", "Time from a request's completion or handoff to the first agent reply sent "
+              "to the patient.", "histogram", (),
+              (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800), hourly=True),
 ]}
 
 SERIES = family("metrics", "{metric}", ttl=None, holds_pii=False, owner=__name__,
                 bounded_by="one hash per metric of METRICS, one field per label set")
+#: how long the hourly counts are kept: the longest period ``chat2crm report`` covers
+REPORT_DAYS = 93
+_HOURS_TTL = REPORT_DAYS * 86400
+#: the hourly counts of the ``hourly`` metrics: one hash per hour (``2026120314``, UTC), one field per series
+HOURS = family("metrics-hour", "{hour}", ttl=_HOURS_TTL, holds_pii=False, owner=__name__)
+#: the gauges ``/metrics`` adds (read from rq at scrape time, not kept in Redis)
+GAUGES: dict[str, tuple[str, ...]] = {"queue_depth": ("queue",), "failed_jobs": ("queue",)}
+
+
+def hour_of(moment: float) -> str:
+    """The hour (UTC) a Unix time falls in, as :data:`HOURS` names it: ``2026120314``."""
+    return time.strftime("%Y%m%d%H", time.gmtime(moment))
 
 
 def _field(defn: MetricDef, labels: dict[str, str]) -> str:
@@ -75,7 +109,13 @@ def incr(client: redis.Redis, name: str, amount: float = 1, **labels: str) -> No
     defn = _defn(name)
     field = _field(defn, labels)
     try:
-        client.hincrbyfloat(SERIES.key(name), field, amount)
+        if not defn.hourly:
+            client.hincrbyfloat(SERIES.key(name), field, amount)
+            return
+        pipe = client.pipeline(transaction=False)
+        pipe.hincrbyfloat(SERIES.key(name), field, amount)
+        _count_hour(pipe, {f"{name}|{field}": amount})
+        pipe.execute()
     except redis.RedisError as exc:
         log.warning("metric not recorded", extra={"metric": name, "error": type(exc).__name__})
 
@@ -84,16 +124,141 @@ def observe(client: redis.Redis, name: str, value: float, **labels: str) -> None
     """Record one observation of histogram ``name``."""
     defn = _defn(name)
     base = _field(defn, labels)
+    parts = {f"{base}|le={bound}": 1.0 for bound in defn.buckets if value <= bound}
+    parts[f"{base}|le=+Inf"] = 1.0
+    parts[f"{base}|sum"] = value
     try:
         pipe = client.pipeline(transaction=False)
-        for bound in defn.buckets:
-            if value <= bound:
-                pipe.hincrbyfloat(SERIES.key(name), f"{base}|le={bound}", 1)
-        pipe.hincrbyfloat(SERIES.key(name), f"{base}|le=+Inf", 1)
-        pipe.hincrbyfloat(SERIES.key(name), f"{base}|sum", value)
+        for part, amount in parts.items():
+            pipe.hincrbyfloat(SERIES.key(name), part, amount)
+        if defn.hourly:
+            _count_hour(pipe, {f"{name}|{part}": amount for part, amount in parts.items()})
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("metric not recorded", extra={"metric": name, "error": type(exc).__name__})
+
+
+def _count_hour(pipe: Any, amounts: dict[str, float]) -> None:
+    """Add ``amounts`` (field → amount) to this hour's hash, in the caller's pipeline."""
+    key = HOURS.key(hour_of(time.time()))
+    for hour_field, amount in amounts.items():
+        pipe.hincrbyfloat(key, hour_field, amount)
+    pipe.expire(key, _HOURS_TTL)
+
+
+@dataclass
+class Histogram:
+    """One histogram's counts over a period: cumulative bucket counts (by upper bound), their sum and count."""
+
+    buckets: dict[float, float] = field(default_factory=dict)
+    sum: float = 0.0
+
+    @property
+    def count(self) -> float:
+        """How many observations (the ``+Inf`` bucket)."""
+        return self.buckets.get(float("inf"), 0.0)
+
+    def add(self, other: Histogram) -> None:
+        """Add ``other``'s counts to these."""
+        for bound, count in other.buckets.items():
+            self.buckets[bound] = self.buckets.get(bound, 0.0) + count
+        self.sum += other.sum
+
+
+@dataclass
+class Period:
+    """The hourly metrics summed over a period: counters and histograms by metric, then by label values."""
+
+    counters: dict[str, dict[tuple[str, ...], float]] = field(default_factory=dict)
+    histograms: dict[str, dict[tuple[str, ...], Histogram]] = field(default_factory=dict)
+    #: the hours read (oldest first), as :func:`hour_of` names them
+    hours: list[str] = field(default_factory=list)
+
+    def counter(self, name: str) -> dict[tuple[str, ...], float]:
+        """Counter ``name`` by label values (empty when nothing was counted)."""
+        return self.counters.get(name, {})
+
+    def histogram(self, name: str) -> Histogram:
+        """Histogram ``name``, every label set added together."""
+        total = Histogram()
+        for part in self.histograms.get(name, {}).values():
+            total.add(part)
+        return total
+
+
+def read_period(client: redis.Redis, since: float, until: float | None = None) -> Period:
+    """The ``hourly`` metrics counted from the hour of ``since`` to the hour of ``until`` (now), summed."""
+    end = time.time() if until is None else until
+    hours: list[str] = []
+    moment = since - since % 3600
+    while moment <= end:
+        hours.append(hour_of(moment))
+        moment += 3600
+    pipe = client.pipeline(transaction=False)
+    for hour in hours:
+        pipe.hgetall(HOURS.key(hour))
+    period = Period(hours=hours)
+    for raw in pipe.execute():
+        for key, value in raw.items():
+            _add_to_period(period, _text(key), float(value))
+    return period
+
+
+def _add_to_period(period: Period, hour_field: str, value: float) -> None:
+    name, _, rest = hour_field.partition("|")
+    defn = METRICS.get(name)
+    if defn is None:
+        return  # a metric of another version of the relay
+    if defn.kind == "counter":
+        series = period.counters.setdefault(name, {})
+        labels = tuple(json.loads(rest))
+        series[labels] = series.get(labels, 0.0) + value
+        return
+    base, _, part = rest.rpartition("|")
+    histogram = period.histograms.setdefault(name, {}).setdefault(tuple(json.loads(base)), Histogram())
+    if part == "sum":
+        histogram.sum += value
+    elif part.startswith("le="):
+        bound = float(part[3:])  # float("+Inf") is infinity
+        histogram.buckets[bound] = histogram.buckets.get(bound, 0.0) + value
+
+
+def quantile(q: float, histogram: Histogram) -> float | None:
+    """The ``q`` quantile (0.5, 0.95) of a histogram's observations, interpolated within its bucket as
+    PromQL's ``histogram_quantile`` does; None without observations. One past the last finite bound is
+    given as that bound."""
+    total = histogram.count
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in sorted(histogram.buckets):
+        count = histogram.buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+def exposed_names() -> dict[str, tuple[str, ...]]:
+    """Every series name ``/metrics`` exposes, with its labels: counters as ``chat2crm_<name>_total``,
+    histograms as their ``_bucket`` (with ``le``), ``_sum`` and ``_count``, and the gauges."""
+    names: dict[str, tuple[str, ...]] = {}
+    for defn in METRICS.values():
+        base = f"chat2crm_{defn.name}"
+        if defn.kind == "counter":
+            names[f"{base}_total"] = defn.labels
+        else:
+            names[f"{base}_bucket"] = (*defn.labels, "le")
+            names[f"{base}_sum"] = defn.labels
+            names[f"{base}_count"] = defn.labels
+    for gauge, labels in GAUGES.items():
+        names[f"chat2crm_{gauge}"] = labels
+    return names
 
 
 def read(client: redis.Redis, name: str) -> dict[tuple[str, ...], float]:
@@ -132,9 +297,10 @@ class RedisCollector(Collector):
                 buckets.append(("+Inf", parts.get("le=+Inf", 0.0)))
                 hist.add_metric(json.loads(base), buckets, parts.get("sum", 0.0))
             yield hist
-        depth = GaugeMetricFamily("chat2crm_queue_depth", "Jobs waiting, by queue.", labels=["queue"])
+        depth = GaugeMetricFamily("chat2crm_queue_depth", "Jobs waiting, by queue.",
+                                  labels=list(GAUGES["queue_depth"]))
         failed = GaugeMetricFamily("chat2crm_failed_jobs", "Jobs in the failed registry, by queue.",
-                                   labels=["queue"])
+                                   labels=list(GAUGES["failed_jobs"]))
         for queue in self.queues:
             depth.add_metric([queue.name], len(queue))  # type: ignore[attr-defined, arg-type]
             failed.add_metric([queue.name], queue.failed_job_registry.count)  # type: ignore[attr-defined]

@@ -114,6 +114,12 @@ class InboundMessage(_Model):
     reply_to: str | None = None
     #: Telegram callback query id, to be answered with answerCallbackQuery
     callback_id: str | None = None
+    #: the message's id in the patient's chat (Telegram's ``message_id``; an edit carries the id of the message
+    #: it changes), where it differs from ``message_id``
+    chat_message_id: str | None = None
+    #: the flow of the business number written to, for a conversation that starts with this message (set by
+    #: the relay from ``channels.whatsapp.numbers``; None: ``default_flow``)
+    number_flow: str | None = None
 
     @property
     def conversation_key(self) -> str:

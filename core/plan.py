@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_MATCH", "CRMSchema", "CompanyWrite", "ContactWrite", "CredentialReport", "ErasureReport",
-           "FieldInfo", "MatchBy", "NoteWrite", "ObjectInfo", "RateLimit", "RecordWrite", "Ref", "SyncPlan",
-           "SyncResult", "TaskWrite"]
+           "FieldInfo", "MatchBy", "NoteWrite", "ObjectInfo", "OptOutMark", "RateLimit", "RecordWrite", "Ref",
+           "SyncPlan", "SyncResult", "TaskWrite", "opt_out_companions"]
 
 
 MatchBy = Literal["key", "phone", "email"]
@@ -25,6 +25,35 @@ DEFAULT_MATCH: tuple[MatchBy, ...] = ("key", "phone", "email")
 
 class _Op(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def opt_out_companions(flag: str) -> tuple[str, str]:
+    """The CRM fields that record when and on which channel a patient opted out, named after the mapping's
+    opt-out flag ``flag``: ``chat2crm_opted_out`` → ``chat2crm_opted_out_at``, ``chat2crm_opted_out_channel``."""
+    return f"{flag}_at", f"{flag}_channel"
+
+
+class OptOutMark(_Op):
+    """A patient's opt-out, as the CRM records it: the flag the mapping names (``property`` set to
+    ``value``), when (``<property>_at``) and on which channel (``<property>_channel``).
+
+    A :class:`ContactWrite` that carries one is an opt-out, not a lead: the adapter marks the contact the
+    relay's key finds and the contacts people made with the patient's phone number or e-mail (whatever
+    ``match_by`` says: a STOP must reach every record the clinic could message), and creates a contact only
+    when there is none.
+    """
+
+    property: str
+    value: str = "true"
+    #: when the patient opted out (not when the CRM was written: a retry writes the same time)
+    at: datetime
+    #: the channel the patient opted out on (``whatsapp``, ``telegram``)
+    channel: str
+
+    def properties(self) -> dict[str, str]:
+        """The flag and its two companions (:func:`opt_out_companions`), as the CRM's field names and text."""
+        at_field, channel_field = opt_out_companions(self.property)
+        return {self.property: self.value, at_field: self.at.isoformat(), channel_field: self.channel}
 
 
 class ContactWrite(_Op):
@@ -47,6 +76,8 @@ class ContactWrite(_Op):
     properties: dict[str, Any] = Field(default_factory=dict)
     #: written only when the contact is created (first-touch attribution)
     create_only: dict[str, Any] = Field(default_factory=dict)
+    #: set when this write records an opt-out (:class:`OptOutMark`) rather than a lead's contact
+    opt_out: OptOutMark | None = None
 
 
 class CompanyWrite(_Op):

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
         default=None, description="Fernet key that encrypts CRM OAuth tokens kept in Redis "
                                   "(`chat2crm keygen` prints one). Required once a CRM is installed by OAuth.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest webhook body accepted.")
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300,
+        description="Longest a client may take to send a request's body under `chat2crm serve`; a slower one "
+                    "gets 408 and its connection is closed.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Addresses or networks (comma separated) of the reverse proxies whose `X-Forwarded-For` "
+                    "names the client (rate limits of click links); `*` trusts any peer's last hop. gunicorn "
+                    "reads the same variable for `X-Forwarded-Proto`.")
     queue_name: str = Field(default="chat2crm", description="Prefix of the rq queues.")
     chat2crm_demo_emulators: str | None = Field(
         default=None, description="Set by `chat2crm demo` only: the emulators' URLs; turns on the /demo page.")
@@ -115,11 +124,26 @@ class Settings(BaseSettings):
     salesforce_password: SecretStr | None = None
     salesforce_security_token: SecretStr | None = None
     salesforce_private_key_file: Path | None = None
+    salesforce_pubsub_endpoint: str = Field(
+        default="api.pubsub.salesforce.com:7443",
+        description="The Pub/Sub API endpoint (host:port) `chat2crm listen salesforce` subscribes to for agents' "
+                    "replies; api.deu.pubsub.salesforce.com:7443 keeps event processing in Salesforce's service in "
+                    "Germany (data in transit privacy).")
 
     # -- Pipedrive -----------------------------------------------------------------------------
     pipedrive_api_token: SecretStr | None = None
     pipedrive_oauth_token: SecretStr | None = None
     pipedrive_api_base: str = "https://api.pipedrive.com"
+    pipedrive_client_id: str | None = Field(
+        default=None, description="The Pipedrive app's client id (OAuth install, from the Developer Hub).")
+    pipedrive_client_secret: SecretStr | None = Field(
+        default=None, description="The Pipedrive app's client secret (OAuth token exchange and refresh).")
+    pipedrive_jwt_secret: SecretStr | None = Field(
+        default=None, description="The JWT secret of the app's custom panel: it signs the panel's `token` "
+                                  "(Developer Hub, App extensions).")
+    pipedrive_oauth_base: str = Field(
+        default="https://oauth.pipedrive.com",
+        description="Pipedrive's OAuth server (the consent page and the token endpoint).")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,13 +1,21 @@
 """The WhatsApp emulator's patients: the webhooks Meta sends the relay when one writes, taps or sends a file.
 
 :class:`Patient` builds each message as Meta puts it in ``value.messages`` (a reply to buttons or a list
-names the message that carried them in ``context``); a file (photo, document, voice note) is stored in
-the emulator's media first, with its real bytes, type and hash, so the relay can download it as it would
-from Meta. The emulator checks, signs and posts every webhook (:meth:`WhatsAppEmulator.post_webhook`).
+names the message that carried them in ``context``); a file (photo, document, voice note, sticker) is
+stored in the emulator's media first, with its real bytes, type and hash, so the relay can download it as
+it would from Meta. The emulator checks, signs and posts every webhook (:meth:`WhatsAppEmulator.post_webhook`).
+
+Identities as Meta's reference describes them: every message names the sender's business-scoped user id
+(``from_user_id``, ``contacts[].user_id``) when the patient has one; a patient who adopted a username
+shows it (``contacts[].profile.username``) and, when Meta withholds their number, writes without ``from``
+or ``wa_id``. A patient may write to any of the account's numbers, react to a message, share contact
+cards (their own, or someone else's), and change number (the ``system`` notice ``user_changed_number``,
+which carries no ``contacts``).
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,6 +24,9 @@ from emulators._samples import sample_jpeg
 
 if TYPE_CHECKING:
     from emulators.whatsapp import Sent, WhatsAppEmulator
+
+#: a 1×1 WebP image: the bytes of a sticker when a test gives none
+SAMPLE_WEBP = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
 
 
 def wamid() -> str:
@@ -26,25 +37,43 @@ def wamid() -> str:
 class Patient:
     """Sends webhooks to the relay as Meta would for one WhatsApp user."""
 
-    def __init__(self, emulator: WhatsAppEmulator, wa_id: str | None, name: str, user_id: str | None) -> None:
+    def __init__(self, emulator: WhatsAppEmulator, wa_id: str | None, name: str, user_id: str | None, *,
+                 username: str | None = None, phone_hidden: bool = False, to: str | None = None) -> None:
         if not wa_id and not user_id:
             raise ValueError("a patient needs wa_id or user_id")
+        if phone_hidden and not user_id:
+            raise ValueError("a patient whose number Meta withholds is known by user_id")
         self.emulator, self.wa_id, self.name, self.user_id = emulator, wa_id, name, user_id
+        self.username, self.phone_hidden = username, phone_hidden
+        #: the business number (phone number id) this patient writes to
+        self.to = to or emulator.phone_number_id
         self.last_body: bytes | None = None
         #: the media id of the last file this patient sent
         self.last_media_id: str | None = None
+        #: the id of the last message this patient sent
+        self.last_message_id: str | None = None
 
     @property
     def identity(self) -> str:
-        """Who the relay writes to: the phone digits, else the business-scoped user id."""
-        return self.wa_id or self.user_id or ""
+        """The id the patient writes under: the phone digits, else (number withheld) the business-scoped id."""
+        return (None if self.phone_hidden else self.wa_id) or self.user_id or ""
 
-    def message(self, kind: str, content: dict[str, Any], *, referral: dict[str, Any] | None = None,
+    @property
+    def shown_wa_id(self) -> str | None:
+        """The number Meta shows the business, if any."""
+        return None if self.phone_hidden else self.wa_id
+
+    def received(self) -> list[Sent]:
+        """What the relay sent this patient, under their number or their business-scoped id, in order."""
+        return self.emulator.messages_to(*(i for i in (self.wa_id, self.user_id) if i))
+
+    def message(self, kind: str, content: dict[str, Any] | list[Any], *, referral: dict[str, Any] | None = None,
                 context: dict[str, Any] | None = None) -> dict[str, Any]:
         """One message object as Meta puts it in ``value.messages``."""
         msg: dict[str, Any] = {"id": wamid(), "timestamp": str(int(time.time())), "type": kind, kind: content}
-        if self.wa_id:
-            msg["from"] = self.wa_id
+        self.last_message_id = msg["id"]
+        if self.shown_wa_id:
+            msg["from"] = self.shown_wa_id
         if self.user_id:
             msg["from_user_id"] = self.user_id
         if referral:
@@ -55,12 +84,15 @@ class Patient:
 
     def payload(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """A complete webhook body carrying ``messages``."""
-        contact: dict[str, Any] = {"profile": {"name": self.name}}
-        if self.wa_id:
-            contact["wa_id"] = self.wa_id
+        profile: dict[str, Any] = {"name": self.name}
+        if self.username:
+            profile["username"] = self.username
+        contact: dict[str, Any] = {"profile": profile}
+        if self.shown_wa_id:
+            contact["wa_id"] = self.shown_wa_id
         if self.user_id:
             contact["user_id"] = self.user_id
-        return self.emulator.envelope({"contacts": [contact], "messages": messages})
+        return self.emulator.envelope({"contacts": [contact], "messages": messages}, phone_number_id=self.to)
 
     def post(self, body: dict[str, Any] | bytes, *, signature: str | None = None) -> int:
         """POST a body to the relay, signed unless ``signature`` says otherwise; returns the HTTP status.
@@ -88,14 +120,15 @@ class Patient:
 
     def _carrier(self, kind: str) -> Sent | None:
         """The last message the relay sent this patient with reply buttons or a list (``kind``)."""
-        for sent in reversed(self.emulator.messages_to(self.identity)):
+        for sent in reversed(self.received()):
             if sent.payload.get("type") == "interactive" and sent.payload["interactive"].get("type") == kind:
                 return sent
         return None
 
     def _context(self, carrier: Sent | None) -> dict[str, Any]:
         """``context`` of a reply: the business number and the message that carried what was tapped."""
-        return {"from": self.emulator.display_phone_number, "id": carrier.id if carrier else wamid()}
+        return {"from": self.emulator.numbers.get(self.to, self.emulator.display_phone_number),
+                "id": carrier.id if carrier else wamid()}
 
     def press_button(self, button_id: str, title: str, *, referral: dict[str, Any] | None = None) -> int:
         """Tap a reply button of the last buttons sent."""
@@ -129,14 +162,14 @@ class Patient:
         contact: dict[str, Any] = {"profile": {"name": self.name}}
         preference: dict[str, Any] = {"detail": "User requested to stop marketing messages",
                                       "category": "marketing_messages", "value": "stop", "timestamp": int(time.time())}
-        for key, value in (("wa_id", self.wa_id), ("user_id", self.user_id)):
+        for key, value in (("wa_id", self.shown_wa_id), ("user_id", self.user_id)):
             if value:
                 contact[key] = preference[key] = value
         return self.post({"object": "whatsapp_business_account", "entry": [{"id": self.emulator.waba_id, "changes": [{
             "field": "user_preferences", "value": {
                 "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": self.emulator.display_phone_number,
-                             "phone_number_id": self.emulator.phone_number_id},
+                "metadata": {"display_phone_number": self.emulator.numbers.get(self.to, ""),
+                             "phone_number_id": self.to},
                 "contacts": [contact], "user_preferences": [preference]}}]}]})
 
     def _send_file(self, kind: str, content: bytes, mime_type: str, extra: dict[str, Any]) -> int:
@@ -166,3 +199,45 @@ class Patient:
         """Open the chat: Meta then reports ``read`` for every message delivered to this patient (when the
         emulator sends status webhooks); returns how many."""
         return self.emulator.statuses.read_by(self.identity)
+
+    # -- reactions, stickers, contact cards, identity changes ----------------------------------------
+    def react(self, message_id: str, emoji: str = "\N{THUMBS UP SIGN}") -> int:
+        """React to a message (an empty ``emoji`` takes a reaction back)."""
+        return self.post(self.payload([self.message("reaction", {"message_id": message_id, "emoji": emoji})]))
+
+    def send_sticker(self, *, content: bytes | None = None, animated: bool = False) -> int:
+        """Send a sticker (a WebP image; its media id is ``last_media_id``)."""
+        return self._send_file("sticker", SAMPLE_WEBP if content is None else content, "image/webp",
+                               {"animated": animated})
+
+    def share_contact(self, name: str, phone: str, wa_id: str | None = None, *, origin: str | None = None) -> int:
+        """Share a contact card: ``phone`` as written on it, ``wa_id`` when that number is on WhatsApp,
+        ``origin`` as Meta marks a card shared through the request-contact-info button (``contact_request``)."""
+        first, _, last = name.partition(" ")
+        card_phone: dict[str, Any] = {"phone": phone, "type": "CELL"}
+        if wa_id:
+            card_phone["wa_id"] = wa_id
+        card: dict[str, Any] = {"name": {"formatted_name": name, "first_name": first, **({"last_name": last} if last
+                                                                                          else {})},
+                                "phones": [card_phone]}
+        if origin:
+            card["origin"] = origin
+        return self.post(self.payload([self.message("contacts", [card])]))
+
+    def share_own_contact(self, *, origin: str | None = "contact_request") -> int:
+        """Share their own card (by default through the request-contact-info button, as a username user does)."""
+        if not self.wa_id:
+            raise ValueError("the patient has no number to share")
+        return self.share_contact(self.name, f"+{self.wa_id}", self.wa_id, origin=origin)
+
+    def change_number(self, new_wa_id: str) -> int:
+        """Move to a new number: Meta's ``system`` notice ``user_changed_number`` (no ``contacts`` array), after
+        which the patient writes from ``new_wa_id``."""
+        if not self.wa_id:
+            raise ValueError("the patient has no number to change")
+        old = self.wa_id
+        message = {"from": old, "id": wamid(), "timestamp": str(int(time.time())), "type": "system",
+                   "system": {"body": f"User {self.name} changed from {old} to {new_wa_id}", "wa_id": new_wa_id,
+                              "type": "user_changed_number"}}
+        self.wa_id = new_wa_id
+        return self.post(self.emulator.envelope({"messages": [message]}, phone_number_id=self.to))

@@ -12,7 +12,11 @@ caption, refused in Telegram's words where its docs say so.
 
 User side: :meth:`TelegramEmulator.user` posts updates to the relay with the secret token header,
 each first checked against the Bot API's ``Update`` (an update Telegram would never send is recorded as
-a violation). Photos, documents and voice notes carry real bytes, stored for ``getFile``.
+a violation). Photos, documents, voice notes and stickers carry real bytes, stored for ``getFile``. A user
+can edit a message they sent (``edited_message``: the same ``message_id`` and ``date``, with
+``edit_date``), share their own contact or someone else's, and block the bot (``my_chat_member``, new status
+``kicked``): from then on every send to their chat gets Telegram's ``403 Forbidden: bot was blocked by the
+user``, until they start it again (``member``, then ``/start``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from flask import Flask, Response, jsonify, request
 from emulators._checks import telegram_call_errors, telegram_update_errors
 from emulators._samples import sample_jpeg
 from emulators._telegram_files import FILE_METHODS, BadRequest, FileStore, get_file, send_file
+from emulators._whatsapp_patient import SAMPLE_WEBP as _SAMPLE_WEBP
 
 
 @dataclass
@@ -53,6 +58,8 @@ class TelegramEmulator:
     webhook: dict[str, Any] = field(default_factory=dict)
     faults: list[list[Any]] = field(default_factory=list)
     inbound: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    #: the chats whose user blocked the bot
+    blocked: set[int] = field(default_factory=set)
     calls: int = 0
 
     def __post_init__(self) -> None:
@@ -117,6 +124,10 @@ class TelegramEmulator:
                 with self.lock:
                     self.violations.append({"method": method, "params": params, "problems": problems})
                 return self._fail(400, f"Bad Request: {problems[0]}")
+            chat = (params or {}).get("chat_id")
+            if (method == "sendMessage" or method in FILE_METHODS) and str(chat).lstrip("-").isdigit() and (
+                    int(str(chat)) in self.blocked):
+                return self._fail(403, "Forbidden: bot was blocked by the user")
             try:
                 if method in FILE_METHODS:
                     return jsonify({"ok": True, "result": self._send_file(method, params or {}, uploads)}), 200
@@ -214,6 +225,8 @@ class TelegramUser:
         self.last_update: dict[str, Any] | None = None
         #: the file id of the last file this user sent
         self.last_file_id: str | None = None
+        #: the last text message this user sent (what :meth:`edit` changes by default)
+        self.last_message: dict[str, Any] | None = None
 
     def _from(self) -> dict[str, Any]:
         first, _, last = self.name.partition(" ")
@@ -227,9 +240,13 @@ class TelegramUser:
         return user
 
     def message(self, **content: Any) -> dict[str, Any]:
-        return {"message_id": next(self.emulator.message_ids), "from": self._from(),
-                "chat": {"id": self.user_id, "type": "private", "first_name": self._from()["first_name"]},
-                "date": int(time.time()), **content}
+        """A new ``Message`` from this user in their private chat with the bot."""
+        message = {"message_id": next(self.emulator.message_ids), "from": self._from(),
+                   "chat": {"id": self.user_id, "type": "private", "first_name": self._from()["first_name"]},
+                   "date": int(time.time()), **content}
+        if "text" in content:
+            self.last_message = message
+        return message
 
     def post(self, update: dict[str, Any], *, secret: str | None = None) -> int:
         """POST an update to the relay with the secret token (or ``secret``); returns the HTTP status.
@@ -266,9 +283,23 @@ class TelegramUser:
             "id": str(next(self.emulator.update_ids)), "from": self._from(), "message": carrier,
             "chat_instance": str(self.user_id), "data": data}))
 
-    def share_contact(self, phone: str) -> int:
-        return self.post(self.update(message=self.message(contact={
-            "phone_number": phone, "first_name": self._from()["first_name"], "user_id": self.user_id})))
+    def share_contact(self, phone: str, *, first_name: str | None = None, user_id: int | None = 0) -> int:
+        """Share a contact: by default their own (the phone button's card: their ``user_id``); another person's
+        with ``first_name`` and that person's ``user_id`` (None: someone not on Telegram)."""
+        contact: dict[str, Any] = {"phone_number": phone, "first_name": first_name or self._from()["first_name"]}
+        owner = self.user_id if user_id == 0 else user_id
+        if owner is not None:
+            contact["user_id"] = owner
+        return self.post(self.update(message=self.message(contact=contact)))
+
+    def send_sticker(self, *, emoji: str = "\N{THUMBS UP SIGN}", content: bytes | None = None) -> int:
+        """Send a (static, WebP) sticker; its file id is ``last_file_id``."""
+        stored = self.emulator.files.add(content if content is not None else _SAMPLE_WEBP, "image/webp", "sticker")
+        self.last_file_id = stored.file_id
+        sticker = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "type": "regular",
+                   "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": emoji,
+                   "file_size": len(stored.content)}
+        return self.post(self.update(message=self.message(sticker=sticker)))
 
     def share_location(self, latitude: float, longitude: float) -> int:
         return self.post(self.update(message=self.message(location={"latitude": latitude, "longitude": longitude})))
@@ -306,18 +337,35 @@ class TelegramUser:
         return self.post(self.update(message=self.message(**{kind: stored.as_object(**fields)},
                                                           **self._caption(caption))))
 
-    def block(self) -> int:
-        """Block the bot: Telegram tells the bot its membership of the private chat changed (``my_chat_member``)."""
-        user, bot = self._from(), self.emulator._bot_user()
+    def _membership(self, old: dict[str, Any], new: dict[str, Any]) -> int:
+        user = self._from()
         return self.post(self.update(my_chat_member={
             "chat": {"id": self.user_id, "type": "private", "first_name": user["first_name"]}, "from": user,
-            "date": int(time.time()), "old_chat_member": {"status": "member", "user": bot},
-            "new_chat_member": {"status": "kicked", "user": bot, "until_date": 0}}))
+            "date": int(time.time()), "old_chat_member": old, "new_chat_member": new}))
 
-    def edit(self, text: str) -> int:
-        message = self.message(text=text)
-        message["edit_date"] = int(time.time())
-        return self.post(self.update(edited_message=message))
+    def block(self) -> int:
+        """Block the bot: Telegram tells the bot its membership of the private chat changed (``my_chat_member``,
+        ``kicked``), and refuses to deliver its messages from then on."""
+        bot = self.emulator._bot_user()
+        with self.emulator.lock:
+            self.emulator.blocked.add(self.user_id)
+        return self._membership({"status": "member", "user": bot}, {"status": "kicked", "user": bot, "until_date": 0})
+
+    def unblock(self) -> int:
+        """Unblock the bot (``my_chat_member``: ``kicked`` → ``member``); pressing Start then sends ``/start``."""
+        bot = self.emulator._bot_user()
+        with self.emulator.lock:
+            self.emulator.blocked.discard(self.user_id)
+        return self._membership({"status": "kicked", "user": bot, "until_date": 0}, {"status": "member", "user": bot})
+
+    def edit(self, text: str, message: dict[str, Any] | None = None) -> int:
+        """Edit a text message this user sent (the last text by default): Telegram sends it again, same
+        ``message_id`` and ``date``, with the new text and ``edit_date``."""
+        original = message or self.last_message
+        if original is None:
+            raise ValueError("nothing was sent yet")
+        edited = {**original, "text": text, "edit_date": max(int(time.time()), int(original["date"]) + 1)}
+        return self.post(self.update(edited_message=edited))
 
 
 def create_app(**kwargs: Any) -> Flask:

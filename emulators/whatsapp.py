@@ -72,6 +72,8 @@ class Sent:
     to: str
     payload: dict[str, Any]
     at: float
+    #: the business number (phone number id) it was sent from
+    sender: str = ""
 
     @property
     def tracking(self) -> str | None:
@@ -93,6 +95,8 @@ class WhatsAppEmulator:
     Args:
         access_token: the token the relay must send.
         phone_number_id: the business phone number id the relay sends from.
+        other_numbers: the account's other business numbers (phone number id → display number): the relay may
+            send from them too, and patients may write to them.
         app_secret: signs the webhooks the emulated patients send.
         relay_url: where patients' webhooks go (``…/webhooks/whatsapp``).
         status_webhooks: send the status webhooks Meta sends after each accepted message.
@@ -108,6 +112,7 @@ class WhatsAppEmulator:
     access_token: str
     phone_number_id: str
     app_secret: str
+    other_numbers: dict[str, str] = field(default_factory=dict)
     relay_url: str = ""
     waba_id: str = "102290129340398"
     display_phone_number: str = "905320000000"
@@ -125,8 +130,7 @@ class WhatsAppEmulator:
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self.media = MediaStore(self.media_link_seconds)
-        self.statuses = StatusWebhooks(lambda body: self.post_webhook(body)[0],
-                                       lambda statuses: self.envelope({"statuses": statuses}))
+        self.statuses = StatusWebhooks(lambda body: self.post_webhook(body)[0], self._status_envelope)
         self.app = self._make_app()
 
     # -- faults --------------------------------------------------------------------------------
@@ -150,19 +154,34 @@ class WhatsAppEmulator:
             self.faults[0].remaining -= 1
             return self.faults[0].kind
 
-    def messages_to(self, wa_id: str) -> list[Sent]:
-        """What the relay sent to one patient, in order."""
+    def messages_to(self, wa_id: str, *more: str) -> list[Sent]:
+        """What the relay sent to one patient (under any of the ids given), in order."""
+        ids = {wa_id, *more}
         with self.lock:
-            return [m for m in self.sent if m.to == wa_id]
+            return [m for m in self.sent if m.to in ids]
+
+    @property
+    def numbers(self) -> dict[str, str]:
+        """Every business number of the account: phone number id → display number."""
+        return {self.phone_number_id: self.display_phone_number, **self.other_numbers}
 
     # -- webhooks ------------------------------------------------------------------------------
-    def envelope(self, value: dict[str, Any]) -> dict[str, Any]:
-        """A complete ``messages`` webhook body around ``value``'s lists (messages, contacts, statuses)."""
+    def _status_envelope(self, statuses: list[dict[str, Any]]) -> dict[str, Any]:
+        """Statuses come in the webhook of the business number their message was sent from."""
+        ids = {status.get("id") for status in statuses}
+        with self.lock:
+            sender = next((m.sender for m in self.sent if m.id in ids and m.sender), None)
+        return self.envelope({"statuses": statuses}, phone_number_id=sender)
+
+    def envelope(self, value: dict[str, Any], *, phone_number_id: str | None = None) -> dict[str, Any]:
+        """A complete ``messages`` webhook body around ``value``'s lists (messages, contacts, statuses), for the
+        business number ``phone_number_id`` (the main one by default)."""
+        number = phone_number_id or self.phone_number_id
         return {"object": "whatsapp_business_account", "entry": [{"id": self.waba_id, "changes": [{
             "field": "messages", "value": {
                 "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": self.display_phone_number,
-                             "phone_number_id": self.phone_number_id}, **value}}]}]}
+                "metadata": {"display_phone_number": self.numbers.get(number, self.display_phone_number),
+                             "phone_number_id": number}, **value}}]}]}
 
     def post_webhook(self, body: dict[str, Any] | bytes, *, signature: str | None = None) -> tuple[int, bytes]:
         """POST a webhook to ``relay_url``, signed unless ``signature`` says otherwise.
@@ -221,8 +240,8 @@ class WhatsAppEmulator:
         return self._error(400, 100, "(#100) Invalid parameter",
                            error_data={"messaging_product": "whatsapp", "details": problems[0]})
 
-    def _accept(self, body: dict[str, Any], fault: str | None) -> tuple[Response, int]:
-        message = Sent(wamid(), body["to"], body, time.time())
+    def _accept(self, body: dict[str, Any], fault: str | None, sender: str) -> tuple[Response, int]:
+        message = Sent(wamid(), body["to"], body, time.time(), sender)
         with self.lock:
             self.sent.append(message)
         if self.status_webhooks:
@@ -243,7 +262,7 @@ class WhatsAppEmulator:
             refused = self._refused(fault)
             if refused is not None:
                 return refused
-            if not version.startswith("v") or phone_number_id != self.phone_number_id:
+            if not version.startswith("v") or phone_number_id not in self.numbers:
                 return self._error(400, 100, "(#100) Invalid parameter",
                                    error_data={"details": "Unknown phone number id or version"})
             body: dict[str, Any] = request.get_json(silent=True) or {}
@@ -264,7 +283,7 @@ class WhatsAppEmulator:
                 return self._error(400, 131047, "(#131047) Re-engagement message",
                                    error_data={"details": "More than 24 hours have passed since the customer last "
                                                           "replied to this number."})
-            return self._accept(body, fault)
+            return self._accept(body, fault, phone_number_id)
 
         @app.get("/<version>/<media_id>")
         def media_url(version: str, media_id: str) -> tuple[Response, int]:
@@ -277,8 +296,8 @@ class WhatsAppEmulator:
             if problems:
                 return self._invalid({"query": args}, problems)
             media = self.media.get(media_id)
-            if not version.startswith("v") or media is None or args.get("phone_number_id", self.phone_number_id) != (
-                    self.phone_number_id):
+            if not version.startswith("v") or media is None or args.get(
+                    "phone_number_id", self.phone_number_id) not in self.numbers:
                 return self._error(400, 100, f"Unsupported get request. Object with ID '{media_id}' does not exist, "
                                    "cannot be loaded due to missing permissions, or does not support this operation. "
                                    "Please read the Graph API documentation at "
@@ -335,9 +354,14 @@ class WhatsAppEmulator:
         return app
 
     # -- patients ------------------------------------------------------------------------------
-    def patient(self, wa_id: str | None = None, name: str = "Patient", *, user_id: str | None = None) -> Patient:
-        """A patient who writes from ``wa_id`` (phone digits) or, with no phone, a business-scoped ``user_id``."""
-        return Patient(self, wa_id, name, user_id)
+    def patient(self, wa_id: str | None = None, name: str = "Patient", *, user_id: str | None = None,
+                username: str | None = None, phone_hidden: bool = False, to: str | None = None) -> Patient:
+        """A patient who writes from ``wa_id`` (phone digits) and/or a business-scoped ``user_id``.
+
+        ``username``: the username they adopted; ``phone_hidden``: Meta withholds their number (they are known
+        by ``user_id`` alone); ``to``: the business number (phone number id) they write to.
+        """
+        return Patient(self, wa_id, name, user_id, username=username, phone_hidden=phone_hidden, to=to)
 
 
 __all__ = ["Fault", "Patient", "Sent", "WhatsAppEmulator", "create_app", "sign"]

@@ -2,18 +2,22 @@
 operations that use every part: the sync of a plan and the erasure of a contact.
 
 The parts it is made of are mixins over :class:`~adapters.hubspot.common.HubSpotBase`: the schema
-(:mod:`adapters.hubspot.schema`), contacts and companies (:mod:`~adapters.hubspot.contacts`), records,
-notes and tasks (:mod:`~adapters.hubspot.records`).
+(:mod:`adapters.hubspot.schema`), contacts and opt-outs (:mod:`~adapters.hubspot.contacts`, by the matching
+rule of :mod:`~adapters.hubspot.identity`), companies (:mod:`~adapters.hubspot.companies`), records, notes
+and tasks (:mod:`~adapters.hubspot.records`).
 """
 
 from __future__ import annotations
 
+import html
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from adapters.base import CRMSchema, ErasureReport, Ref, SyncPlan, SyncResult
 from adapters.hubspot.app import HubSpotApp
+from adapters.hubspot.companies import HubSpotCompanies
 from adapters.hubspot.contacts import HubSpotContacts
+from adapters.hubspot.identity import IDENTITY_CONFLICT
 from adapters.hubspot.keys import COMPANIES, CONTACTS, NOTE_COPIES, NOTES, PROGRESS, RECORDS, TASK_COPIES, TASKS
 from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.records import HubSpotRecords
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
     from adapters.inbox import CRMInbox, OAuthInstall
 
 
-class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
+class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotCompanies, HubSpotRecords):
     """Writes leads into HubSpot (contacts, deals/tickets/leads, notes, tasks)."""
 
     name = "hubspot"
@@ -36,12 +40,15 @@ class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
 
     # -- the write -----------------------------------------------------------------------------
     def sync(self, plan: SyncPlan) -> SyncResult:
-        """Contact, company, record (with association and tags), note (associated with both), task on handoff.
+        """Contact, company, record (with associations and tags), note (associated with both), task on handoff;
+        or, for an opt-out, only the patient's contacts marked.
 
         A retry resumes where the last attempt stopped (the progress log): steps already written are not
         written again, since under a CRM failing often redoing every step compounds the failures.
         """
         start = self.calls
+        if plan.contact.opt_out is not None:  # an opt-out: the patient's contacts marked, nothing else
+            return SyncResult(contact=self._contact(plan.contact), calls=self.calls - start)
         progress = self.progress(plan.lead_reference)
         done = progress.steps()
         if "contact" in done:
@@ -49,15 +56,21 @@ class HubSpotAdapter(HubSpotSchema, HubSpotContacts, HubSpotRecords):
         else:
             contact = self._contact(plan.contact)
             progress.record("contact", contact.id)
-        company = self._company(plan.company, contact) if plan.company else None
+        person = (plan.contact.properties.get("firstname"), plan.contact.properties.get("lastname"))
+        company = self._company(plan.company, contact, person=person) if plan.company else None
         record = None
         if plan.record is not None and "record" in done:
             record = Ref(object=plan.record.object, id=done["record"], created=False)
         elif plan.record is not None:
-            record = self._record(plan.record, contact=contact, tags=plan.tags, tags_property=plan.tags_property)
+            record = self._record(plan.record, contact=contact, tags=plan.tags, tags_property=plan.tags_property,
+                                  company=company)
             progress.record("record", record.id)
         elif plan.tags and plan.tags_property:
             self._contact_tags(plan.tags, contact, plan.tags_property)
+        conflict = contact.properties.get(IDENTITY_CONFLICT)
+        if plan.note and conflict:  # where the coordinator reads the request, not only on the contact
+            plan = plan.model_copy(update={"note": plan.note.model_copy(update={
+                "body": f"<p><strong>Identity check:</strong> {html.escape(conflict)}</p>\n{plan.note.body}"})})
         note = self._note(plan.note, contact=contact, record=record) if plan.note else None
         task = self._task(plan.task, contact=contact, record=record) if plan.task else None
         progress.finish()

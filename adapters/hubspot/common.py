@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: (from object, to object) → HUBSPOT_DEFINED association type id
 ASSOCIATIONS = {("deals", "contacts"): 3, ("tickets", "contacts"): 16, ("leads", "contacts"): 578,
-                ("companies", "contacts"): 280,
+                ("companies", "contacts"): 280, ("deals", "companies"): 341, ("tickets", "companies"): 339,
                 ("notes", "contacts"): 202, ("notes", "deals"): 214, ("notes", "tickets"): 228, ("notes", "leads"): 854,
                 ("tasks", "contacts"): 204, ("tasks", "deals"): 216, ("tasks", "tickets"): 230, ("tasks", "leads"): 646}
 
@@ -86,6 +86,12 @@ class HubSpotBase(CRMAdapter):
             if matches and first_only:
                 break
         return matches
+
+    def _associate_default(self, holder: Ref, to: Ref) -> None:
+        """Associate two records by HubSpot's default (unlabelled) type: the v4 PUT, which changes nothing when
+        they are associated already."""
+        self._call(f"{holder.object}_{to.object}_association", self.client.crm.associations.v4.basic_api.create_default,
+                   holder.object, holder.id, to.object, to.id)
 
     def _assoc(self, from_type: str, to: Ref) -> dict[str, Any]:
         type_id = ASSOCIATIONS.get((from_type, to.object))

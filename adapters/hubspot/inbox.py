@@ -18,7 +18,6 @@ of its own there (it stays SENT); a failure carries the reason, which the agent 
 
 from __future__ import annotations
 
-import json
 import logging
 import mimetypes
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from adapters.hubspot.routing import ThreadRouter
 from adapters.hubspot.signature import verify
 from adapters.hubspot.tokens import TokenStore
 from adapters.inbox import CRMInbox, InboxLimits, Published, WebhookRequest
+from core import strictjson
 from core.errors import AuthError, ConfigurationError, FatalError, WebhookRejectedError
 from core.inbox import AgentReply, DeliveryReport, FileRef, InboxEvent, ThreadClosed, ThreadMessage
 
@@ -247,8 +247,8 @@ def thread_closed(event: Any) -> ThreadClosed | None:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except ValueError:
+        return strictjson.loads(body)
+    except (ValueError, RecursionError):
         raise WebhookRejectedError(400, "hubspot: the body is not JSON") from None
 
 

@@ -12,7 +12,7 @@ import time
 from typing import Literal
 
 from adapters.base import NoteWrite, RecordWrite, Ref, TaskWrite, settle_after_timeout
-from adapters.hubspot.common import HubSpotBase
+from adapters.hubspot.common import ASSOCIATIONS, HubSpotBase
 from adapters.hubspot.common import text as _text
 from adapters.hubspot.keys import PROPERTY_OPTIONS
 from adapters.hubspot.session import ConflictError
@@ -25,8 +25,10 @@ class HubSpotRecords(HubSpotBase):
     """Records (created with their association to the contact, or updated), tags, notes and tasks."""
 
     # -- records and tags ----------------------------------------------------------------------
-    def _record(self, write: RecordWrite, *, contact: Ref, tags: list[str], tags_property: str | None) -> Ref:
-        """Created with its association to the contact, or (a known reference) updated. The reference
+    def _record(self, write: RecordWrite, *, contact: Ref, tags: list[str], tags_property: str | None,
+                company: Ref | None = None) -> Ref:
+        """Created with its associations to the contact and the company, or (a known reference) updated and
+        associated with the company (HubSpot's default type: associating twice changes nothing). The reference
         property is unique: a create that had in fact landed answers 409 with the existing id."""
         from hubspot.crm.objects import SimplePublicObjectInput, SimplePublicObjectInputForCreate
 
@@ -44,22 +46,32 @@ class HubSpotRecords(HubSpotBase):
             if tags and tags_property:
                 self._ensure_options(write.object, tags_property, tags)
                 create[tags_property] = ";".join(tags)
+            associations = [self._assoc(write.object, contact)]
+            with_company = company is not None and (write.object, company.object) in ASSOCIATIONS
+            if company is not None and with_company:
+                associations.append(self._assoc(write.object, company))
             try:
                 created = self._call("record_create", self.client.crm.objects.basic_api.create, write.object,
-                                     SimplePublicObjectInputForCreate(properties=create,
-                                                                      associations=[self._assoc(write.object, contact)]))
-                self.cache.set("record", str(created.id), write.object, write.reference)
-                return Ref(object=write.object, id=str(created.id), created=True)
+                                     SimplePublicObjectInputForCreate(properties=create, associations=associations))
             except ConflictError as exc:
                 if not exc.existing_id:
                     raise
                 known = exc.existing_id  # a replay whose first run created it: update instead
                 self.cache.set("record", known, write.object, write.reference)
+            else:
+                self.cache.set("record", str(created.id), write.object, write.reference)
+                record = Ref(object=write.object, id=str(created.id), created=True)
+                if company is not None and not with_company:  # no create-time type known for this object
+                    self._associate_default(record, company)
+                return record
         if tags and tags_property:
             properties[tags_property] = self._merged_tags(write.object, known, tags, tags_property)
         self._call("record_update", self.client.crm.objects.basic_api.update, write.object, known,
                    SimplePublicObjectInput(properties=properties))
-        return Ref(object=write.object, id=known, created=False)
+        record = Ref(object=write.object, id=known, created=False)
+        if company is not None:
+            self._associate_default(record, company)
+        return record
 
     def _merged_tags(self, obj: str, object_id: str, tags: list[str], tags_property: str) -> str:
         current = self._call("record_get", self.client.crm.objects.basic_api.get_by_id, obj, object_id,

@@ -1,14 +1,16 @@
 """The HubSpot adapter's diagnosis and set-up: checking the token, describing objects' properties and
-pipelines, and creating the property group and custom properties a mapping needs
-(``chat2crm crm setup``).
+pipelines, and creating the property group and custom properties a mapping needs, and those the adapter
+writes on contacts itself: an identity conflict, the time and channel of an opt-out (``chat2crm crm setup``).
 """
 
 from __future__ import annotations
 
 from adapters.base import CredentialReport, CRMSchema, FieldInfo, ObjectInfo
 from adapters.hubspot.common import HubSpotBase
+from adapters.hubspot.identity import CONFLICTING_EMAIL, IDENTITY_CONFLICT
 from adapters.hubspot.session import ConflictError
 from core.errors import FatalError, RetryableError
+from core.plan import opt_out_companions
 
 
 class HubSpotSchema(HubSpotBase):
@@ -39,11 +41,13 @@ class HubSpotSchema(HubSpotBase):
         return schema
 
     def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
-        """Create the property group and every custom property the mapping needs (idempotent)."""
+        """Create the property group and every custom property the mapping needs, and the adapter's own
+        (:func:`own_fields`), idempotently."""
         from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 
         lines: list[str] = []
         group = self.options.property_group
+        required = own_fields(required)
         live = self.describe(list(required.objects))
         for obj, info in required.objects.items():
             missing = [f for name, f in info.fields.items() if name not in live.objects[obj].fields]
@@ -55,7 +59,7 @@ class HubSpotSchema(HubSpotBase):
                 except ConflictError:
                     pass
             for wanted in missing:
-                kind, field_type = {"enumeration": ("enumeration", "checkbox"),
+                kind, field_type = {"enumeration": ("enumeration", "checkbox"), "datetime": ("datetime", "date"),
                                     "bool": ("enumeration", "booleancheckbox")}.get(wanted.type, ("string", "text"))
                 options = [{"label": v, "value": v, "displayOrder": i, "hidden": False}
                            for i, v in enumerate(["true", "false"] if wanted.type == "bool" else [])]
@@ -74,3 +78,20 @@ class HubSpotSchema(HubSpotBase):
                 state = "ok" if have is not None and all(s in have for s in stages) else "MISSING (create it in HubSpot)"
                 lines.append(f"{state} {obj} pipeline {pipeline} stage {', '.join(stages)}")
         return lines
+
+
+def own_fields(required: CRMSchema) -> CRMSchema:
+    """``required`` with what the adapter itself writes on contacts: the identity conflict's two properties
+    (:mod:`adapters.hubspot.identity`), and, beside the mapping's opt-out flag (the one yes/no property a
+    mapping asks of the contact), when and on which channel the patient opted out
+    (:func:`core.plan.opt_out_companions`)."""
+    contacts = required.objects.get("contacts")
+    if contacts is None:
+        return required
+    extra = {name: FieldInfo(name=name) for name in (IDENTITY_CONFLICT, CONFLICTING_EMAIL)}
+    for flag in [f.name for f in contacts.fields.values() if f.type == "bool"]:
+        at_field, channel_field = opt_out_companions(flag)
+        extra |= {at_field: FieldInfo(name=at_field, type="datetime"), channel_field: FieldInfo(name=channel_field)}
+    fields = {**extra, **contacts.fields}
+    return required.model_copy(update={"objects": {**required.objects, "contacts": contacts.model_copy(
+        update={"fields": fields})}})

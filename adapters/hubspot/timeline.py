@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html
-import json
 import time
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.rest import HubSpotRest
 from adapters.hubspot.signature import verify
 from adapters.inbox import CRMInbox, InboxLimits, Published, WebhookRequest
+from core import strictjson
 from core.errors import FatalError, WebhookRejectedError
 from core.inbox import AgentReply, DeliveryReport, FileRef, InboxEvent, ThreadMessage
 
@@ -150,8 +150,8 @@ class HubSpotTimelineInbox(CRMInbox):
         verify(secret, method=request.method, url=request.url, headers=request.headers, body=request.body,
                now=request.received_at)
         try:
-            payload = json.loads(request.body)
-        except ValueError:
+            payload = strictjson.loads(request.body)
+        except (ValueError, RecursionError):
             raise WebhookRejectedError(400, "hubspot: the body is not JSON") from None
         if isinstance(payload, dict) and isinstance(payload.get("type"), str):
             return []  # a custom channel's event: not this inbox's

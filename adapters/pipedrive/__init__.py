@@ -39,6 +39,13 @@ creates), :mod:`~adapters.pipedrive.labels` (lead labels, pipelines, tag options
 :mod:`~adapters.pipedrive.persons` (persons and organizations), :mod:`~adapters.pipedrive.records`
 (leads, deals, notes, activities), :mod:`~adapters.pipedrive.schema` (diagnosis and set-up) and
 :mod:`~adapters.pipedrive.adapter` (the class, the sync and the erasure).
+
+The conversation after the bot: :mod:`~adapters.pipedrive.app` (which inbox a configuration gets, the
+app installed by OAuth whose token then replaces the API token), :mod:`~adapters.pipedrive.oauth` (the
+install and the refresh, tokens kept by :mod:`adapters.oauth_tokens`), :mod:`~adapters.pipedrive.inbox`
+(patients' messages as notes, delivery notes, files), :mod:`~adapters.pipedrive.panel` (the custom panel's
+signed token, who may see a record, file links) and :mod:`~adapters.pipedrive.thread_log` (the
+conversation as the panel shows it).
 """
 
 from adapters.pipedrive.adapter import PipedriveAdapter

@@ -1,5 +1,6 @@
-"""The Pipedrive adapter class: its declarations (options, credentials, key families) and the two
-operations that use every part: the sync of a plan and the erasure of a contact.
+"""The Pipedrive adapter class: its declarations (options, credentials, key families), the two
+operations that use every part (the sync of a plan and the erasure of a contact), and the hooks of the
+conversation after the bot (the inbox and the app's OAuth install: :mod:`adapters.pipedrive.app`).
 
 The parts it is made of are mixins over :class:`~adapters.pipedrive.common.PipedriveBase`: the schema
 (:mod:`adapters.pipedrive.schema`), persons and organizations (:mod:`~adapters.pipedrive.persons`),
@@ -9,9 +10,10 @@ leads, deals, notes and activities (:mod:`~adapters.pipedrive.records`).
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from adapters.base import ErasureReport, Ref, SyncPlan, SyncResult
+from adapters.base import AdapterCredentials, AdapterOptions, CRMSchema, ErasureReport, Ref, SyncPlan, SyncResult
+from adapters.pipedrive.app import PipedriveApp
 from adapters.pipedrive.keys import (
     ACTIVITIES,
     CONTACTS,
@@ -29,6 +31,11 @@ from adapters.pipedrive.records import PipedriveRecords
 from adapters.pipedrive.schema import PipedriveSchema
 from core.errors import FatalError
 
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from adapters.inbox import CRMInbox, OAuthInstall
+
 
 class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
     """Writes leads into Pipedrive (persons, leads or deals, notes, activities, labels)."""
@@ -41,6 +48,27 @@ class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
                                        "note": NOTES, "activity": ACTIVITIES, "fields": FIELDS, "labels": LABELS,
                                        "pipelines": PIPELINES})
     progress_family = PROGRESS
+
+    def __init__(self, credentials: AdapterCredentials, *, options: AdapterOptions | dict[str, Any] | None = None,
+                 redis: Redis | None = None) -> None:
+        super().__init__(credentials, options=options, redis=redis)
+        #: the app installed by OAuth, the panel and the inbox (:mod:`adapters.pipedrive.app`)
+        self.app = PipedriveApp(self)
+        if self.app.configured:
+            # the installed company's token and API domain, asked for at each call (after the runtime has
+            # told the adapter its encryption key)
+            self.session.use_app(self.app)
+
+    # -- the conversation after the bot ----------------------------------------------------------
+    def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
+        """The mapping's fields and labels (:meth:`PipedriveSchema.setup`), then what the inbox's panel needs."""
+        return super().setup(required, apply=apply) + self.app.setup()
+
+    def inbox(self) -> CRMInbox | None:
+        return self.app.inbox()
+
+    def installer(self) -> OAuthInstall | None:
+        return self.app.oauth
 
     # -- erasure -------------------------------------------------------------------------------
     def erase_contact(self, *, key: tuple[str, str], mode: Literal["delete", "anonymise"]) -> ErasureReport:

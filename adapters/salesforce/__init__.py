@@ -38,6 +38,12 @@ The modules, from the bottom up:
   and Tasks hold;
 - :mod:`~adapters.salesforce.lookup` and :mod:`~adapters.salesforce.composite`: the two steps of a sync;
 - :mod:`~adapters.salesforce.schema`: describe and set-up;
+- the inbox for the conversation after the bot, through the chat2crm package (``crm/salesforce``):
+  :mod:`~adapters.salesforce.messages` (the package's message object as the relay writes it),
+  :mod:`~adapters.salesforce.changes` (its change events read), :mod:`~adapters.salesforce.stream` (the
+  Pub/Sub API subscription, on the stubs in :mod:`adapters.salesforce.pubsub`),
+  :mod:`~adapters.salesforce.deploy` (whether the package is in place) and
+  :mod:`~adapters.salesforce.inbox` (:class:`~adapters.salesforce.inbox.SalesforceInbox`);
 - :mod:`~adapters.salesforce.adapter`: :class:`SalesforceAdapter`, the entry point
   (``adapters.salesforce:SalesforceAdapter``).
 """

@@ -10,6 +10,7 @@ of a composite request: URLs end up in HTTP debug logs, bodies do not.
 
 from __future__ import annotations
 
+import logging
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -27,6 +28,7 @@ from adapters.base import (
 )
 from adapters.salesforce.composite import build_composite, first_failure, found_campaign, sync_result
 from adapters.salesforce.lookup import Found, Shape, lookup_queries
+from adapters.salesforce.messages import OBJECT
 from adapters.salesforce.options import AuthMode, SalesforceCredentials, SalesforceOptions
 from adapters.salesforce.schema import describe_objects, setup_lines
 from adapters.salesforce.session import SalesforceSession
@@ -37,9 +39,15 @@ from core.keys import family
 if TYPE_CHECKING:
     from redis import Redis
 
+    from adapters.inbox import CRMInbox
+
+log = logging.getLogger("chat2crm.salesforce")
+
 DAY = 86400
 CAMPAIGNS = family("salesforce", "campaign:{name}", ttl=7 * DAY, holds_pii=False, owner=__name__)
 HOLDERS = family("salesforce", "holders:{field}", ttl=DAY, holds_pii=False, owner=__name__)
+#: whether the org has the chat2crm package's object (``inbox: auto``), looked up once an hour
+PACKAGE = family("salesforce", "package:{object}", ttl=3600, holds_pii=False, owner=__name__)
 #: how many records one collections delete may name
 DELETE_BATCH = 200
 
@@ -52,7 +60,7 @@ class SalesforceAdapter(CRMAdapter):
     requires = ("simple_salesforce",)
     Options = SalesforceOptions
     Credentials = SalesforceCredentials
-    cache_families = MappingProxyType({"campaign": CAMPAIGNS, "holders": HOLDERS})
+    cache_families = MappingProxyType({"campaign": CAMPAIGNS, "holders": HOLDERS, "package": PACKAGE})
 
     options: SalesforceOptions
     session: SalesforceSession
@@ -105,8 +113,43 @@ class SalesforceAdapter(CRMAdapter):
 
     def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
         """Say exactly which fields an admin must create, or create them through the Tooling API (see
-        :func:`~adapters.salesforce.schema.setup_lines`)."""
-        return setup_lines(self.session, required, self.describe(list(required.objects)), apply=apply)
+        :func:`~adapters.salesforce.schema.setup_lines`); then, unless the inbox is off, how the chat2crm package
+        is deployed and whether it is in place (:func:`~adapters.salesforce.deploy.package_lines`)."""
+        lines = setup_lines(self.session, required, self.describe(list(required.objects)), apply=apply)
+        if self.options.inbox == "none":
+            return lines
+        from adapters.salesforce.deploy import package_lines
+        from adapters.salesforce.messages import DEPLOY
+
+        self.cache.drop("package", OBJECT)  # deployed since the last look: seen at once
+        self.session.login(fresh=True)  # the identity URL names the integration user
+        lines.append(f"inbox: the chat2crm package is deployed with the Salesforce CLI: `{DEPLOY}`")
+        return lines + package_lines(self.session, self.session.identity()[1])
+
+    # -- the conversation after the bot ----------------------------------------------------------
+    def inbox(self) -> CRMInbox | None:
+        """The chat2crm package's chat messages as the inbox (``options.inbox``), or None."""
+        if self.options.inbox == "none" or (self.options.inbox == "auto" and not self._package_deployed()):
+            return None
+        from adapters.salesforce.inbox import SalesforceInbox
+
+        return SalesforceInbox(self.session, credentials=self.credentials,  # type: ignore[arg-type]
+                               options=self.options, deployment=self.deployment)
+
+    def _package_deployed(self) -> bool:
+        """Whether the org has the package's message object (one describe, remembered for an hour)."""
+        cached = self.cache.get("package", OBJECT)
+        if cached is not None:
+            return cached == "yes"
+        try:
+            present = OBJECT in describe_objects(self.session, [OBJECT]).objects
+        except (AuthError, RetryableError, FatalError) as exc:
+            # not known: take the package as there; a publish says what is missing if it is not
+            log.warning("salesforce: whether the chat2crm package is deployed is not known", extra={
+                "reason": exc.message})
+            return True
+        self.cache.set("package", "yes" if present else "no", OBJECT)
+        return present
 
     # -- reading -------------------------------------------------------------------------------
     def _one(self, operation: str, method: str, path: str, *, body: Any = None,

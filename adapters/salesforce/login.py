@@ -39,6 +39,8 @@ class _HTTP(requests.Session):
         self.token_status: int | None = None
         #: the OAuth scopes the last token granted
         self.scopes: list[str] = []
+        #: the identity URL the last token came with (``…/id/<org id>/<user id>``)
+        self.identity: str | None = None
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         text = url.decode() if isinstance(url, bytes) else url
@@ -51,7 +53,9 @@ class _HTTP(requests.Session):
             self.token_status = response.status_code
             if response.ok:
                 try:
-                    self.scopes = str(response.json().get("scope") or "").split()
+                    granted = response.json()
+                    self.scopes = str(granted.get("scope") or "").split()
+                    self.identity = str(granted.get("id") or "") or None
                 except ValueError:
                     self.scopes = []
         return response

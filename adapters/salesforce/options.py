@@ -47,6 +47,16 @@ class SalesforceOptions(AdapterOptions):
                                     "phone and e-mail already); stop: let the alert stop the save.")
     session_cache_seconds: float = Field(default=1800, ge=0,
                                          description="How long workers share one access token (0: not shared).")
+    inbox: Literal["auto", "package", "none"] = Field(
+        default="auto",
+        description="Where agents answer patients after the bot: package: the chat2crm package's chat messages "
+                    "(deploy crm/salesforce; agents' replies reach the relay through `chat2crm listen salesforce`); "
+                    "auto: the package when the org has its message object (looked up once an hour; restart the "
+                    "relay after deploying it); none: no inbox in Salesforce (the bot keeps the conversation).")
+    inbox_case_reference: str | None = Field(
+        default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="The Case's External ID field that holds the lead's reference (Chat2CRM_Reference__c) when the "
+                    "mapping writes Cases: chat messages are linked to the lead's Case too, and show on its page.")
 
     @field_validator("assignment")
     @classmethod
@@ -79,6 +89,8 @@ class SalesforceCredentials(AdapterCredentials):
     password: SecretStr | None = None
     security_token: SecretStr | None = None
     private_key_file: Path | None = None
+    #: the Pub/Sub API (host:port) the inbox's listener subscribes to
+    pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"
 
     def auth_mode(self) -> AuthMode:
         """Which OAuth 2.0 flow these make: JWT bearer when a private key file is set, the username-password

@@ -236,6 +236,41 @@ class SalesforceSession(RequestsSession):
                 login = self._refresh(login)
         raise AssertionError("unreachable")  # pragma: no cover - the second attempt returns or raises
 
+    def download(self, operation: str, path: str) -> tuple[bytes, str]:
+        """One REST read of raw bytes (a blob field: ``sobjects/ContentVersion/<id>/VersionData``) and their
+        type; an expired session is refreshed once, as in :meth:`request`.
+
+        Raises:
+            As :meth:`VendorSession.call`.
+        """
+        self._guard_usage()
+        login = self.current or self.login()
+        for attempt in (1, 2):
+            try:
+                return self.call(operation, lambda login=login: self._bytes(login, path, operation))  # type: ignore[misc]
+            except AuthError as exc:
+                if attempt == 2 or exc.details.get("code") != "INVALID_SESSION_ID":
+                    raise
+                login = self._refresh(login)
+        raise AssertionError("unreachable")  # pragma: no cover - the second attempt returns or raises
+
+    def _bytes(self, login: _Login, path: str, operation: str) -> tuple[bytes, str]:
+        from simple_salesforce.util import exception_handler
+
+        response = self.http.get(f"{login.instance_url}{self.path(path)}", timeout=self.timeouts.pair(),
+                                 headers={**self.default_headers, "Authorization": f"Bearer {login.token}"})
+        if response.status_code >= 300:
+            exception_handler(response, operation)  # raises simple-salesforce's exception for the status
+        return response.content, response.headers.get("Content-Type", "application/octet-stream")
+
+    def identity(self) -> tuple[str | None, str | None]:
+        """The org's id and the integration user's id, from the identity URL of the last token this process
+        asked for (``…/id/<org id>/<user id>``); (None, None) when it has used a shared session only."""
+        parts = (self.http.identity or "").rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2].startswith("00D"):
+            return parts[-2], parts[-1]
+        return None, None
+
     def _refresh(self, expired: _Login) -> _Login:
         """Another worker may already have logged in again: use its session, else log in afresh."""
         shared = self._shared()

@@ -9,7 +9,9 @@ first that answers wins; the conversation keeps which one did):
 1. ``utm_lang`` of the click, or the click's campaign language;
 2. the ad's campaign language (referral source id → registry);
 3. the start payload's language suffix (``CODE-de``) or a ``lang_xx`` payload;
-4. detection on the first message (restricted to the configured languages, with a threshold);
+4. detection on the first message (restricted to the configured languages, with a threshold; a
+   language the bot does not speak, or one sharing a configured one's script that it cannot tell
+   apart, skips step 5: the bot asks);
 5. the channel's hint: Telegram's ``language_code``, or the phone number's country;
 6. nothing: the bot asks with buttons.
 """
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.attribution.campaigns import Campaign
 from connector.attribution.clicks import clicked_at, find_code, load_click
-from connector.attribution.language import detect_language, language_of_country
+from connector.attribution.language import identify_language, language_of_country, note_detection
 from connector.bot.fields import phone_region
 from core.models import Attribution, Conversation, InboundMessage, LanguageSource
 
@@ -143,9 +145,12 @@ def _resolve_language(runtime: Runtime, conversation: Conversation, message: Inb
     if choose(payload_language, "start_payload"):
         return
     if text and message.kind in ("text",):
-        language, confidence = detect_language(text, languages)
-        if confidence >= runtime.config.bot.language_confidence and choose(language, "detected"):
+        detection = identify_language(text, languages)
+        note_detection(runtime.redis, detection, languages)
+        if detection.confidence >= runtime.config.bot.language_confidence and choose(detection.language, "detected"):
             return
+        if detection.ask:
+            return  # a language the bot does not speak, or one it cannot tell from a sibling: the bot asks
     if choose((message.profile.language_code or "")[:2].lower() or None, "channel_hint"):
         return
     choose(language_of_country(phone_region(message.sender_phone or conversation.phone), languages), "channel_hint")

@@ -5,6 +5,10 @@ text or as Telegram's start payload. The first message is searched for any code-
 case-insensitively, and each candidate is checked against Redis, so a patient who edits the
 prefilled text still brings their campaign with them. The code is then removed from the text the
 bot reads.
+
+Click records are bounded in number as well as in time: ``clicks`` lists every stored code by when it
+was stored, and storing one more than ``limits.stored_clicks`` drops the oldest record (a flood of
+clicks cannot fill Redis; a real click is kept for ``retention.click_days`` in any normal volume).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +26,25 @@ from core.keys import family
 
 #: a campaign click, by its code (campaign, UTM parameters, click ids; nothing about the person)
 CLICK = family("click", "{code}", ttl="retention.click_days", holds_pii=False, owner=__name__)
+#: every stored click's code, scored by when it was stored: the oldest go first past ``limits.stored_clicks``
+STORED = family("clicks", "", ttl="retention.click_days", holds_pii=False, owner=__name__)
+
+# Store a click and keep the records bounded, in one step. KEYS: the click, the index.
+# ARGV: code, record, TTL (s), now (µs: clicks a moment apart keep their order), most records kept, the
+# prefix of click keys.
+_STORE = """
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return 0 end
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000000)
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #oldest, 2 do redis.call('DEL', ARGV[6] .. oldest[i]) end
+end
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
+"""
 
 ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no I, L, O, U, 0, 1: easy to read and retype
 CODE_LENGTH = 6
@@ -42,12 +66,19 @@ def new_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def store_click(client: redis.Redis, data: dict[str, Any], ttl_days: int) -> str:
-    """Store a click and return its code (a new one if the first few collide)."""
+def store_click(client: redis.Redis, data: dict[str, Any], ttl_days: int, *, most: int = 100_000) -> str:
+    """Store a click and return its code (a new one if the first few collide).
+
+    Args:
+        most: the most click records kept; storing one more drops the oldest (``limits.stored_clicks``).
+    """
+    script = client.register_script(_STORE)  # sent once, then called by its SHA1
+    record = json.dumps(data, ensure_ascii=False, default=str)
+    prefix = CLICK.key("{code}").removesuffix("{code}")  # the script deletes the oldest records by their codes
     for _ in range(10):
         code = new_code()
-        if client.set(CLICK.key(code), json.dumps(data, ensure_ascii=False, default=str), nx=True,
-                      ex=ttl_days * 86400):
+        if script(keys=[CLICK.key(code), STORED.key()],
+                  args=[code, record, ttl_days * 86400, time.time_ns() // 1000, most, prefix]):
             return code
     raise RuntimeError("could not allocate a click code")
 

@@ -13,7 +13,9 @@ Order of business for each message:
    (:mod:`connector.bot.after`): each message becomes a :class:`ForAgent` event, and no reply;
 3. a finished conversation, or one idle longer than the resume window, starts again, keeping
    what the bot already knew (name, phone, e-mail, language);
-4. with no language yet, the bot asks with buttons;
+4. with no language yet, the bot asks with buttons; a patient may ask for another language at any
+   step, in words or from the language menu (:mod:`connector.bot.languages`): the current step is
+   asked again in it, the answers kept;
 5. otherwise the message answers the current step: typed values for other steps (an e-mail,
    a phone number) are taken from it first, the rest answers the step; a bad answer is asked
    again with the reason, and after ``max_attempts`` the conversation is handed over;
@@ -31,16 +33,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connector.bot import fields as readers
+from connector.bot import kinds, languages, validate, when
 from connector.bot.after import ForAgent, for_agents
-from connector.bot.datetimes import parse_when
-from connector.bot.flows import ERROR_TEXTS, LANGUAGE_NAMES, Flow, Step
+from connector.bot.flows import ERROR_TEXTS, Flow, Step
 from connector.bot.lead import build_lead, describe
-from connector.bot.reading import Reading, format_when, match_option, norm, read_answer, take_typed_values
+from connector.bot.reading import Reading, match_option, norm, read_answer, take_typed_values
 from core.models import Consent, Conversation, InboundMessage, Lead, Option, Reply, TranscriptEntry
 
 LANGUAGE_STEP = "__language__"
 SKIP_ID = "__skip__"
-CONFIRM_PREFIX = "when:"
 
 YES_NO_TITLES = {"tr": ("Evet", "Hayır"), "en": ("Yes", "No"), "de": ("Ja", "Nein"), "ar": ("نعم", "لا"),
                  "ru": ("Да", "Нет")}
@@ -147,25 +148,34 @@ class _Run:
 
     # -- the turn ------------------------------------------------------------------------------
     def run(self, message: InboundMessage) -> Turn:
+        if kinds.settled(self, message):  # a system notice, an edit (connector.bot.kinds)
+            return self.turn
         idle = self._receive(message)
         command, ctx = self._command(message), self.ctx
         if ctx.inbox and for_agents(self.conv, message, command, idle=idle, inbox_idle=ctx.inbox_idle):
             self.turn.events.append(ForAgent(message.message_id))
             return self.turn
+        if kinds.quiet(message):  # a reaction
+            return self.turn
         decided = self._obey(command, message)
         if decided is None:
             decided = self._start_again_if_due(message, idle)
+        if decided is None:
+            decided = self._switch_language(message)
         if decided is not None:
             return decided
         conv = self.conv
         if conv.step is None:
             return self._start(message, greeting="greeting")
+        if kinds.stray_file(self, message, language=conv.step == LANGUAGE_STEP, max_attempts=self.flow.max_attempts):
+            return self.turn
         if conv.step == LANGUAGE_STEP:
             return self._answer_language(message)
         step = self.flow.step(conv.step)
         if step is None:  # the flow changed under a running conversation
             return self._start(message, greeting="welcome_back")
         self._answer(step, message)
+        kinds.remember(conv, step, message)  # what an edit of this answer may correct
         return self.turn
 
     def _receive(self, message: InboundMessage) -> timedelta:
@@ -188,6 +198,8 @@ class _Run:
         """Carry out a command (stop, human, restart), or keep an opted-out conversation silent; None when
         the message is for the flow."""
         conv = self.conv
+        if command == "stop" and conv.opted_out:
+            return self.turn  # confirmed once already: nothing more is sent
         if command == "stop":
             conv.opted_out = True
             self.say(self.text("stopped"))
@@ -223,14 +235,12 @@ class _Run:
         return None
 
     def _command(self, message: InboundMessage) -> str | None:
-        if message.kind not in ("text",) or not message.text:
-            return None
-        said = norm(message.text)
-        for name in ("stop", "human", "restart"):
-            words = getattr(self.flow.commands, name)
-            for lang_words in words.values():
-                if said in {norm(w) for w in lang_words}:
-                    return name
+        """The command the message is (:mod:`connector.bot.commands`): a text, whole or inside a sentence, or
+        a template's quick-reply button (its label and payload: a marketing template's "Stop promotions")."""
+        if message.kind == "text" and message.text:
+            return self.flow.commands.intents().find(message.text)
+        if message.kind == "choice" and message.raw_type == "button":
+            return self.flow.commands.intents().find(message.choice_title or message.text, message.choice_id)
         return None
 
     # -- starting ------------------------------------------------------------------------------
@@ -261,26 +271,13 @@ class _Run:
         return self.turn
 
     def _ask_language(self) -> None:
-        options = [Option(id=f"lang:{code}", title=LANGUAGE_NAMES.get(code, code)) for code in self.flow.languages]
-        texts = self.flow.texts.get("choose_language", {})
-        # Not knowing the language, say it in every language the flow speaks (short texts).
-        lines = [texts[code] for code in self.flow.languages if code in texts]
-        self.say("\n".join(dict.fromkeys(lines)) or "Language?", options)
+        self.say(*languages.menu(self.flow))
         self.conv.step = LANGUAGE_STEP
 
     def _answer_language(self, message: InboundMessage) -> Turn:
         conv = self.conv
-        chosen = None
-        if message.choice_id and message.choice_id.startswith("lang:"):
-            chosen = message.choice_id[5:]
-        else:
-            said = norm(message.text)
-            for code in self.flow.languages:
-                if said in (code, norm(LANGUAGE_NAMES.get(code, ""))):
-                    chosen = code
-            if chosen is None and said.isdigit() and 1 <= int(said) <= len(self.flow.languages):
-                chosen = self.flow.languages[int(said) - 1]
-        if chosen not in self.flow.languages:
+        chosen = languages.chosen_language(message, self.flow.languages)
+        if chosen is None:
             conv.attempts[LANGUAGE_STEP] = conv.attempts.get(LANGUAGE_STEP, 0) + 1
             if conv.attempts[LANGUAGE_STEP] >= self.flow.max_attempts:
                 conv.language = self.lang
@@ -288,13 +285,39 @@ class _Run:
                 return self.turn
             self._ask_language()
             return self.turn
+        conv.attempts.pop(LANGUAGE_STEP, None)
         conv.language, conv.language_source = chosen, "asked"
         conv.step = None
+        if conv.pending.pop("resume", None):  # chosen from the menu mid-way: the conversation goes on
+            self._advance()
+            return self.turn
         greeting = conv.pending.pop("greeting", "greeting")
         first = conv.pending.pop("first_text", "")
         self.say(self.text(greeting))
         if first:
             self._extract_first(first)
+        self._advance()
+        return self.turn
+
+    def _switch_language(self, message: InboundMessage) -> Turn | None:
+        """Another language asked for in words or from the menu (:mod:`connector.bot.languages`): the current
+        step asked again in it, the answers kept. None when the message is not about the language."""
+        conv = self.conv
+        if conv.step == LANGUAGE_STEP:
+            return None  # the language question reads it
+        wanted = languages.switch(message, step=self.flow.step(conv.step) if conv.step else None,
+                                  current=conv.language, languages=self.flow.languages)
+        if wanted is None:
+            return None
+        if conv.step is None:  # a first message: the flow starts in that language, or asks which
+            conv.language, conv.language_source = wanted.language, "asked" if wanted.language else None
+            return None
+        if wanted.language is None:
+            conv.pending["resume"] = conv.step
+            self._ask_language()
+            return self.turn
+        conv.language, conv.language_source = wanted.language, "asked"
+        conv.pending.pop("confirm", None)  # a question asked back in the other language is asked again
         self._advance()
         return self.turn
 
@@ -328,7 +351,7 @@ class _Run:
             if attempts >= self.flow.max_attempts:
                 self._handoff("too_many_attempts")
                 return
-            self.say(self._pick(step.error) or self._pick(ERROR_TEXTS.get(error, ERROR_TEXTS["text"])))
+            self.say(self._pick(validate.error_texts(self.flow, step, error)))
             self._ask(step)
             return
         conv.attempts.pop(step.field, None)
@@ -352,41 +375,43 @@ class _Run:
 
     def _read(self, step: Step, message: InboundMessage, text: str) -> tuple[Any, str | None]:
         kind = step.type
-        confirming = kind == "datetime" and self.conv.pending.get("confirm")
+        confirming = kind in ("datetime", "date_range") and self.conv.pending.get("confirm")
         # Only text (or a button) answers most steps; a choice, yes/no or consent may be answered by any
         # message (it is read as a bad answer), a place, media or a phone number by its own kind.
         if (kind not in ("choice", "yes_no", "consent") and not confirming and message.kind not in ("text", "choice")
                 and kind not in ("location", "media", "phone")):
             return None, kind if kind in ERROR_TEXTS else "text"
-        if kind == "datetime":
+        if kind in ("datetime", "date_range"):
             return self._read_when(step, message, text)
         return read_answer(Reading(step=step, message=message, text=text, answers=self.conv.answers,
                                    language=self.conv.language, now=self.ctx.now, zone=self.ctx.timezone,
                                    phone=self.conv.phone))
 
     def _read_when(self, step: Step, message: InboundMessage, text: str) -> tuple[Any, str | None]:
-        conv = self.conv
-        pending = conv.pending.get("confirm")
-        if pending and message.choice_id and message.choice_id.startswith(CONFIRM_PREFIX):
-            index = int(message.choice_id[len(CONFIRM_PREFIX):])
-            if 0 <= index < len(pending["candidates"]):
-                conv.pending.pop("confirm")
-                conv.answers[f"{step.field}_text"] = pending["text"]
-                return pending["candidates"][index], None
-        conv.pending.pop("confirm", None)
-        when = parse_when(text, language=conv.language, now=self.ctx.now, zone=self.ctx.timezone)
-        if when.ambiguous and when.candidates:
-            conv.pending["confirm"] = {"text": text.strip(), "candidates": when.candidates}
-            options = [Option(id=f"{CONFIRM_PREFIX}{i}", title=format_when(value, self.lang))
-                       for i, value in enumerate(when.candidates[:3])]
-            self.say(self.text("confirm_time"), options)
+        """A day and time, or travel dates: taken, or what is not sure asked back (:mod:`connector.bot.when`)."""
+        conv, ctx = self.conv, self.ctx
+        pending = conv.pending.pop("confirm", None)
+        answer = when.settle(pending, message)
+        if answer is not None and not answer.declined:
+            answer = when.finish(step, answer.value, answer.words)
+        if answer is None:
+            answer = when.read(step, text, pending=pending, language=conv.language, speaking=self.lang,
+                               yes_no=YES_NO_TITLES.get(self.lang, ("Yes", "No")), now=ctx.now, zone=ctx.timezone)
+        if answer.declined:  # "No, not that day": the question again
+            self._ask(step)
             return None, "confirm"
-        if not when.value:
-            return None, "datetime"
-        if step.require_time and not when.has_time:
-            return None, "time"
-        conv.answers[f"{step.field}_text"] = text.strip()
-        return when.value, None
+        if answer.question is not None:
+            question = answer.question
+            conv.pending["confirm"] = question.pending
+            wording = self.text(question.text_key, date=question.shown)
+            self.say(wording or self._pick(when.CONFIRM_DATE).format(date=question.shown), question.options)
+            return None, "confirm"
+        if answer.keep:
+            conv.pending["confirm"] = answer.keep
+        if answer.error is not None:
+            return None, answer.error
+        conv.answers[f"{step.field}_text"] = answer.words
+        return answer.value, None
 
     # -- moving on -----------------------------------------------------------------------------
     def _allowed(self, step: Step) -> bool:

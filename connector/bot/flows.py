@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from connector.bot.commands import Intents, parse_phrase
 from connector.templating import check_template
 from connector.yamlfile import load_model, write_schema
 from core.errors import ConfigurationError, Problem
@@ -80,6 +81,10 @@ class Step(_Base):
     known_from: list[str] = Field(default_factory=list,
                                   description="Skip when one of these known values exists (profile_name, phone…).")
     list_button: Texts | None = Field(default=None, description="Label of the list button (many options).")
+    expects: Literal["place", "city", "country", "name", "company", "text", "free"] | None = Field(
+        default=None, description="What a written answer must look like (text, name and location steps): a "
+        "question is passed on and the step asked again; 'free' takes anything. Default: from the type and "
+        "the field's name (location: place, name: name, a field named city/country/company: that, note: free).")
 
     @model_validator(mode="after")
     def _type_rules(self) -> Step:
@@ -96,11 +101,27 @@ class Step(_Base):
 
 
 class Commands(_Base):
-    """Words that act in every state, per language (compared whole, case-insensitively)."""
+    """Commands that act in every state, per language: words that are one as the whole message, and
+    phrases that are one inside a sentence (:mod:`connector.bot.commands`; both compared folded: case,
+    diacritics, Turkish I/ı, Arabic forms)."""
 
     restart: dict[str, list[str]] = Field(default_factory=dict)
     human: dict[str, list[str]] = Field(default_factory=dict)
     stop: dict[str, list[str]] = Field(default_factory=dict)
+    human_phrases: dict[str, list[str]] = Field(
+        default_factory=dict, description="Phrases asking for a person inside a sentence: words in order, "
+        "a|b alternatives, stem* / *end / *part* word forms, '..' for up to three other words.")
+    stop_phrases: dict[str, list[str]] = Field(
+        default_factory=dict, description="Phrases opting out inside a sentence (and template buttons' labels, "
+        "such as \"Stop promotions\"), written as human_phrases.")
+    _intents: Intents | None = PrivateAttr(default=None)
+
+    def intents(self) -> Intents:
+        """The commands, ready to be found in a message (built once)."""
+        if self._intents is None:
+            self._intents = Intents({"stop": self.stop, "human": self.human, "restart": self.restart},
+                                    {"stop": self.stop_phrases, "human": self.human_phrases})
+        return self._intents
 
 
 class Flow(_Base):
@@ -112,7 +133,9 @@ class Flow(_Base):
     languages: list[str] = Field(min_length=1)
     max_attempts: int = Field(default=3, ge=1, le=10, description="Invalid answers before handing over.")
     texts: dict[str, Texts] = Field(description="System messages: greeting, welcome_back, done, handoff, "
-                                                "stopped, skip, choose_language, confirm_time, consent_declined…")
+                                                "stopped, skip, choose_language, confirm_time, confirm_date "
+                                                "(optional, with {date}), consent_declined, "
+                                                "question_noted…")
     commands: Commands = Field(default_factory=Commands)
     summary: str = Field(description="Jinja2 template of the lead's summary (sandboxed).")
     tags: list[str] = Field(default_factory=list, description="Jinja2 templates; empty results are dropped.")
@@ -166,6 +189,10 @@ ERROR_TEXTS: dict[str, Texts] = {
               "document, or press Skip.", "de": "Senden Sie ein Foto oder Dokument, oder tippen Sie auf "
               "Überspringen.", "ar": "أرسل صورة أو مستندًا، أو اضغط تخطي.", "ru": "Отправьте фото или документ "
               "или нажмите «Пропустить»."},
+    "question": {"tr": "Sorunuzu ekibimize iletiyorum; size buradan yanıt verecekler.", "en": "I will pass your "
+                 "question on to our team; they will answer you here.", "de": "Ich gebe Ihre Frage an unser Team "
+                 "weiter; es antwortet Ihnen hier.", "ar": "سأنقل سؤالك إلى فريقنا، وسيجيبونك هنا.",
+                 "ru": "Я передам ваш вопрос нашей команде, вам ответят здесь."},
     "text": {"tr": "Biraz daha ayrıntı yazar mısınız?", "en": "Could you write a little more?",
              "de": "Könnten Sie etwas mehr schreiben?", "ar": "هل يمكنك كتابة المزيد قليلاً؟",
              "ru": "Напишите, пожалуйста, чуть подробнее."},
@@ -174,6 +201,17 @@ ERROR_TEXTS: dict[str, Texts] = {
 LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English", "de": "Deutsch", "ar": "العربية", "ru": "Русский",
                   "fr": "Français", "es": "Español", "it": "Italiano", "nl": "Nederlands", "pl": "Polski",
                   "uk": "Українська", "fa": "فارسی", "az": "Azərbaycanca", "ka": "ქართული"}
+
+
+def _check_phrases(flow: Flow, problem: Any) -> None:
+    for name in ("stop_phrases", "human_phrases"):
+        for lang, phrases in getattr(flow.commands, name).items():
+            for k, phrase in enumerate(phrases):
+                try:
+                    parse_phrase(phrase)
+                except ValueError as exc:
+                    problem(("commands", name, lang, k), str(exc),
+                            hint="words in order; a|b alternatives; stem*, *end, *part*; '..' for other words")
 
 
 def _cross_check(flow: Flow, path: Path, line_of: Any) -> list[Problem]:
@@ -215,6 +253,7 @@ def _cross_check(flow: Flow, path: Path, line_of: Any) -> list[Problem]:
             problem(("steps", i, "when", "field"), f"'when' names {step.when.field!r}, which no earlier step collects",
                     hint="conditions may only look at answers given before")
         fields_so_far.append(step.field)
+    _check_phrases(flow, problem)
     if flow.topic_field and flow.topic_field not in fields_so_far:
         problem(("topic_field",), f"topic_field names {flow.topic_field!r}, which no step collects")
     for loc, source in [(("summary",), flow.summary), *[(("tags", k), t) for k, t in enumerate(flow.tags)]]:

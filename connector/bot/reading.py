@@ -6,7 +6,8 @@ phone numbers written in it for those.
 Each step type has its reader (:data:`READERS`); a reader gets the step, the message and its text
 (:class:`Reading`) and returns the value, or the kind of error the bot explains before asking again
 (a key of :data:`connector.bot.flows.ERROR_TEXTS`). Pure: no I/O, no clock (the time comes in the
-:class:`Reading`). A date or time to be confirmed is a conversation, not a reading: the engine handles it.
+:class:`Reading`). Days, times and travel dates may have to be confirmed: that is a conversation, not a
+reading (:mod:`connector.bot.when`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connector.bot import fields as readers
-from connector.bot.datetimes import parse_date_range, parse_when
+from connector.bot import validate
 from connector.bot.flows import Step
 from core.models import InboundMessage
 
@@ -119,7 +120,18 @@ def format_when(value: str, language: str) -> str:
 
 
 def read_answer(reading: Reading) -> Answer:
-    """The value of the answer in ``reading``, by its step's type (any text, for a type with no reader)."""
+    """The value of the answer in ``reading``, by its step's type (any text, for a type with no reader).
+
+    A written answer to a free-text step is first checked (:func:`connector.bot.validate.check`): a question
+    is kept with the answers for the coordinator and answered with the ``question`` error; an answer that
+    cannot be what the step expects, with the step's error.
+    """
+    if reading.message.kind == "text" and reading.message.location is None:
+        problem = validate.check(reading.step, reading.text)
+        if problem == validate.QUESTION:
+            validate.keep_question(reading.answers, reading.message.text or reading.text)
+        if problem is not None:
+            return None, problem
     reader = READERS.get(reading.step.type)
     if reader is not None:
         return reader(reading)
@@ -172,20 +184,8 @@ def _media(reading: Reading) -> Answer:
     return None, "media"
 
 
-def _date_range(reading: Reading) -> Answer:
-    text, field = reading.text, reading.step.field
-    found = parse_date_range(text, language=reading.language, now=reading.now, zone=reading.zone)
-    if found:
-        reading.answers[f"{field}_text"] = text.strip()
-        return {"start": found[0], "end": found[1]}, None
-    when = parse_when(text, language=reading.language, now=reading.now, zone=reading.zone)
-    if when.value:
-        reading.answers[f"{field}_text"] = text.strip()
-        return {"start": when.value[:10], "end": None}, None
-    return None, "date_range"
-
-
-#: the reader of each step type (``datetime`` is the engine's: it may ask to confirm)
+#: the reader of each step type (``datetime`` and ``date_range`` are the engine's: they may ask back, see
+#: :mod:`connector.bot.when`)
 READERS: dict[str, Callable[[Reading], Answer]] = {
     "text": _text,
     "note": _text,
@@ -199,5 +199,4 @@ READERS: dict[str, Callable[[Reading], Answer]] = {
     "multi_choice": _multi_choice,
     "location": _location,
     "media": _media,
-    "date_range": _date_range,
 }

@@ -6,8 +6,10 @@
   (:mod:`connector.channels.whatsapp_payload`, :mod:`connector.channels.telegram_update`, sharing
   :mod:`connector.channels.parts`): a part that does not fit is dropped alone, logged without its contents.
 - :func:`client_for` gives the worker the right outbound client, made once per process. It asks its
-  caller only for settings and a per-process cache (:class:`ClientHost`, which the relay's runtime is):
-  the channels sit below the relay and import nothing of it.
+  caller only for settings, Redis and a per-process cache (:class:`ClientHost`, which the relay's runtime
+  is): the channels sit below the relay and import nothing of it. Every send goes where the patient can be
+  reached now (:mod:`connector.channels.identities`: a WhatsApp user's current number; never a Telegram
+  chat that blocked the bot).
 - Redeliveries are dropped by :func:`connector.inbox.enqueue_inbound`, which remembers message
   and update ids in the same atomic step that queues them.
 - :func:`record_status` keeps delivery statuses for metrics and delivery tracking.
@@ -21,6 +23,7 @@ from typing import Protocol, TypeVar
 import redis
 
 from connector.channels.base import ChannelClient, StatusUpdate
+from connector.channels.identities import ReachableClient
 from connector.channels.telegram import TelegramClient
 from connector.channels.whatsapp import WhatsAppClient
 from core.keys import family
@@ -43,16 +46,23 @@ class ClientHost(Protocol):
     def settings(self) -> Settings:
         """The settings the clients read their credentials and endpoints from."""
 
+    @property
+    def redis(self) -> redis.Redis:
+        """Where the identity book is (:mod:`connector.channels.identities`)."""
+
     def cached(self, name: str, factory: Callable[[], T]) -> T:
         """``factory()``, made once per process under ``name``."""
 
 
 def client_for(runtime: ClientHost, channel: str) -> ChannelClient:
-    """The outbound client of ``channel`` (made once per process, in ``runtime``'s cache)."""
+    """The outbound client of ``channel`` (made once per process, in ``runtime``'s cache), sending where the
+    identity book says the patient can be reached."""
     if channel == "whatsapp":
-        return runtime.cached("client:whatsapp", lambda: WhatsAppClient(runtime.settings))
+        return runtime.cached("client:whatsapp", lambda: ReachableClient(WhatsAppClient(runtime.settings),
+                                                                         runtime.redis))
     if channel == "telegram":
-        return runtime.cached("client:telegram", lambda: TelegramClient(runtime.settings))
+        return runtime.cached("client:telegram", lambda: ReachableClient(TelegramClient(runtime.settings),
+                                                                         runtime.redis))
     raise ValueError(f"unknown channel {channel!r}")
 
 

@@ -50,8 +50,10 @@ class ParsedWebhook:
 
     messages: list[InboundMessage] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
-    #: (account, sender id) of patients who opted out at the channel level
+    #: (account, sender id) of patients who opted out at the channel level (WhatsApp's "stop", a blocked bot)
     opt_outs: list[tuple[str, str]] = field(default_factory=list)
+    #: (account, sender id) of patients who allowed messages again (a Telegram bot unblocked)
+    opt_ins: list[tuple[str, str]] = field(default_factory=list)
     #: vendor error objects carried by the payload (logged with their codes)
     errors: list[dict[str, Any]] = field(default_factory=list)
     #: parts that could not be understood (one bad message never drops the others)

@@ -3,9 +3,9 @@
 Inbound: :func:`verify_secret` compares ``X-Telegram-Bot-Api-Secret-Token`` in constant time;
 :func:`parse_update` reads one update through the typed models of
 :mod:`connector.channels.telegram_update` into a canonical message (text, ``/start <payload>``,
-callback queries, shared contacts, locations, photos, documents, voice notes, audio, videos and video
-notes with their captions, edited messages); an update that does not fit the Bot API's description is
-dropped and logged without its contents.
+callback queries, shared contacts, locations, photos, stickers, documents, voice notes, audio, videos and
+video notes with their captions, edited messages, the bot blocked or started again in ``my_chat_member``);
+an update that does not fit the Bot API's description is dropped and logged without its contents.
 
 Outbound: :class:`TelegramClient` sends ``sendMessage`` with an inline keyboard for options, a
 reply keyboard to share the phone number, an agent's attachments (``sendPhoto``, ``sendVideo``,
@@ -37,7 +37,7 @@ from connector.channels.telegram_media import (
     file_name_and_type,
     plan_file,
 )
-from connector.channels.telegram_update import CallbackQuery, Chat, Message, Update, User
+from connector.channels.telegram_update import CallbackQuery, Chat, ChatMemberUpdated, Message, Update, User
 from core.errors import FatalError, RetryableError, WebhookRejectedError
 from core.models import (
     Attachment,
@@ -82,8 +82,9 @@ def parse_update(body: Any, account: str, *, ignore_groups: bool = True, ignore_
     An update that does not fit the Bot API's description (a message without ``chat``, ``text`` that
     is not a string, a NUL character, an implausible ``date``) is dropped with a log line that names
     the fields at fault and none of their values, and counted in ``skipped``. A well-formed update of
-    a kind the relay does not read (``my_chat_member``, channel posts…), and messages from bots or
-    groups when the policy says so, are counted in ``ignored``.
+    a kind the relay does not read (channel posts, a membership change other than the bot blocked or
+    started again…), and messages from bots or groups when the policy says so, are counted in ``ignored``.
+    A private chat's ``my_chat_member`` becomes an opt-out (``kicked``) or an opt-in (``member``).
 
     Raises:
         WebhookRejectedError: 400 when the body is not a Telegram update.
@@ -96,6 +97,8 @@ def parse_update(body: Any, account: str, *, ignore_groups: bool = True, ignore_
     if update is None:
         parsed.skipped += 1
         return parsed
+    if update.my_chat_member is not None:
+        return _membership(update.my_chat_member, account, parsed, ignore_bots=ignore_bots)
     callback = update.callback_query
     message = update.message or update.edited_message
     source: User | None
@@ -124,13 +127,33 @@ def parse_update(body: Any, account: str, *, ignore_groups: bool = True, ignore_
     parsed.messages.append(InboundMessage(
         channel="telegram", account=account, sender_id=str(source.id), message_id=f"update:{update.update_id}",
         timestamp=timestamp, profile=profile, edited=update.edited_message is not None and update.message is None,
-        **_content(callback, message),
+        chat_message_id=str(message.message_id) if message is not None and callback is None else None,
+        **_content(callback, message, source.id),
     ))
     return parsed
 
 
-def _content(callback: CallbackQuery | None, message: Message | None) -> dict[str, Any]:
-    """The canonical message's kind and content fields."""
+def _membership(change: ChatMemberUpdated, account: str, parsed: ParsedWebhook, *, ignore_bots: bool) -> ParsedWebhook:
+    """``my_chat_member`` of a private chat: the user blocked the bot (``kicked``: an opt-out, nothing is sent
+    to them again) or started it again (``member``). Any other membership change is ignored."""
+    status = change.new_chat_member.status
+    if change.chat.type != "private" or (ignore_bots and change.from_.is_bot) or status not in ("kicked", "member"):
+        parsed.ignored += 1
+        log.info("telegram membership change ignored", extra={"chat_type": change.chat.type, "status": status})
+        return parsed
+    (parsed.opt_outs if status == "kicked" else parsed.opt_ins).append((account, str(change.chat.id)))
+    log.info("telegram bot blocked by a user" if status == "kicked" else "telegram bot started again by a user")
+    return parsed
+
+
+def _phone(number: str) -> str | None:
+    """A number as Telegram's contact gives it (with or without ``+``) as ``+`` and digits."""
+    digits = "".join(ch for ch in number if ch.isascii() and ch.isdigit())
+    return f"+{digits}" if 6 <= len(digits) <= 15 else None
+
+
+def _content(callback: CallbackQuery | None, message: Message | None, sender: int) -> dict[str, Any]:
+    """The canonical message's kind and content fields (and the sender's own number, when they shared it)."""
     if callback is not None:
         data = callback.data or ""
         return {"kind": "choice", "raw_type": "callback_query", "choice_id": data, "callback_id": callback.id,
@@ -144,14 +167,27 @@ def _content(callback: CallbackQuery | None, message: Message | None) -> dict[st
         return {"kind": "text", "raw_type": "text", "text": message.text}
     if message.contact is not None:
         contact = message.contact
-        return {"kind": "contact", "raw_type": "contact", "contacts": [SharedContact(
+        fields: dict[str, Any] = {"kind": "contact", "raw_type": "contact", "contacts": [SharedContact(
             name=" ".join(p for p in (contact.first_name, contact.last_name) if p) or None,
             phones=[contact.phone_number] if contact.phone_number else [],
             user_id=str(contact.user_id) if contact.user_id is not None else None)]}
+        if contact.user_id == sender:  # their own card (the phone button shares exactly that): linked to them
+            fields["sender_phone"] = _phone(contact.phone_number)
+        return fields
     if message.location is not None:
         return {"kind": "location", "raw_type": "location",
                 "location": Location(latitude=message.location.latitude, longitude=message.location.longitude)}
+    return _files(message)
+
+
+def _files(message: Message) -> dict[str, Any]:
+    """The kind and content fields of a message that carries a file (or of one the relay does not read)."""
     caption = message.caption or None
+    if message.sticker is not None:
+        sticker = message.sticker
+        mime = "video/webm" if sticker.is_video else "application/x-tgsticker" if sticker.is_animated else "image/webp"
+        return {"kind": "media", "raw_type": "sticker",
+                "media": [MediaRef(kind="sticker", media_id=sticker.file_id, mime_type=mime)]}
     if message.photo:
         return {"kind": "media", "raw_type": "photo", "text": caption,
                 "media": [MediaRef(kind="image", media_id=message.photo[-1].file_id, caption=caption)]}

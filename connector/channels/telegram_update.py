@@ -2,8 +2,8 @@
 
 What the relay reads from ``POST /webhooks/telegram``: ``update_id`` and one of ``message``,
 ``edited_message``, ``callback_query`` and ``my_chat_member``, with the ``User``, ``Chat``,
-``PhotoSize``, ``Document``, ``Contact``, ``Location`` and ``InlineKeyboardMarkup`` objects they
-hold. Names, types and which fields are required follow the Bot API reference (the same description
+``PhotoSize``, ``Document``, ``Sticker``, ``Contact``, ``Location`` and ``InlineKeyboardMarkup`` objects
+they hold. Names, types and which fields are required follow the Bot API reference (the same description
 the emulator checks against: ``emulators/vendor_specs/telegram/api.json``). Other update kinds
 (channel posts, polls, inline queries…) are kept unread.
 """
@@ -63,6 +63,22 @@ class Document(Part):
     file_size: int | None = None
 
 
+class Sticker(Part):
+    """``Sticker``: a sticker the user sent (``is_animated``: a .TGS animation, ``is_video``: a .WEBM video,
+    else a .WEBP image)."""
+
+    file_id: Id
+    file_unique_id: Id
+    type: Text
+    width: int
+    height: int
+    is_animated: bool
+    is_video: bool
+    emoji: Text | None = None
+    set_name: Text | None = None
+    file_size: int | None = None
+
+
 class SharedContact(Part):
     """``Contact``: a phone number the user shared (their own, from the reply keyboard)."""
 
@@ -107,6 +123,7 @@ class Message(Part):
     document: Document | None = None
     contact: SharedContact | None = None
     location: Place | None = None
+    sticker: Sticker | None = None
     voice: Voice | None = None
     audio: Audio | None = None
     video: Video | None = None

@@ -32,11 +32,13 @@ from connector.channels.base import HttpChannel, ParsedWebhook, StatusUpdate, re
 from connector.channels.parts import valid_parts
 from connector.channels.whatsapp_media import sha256_matches, with_attachments
 from connector.channels.whatsapp_payload import (
+    Card,
     Change,
     Contact,
     Entry,
     Message,
     Status,
+    SystemChange,
     UserPreference,
     VendorError,
 )
@@ -76,6 +78,11 @@ THROTTLING_CODES = {4, 80007, 130429, 131048, 131056}
 AUTH_CODES = {0, 190, 10, 200}
 #: outside the customer-service window (re-engagement required)
 REENGAGEMENT_CODE = 131047
+#: the raw type of WhatsApp's system notice that a user changed number (``customer_changed_number`` before v12)
+NUMBER_CHANGED = "user_changed_number"
+NUMBER_CHANGES = (NUMBER_CHANGED, "customer_changed_number")
+#: the raw type of WhatsApp's system notice that a user's business-scoped id changed
+USER_ID_CHANGED = "user_changed_user_id"
 
 
 def verify_challenge(args: dict[str, str], verify_token: str | None) -> tuple[str, int]:
@@ -202,6 +209,10 @@ def _canonical(message: Message, account: str, profiles: dict[str, Contact]) -> 
             name=_nonempty(card.name.formatted_name) if card.name else None,
             phones=[p.phone for p in card.phones if p.phone], emails=[e.email for e in card.emails if e.email],
         ) for card in message.contacts])
+        phone = phone or _own_phone(message.contacts, wa_id)
+    elif message.system is not None and kind_raw == "system":
+        raw_type, phone, user_id = _system(message.system, phone, user_id)
+        fields.update(raw_type=raw_type)
     elif (media := message.media()) is not None:
         fields.update(kind="media", text=_nonempty(media.caption), media=[MediaRef(
             kind=kind_raw, media_id=media.id, mime_type=_nonempty(media.mime_type),
@@ -213,7 +224,8 @@ def _canonical(message: Message, account: str, profiles: dict[str, Contact]) -> 
     return InboundMessage(
         channel="whatsapp", account=account, sender_id=sender, message_id=message.id,
         timestamp=message.timestamp,
-        profile=SenderProfile(name=_nonempty(contact.profile.name) if contact and contact.profile else None),
+        profile=SenderProfile(name=_nonempty(contact.profile.name) if contact and contact.profile else None,
+                              username=_nonempty(contact.profile.username) if contact and contact.profile else None),
         sender_phone=phone, sender_user_id=user_id,
         referral=AdReferral(
             source_url=_nonempty(referral.source_url), source_id=_nonempty(referral.source_id),
@@ -225,6 +237,33 @@ def _canonical(message: Message, account: str, profiles: dict[str, Contact]) -> 
         reply_to=fields.pop("reply_to", None) or (_nonempty(message.context.id) if message.context else None),
         **fields,
     )
+
+
+def _system(change: SystemChange, phone: str | None, user_id: str | None) -> tuple[str, str | None, str | None]:
+    """A system notice as ``(raw type, sender phone, sender user id)``: a changed number gives the new number
+    (and a new business-scoped id, if any), a changed business-scoped id the new id; the message carries
+    them to the relay, which links them to the person (``connector.routing``). Other notices change nothing."""
+    new_wa_id = change.wa_id or change.new_wa_id
+    if change.type in NUMBER_CHANGES and _digits(new_wa_id):
+        return NUMBER_CHANGED, f"+{new_wa_id}", change.user_id
+    if change.type == USER_ID_CHANGED and change.user_id:
+        return USER_ID_CHANGED, phone, change.user_id
+    return "system", phone, user_id
+
+
+def _digits(value: str | None) -> bool:
+    return bool(value) and value.isascii() and value.isdigit()  # type: ignore[union-attr]
+
+
+def _own_phone(cards: list[Card], wa_id: str | None) -> str | None:
+    """The number (``+`` and digits) on a card the sender shared as their own: a phone whose WhatsApp id is the
+    sender's, or a card WhatsApp marks as shared through its request-contact-info button. Someone else's card
+    links nothing."""
+    for card in cards:
+        for entry in card.phones:
+            if _digits(entry.wa_id) and (entry.wa_id == wa_id or card.origin == "contact_request"):
+                return f"+{entry.wa_id}"
+    return None
 
 
 def _cut(text: str, limit: int) -> str:
@@ -266,7 +305,11 @@ def template_text(text: str) -> str:
 
 class WhatsAppClient(HttpChannel):
     """Sends messages through the Cloud API (``{base}/{version}/{phone_number_id}/messages``) and downloads
-    patients' media (``{base}/{version}/{media_id}``, then the URL it answers)."""
+    patients' media (``{base}/{version}/{media_id}``, then the URL it answers).
+
+    A reply goes out from the business number the patient wrote to (the conversation's account, a phone
+    number id); ``WHATSAPP_PHONE_NUMBER_ID`` is the number of anything not tied to one.
+    """
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__("whatsapp", "WHATSAPP_ACCESS_TOKEN", session)
@@ -275,6 +318,11 @@ class WhatsAppClient(HttpChannel):
         self.phone_number_id = settings.whatsapp_phone_number_id or ""
         self.graph = f"{settings.whatsapp_api_base.rstrip('/')}/{settings.whatsapp_api_version}"
         self.url = f"{self.graph}/{self.phone_number_id}/messages"
+
+    def _messages_url(self, account: str) -> str:
+        """Where to post a message sent from business number ``account`` (a phone number id)."""
+        number = account if account.isascii() and account.isdigit() else self.phone_number_id
+        return f"{self.graph}/{number}/messages"
 
     def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None) -> list[str]:
         """Send ``replies`` to the conversation's patient (see :class:`ChannelClient`).
@@ -304,8 +352,9 @@ class WhatsAppClient(HttpChannel):
             else:
                 raise SkippableError("whatsapp: outside the 24-hour window and the reply has no template")
         extra = {"biz_opaque_callback_data": tracking} if tracking else {}
+        url = self._messages_url(conversation.account)
         return [self._post({"messaging_product": "whatsapp", "recipient_type": "individual",
-                            "to": conversation.sender_id, **message, **extra}) for message in messages]
+                            "to": conversation.sender_id, **message, **extra}, url) for message in messages]
 
     def _template(self, reply: Reply, language: str | None) -> dict[str, Any]:
         template: dict[str, Any] = {"name": reply.template,
@@ -359,13 +408,14 @@ class WhatsAppClient(HttpChannel):
     def mark_read(self, message: InboundMessage) -> None:
         """Mark the patient's message as read (blue ticks)."""
         if message.message_id.startswith("wamid"):
-            self._post({"messaging_product": "whatsapp", "status": "read", "message_id": message.message_id})
+            self._post({"messaging_product": "whatsapp", "status": "read", "message_id": message.message_id},
+                       self._messages_url(message.account))
 
     def answer_callback(self, message: InboundMessage) -> None:
         """WhatsApp needs no acknowledgement of a button press."""
 
-    def _post(self, payload: dict[str, Any]) -> str:
-        response = self.request("POST", self.url, json=payload)
+    def _post(self, payload: dict[str, Any], url: str | None = None) -> str:
+        response = self.request("POST", url or self.url, json=payload)
         if response.status_code == 200:
             data = response.json()
             messages = data.get("messages") or [{}]

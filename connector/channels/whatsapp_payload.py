@@ -3,7 +3,8 @@
 What the relay reads from ``POST /webhooks/whatsapp``: ``object`` and ``entry[].changes[]``, each
 with its ``field`` and ``value``: ``metadata``, ``contacts``, ``messages`` (text, interactive button
 and list replies, flow replies, template quick-reply buttons, locations, shared contacts, images,
-documents, audio, video, stickers, reactions, and kinds the relay does not read), ``statuses``,
+documents, audio, video, stickers, reactions, system notices of a changed number or business-scoped id,
+and kinds the relay does not read), ``statuses``,
 ``errors`` and ``user_preferences``. A status echoes the ``biz_opaque_callback_data`` the message was
 sent with. Names and types follow Meta's webhook reference and the
 ``WebhookPayload`` schema of its OpenAPI description (``emulators/vendor_specs``), with what that
@@ -39,9 +40,10 @@ class Metadata(Part):
 
 
 class Profile(Part):
-    """``contacts[].profile``."""
+    """``contacts[].profile``: the name, and the username of a user who adopted one (2026)."""
 
     name: Text | None = None
+    username: Text | None = None
 
 
 class Contact(Part):
@@ -192,11 +194,31 @@ class CardEmail(Part):
 
 
 class Card(Part):
-    """A contact card the patient shared (``type: contacts``)."""
+    """A contact card the patient shared (``type: contacts``). ``origin`` is ``contact_request`` when the user
+    shared their own details through WhatsApp's request-contact-info button."""
 
     name: CardName | None = None
     phones: list[CardPhone] = Field(default_factory=list)
     emails: list[CardEmail] = Field(default_factory=list)
+    origin: Text | None = None
+
+
+class SystemChange(Part):
+    """``system``: WhatsApp's notice that a user's identity changed.
+
+    ``user_changed_number`` names the new number in ``wa_id`` (``new_wa_id`` and the type
+    ``customer_changed_number`` before Graph API v12); ``user_changed_user_id`` names the new
+    business-scoped id in ``user_id`` (no number). ``body`` is a sentence for people, holding both numbers.
+    """
+
+    body: Text | None = None
+    type: Text | None = None
+    wa_id: Id | None = None
+    new_wa_id: Id | None = None
+    user_id: Id | None = None
+    parent_user_id: Id | None = None
+    customer: Text | None = None
+    identity: Text | None = None
 
 
 class Message(Part):
@@ -227,13 +249,14 @@ class Message(Part):
     sticker: Media | None = None
     voice: Media | None = None
     reaction: Reaction | None = None
+    system: SystemChange | None = None
 
     @model_validator(mode="after")
     def _sender_and_content(self) -> Message:
         if not (self.from_ or self.from_user_id):
             raise ValueError("a message names its sender (from or from_user_id)")
-        if self.type in ("text", "interactive", "button", "location", "contacts", "reaction", *MEDIA_TYPES) and (
-                getattr(self, self.type) is None):
+        if self.type in ("text", "interactive", "button", "location", "contacts", "reaction", "system",
+                         *MEDIA_TYPES) and (getattr(self, self.type) is None):
             raise ValueError("the content named by type is missing")
         return self
 

@@ -1,10 +1,14 @@
 """``chat2crm crm setup | doctor``: prepare and diagnose the configured CRM and its inbox (the conversation
-after the bot)."""
+after the bot).
+
+Redis out of reach, a CRM that does not answer or refuses the credentials end either command with one line
+saying what to do, and exit status 1 (:func:`connector.checks.plain_errors`), never a traceback."""
 
 from __future__ import annotations
 
 import click
 
+from connector.checks import plain_errors, reach_redis
 from connector.logs import configure_logging
 from connector.mapping import check_online, required_schema
 from connector.runtime import Runtime
@@ -33,19 +37,28 @@ def command() -> None:
 def setup(dry_run: bool) -> None:
     """Create the custom fields (and groups) the mapping needs. Safe to run again."""
     runtime = _runtime()
-    for line in runtime.adapter.setup(required_schema(runtime.mapping), apply=not dry_run):
-        click.echo(line)
+    with plain_errors(runtime):
+        reach_redis(runtime)
+        for line in runtime.adapter.setup(required_schema(runtime.mapping), apply=not dry_run):
+            click.echo(line)
 
 
 @command.command("doctor")
 def doctor() -> None:
     """Check credentials, the mapping against the live CRM, and the CRM's inbox. Exit 1 on any problem."""
     runtime = _runtime()
+    with plain_errors(runtime):
+        reach_redis(runtime)
+        _doctor(runtime)
+
+
+def _doctor(runtime: Runtime) -> None:
     adapter = runtime.adapter
     report = adapter.check_credentials()
     if not report.ok:
-        for problem in report.problems:
-            click.echo(f"credentials: {problem}", err=True)
+        for problem in report.problems:  # what to do, when the adapter does not say it
+            todo = "" if "check " in problem else "; check that the CRM is up, its API address and the credentials"
+            click.echo(f"credentials: {problem}{todo}", err=True)
         raise SystemExit(1)
     click.echo(f"credentials: ok ({runtime.config.crm})")
     problems = check_online(runtime.mapping, adapter)

@@ -1,10 +1,13 @@
-"""An emulator of the HubSpot CRM API (v3 objects, batch reads and upserts, search, properties,
-pipelines, owners; v4 association reads).
+"""An emulator of the HubSpot CRM API (v3 objects, batch reads, updates and upserts, search, properties,
+pipelines, owners; v4 association reads and default associations).
 
 It keeps objects, property definitions (types, options, unique values), associations, pipelines
 and owners in memory and answers with HubSpot's response and error shapes: 409 ``CONFLICT`` with
-``Existing ID`` on a duplicate unique value, 400 ``VALIDATION_ERROR`` for properties that do not
-exist or options that are not allowed, 401 for a bad token, 404 for unknown objects, 429 with the
+``Existing ID`` on a duplicate unique value (a contact's e-mail, compared without case, on create, update,
+batch update and batch upsert: ``Contact already exists. Existing ID: …``), 400 ``VALIDATION_ERROR`` for
+properties that do not exist, options that are not allowed or calculated properties (``READ_ONLY_VALUE``:
+``hs_searchable_calculated_phone_number`` and the mobile one, which it calculates from ``phone`` and
+``mobilephone`` for search), 401 for a bad token, 404 for unknown objects, 429 with the
 ``X-HubSpot-RateLimit-*`` headers when a rate limit is set. Every request body is checked by
 building the request model of ``hubspot-api-client`` (generated from HubSpot's own API
 description) from it: unknown keys, missing required fields, wrong types and non-string property

@@ -18,7 +18,8 @@ from emulators.hubspot.routes import HubSpotRoutes
 from emulators.hubspot.state import OBJECT_TYPES, Property, standard_properties
 
 _VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_language", "chat2crm_channel",
-                 "chat2crm_last_campaign", "chat2crm_opted_out")
+                 "chat2crm_last_campaign", "chat2crm_opted_out", "chat2crm_opted_out_at", "chat2crm_opted_out_channel",
+                 "chat2crm_identity_conflict", "chat2crm_conflicting_email")
 
 
 class HubSpotEmulator(HubSpotAgents, HubSpotRoutes):
@@ -92,6 +93,19 @@ class HubSpotEmulator(HubSpotAgents, HubSpotRoutes):
         self.properties[object_type][name] = Property(name, name, "enumeration" if kind == "bool" else kind,
                                                       field_type, "chat2crm", unique,
                                                       ["true", "false"] if kind == "bool" else list(options or []))
+
+    def add_record(self, object_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """An object as a person made it in HubSpot long ago (searchable at once); properties are checked as the
+        API checks them (a taken e-mail is refused).
+
+        Raises:
+            ValueError: HubSpot would refuse these properties.
+        """
+        with self.lock, self.app.app_context():  # an error answer is built as a response
+            created = self._create(object_type, dict(properties), [])
+        if isinstance(created, tuple):
+            raise ValueError(created[0].get_json()["message"])
+        return dict(created)
 
     def records(self, object_type: str) -> list[dict[str, Any]]:
         """Every live object of a type, with properties and associations."""

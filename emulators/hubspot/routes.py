@@ -1,6 +1,6 @@
-"""The routes of the emulated HubSpot CRM API (v3 objects, batch reads and upserts, search, GDPR
-delete, properties and property groups, pipelines, owners; v4 association reads), as a table of
-(methods, URL rule, handler) that :class:`~emulators.hubspot.HubSpotEmulator` gives to Flask.
+"""The routes of the emulated HubSpot CRM API (v3 objects, batch reads, updates and upserts, search, GDPR
+delete, properties and property groups, pipelines, owners; v4 association reads and default associations),
+as a table of (methods, URL rule, handler) that :class:`~emulators.hubspot.HubSpotEmulator` gives to Flask.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class HubSpotRoutes(HubSpotState):
         """The API's routes: (methods, URL rule, handler), in the order they are given to Flask."""
         return [
             (("POST",), "/crm/v3/objects/<object_type>/batch/upsert", self._serve_batch_upsert),
+            (("POST",), "/crm/v3/objects/<object_type>/batch/update", self._serve_batch_update),
             (("POST",), "/crm/v3/objects/<object_type>", self._serve_create),
             (("GET", "PATCH", "DELETE"), "/crm/v3/objects/<object_type>/<object_id>", self._serve_object),
             (("POST",), "/crm/v3/objects/contacts/gdpr-delete", self._serve_gdpr_delete),
@@ -29,6 +30,8 @@ class HubSpotRoutes(HubSpotState):
             (("POST",), "/crm/v3/objects/<object_type>/batch/read", self._serve_batch_read),
             (("GET",), "/crm/v4/objects/<object_type>/<object_id>/associations/<to_object_type>",
              self._serve_associations),
+            (("PUT",), "/crm/v4/objects/<object_type>/<object_id>/associations/default/<to_object_type>/<to_object_id>",
+             self._serve_default_association),
             (("GET", "POST"), "/crm/v3/properties/<object_type>", self._serve_properties),
             (("GET", "PATCH"), "/crm/v3/properties/<object_type>/<name>", self._serve_property),
             (("POST",), "/crm/v3/properties/<object_type>/groups", self._serve_groups),
@@ -66,10 +69,42 @@ class HubSpotRoutes(HubSpotState):
                         return error
                     before = copy.deepcopy(existing)
                     existing["properties"].update(properties)
+                    self._calculate(object_type, existing)
                     existing["updatedAt"] = timestamp()
                     self.search_index.written(object_type, existing["id"], existing, before=before)
                     results.append({**self._public(existing), "new": False})
         return jsonify({"status": "COMPLETE", "results": results, "startedAt": timestamp(), "completedAt": timestamp()}), 200
+
+    def _serve_batch_update(self, object_type: str) -> Any:
+        """Update objects by id (or ``idProperty``), all or none of the valid ones; 207 with the ids not found."""
+        if (early := self._before()) or (early := self._shape("BatchInputSimplePublicObjectBatchInput")):
+            return early
+        if object_type not in OBJECT_TYPES:
+            return self._error(404, f"Unable to infer object type from: {object_type}", "OBJECT_NOT_FOUND")
+        with self.lock:
+            found, missing = [], []
+            for item in request.get_json()["inputs"]:
+                obj = self._find(object_type, str(item["id"]), item.get("idProperty"))
+                if obj is None:
+                    missing.append(str(item["id"]))
+                    continue
+                if error := self._validate_properties(object_type, item["properties"], exclude=obj["id"]):
+                    return error
+                found.append((obj, item["properties"]))
+            for obj, properties in found:
+                before = copy.deepcopy(obj)
+                obj["properties"].update(properties)
+                self._calculate(object_type, obj)
+                obj["updatedAt"] = timestamp()
+                self.search_index.written(object_type, obj["id"], obj, before=before)
+            results = [self._public(obj) for obj, _ in found]
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": timestamp(),
+                                  "completedAt": timestamp()}
+        if missing:
+            answer |= {"numErrors": 1, "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                                                   "message": "Could not get some objects, they may be deleted "
+                                                              "or not exist.", "context": {"ids": missing}}]}
+        return jsonify(answer), 207 if missing else 200
 
     def _serve_create(self, object_type: str) -> Any:
         """Create one object, with its associations."""
@@ -106,6 +141,7 @@ class HubSpotRoutes(HubSpotState):
                 if error:
                     return error
                 obj["properties"].update(properties)
+                self._calculate(object_type, obj)
                 obj["updatedAt"] = timestamp()
                 self.search_index.written(object_type, obj["id"], obj, before=before)
             wanted = request.args.get("properties")
@@ -186,6 +222,31 @@ class HubSpotRoutes(HubSpotState):
             {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]} for i in page]
         paging = {"next": {"after": str(after + limit), "link": None}} if after + limit < len(ids) else None
         return jsonify({"results": results, **({"paging": paging} if paging else {})}), 200
+
+    def _serve_default_association(self, object_type: str, object_id: str, to_object_type: str,
+                                   to_object_id: str) -> Any:
+        """Associate two records by the default (unlabelled) type, both ways; associated already: unchanged."""
+        if early := self._before():
+            return early
+        forward = ASSOCIATION_TYPES.get((object_type, to_object_type))
+        backward = ASSOCIATION_TYPES.get((to_object_type, object_type))
+        if forward is None or backward is None:
+            return self._error(400, f"No default association type from {object_type} to {to_object_type}",
+                               "VALIDATION_ERROR")
+        with self.lock:
+            source, target = self._find(object_type, object_id, None), self._find(to_object_type, to_object_id, None)
+            if source is None or target is None:
+                missing = object_id if source is None else to_object_id
+                return self._error(404, f"No object with id {missing}", "OBJECT_NOT_FOUND")
+            for holder, kind, other in ((source, to_object_type, to_object_id), (target, object_type, object_id)):
+                ids = holder["associations"].setdefault(kind, [])
+                if other not in ids:
+                    ids.append(other)
+        results = [{"from": {"id": a}, "to": {"id": b}, "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
+                                                                          "associationTypeId": type_id}}
+                   for a, b, type_id in ((object_id, to_object_id, forward), (to_object_id, object_id, backward))]
+        return jsonify({"status": "COMPLETE", "results": results, "startedAt": timestamp(),
+                        "completedAt": timestamp()}), 200
 
     def _serve_properties(self, object_type: str) -> Any:
         """List the properties of an object type, or create one."""

@@ -8,26 +8,49 @@ the request-body check, HubSpot's error shape, and creating and finding objects.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import phonenumbers
 from flask import Response, jsonify, request
 
 from emulators._faults import FaultInjection
 from emulators.hubspot.models import MODELS, RequestShapeError, check_model
 
-ASSOCIATION_TYPES = {  # HUBSPOT_DEFINED (from type, to type) → type id
+ASSOCIATION_TYPES = {  # HUBSPOT_DEFINED (from type, to type) → the default (unlabelled) type id
     ("deals", "contacts"): 3, ("contacts", "deals"): 4, ("tickets", "contacts"): 16, ("contacts", "tickets"): 15,
     ("notes", "contacts"): 202, ("notes", "deals"): 214, ("notes", "tickets"): 228, ("tasks", "contacts"): 204,
     ("tasks", "deals"): 216, ("tasks", "tickets"): 230, ("leads", "contacts"): 578, ("notes", "leads"): 854,
-    ("tasks", "leads"): 646, ("deals", "companies"): 5, ("contacts", "companies"): 279, ("companies", "contacts"): 280,
+    ("tasks", "leads"): 646, ("deals", "companies"): 341, ("companies", "deals"): 342, ("contacts", "companies"): 279,
+    ("companies", "contacts"): 280, ("tickets", "companies"): 339, ("companies", "tickets"): 340,
     ("contacts", "notes"): 201, ("deals", "notes"): 213, ("tickets", "notes"): 227, ("leads", "notes"): 855,
     ("contacts", "tasks"): 203, ("deals", "tasks"): 215, ("tickets", "tasks"): 229, ("leads", "tasks"): 647,
 }
+#: the "primary company" types HubSpot defines beside the unlabelled ones (accepted on create)
+PRIMARY_ASSOCIATION_TYPES = {("contacts", "companies"): 1, ("companies", "contacts"): 2, ("deals", "companies"): 5,
+                             ("companies", "deals"): 6, ("tickets", "companies"): 26, ("companies", "tickets"): 25}
+#: contact properties HubSpot calculates from a phone property for search (read-only)
+SEARCHABLE_PHONES = {"phone": "hs_searchable_calculated_phone_number",
+                     "mobilephone": "hs_searchable_calculated_mobile_number"}
 OBJECT_TYPES = ("contacts", "companies", "deals", "tickets", "leads", "notes", "tasks")
+
+
+def searchable_number(typed: str) -> str:
+    """What HubSpot keeps of a phone number for search (``hs_searchable_calculated_phone_number``): its digits
+    without the country code when it has one (``+90 532 123 45 67`` → ``5321234567``), else without a trunk
+    ``0`` (``0532 123 45 67`` → ``5321234567``). HubSpot also uses the contact's country for numbers typed without
+    one; here they keep their national digits."""
+    digits = re.sub(r"\D", "", typed)
+    if typed.strip().startswith("+") or digits.startswith("00"):
+        try:
+            return str(phonenumbers.parse("+" + digits.removeprefix("00"), None).national_number)
+        except phonenumbers.NumberParseException:
+            pass
+    return digits.lstrip("0")
 
 
 def timestamp() -> str:
@@ -46,6 +69,8 @@ class Property:
     group: str = "contactinformation"
     unique: bool = False
     options: list[str] = field(default_factory=list)
+    #: HubSpot calculates it; a write to it is refused
+    calculated: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The property as HubSpot's API describes it."""
@@ -53,8 +78,10 @@ class Property:
                 "groupName": self.group, "hasUniqueValue": self.unique, "hidden": False,
                 "options": [{"label": o, "value": o, "displayOrder": i, "hidden": False}
                             for i, o in enumerate(self.options)],
-                "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z", "calculated": False,
-                "externalOptions": False, "formField": True}
+                "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+                "calculated": self.calculated, "externalOptions": False, "formField": not self.calculated,
+                "modificationMetadata": {"readOnlyValue": self.calculated, "readOnlyDefinition": self.calculated,
+                                         "archivable": not self.calculated}}
 
 
 def standard_properties() -> dict[str, dict[str, Property]]:
@@ -62,7 +89,8 @@ def standard_properties() -> dict[str, dict[str, Property]]:
     text = ["firstname", "lastname", "phone", "mobilephone", "company", "country", "city", "hs_language",
             "hubspot_owner_id", "lifecyclestage"]
     props = {
-        "contacts": {n: Property(n, n) for n in text} | {"email": Property("email", "Email", unique=True)},
+        "contacts": {n: Property(n, n) for n in text} | {"email": Property("email", "Email", unique=True)}
+        | {n: Property(n, n, calculated=True) for n in SEARCHABLE_PHONES.values()},
         "companies": {n: Property(n, n) for n in ("name", "domain", "country", "city", "phone")},
         "deals": {n: Property(n, n) for n in ("dealname", "amount", "closedate", "description", "hubspot_owner_id")}
         | {"pipeline": Property("pipeline", "Pipeline", "enumeration", "select", "dealinformation"),
@@ -168,6 +196,10 @@ class HubSpotState(FaultInjection):
                 invalid.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                 "error": "PROPERTY_DOESNT_EXIST", "name": name})
                 continue
+            if prop.calculated:
+                invalid.append({"isValid": False, "message": f'"{name}" is a read only property; its value cannot '
+                                                             f"be set.", "error": "READ_ONLY_VALUE", "name": name})
+                continue
             if prop.type == "enumeration" and value != "":
                 values = value.split(";") if prop.field_type == "checkbox" else [value]
                 bad = [v for v in values if v not in prop.options]
@@ -177,15 +209,44 @@ class HubSpotState(FaultInjection):
         if invalid:
             import json
 
-            return self._error(400, f"Property values were not valid: {json.dumps(invalid)}", "VALIDATION_ERROR",
+            # HubSpot writes the list as compact JSON inside the message
+            listed = json.dumps(invalid, separators=(",", ":"))
+            return self._error(400, f"Property values were not valid: {listed}", "VALIDATION_ERROR",
                                errors=[{"message": i["message"], "code": i["error"]} for i in invalid])
         for name, value in properties.items():
             if defs[name].unique and value:
-                for oid, obj in self.objects[object_type].items():
-                    if oid != exclude and not obj["archived"] and obj["properties"].get(name) == value:
-                        return self._error(409, f"A {object_type[:-1]} with {name}={value} already exists. "
-                                                f"Existing ID: {oid}", "CONFLICT")
+                owner = self._holder(object_type, name, value, exclude)
+                if owner is None:
+                    continue
+                if object_type == "contacts" and name == "email":  # HubSpot's own words for a taken e-mail
+                    return self._error(409, f"Contact already exists. Existing ID: {owner}", "CONFLICT")
+                return self._error(409, f"A {object_type[:-1]} with {name}={value} already exists. "
+                                        f"Existing ID: {owner}", "CONFLICT")
         return None
+
+    def _holder(self, object_type: str, name: str, value: Any, exclude: str | None) -> str | None:
+        """The live object (other than ``exclude``) whose unique property ``name`` is ``value``: e-mail addresses
+        compared without case, as HubSpot keeps them."""
+        wanted = str(value).casefold() if name == "email" else value
+        for oid, obj in self.objects[object_type].items():
+            have = obj["properties"].get(name)
+            if name == "email" and have is not None:
+                have = str(have).casefold()
+            if oid != exclude and not obj["archived"] and have == wanted:
+                return oid
+        return None
+
+    @staticmethod
+    def _calculate(object_type: str, obj: dict[str, Any]) -> None:
+        """Recalculate what HubSpot derives from a contact's phone numbers for search."""
+        if object_type != "contacts":
+            return
+        for source, target in SEARCHABLE_PHONES.items():
+            value = searchable_number(str(obj["properties"].get(source) or ""))
+            if value:
+                obj["properties"][target] = value
+            else:
+                obj["properties"].pop(target, None)
 
     def _public(self, obj: dict[str, Any], wanted: list[str] | None = None) -> dict[str, Any]:
         props = obj["properties"]
@@ -210,7 +271,7 @@ class HubSpotState(FaultInjection):
         for assoc in associations:
             to_id = str(assoc["to"]["id"])
             for spec in assoc["types"]:
-                to_type = next((t for (f, t), i in ASSOCIATION_TYPES.items()
+                to_type = next((t for (f, t), i in [*ASSOCIATION_TYPES.items(), *PRIMARY_ASSOCIATION_TYPES.items()]
                                 if f == object_type and i == spec["associationTypeId"]), None)
                 if spec["associationCategory"] != "HUBSPOT_DEFINED" or to_type is None:
                     return self._error(400, f"association type {spec['associationTypeId']} is not valid for "
@@ -222,6 +283,7 @@ class HubSpotState(FaultInjection):
         now = timestamp()
         obj = {"id": oid, "properties": {**properties, "hs_object_id": oid, "createdate": now}, "createdAt": now,
                "updatedAt": now, "archived": False, "associations": {}}
+        self._calculate(object_type, obj)
         self.objects[object_type][oid] = obj
         for to_type, to_id in targets:
             obj["associations"].setdefault(to_type, []).append(to_id)  # type: ignore[attr-defined]

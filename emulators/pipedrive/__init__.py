@@ -25,13 +25,23 @@ Faults (``fail_next(count, kind)`` or at random with ``fault_rate``): ``400``, `
 ``404``, ``409``, ``429``, ``500``, ``502``, ``503``, ``timeout`` (the answer comes after
 ``timeout_seconds``), and ``daily`` (429 for an exhausted daily budget).
 
+The app installed by OAuth (:mod:`~emulators.pipedrive.oauth`): the consent page, the token endpoint,
+access tokens that expire, and each operation's OAuth scopes checked (403 ``Scope and URL mismatch``).
+Files are uploaded and downloaded, and a record's permitted users follow its visibility
+(:mod:`~emulators.pipedrive.files`). ``GET /_emulator/ui/<resource>/<id>?user=<userId>`` is Pipedrive's
+web app hosting the app's custom panel: the detail view, the panel's iframe with its signed token, and the
+host's half of the App Extensions SDK's postMessage protocol (:mod:`~emulators.pipedrive.ui`).
+
 Control endpoints (JSON): ``GET /_emulator/view`` (the account as an agent sees it),
-``GET /_emulator/calls`` (the last 200 calls), ``GET /_emulator/objects/<kind>``.
+``GET /_emulator/calls`` (the last 200 calls), ``GET /_emulator/objects/<kind>``, ``POST
+/_emulator/oauth/expire`` (every access token issued so far expires).
 
 The package's modules: :mod:`~emulators.pipedrive.openapi` (requests checked against Pipedrive's
 OpenAPI files), :mod:`~emulators.pipedrive.routes` (the operations emulated),
 :mod:`~emulators.pipedrive.state` (the account's state and what the operations share),
-:mod:`~emulators.pipedrive.people` and :mod:`~emulators.pipedrive.sales` (the operations), and
+:mod:`~emulators.pipedrive.people`, :mod:`~emulators.pipedrive.sales` and
+:mod:`~emulators.pipedrive.files` (the operations), :mod:`~emulators.pipedrive.oauth` (the app's install
+and credentials), :mod:`~emulators.pipedrive.ui` (the panel's host), and
 :mod:`~emulators.pipedrive.emulator` (:class:`PipedriveEmulator`, its request pipeline and Flask app).
 """
 

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -19,10 +20,13 @@ from flask import Flask, Response, request
 from emulators._faults import FaultInjection
 from emulators._text import plain_text
 from emulators.pipedrive import openapi
+from emulators.pipedrive.files import FilesOperations
+from emulators.pipedrive.oauth import APP_SCOPES, PipedriveOAuth
 from emulators.pipedrive.people import PeopleOperations
 from emulators.pipedrive.routes import route
 from emulators.pipedrive.sales import SalesOperations
 from emulators.pipedrive.state import DEAL_FIELDS, ERROR_INFO, KINDS, PERSON_FIELDS, timestamp
+from emulators.pipedrive.ui import PanelHost
 
 #: the faults answered with a plain error: fault → (status, error, error_info)
 _FAULT_ERRORS = {
@@ -36,7 +40,7 @@ _FAULT_ERRORS = {
 }
 
 
-class PipedriveEmulator(PeopleOperations, SalesOperations):
+class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, PipedriveOAuth, PanelHost):
     """State and behaviour of one emulated Pipedrive company account.
 
     Args:
@@ -48,6 +52,14 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
         timeout_seconds: how long a ``timeout`` fault holds the answer back.
         check_requests: check requests against the OpenAPI files.
         search_lag: seconds before a write shows in the search endpoints.
+        company_id: the company's id (in users, tokens and the panel's JWT).
+        client_id, client_secret: the app installed by OAuth (:mod:`emulators.pipedrive.oauth`).
+        redirect_uris: the app's callback URLs (None: any http(s) URL is accepted).
+        app_scopes: the scopes the app was given.
+        oauth_token_seconds: an access token's lifetime (Pipedrive: an hour).
+        jwt_secret: the custom panel's JWT secret (None: the client secret signs, as Pipedrive falls back to).
+        panel_url: the custom panel's iframe URL (:mod:`emulators.pipedrive.ui`; settable later).
+        clock: the time (epoch seconds) tokens and codes expire by.
     """
 
     FAULTS = FaultInjection.FAULTS | {"403", "daily"}
@@ -55,7 +67,12 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
     def __init__(self, api_token: str = "pd-demo", *, rate_limit: tuple[int, float] | None = None,
                  search_rate_limit: tuple[int, float] | None = None, daily_tokens: int | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0,
-                 check_requests: bool = True, search_lag: float = 0.0) -> None:
+                 check_requests: bool = True, search_lag: float = 0.0, company_id: int = 7001,
+                 client_id: str = "c2c0ffee0000pd01", client_secret: str = "demo-pipedrive-client-secret-0001",
+                 redirect_uris: tuple[str, ...] | None = None, app_scopes: tuple[str, ...] = APP_SCOPES,
+                 oauth_token_seconds: float = 3600.0,
+                 jwt_secret: str | None = "demo-pipedrive-panel-jwt-secret-0123456789-abcdefghijklmnopqrstu",
+                 panel_url: str | None = None, clock: Callable[[], float] | None = None) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
         self.api_token = api_token
@@ -70,7 +87,12 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
         self.search_window: deque[float] = deque()
         self.users = [{"id": 1, "name": "Deniz Koordinatör", "email": "coordinator@clinic.example",
                        "active_flag": True, "is_admin": 1, "lang": 1, "locale": "en_US", "timezone_name": "UTC",
-                       "company_id": 7001, "company_name": "Clinic", "company_domain": "clinic"}]
+                       "company_id": company_id, "company_name": "Clinic", "company_domain": "clinic"}]
+        self._init_oauth(company_id=company_id, client_id=client_id, client_secret=client_secret,
+                         redirect_uris=redirect_uris, app_scopes=app_scopes, oauth_token_seconds=oauth_token_seconds,
+                         clock=clock)
+        self.jwt_secret, self.panel_url = jwt_secret, panel_url
+        self.file_contents, self.file_types = {}, {}
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
         self.fields: dict[str, list[dict[str, Any]]] = {
             "person": [self._field(c, n, t, custom=False) for c, n, t in PERSON_FIELDS],
@@ -142,9 +164,9 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
                                  "Retry-After": str(max(1, round(seconds)))})
         return response
 
-    def _before(self) -> Response | None:
+    def _before(self, scopes: tuple[str, ...] = ()) -> Response | None:
         """What a call is answered with before its operation runs (None: it runs): an injected fault, a bad
-        token, or a rate limit."""
+        token (or an app's token without one of ``scopes``), or a rate limit."""
         self._record_call()
         fault = self._draw_fault()
         if fault == "timeout":
@@ -156,10 +178,10 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
         plain = _FAULT_ERRORS.get(fault or "")
         if plain is not None:
             return self._error(*plain)
-        token = request.headers.get("x-api-token") or request.args.get("api_token") or ""
-        bearer = request.headers.get("Authorization", "")
-        if fault == "401" or (token != self.api_token and bearer != f"Bearer {self.api_token}"):
+        if fault == "401":
             return self._error(401, "unauthorized access", errorCode=401)
+        if refused := self._authenticate(scopes):
+            return refused
         return self._over_rate_limit()
 
     def _over_rate_limit(self) -> Response | None:
@@ -188,13 +210,14 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
         return self._error(400, "Validation failed: " + "; ".join(problems)[:500], error_info="Validation failed.")
 
     def _dispatch(self, rest: str) -> Response:
-        if early := self._before():
+        # the company's API domain serves v1 under /api/v1, as api.pipedrive.com serves it under /v1
+        path = "/" + (rest[4:] if rest.startswith("api/v1/") else rest)
+        found = openapi.find_operation(request.method, path) if self.check_requests else None
+        if early := self._before(found[0].scopes if found else ()):
             return early
-        path = "/" + rest
         routed = route(request.method, path)
         op = None
         if self.check_requests:
-            found = openapi.find_operation(request.method, path)
             if found is None:
                 with self.lock:
                     self.violations.append({"method": request.method, "path": path,
@@ -204,8 +227,12 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
         if routed is None:
             return self._error(501 if op else 404, f"{op.operation_id if op else path} is not emulated")
         operation_id, params, cost = routed
-        raw = request.get_data()
         body: Any = None
+        if request.mimetype == "multipart/form-data":
+            raw = b""  # a file upload: its fields are the body, its file the operation reads
+            body = request.form.to_dict()
+        else:
+            raw = request.get_data()
         if raw:
             try:
                 body = json.loads(raw)
@@ -217,10 +244,9 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
             if problems:
                 return self._violation(problems)
         with self.lock:
-            if self.daily_tokens is not None:
-                if self.tokens_used + cost > self.daily_tokens:
-                    return self._too_many(daily=True)
-                self.tokens_used += cost
+            if self.daily_tokens is not None and self.tokens_used + cost > self.daily_tokens:
+                return self._too_many(daily=True)
+            self.tokens_used += cost  # counted always: tests measure what a message costs
             handler = getattr(self, "_op_" + operation_id)
             args = {k: request.args.get(k) for k in request.args}
             result: Response = handler(params, args, body)
@@ -250,6 +276,17 @@ class PipedriveEmulator(PeopleOperations, SalesOperations):
         @app.get("/_emulator/objects/<kind>")
         def list_objects(kind: str) -> Response:
             return self._json(self.records(kind) if kind in self.objects else [])
+
+        app.add_url_rule("/oauth/authorize", "oauth_authorize", self._serve_authorize, methods=["GET"])
+        app.add_url_rule("/oauth/token", "oauth_token", self._serve_token, methods=["POST"])
+        app.add_url_rule("/_emulator/ui/host.js", "ui_host_js", self._serve_host_js, methods=["GET"])
+        app.add_url_rule("/_emulator/ui/token", "ui_token", self._serve_ui_token, methods=["GET"])
+        app.add_url_rule("/_emulator/ui/<resource>/<record>", "ui_detail", self._serve_ui, methods=["GET"])
+
+        @app.post("/_emulator/oauth/expire")
+        def expire() -> Response:
+            self.expire_access_tokens()
+            return self._json({"expired": len(self.access_tokens)})
 
         @app.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         def api(rest: str) -> Response:

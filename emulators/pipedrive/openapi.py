@@ -9,6 +9,9 @@ second once; checking a request afterwards costs microseconds, which keeps the t
 (``openapi-core`` builds a full spec object and validator per request and is several times
 slower on files this size).
 
+Each operation also carries the OAuth scopes its ``security`` names (an app's token needs one of them)
+and its token cost (``x-token-cost``).
+
 A request is checked for: the path and method existing, path and query parameters (present
 when required, known, of the declared type and enum), and the JSON body (JSON Schema validation
 of the operation's request-body schema).
@@ -61,6 +64,8 @@ class Operation:
     body_required: bool = False
     #: the tokens the call costs from the company's daily budget (``x-token-cost``)
     token_cost: int = 1
+    #: the OAuth scopes of which an app's token needs one (``security``'s ``oauth2``)
+    scopes: tuple[str, ...] = ()
 
 
 def _repair_nullable(node: Any) -> Any:
@@ -115,7 +120,9 @@ def operations(version: str) -> tuple[Operation, ...]:
                                    parameters=params,
                                    body_schema=_repair_nullable(schema) if schema is not None else None,
                                    body_required=bool(body.get("required")),
-                                   token_cost=int(op.get("x-token-cost", 1))))
+                                   token_cost=int(op.get("x-token-cost", 1)),
+                                   scopes=tuple(scope for need in op.get("security") or [] if isinstance(need, dict)
+                                                for scope in need.get("oauth2") or [])))
     found.sort(key=lambda o: (o.template.count("{"), o.template))
     return tuple(found)
 

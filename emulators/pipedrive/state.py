@@ -22,7 +22,7 @@ from flask import Response
 from emulators._faults import FaultInjection
 
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
-KINDS = ("persons", "organizations", "leads", "deals", "notes", "activities", "leadLabels")
+KINDS = ("persons", "organizations", "leads", "deals", "notes", "activities", "leadLabels", "files")
 LABEL_COLORS = ("blue", "brown", "dark-gray", "gray", "green", "orange", "pink", "purple", "red", "yellow")
 #: standard fields as Pipedrive's field endpoints list them: (code, name, type)
 PERSON_FIELDS = [("name", "Name", "varchar"), ("first_name", "First name", "varchar"),

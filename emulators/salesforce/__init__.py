@@ -1,9 +1,10 @@
 """An emulator of a Salesforce org's REST API and OAuth 2.0 token endpoint, served over HTTPS.
 
 It keeps sObjects (Lead, Contact, Account, Case, Opportunity, Task, Note, Campaign,
-CampaignMember, User) in memory with their fields as ``describe`` reports them, and answers the
-REST calls the relay makes, with Salesforce's response and error shapes
-(``[{"message", "errorCode", "fields"}]``):
+CampaignMember, User, ContentVersion, ContentDocument, ContentDocumentLink, PermissionSet,
+PermissionSetAssignment, and, once the chat2crm package is installed, ``Chat2CRM_Message__c``) in
+memory with their fields as ``describe`` reports them, and answers the REST calls the relay makes,
+with Salesforce's response and error shapes (``[{"message", "errorCode", "fields"}]``):
 
 - ``POST /services/oauth2/token``: client credentials (the client's id and secret in the form or,
   as simple-salesforce sends them, in HTTP Basic authentication), JWT bearer (the assertion's RS256
@@ -14,7 +15,12 @@ REST calls the relay makes, with Salesforce's response and error shapes
   external ID (``PATCH`` upsert: 201 ``created: true``, 200 ``created: false`` from v46.0, 300
   on several matches), ``GET /query?q=`` (a SOQL subset with parent-child subqueries),
   ``POST /composite`` (subrequests with ``@{ref.field}`` references, ``allOrNone``),
-  ``DELETE /composite/sobjects?ids=``, and ``POST /tooling/sobjects/CustomField``.
+  ``DELETE /composite/sobjects?ids=``, and ``POST /tooling/sobjects/CustomField``; a lookup set by the
+  parent's External ID (``"Case__r": {"Ref__c": "1042"}``), parent fields in SOQL
+  (``ContentDocument.Title``), and a file's bytes (``GET /sobjects/ContentVersion/<id>/VersionData``).
+
+Change Data Capture events of the selected objects (the package's message object) are served by a real
+Pub/Sub API over gRPC (:mod:`~emulators.salesforce.pubsub_server`, started beside the HTTPS server).
 
 Every request is checked against :mod:`emulators.salesforce.contract` (written from Salesforce's
 documentation and its Postman request skeletons); what Salesforce would refuse is answered as it
@@ -37,7 +43,10 @@ duplicate rule blocks the next create or upsert: ``DUPLICATES_DETECTED``, inside
 too).
 
 Control endpoints (JSON): ``GET /_emulator/view`` (the org as an agent sees it),
-``GET /_emulator/calls``, ``GET /_emulator/objects/<X>``.
+``GET /_emulator/calls``, ``GET /_emulator/objects/<X>``; for the package's agents
+``GET /_emulator/chat2crm/messages/<record>``, ``POST /_emulator/chat2crm/reply`` (``record``, ``text``,
+``files``: an agent's reply as the package's component writes it) and ``POST /_emulator/chat2crm/close``;
+``GET /_emulator/changes?channel=…`` and ``POST /_emulator/changes/purge`` (the event bus).
 
 The package's modules, from the bottom up (each layer's class builds on the ones below it):
 
@@ -46,12 +55,17 @@ The package's modules, from the bottom up (each layer's class builds on the ones
   :mod:`~emulators.salesforce.soql`): what Salesforce accepts;
 - :mod:`~emulators.salesforce.state`: records and what a save does (duplicate, assignment and
   uniqueness rules, cascading deletes);
+- :mod:`~emulators.salesforce.files`, :mod:`~emulators.salesforce.changes` and
+  :mod:`~emulators.salesforce.package`: Salesforce Files (versions, documents, links, their bytes), Change
+  Data Capture (change events of the selected objects, Avro-encoded, with replay ids), and the chat2crm
+  package (its message object, permission sets, and agents replying and closing conversations);
 - :mod:`~emulators.salesforce.queries`: SOQL run against the records;
 - :mod:`~emulators.salesforce.resources`: describe, rows, upserts, collections, Tooling API;
 - :mod:`~emulators.salesforce.rest`: routing of REST requests and composite requests;
 - :mod:`~emulators.salesforce.auth`: the token endpoint and the session check;
 - :mod:`~emulators.salesforce.emulator`: :class:`SalesforceEmulator`, its request pipeline and Flask app;
-- :mod:`~emulators.salesforce.tls`: the local certificate authority it is served with.
+- :mod:`~emulators.salesforce.tls`: the local certificate authority it is served with;
+- :mod:`~emulators.salesforce.pubsub_server`: the Pub/Sub API (gRPC, TLS) serving the change events.
 """
 
 from __future__ import annotations

@@ -172,6 +172,13 @@ def body_problems(sobject: str, fields: dict[str, SField], body: Any, *, creatin
         if name == "attributes":
             continue
         spec = fields.get(name)
+        lookup = fields.get(name[:-3] + "__c") if name.endswith("__r") else None
+        if spec is None and lookup is not None and lookup.type == "reference":
+            # a lookup set through the parent's External ID: {"Case__r": {"Ref__c": "1042"}}
+            if not (isinstance(value, dict) and len([k for k in value if k != "attributes"]) == 1):
+                problems.append(SalesforceProblem(f"{name}: a relationship is set with one External ID field of "
+                                                  "the parent", "INVALID_FIELD", [name]))
+            continue
         if spec is None:
             problems.append(SalesforceProblem(f"No such column '{name}' on sobject of type {sobject}",
                                               "INVALID_FIELD", [name]))
@@ -225,6 +232,8 @@ def _value_problems(spec: SField, value: Any) -> list[SalesforceProblem]:
 def _text_problem(spec: SField, value: str) -> SalesforceProblem | None:
     """What is wrong with a text value of a field: its format (dates, e-mail, ids), its picklist, its length."""
     kind = spec.type
+    if kind == "base64":
+        return _base64_problem(spec, value)
     if kind == "date" and not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
         return SalesforceProblem(f"{spec.name}: value not of required type: {value}",
                                  "INVALID_TYPE_ON_FIELD_IN_RECORD", [spec.name])
@@ -245,6 +254,26 @@ def _text_problem(spec: SField, value: str) -> SalesforceProblem | None:
     if kind in ("string", "email", "phone", "textarea", "url", "combobox", "picklist") and limit and len(value) > limit:
         return SalesforceProblem(f"{spec.label or spec.name}: data value too large: {value[:40]}... "
                                  f"(max length={limit})", "STRING_TOO_LONG", [spec.name])
+    return None
+
+
+#: the largest request body Salesforce takes: a base64 file in JSON is at most this (about 37.5 MB of file)
+MAX_REQUEST_BYTES = 52_428_800
+
+
+def _base64_problem(spec: SField, value: str) -> SalesforceProblem | None:
+    """A base64 field's value (a file's bytes in a JSON body): valid base64, within the request size."""
+    import base64
+    import binascii
+
+    if len(value) > MAX_REQUEST_BYTES:
+        return SalesforceProblem(f"Maximum size of request reached. Maximum size of request is {MAX_REQUEST_BYTES} "
+                                 "bytes.", "JSON_PARSER_ERROR", [spec.name])
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return SalesforceProblem(f"{spec.name}: value not of required type: not base64",
+                                 "INVALID_TYPE_ON_FIELD_IN_RECORD", [spec.name])
     return None
 
 

@@ -53,6 +53,8 @@ class SalesforceEmulator(OrgRest, OrgAuth):
         session_seconds: sessions expire after this many seconds (None: never).
         search_lag: kept for the emulators' common interface: SOSL search is not emulated (the relay uses
             SOQL, which reads the database and is strongly consistent, and no search).
+        package: the chat2crm package is deployed (:meth:`install_package`).
+        retention_seconds: how long the event bus keeps change events (72 hours).
     """
 
     FAULTS = FaultInjection.FAULTS | {"expired", "limit", "duplicates"}
@@ -60,7 +62,8 @@ class SalesforceEmulator(OrgRest, OrgAuth):
     def __init__(self, credentials: SalesforceCredentials | None = None, *, rate_limit: tuple[int, float] | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0, daily_limit: int = 100_000,
                  used_today: int = 0, can_customize: bool = True, session_seconds: float | None = None,
-                 duplicate_rule: str | None = "alert", search_lag: float = 0.0) -> None:
+                 duplicate_rule: str | None = "alert", search_lag: float = 0.0, package: bool = False,
+                 retention_seconds: float = 72 * 3600) -> None:
         if duplicate_rule not in ("alert", "block", None):
             raise ValueError(f"duplicate_rule must be 'alert', 'block' or None, got {duplicate_rule!r}")
         self.duplicate_rule = duplicate_rule
@@ -79,6 +82,8 @@ class SalesforceEmulator(OrgRest, OrgAuth):
             self.schema[name] = fields
             self.prefixes[name] = prefix
         self.objects: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema}
+        self.blobs: dict[str, bytes] = {}
+        self._init_changes(retention_seconds)
         self.custom_fields: dict[str, str] = {}  # FullName → CustomField id
         self.tokens: dict[str, float] = {}  # access token → issued at
         self.token_grants: list[str] = []
@@ -91,6 +96,8 @@ class SalesforceEmulator(OrgRest, OrgAuth):
         self.objects["User"][COORDINATOR_ID] = self._stamp("User", COORDINATOR_ID, {
             "Name": "Deniz Koordinatör", "Username": "coordinator@clinic.example",
             "Email": "coordinator@clinic.example", "IsActive": True})
+        if package:
+            self.install_package()
         self.app = self._make_app()
 
     # -- helpers for tests and the demo --------------------------------------------------------
@@ -226,6 +233,8 @@ class SalesforceEmulator(OrgRest, OrgAuth):
             self._allow_save = bool(re.search(r"allowSave\s*=\s*true", rule_header, re.I))
             status, payload, headers = self._dispatch(request.method, "/services/data/" + rest, args, body,
                                                       auto_assign=auto_assign, top=True)
+            # the request's saves form one transaction: its change events are published now
+            self._commit_changes(API_USER_ID, origin=f"com/salesforce/api/rest/{rest.split('/', 1)[0][1:]}")
         return self._reply(status, payload, headers)
 
     def _make_app(self) -> Flask:
@@ -265,6 +274,7 @@ class SalesforceEmulator(OrgRest, OrgAuth):
         def list_objects(sobject: str) -> Response:
             return json_response(200, self.records(sobject) if sobject in self.objects else [])
 
+        self._add_package_routes(app)
         return app
 
 

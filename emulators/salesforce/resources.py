@@ -29,7 +29,27 @@ class OrgResources(OrgQueries):
             for problem in problems:
                 self._violation(problem)
             raise Failed(problems[0].status, [p.as_json() for p in problems])
-        return {k: v for k, v in body.items() if k != "attributes"}
+        values = {k: v for k, v in body.items() if k != "attributes"}
+        for name in [k for k in values if k.endswith("__r")]:
+            values[name[:-3] + "__c"] = self._parent_by_external_id(sobject, name, values.pop(name))
+        return values
+
+    def _parent_by_external_id(self, sobject: str, name: str, value: dict[str, Any]) -> str:
+        """The id of the parent a relationship names by one of its External ID fields."""
+        parent = self.schema[sobject][name[:-3] + "__c"].reference_to[0]
+        field_name, wanted = next((k, v) for k, v in value.items() if k != "attributes")
+        spec = self.schema[parent].get(field_name)
+        if spec is None or not spec.external_id:
+            self._violation(f"{parent}.{field_name} is not an External ID field")
+            raise fail(400, f"Field {field_name} is not an External ID or indexed field for {parent}", "INVALID_FIELD",
+                       [name])
+        found = [r["Id"] for r in self.objects[parent].values() if same_value(r.get(field_name), wanted,
+                                                                               spec.case_sensitive)]
+        if len(found) != 1:
+            raise fail(400, f"Foreign key external ID: {wanted} not found for field {field_name} in entity {parent}"
+                       if not found else f"Foreign key external ID: {wanted} matches multiple {parent} records",
+                       "INVALID_FIELD", [name])
+        return str(found[0])
 
     def _row(self, method: str, sobject: str, record: dict[str, Any], args: dict[str, str], body: Any, *,
              version: str, auto_assign: str | None) -> tuple[int, Any, dict[str, str]]:
@@ -48,6 +68,10 @@ class OrgResources(OrgQueries):
 
     def _by_external_id(self, method: str, sobject: str, field_name: str, value: str, body: Any, *, version: str,
                         numeric: float, auto_assign: str | None) -> tuple[int, Any, dict[str, str]]:
+        blob = self.schema[sobject].get(value)
+        if blob is not None and blob.type == "base64" and method in ("GET", "HEAD"):
+            # /sobjects/<X>/<id>/<blob field> has the shape of a row by external ID: the field decides
+            return self._blob(sobject, field_name, value)
         spec = self.schema[sobject].get(field_name)
         if spec is None or not (spec.external_id or field_name == "Id"):
             self._violation(f"{sobject}.{field_name} is not an External ID field")
@@ -79,6 +103,12 @@ class OrgResources(OrgQueries):
             return 204, None, {}
         return 200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}, {}
 
+
+    def _blob(self, sobject: str, record_id: str, field_name: str) -> tuple[int, Any, dict[str, str]]:
+        """A blob field's content (``GET /sobjects/ContentVersion/<id>/VersionData``): the raw bytes."""
+        if record_id not in self.objects[sobject] or record_id not in self.blobs:
+            raise fail(404, "The requested resource does not exist", "NOT_FOUND")
+        return 200, self.blobs[record_id], {}
 
     def _basic(self, sobject: str, version: str) -> dict[str, Any]:
         custom = sobject.endswith("__c")

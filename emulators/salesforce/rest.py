@@ -73,7 +73,8 @@ class OrgRest(OrgResources):
                             f"{','.join(contract.allowed_methods(route))}", "METHOD_NOT_ALLOWED")
         sobject = variables.get("sobject")
         if sobject is not None and route != "tooling_create" and sobject not in self.schema:
-            self._violation(f"unknown sObject {sobject}")
+            if route != "describe":  # describing an object is how a client learns whether the org has it
+                self._violation(f"unknown sObject {sobject}")
             raise fail(404, f"The requested resource does not exist: sObject type '{sobject}' is not supported.",
                        "NOT_FOUND")
         call = RestCall(route, method, version, variables, args, body, auto_assign, top)
@@ -142,6 +143,7 @@ class OrgRest(OrgResources):
             raise Failed(400, [p.as_json() for p in problems])
         all_or_none = bool(body.get("allOrNone", False))
         snapshot = copy.deepcopy(self.objects) if all_or_none else None
+        mark = len(self._uncommitted)
         results: dict[str, Any] = {}
         responses: list[dict[str, Any]] = []
         failed = False
@@ -170,8 +172,11 @@ class OrgRest(OrgResources):
                 failed = True
             else:
                 results[ref] = payload
+            if not all_or_none:  # each subrequest is a transaction of its own
+                self._commit_changes(self.acting_user, origin=f"com/salesforce/api/rest/{version[1:]}")
         if failed and snapshot is not None:
             self.objects = snapshot
+            self._discard_changes(mark)
             for response in responses:
                 if response["httpStatusCode"] < 400:
                     response.update(_halted(response["referenceId"], "The transaction was rolled back since another "

@@ -1,7 +1,8 @@
 """The standard sObjects the relay touches, with their fields as ``describe`` reports them (type,
 length, required on create, picklist values, external ID), their child relationships and what a
 deletion takes with it. Part of the contract the Salesforce emulator enforces
-(:mod:`emulators.salesforce.contract`); pure data, no I/O.
+(:mod:`emulators.salesforce.contract`); pure data, no I/O. (The chat2crm package's own object is in
+:mod:`emulators.salesforce.package`.)
 """
 
 from __future__ import annotations
@@ -123,6 +124,35 @@ _OBJECTS: dict[str, tuple[str, list[SField]]] = {
         _f("Status", "picklist", 255, picklist=["Sent", "Responded"], default="Sent")]),
     "User": ("005", [_f("Name", length=121, createable=False), _f("Username", length=80, createable=False),
                      _f("Email", "email", 128, createable=False), _f("IsActive", "boolean", 0, createable=False)]),
+    # Salesforce Files: a version holds the bytes (VersionData, base64 in JSON), its document is made with the
+    # first version, and a link shares the document with a record
+    "ContentVersion": ("068", [
+        _f("Title"), _f("PathOnClient", length=500, required=True, updateable=False),
+        _f("VersionData", "base64", 0, required=True, updateable=False), _f("Description", "textarea", 1000),
+        _f("ContentDocumentId", "reference", 18, updateable=False, reference_to=["ContentDocument"]),
+        _f("FirstPublishLocationId", "reference", 18, updateable=False),
+        _f("FileExtension", length=40, createable=False, updateable=False),
+        _f("FileType", length=20, createable=False, updateable=False),
+        _f("ContentSize", "int", 0, createable=False, updateable=False),
+        _f("IsLatest", "boolean", 0, createable=False, updateable=False),
+        _f("OwnerId", "reference", 18, reference_to=["User"], default="005")]),
+    "ContentDocument": ("069", [
+        _f("Title"), _f("FileExtension", length=40, createable=False, updateable=False),
+        _f("FileType", length=20, createable=False, updateable=False),
+        _f("ContentSize", "int", 0, createable=False, updateable=False),
+        _f("LatestPublishedVersionId", "reference", 18, createable=False, updateable=False,
+           reference_to=["ContentVersion"]),
+        _f("OwnerId", "reference", 18, reference_to=["User"], default="005")]),
+    "ContentDocumentLink": ("06A", [
+        _f("ContentDocumentId", "reference", 18, required=True, updateable=False, reference_to=["ContentDocument"]),
+        _f("LinkedEntityId", "reference", 18, required=True, updateable=False),
+        _f("ShareType", "picklist", 40, picklist=["V", "C", "I"], default="V", restricted=True),
+        _f("Visibility", "picklist", 40, picklist=["AllUsers", "InternalUsers", "SharedUsers"], default="AllUsers",
+           restricted=True)]),
+    "PermissionSet": ("0PS", [_f("Name", length=80, required=True), _f("Label", length=80, required=True)]),
+    "PermissionSetAssignment": ("0Pa", [
+        _f("AssigneeId", "reference", 18, required=True, updateable=False, reference_to=["User"]),
+        _f("PermissionSetId", "reference", 18, required=True, updateable=False, reference_to=["PermissionSet"])]),
 }
 #: parent object → child relationship name → (child object, the child's lookup field)
 CHILD_RELATIONSHIPS: dict[str, dict[str, tuple[str, str]]] = {
@@ -135,12 +165,14 @@ CHILD_RELATIONSHIPS: dict[str, dict[str, tuple[str, str]]] = {
     "Opportunity": {"Notes": ("Note", "ParentId"), "Tasks": ("Task", "WhatId"),
                     "OpportunityContactRoles": ("OpportunityContactRole", "OpportunityId")},
     "Campaign": {"CampaignMembers": ("CampaignMember", "CampaignId")},
+    "ContentDocument": {"ContentVersions": ("ContentVersion", "ContentDocumentId"),
+                        "ContentDocumentLinks": ("ContentDocumentLink", "ContentDocumentId")},
 }
 #: what a deletion takes with it (Salesforce deletes a record's notes, activities and memberships)
 CASCADE = {"Lead": ("Notes", "Tasks", "CampaignMembers"),
            "Contact": ("Notes", "Tasks", "CampaignMembers", "OpportunityContactRoles"),
            "Case": ("Notes", "Tasks"), "Opportunity": ("Notes", "Tasks", "OpportunityContactRoles"),
-           "Campaign": ("CampaignMembers",)}
+           "Campaign": ("CampaignMembers",), "ContentDocument": ("ContentVersions", "ContentDocumentLinks")}
 
 
 def standard_objects() -> dict[str, tuple[str, dict[str, SField]]]:
@@ -151,3 +183,11 @@ def standard_objects() -> dict[str, tuple[str, dict[str, SField]]]:
                                                "reference_to": list(f.reference_to)})
                               for f in [*_SYSTEM, *fields]})
     return out
+
+
+def relationship_name(field_name: str) -> str | None:
+    """The name a lookup field is followed by in SOQL (``ContentDocumentId`` → ``ContentDocument``,
+    ``Lead__c`` → ``Lead__r``); None for a field that is not a lookup's."""
+    if field_name.endswith("__c"):
+        return field_name[:-3] + "__r"
+    return field_name[:-2] if field_name.endswith("Id") and len(field_name) > 2 else None

@@ -57,6 +57,8 @@ class OrgState(FaultInjection):
     _duplicates_pending: int
     #: AssignmentRule id → the owner it assigns
     assignment_rules: dict[str, str]
+    #: ContentVersion id → the file's bytes (:mod:`emulators.salesforce.files`)
+    blobs: dict[str, bytes]
 
     def _stamp(self, sobject: str, record_id: str, values: dict[str, Any]) -> dict[str, Any]:
         now = timestamp()
@@ -151,8 +153,18 @@ class OrgState(FaultInjection):
         record_id = sf_id(self.prefixes[sobject], next(self.counter))
         record = self._stamp(sobject, record_id, values)
         self._assign(sobject, record, auto_assign)
+        self._saving(sobject, record)
         self.objects[sobject][record_id] = record
+        self._saved(sobject, record, "CREATE", values)
         return record
+
+    def _saving(self, sobject: str, record: dict[str, Any]) -> None:
+        """What a new record's save does before it is stored (the layers above add theirs; may raise
+        :class:`~emulators.salesforce.common.Failed`)."""
+
+    def _saved(self, sobject: str, record: dict[str, Any], change: str, values: dict[str, Any]) -> None:
+        """What follows a save (``change``: CREATE, UPDATE or DELETE; ``values``: the fields a create set, or
+        those an update changed): the layers above add theirs (files made with a version, change events)."""
 
     def _assign(self, sobject: str, record: dict[str, Any], auto_assign: str | None) -> None:
         """Assignment rules run on create and on update of a Lead or Case unless the header says FALSE."""
@@ -167,12 +179,15 @@ class OrgState(FaultInjection):
         self._duplicate_rule(sobject, values, exclude=record["Id"])
         if sobject == "Lead" and record.get("IsConverted"):
             raise fail(400, "cannot reference converted lead", "CANNOT_UPDATE_CONVERTED_LEAD", [])
+        changed = {k: v for k, v in values.items() if record.get(k) != v}
         record.update(values)
         record["LastModifiedDate"] = timestamp()
         self._assign(sobject, record, auto_assign)
+        self._saved(sobject, record, "UPDATE", changed)
 
     def _delete(self, sobject: str, record_id: str) -> None:
         record = self.objects[sobject].pop(record_id)
+        self._saved(sobject, record, "DELETE", {})
         for relationship in CASCADE.get(sobject, ()):
             child, lookup = CHILD_RELATIONSHIPS[sobject][relationship]
             for child_id in [c["Id"] for c in self.objects[child].values() if c.get(lookup) == record["Id"]]:
@@ -187,7 +202,10 @@ class OrgState(FaultInjection):
         return {"Sforce-Limit-Info": f"api-usage={self.used}/{self.daily_limit}"}
 
     def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-        response = jsonify(body) if body is not None else Response(status=status)
+        if isinstance(body, bytes):  # a blob field's content (a file's VersionData)
+            response = Response(body, mimetype="application/octet-stream")
+        else:
+            response = jsonify(body) if body is not None else Response(status=status)
         response.status_code = status
         response.headers.update(self._limit_headers())
         for key, value in (headers or {}).items():

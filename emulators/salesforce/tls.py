@@ -1,5 +1,6 @@
 """A local certificate authority for the Salesforce emulator, which is served over HTTPS because the
-Salesforce client the relay uses insists on https URLs."""
+Salesforce client the relay uses insists on https URLs (and its Pub/Sub API over gRPC with TLS, as
+Salesforce serves it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ class LocalTLS:
     ssl_context: ssl.SSLContext
     ca_bundle: Path
     ca_pem: bytes = field(repr=False, default=b"")
+    #: the server's certificate chain and private key (PEM), for servers that take them as bytes (gRPC)
+    server_chain_pem: bytes = field(repr=False, default=b"")
+    server_key_pem: bytes = field(repr=False, default=b"")
 
 
 def make_test_tls(directory: Path) -> LocalTLS:
@@ -35,4 +39,6 @@ def make_test_tls(directory: Path) -> LocalTLS:
     bundle = directory / "ca-bundle.pem"
     system = Path(certifi.where()).read_bytes()
     bundle.write_bytes(system.rstrip(b"\n") + b"\n" + ca.cert_pem.bytes())
-    return LocalTLS(ssl_context=context, ca_bundle=bundle, ca_pem=ca.cert_pem.bytes())
+    return LocalTLS(ssl_context=context, ca_bundle=bundle, ca_pem=ca.cert_pem.bytes(),
+                    server_chain_pem=b"".join(blob.bytes() for blob in server.cert_chain_pems),
+                    server_key_pem=server.private_key_pem.bytes())

@@ -155,6 +155,6 @@ def test_telegram_emulator_checks_the_bot_api(telegram_emulator: Any) -> None:
 def test_whatsapp_unknown_phone_number_id_is_fatal(whatsapp_emulator: Any) -> None:
     client = WhatsAppClient(make_settings("unix:///x", whatsapp_api_base=whatsapp_emulator.url,
                                           whatsapp_phone_number_id="999"))
-    with pytest.raises(FatalError) as info:
-        client.send(_conversation(), [Reply(text="x")])
+    with pytest.raises(FatalError) as info:  # a conversation on a number the account does not have
+        client.send(_conversation().model_copy(update={"account": "999"}), [Reply(text="x")])
     assert "100" in info.value.message

@@ -295,5 +295,7 @@ def test_every_update_the_telegram_emulator_generates_fits_and_is_understood(
     assert telegram_emulator.violations == []
     assert metrics.read(runtime.redis, "webhooks_rejected") == {}
     inbox = inbox_messages(runtime, f"telegram:{account}:555001")
-    assert [m.kind for m in inbox] == ["start", "text", "choice", "contact", "location", "media", "media", "text"]
-    assert (inbox[2].choice_id, inbox[2].text) == ("dental", "Стоматология") and inbox[-1].edited
+    assert [m.kind for m in inbox] == ["start", "text", "choice", "contact", "location", "media", "media", "text",
+                                       "unsupported"]  # the block is an opt-out, ordered with the messages
+    assert (inbox[2].choice_id, inbox[2].text) == ("dental", "Стоматология") and inbox[-2].edited
+    assert (inbox[-1].raw_type, inbox[-2].chat_message_id) == ("opt_out", str(user.last_message["message_id"]))

@@ -150,7 +150,7 @@ def test_every_redis_key_the_adapters_write_is_a_registered_family_with_a_ttl() 
     assert all(f.ttl is not None or f.bounded_by for f in owned.values())
     assert {h for h, f in owned.items() if f.holds_pii} == {
         "hubspot:contact:{contact_key}", "hubspot:company:{name}", "pipedrive:contact:{contact_key}",
-        "pipedrive:organization:{name}"}
+        "pipedrive:organization:{name}", "pipedrive:panel:{person}"}
     for cls in ADAPTERS.values():
         assert all(f in owned.values() for f in cls.cache_families.values())
 

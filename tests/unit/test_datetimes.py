@@ -1,7 +1,8 @@
 """Day-and-time phrases in Turkish, English, German, Arabic and Russian → ISO 8601 in Europe/Istanbul.
 
 ``now`` is Monday 23 November 2026, 09:30 in Istanbul. Bare hours from 1 to 7 are read as the
-afternoon (clinic hours); a time with no day, or two days, must be confirmed (candidates).
+afternoon (clinic hours); a time with no day, or two days, must be confirmed (candidates). The larger
+table of patients' phrases is ``tests/data/dates/phrases.yaml`` (``test_datetimes_phrases.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ TABLE = [
     ("tr", "öbür gün saat 9", f"2026-11-25T09:00:00{T}"),
     ("tr", "25.11 saat 14:00", f"2026-11-25T14:00:00{T}"),
     # English
-    ("en", "next Tuesday 2pm", f"2026-11-24T14:00:00{T}"),
+    ("en", "this Tuesday 2pm", f"2026-11-24T14:00:00{T}"),
     ("en", "Friday at 4", f"2026-11-27T16:00:00{T}"),
     ("en", "12/12 10:00", f"2026-12-12T10:00:00{T}"),
     ("en", "today 5pm", f"2026-11-23T17:00:00{T}"),
@@ -87,6 +88,8 @@ def test_table_is_large_enough() -> None:
     ("en", "11:00", [f"2026-11-23T11:00:00{T}", f"2026-11-24T11:00:00{T}"]),
     ("tr", "saat 9", [f"2026-11-24T09:00:00{T}", f"2026-11-25T09:00:00{T}"]),
     ("tr", "pazartesi veya salı 10:00", [f"2026-11-23T10:00:00{T}", f"2026-11-24T10:00:00{T}"]),
+    # on Monday, "next Tuesday" is tomorrow for some and Tuesday of next week for others
+    ("en", "next Tuesday 2pm", [f"2026-11-24T14:00:00{T}", f"2026-12-01T14:00:00{T}"]),
 ])
 def test_ambiguous_phrases_offer_candidates(language: str, text: str, candidates: list[str]) -> None:
     result = parse_when(text, language=language, now=NOW, zone=ZONE)

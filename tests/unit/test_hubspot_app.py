@@ -213,3 +213,12 @@ def test_the_timeline_reads_an_agents_reply_from_the_contact_property(redis_url:
     assert reply.conversation is None and reply.at is not None
     redelivered = {**edit, "attemptNumber": 1}
     assert [r.crm_message_id for r in timeline.parse_webhook(signed([redelivered]))] == ["50001:1760000000500"]
+
+
+def test_a_signed_body_with_nan_or_infinity_is_refused(inbox: HubSpotInbox) -> None:
+    body = json.dumps(OUTGOING).replace('"portalId": "62515"', '"portalId": NaN').encode()
+    with pytest.raises(WebhookRejectedError) as refused:
+        inbox.parse_webhook(signed(body))
+    assert refused.value.status == 400
+    with pytest.raises(WebhookRejectedError):
+        inbox.parse_webhook(signed(b'[{"subscriptionType": "conversation.propertyChange", "objectId": Infinity}]'))

@@ -130,9 +130,9 @@ def test_every_documented_update_kind_becomes_its_canonical_message() -> None:
 
 
 def test_updates_the_relay_does_not_read_are_ignored_not_dropped() -> None:
-    blocked = parse_update(DOCUMENTED["my_chat_member"], "1")
+    blocked = parse_update(DOCUMENTED["my_chat_member"], "1")  # a blocked bot is an opt-out, not a message
     group = parse_update(DOCUMENTED["group_message"], "1")
-    assert (blocked.messages, blocked.ignored, blocked.skipped) == ([], 1, 0)
+    assert (blocked.messages, blocked.ignored, blocked.skipped, blocked.opt_outs) == ([], 0, 0, [("1", "111111111")])
     assert (group.messages, group.ignored, group.skipped) == ([], 1, 0)
 
 

@@ -1,0 +1,58 @@
+"""gunicorn's settings for ``chat2crm serve`` (``--config python:connector.gunicorn_conf``).
+
+What the command line of :func:`connector.cli.gunicorn_command` does not set: the limits and time-outs
+that keep slow or hostile clients from holding the server, and the logger that makes gunicorn's access
+and error logs safe to keep (:class:`SafeLogger`). The relay's own request-body limit and deadline are
+the web app's (:mod:`connector.request_body`); what a reverse proxy in front adds is in
+``docs/deploying.md``.
+
+gunicorn reads every module-level name that is one of its settings: keep other names private.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+from connector.logs import access_line
+
+#: seconds a worker may go silent before the arbiter replaces it
+timeout = 30
+#: seconds an idle kept-alive connection is held open for its next request (in the poller, not a thread)
+keepalive = 2
+#: the request line (method, path, query) and one header at most this long, and at most this many headers
+#: (half gunicorn's 100: no webhook or browser sends more than a few dozen); longer or more get 400
+limit_request_line = 4094
+limit_request_field_size = 8190
+limit_request_fields = 50
+#: gunicorn's access and error logs, written through :class:`SafeLogger`
+logger_class = "connector.gunicorn_conf.SafeLogger"
+
+
+class _SafeLines(logging.Filter):
+    """Rewrites each gunicorn log record as one redacted line (no transcript token, no injected line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            message = str(record.msg)
+        record.msg, record.args = access_line(message), None
+        return True
+
+
+class SafeLogger(Logger):
+    """gunicorn's logger, with every access and error line redacted and its control characters escaped.
+
+    The access log's path is the decoded one: ``/t/%0d%0a`` arrives as a carriage return and a line feed,
+    and is written as ``\\r\\n``; a transcript link's token is written as ``[token]``.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        """Set gunicorn's loggers up, then install the filter on both (once, on a reload too)."""
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            if not any(isinstance(f, _SafeLines) for f in logger.filters):
+                logger.addFilter(_SafeLines())
