@@ -89,7 +89,7 @@ def demo_config(crm: str, directory: Path) -> Path:
 
 def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[str, str]:
     """Settings for the demo's web and worker: fresh secrets, emulator endpoints, JSON logs (for :class:`RelayLog`)."""
-    from demo.stack import hubspot_app_environment  # the demo extra (checked for before this runs)
+    from demo.stack import hubspot_app_environment, pipedrive_app_environment  # the demo extra (checked for first)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TELEGRAM_", "HUBSPOT_",
                                                                     "SALESFORCE_", "PIPEDRIVE_"))}
@@ -112,6 +112,7 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
         "HUBSPOT_ACCESS_TOKEN": "pat-demo-" + secrets.token_hex(16),
         **(hubspot_app_environment() if crm == "hubspot" else {}),
         "PIPEDRIVE_API_TOKEN": secrets.token_hex(20),
+        **(pipedrive_app_environment() if crm == "pipedrive" else {}),
         "SALESFORCE_CLIENT_ID": "3MVG9demo" + secrets.token_urlsafe(24),
         "SALESFORCE_CLIENT_SECRET": secrets.token_hex(32),
     })
@@ -239,15 +240,24 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     # the relay's web app with the demo page added (demo.wsgi), validated and served as `chat2crm serve` does
     supervisor.spawn("web", [sys.executable, "-m", "demo.serve", "--port", str(port)], env, stdout=access_line,
                      stderr=relay_log)
-    supervisor.spawn("worker", [sys.executable, "-m", "connector.cli", "worker"], env, stderr=relay_log)
+    worker = [sys.executable, "-m", "connector.cli", "worker"]
+    if crm != "pipedrive":  # Pipedrive's fields are set up with the app's token, once installed: its worker then
+        supervisor.spawn("worker", worker, env, stderr=relay_log)
+    if crm == "salesforce":  # the agents' replies come from the org's change events, which this process reads
+        supervisor.spawn("listener", [sys.executable, "-m", "connector.cli", "listen", "salesforce"], env,
+                         stderr=relay_log)
     base = f"http://127.0.0.1:{port}"
     wait_until_up(f"{base}/healthz", supervisor)
     stack.connect(base)
-    if crm == "hubspot":  # the agents' inbox: the app installed by OAuth, then its channel connected
+    lines = stack.setup_lines
+    if crm in ("hubspot", "pipedrive"):  # the agents' inbox: the app installed by OAuth, then set up
         click.echo(f"    {'inbox':<10} {install_crm_app(base, crm)}")
-        for line in prepare_crm(crm, {**env, **stack.environment}):
-            if _INBOX_LINE.search(line):  # the channel, its account and the app's webhooks; not the fields
-                click.echo(f"    {'inbox':<10} {line}")
+        lines = prepare_crm(crm, {**env, **stack.environment})
+    for line in lines:
+        if _INBOX_LINE.search(line):  # the inbox's lines (its channel, object or panel); not the fields
+            click.echo(f"    {'inbox':<10} {line}")
+    if crm == "pipedrive":  # a worker checks the mapping's fields at start
+        supervisor.spawn("worker", worker, env, stderr=relay_log)
     click.echo("")
     for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
                              admin_token=env["ADMIN_TOKEN"]):
@@ -255,7 +265,7 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
 
 
 #: the set-up lines about the agents' inbox (the others are the mapping's fields)
-_INBOX_LINE = re.compile(r"custom channel|channel account|webhook|MISSING")
+_INBOX_LINE = re.compile(r"custom channel|channel account|webhook|MISSING|Developer Hub|^inbox:")
 
 
 def _watch(supervisor: Supervisor) -> int:

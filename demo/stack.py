@@ -42,8 +42,10 @@ from emulators.whatsapp import WhatsAppEmulator
 CRM_SECRETS = {
     "hubspot": ("HUBSPOT_ACCESS_TOKEN",),  # and, for the inbox, HUBSPOT_APP_SECRETS
     "salesforce": ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"),
-    "pipedrive": ("PIPEDRIVE_API_TOKEN",),
+    "pipedrive": ("PIPEDRIVE_API_TOKEN",),  # and, for the inbox, PIPEDRIVE_APP_SECRETS
 }
+#: the Pipedrive app's settings (its custom panel is where agents answer): the emulator accepts these when set
+PIPEDRIVE_APP_SECRETS = ("PIPEDRIVE_CLIENT_ID", "PIPEDRIVE_CLIENT_SECRET", "PIPEDRIVE_JWT_SECRET")
 
 #: the HubSpot app's settings (its custom channel is the agents' inbox): the emulator accepts these when set
 HUBSPOT_APP_SECRETS = ("HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_APP_ID", "HUBSPOT_DEVELOPER_API_KEY")
@@ -58,6 +60,16 @@ def hubspot_app_environment() -> dict[str, str]:
     return {"HUBSPOT_CLIENT_ID": str(uuid.uuid4()), "HUBSPOT_CLIENT_SECRET": str(uuid.uuid4()),
             "HUBSPOT_APP_ID": str(secrets.randbelow(9_000_000) + 1_000_000),
             "HUBSPOT_DEVELOPER_API_KEY": str(uuid.uuid4()),
+            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+
+
+def pipedrive_app_environment() -> dict[str, str]:
+    """Fresh settings of a Pipedrive app (client id and secret, the panel's JWT secret) and the key that encrypts
+    its tokens: with them the relay installs the app by OAuth and the agents answer in its panel."""
+    from cryptography.fernet import Fernet
+
+    return {"PIPEDRIVE_CLIENT_ID": secrets.token_hex(8), "PIPEDRIVE_CLIENT_SECRET": secrets.token_hex(20),
+            "PIPEDRIVE_JWT_SECRET": secrets.token_urlsafe(48),
             "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
 
 
@@ -106,12 +118,17 @@ class RunningCRM:
     emulator: Any
     served: ServedApp
     environment: dict[str, str]
+    #: what else serves the emulator (Salesforce's Pub/Sub API), stopped with it
+    extra: list[Any] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return self.served.url
 
     def stop(self) -> None:
+        for other in reversed(self.extra):
+            other.stop()
+        self.extra.clear()
         self.served.stop()
 
 
@@ -122,7 +139,10 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         crm: hubspot, salesforce or pipedrive.
         env: the environment holding the credentials the emulator must accept.
         directory: where an HTTPS emulator keeps its test CA bundle (a new temporary folder if omitted).
-        emulator_options: passed to the emulator (``rate_limit``, ``latency``, ``timeout_seconds``…).
+        emulator_options: passed to the emulator (``rate_limit``, ``latency``, ``timeout_seconds``…); with
+            Salesforce, ``package=True`` also serves the Pub/Sub API (gRPC with TLS, the same test CA) and sets
+            ``SALESFORCE_PUBSUB_ENDPOINT``; with Pipedrive, the app's settings of
+            :data:`PIPEDRIVE_APP_SECRETS` found in ``env`` make the emulator's OAuth app and panel.
 
     Raises:
         ValueError: no emulator ships for ``crm``.
@@ -147,13 +167,29 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         add_fault_control(org.app, org)
         served = ServedApp(org.app, ssl_context=tls.ssl_context).start()
         # Salesforce's client insists on https: the emulator's certificate comes from a test CA
-        return RunningCRM(crm, org, served, {"SALESFORCE_INSTANCE_URL": served.url, "SALESFORCE_LOGIN_URL": served.url,
-                                             "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)})
+        running = RunningCRM(crm, org, served, {"SALESFORCE_INSTANCE_URL": served.url,
+                                                "SALESFORCE_LOGIN_URL": served.url,
+                                                "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)})
+        if emulator_options.get("package"):  # the agents' replies come as change events, over gRPC
+            from emulators.salesforce.pubsub_server import PubSubServer
+
+            pubsub = PubSubServer(org, tls).start()
+            running.extra.append(pubsub)
+            running.environment["SALESFORCE_PUBSUB_ENDPOINT"] = pubsub.address
+        return running
     if crm == "pipedrive":
+        if env.get("PIPEDRIVE_JWT_SECRET"):  # the app whose panel is where agents answer
+            emulator_options = {"client_id": env["PIPEDRIVE_CLIENT_ID"],
+                                "client_secret": env["PIPEDRIVE_CLIENT_SECRET"],
+                                "jwt_secret": env["PIPEDRIVE_JWT_SECRET"], **emulator_options}
         pipedrive = PipedriveEmulator(env["PIPEDRIVE_API_TOKEN"], **emulator_options)
         add_fault_control(pipedrive.app, pipedrive)
         served = ServedApp(pipedrive.app).start()
-        return RunningCRM(crm, pipedrive, served, {"PIPEDRIVE_API_BASE": served.url})
+        pipedrive.public_url = served.url
+        environment = {"PIPEDRIVE_API_BASE": served.url}
+        if env.get("PIPEDRIVE_JWT_SECRET"):  # the emulator is also Pipedrive's OAuth server
+            environment["PIPEDRIVE_OAUTH_BASE"] = served.url
+        return RunningCRM(crm, pipedrive, served, environment)
     raise ValueError(f"no emulator ships for {crm!r}; available: {', '.join(DEMO_CRMS)}")
 
 
@@ -167,13 +203,20 @@ class DemoStack:
     crm: RunningCRM | None = None
     whatsapp: Any = None
     telegram: Any = None
+    #: what preparing the CRM said (one line per field, and the inbox's lines)
+    setup_lines: list[str] = field(default_factory=list)
 
     def connect(self, relay_base: str) -> None:
-        """Point the emulated patients at the relay's webhooks."""
+        """Point the emulated patients at the relay's webhooks (and Pipedrive's app at the relay's panel)."""
         self.whatsapp.relay_url = f"{relay_base}/webhooks/whatsapp"
         self.telegram.relay_url = f"{relay_base}/webhooks/telegram"
+        if self.crm is not None and self.crm.name == "pipedrive":
+            self.crm.emulator.panel_url = f"{relay_base}/crm/pipedrive/panel"
+            self.crm.emulator.redirect_uris = (f"{relay_base}/crm/pipedrive/oauth/callback",)
 
     def stop(self) -> None:
+        if self.crm is not None:
+            self.crm.stop()
         for served in reversed(self.served):
             served.stop()
         self.served.clear()
@@ -197,14 +240,15 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
     whatsapp = ServedApp(stack.whatsapp.app).start()
     telegram = ServedApp(stack.telegram.app).start()
     stack.served += [whatsapp, telegram]
-    running = start_crm(crm, env, directory=directory)
+    # the demo's Salesforce org has the chat2crm package deployed: the agents answer on the Lead's page
+    running = start_crm(crm, env, directory=directory, **({"package": True} if crm == "salesforce" else {}))
     stack.crm = running
-    stack.served.append(running.served)
     stack.crm_url = running.url
     stack.environment = {"WHATSAPP_API_BASE": whatsapp.url, "TELEGRAM_API_BASE": telegram.url, **running.environment}
     stack.environment["CHAT2CRM_DEMO_EMULATORS"] = json.dumps(
         {"whatsapp": whatsapp.url, "telegram": telegram.url, "crm": running.url, "crm_name": crm})
-    prepare_crm(crm, {**env, **stack.environment})
+    if crm != "pipedrive" or not env.get("PIPEDRIVE_JWT_SECRET"):  # Pipedrive's app: once it is installed
+        stack.setup_lines = prepare_crm(crm, {**env, **stack.environment})
     if crm == "salesforce":
         _add_demo_campaigns(running.emulator)
     running.emulator.calls.clear()

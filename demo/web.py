@@ -3,9 +3,12 @@
 Served only when ``chat2crm demo`` runs the relay: its web process serves :mod:`demo.wsgi`, the relay's
 app with this blueprint added, and the page answers only while ``CHAT2CRM_DEMO_EMULATORS`` is set. The page
 talks to ``/demo/api/*`` here, which talks to the emulators; nothing here touches the relay's
-internals: patients' messages arrive at the webhooks as signed webhooks, like real ones. With HubSpot the CRM
-half also has the agents' inbox (``/demo/api/inbox…``, shaped by :mod:`demo.inbox`): an agent's reply or a
-closed thread is made in the HubSpot emulator, which sends the relay HubSpot's signed webhooks.
+internals: patients' messages arrive at the webhooks as signed webhooks, like real ones. The CRM half also has
+the agents' inbox: with HubSpot (``/demo/api/inbox…``, shaped by :mod:`demo.inbox`) an agent's reply or a closed
+thread is made in the HubSpot emulator, which sends the relay HubSpot's signed webhooks; with Salesforce
+(:mod:`demo.inbox_salesforce`) it is a message record the package's component saves, which the relay's listener
+takes from the org's change events; with Pipedrive (:mod:`demo.inbox_pipedrive`) the page embeds the emulator's
+person view, where the agent uses the relay's own panel.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 from connector.logs import redact
 from core.keys import family
 from demo import inbox as agent_inbox
+from demo import inbox_pipedrive, inbox_salesforce
 
 blueprint = Blueprint("demo", __name__)
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -58,8 +62,17 @@ def _get(url: str) -> Any:
 
 
 def _has_inbox(emulators: dict[str, str]) -> bool:
-    """Whether the demo's CRM has the agents' inbox (HubSpot's conversations inbox)."""
-    return emulators["crm_name"] == "hubspot"
+    """Whether the page shows the agents' inbox itself (HubSpot's conversations inbox, Salesforce's component on
+    the Lead); Pipedrive's is the relay's own panel in the emulator's host page (:func:`inbox_kind`)."""
+    return emulators["crm_name"] in ("hubspot", "salesforce")
+
+
+def inbox_kind(emulators: dict[str, str]) -> str | None:
+    """How the page's Inbox tab shows the agents' side: ``threads`` (the page renders the CRM's threads) or
+    ``panel`` (it embeds Pipedrive's detail view with the relay's panel); None without an inbox."""
+    if _has_inbox(emulators):
+        return "threads"
+    return "panel" if emulators["crm_name"] == "pipedrive" else None
 
 
 @blueprint.get("/demo")
@@ -88,7 +101,9 @@ def config() -> Response:
         "ads": [{"source_id": c.source_ids[0], "headline": c.name} for c in campaigns if c.source_ids],
         "examples": [e for e in EXAMPLES if e["campaign"] is None or e["campaign"] in slugs],
         "faults": [{"id": key, "label": label} for key, (_target, _kind, label) in FAULTS.items()],
-        "inbox": _has_inbox(emulators), "samples": agent_inbox.samples() if _has_inbox(emulators) else [],
+        "inbox": inbox_kind(emulators) is not None, "inbox_kind": inbox_kind(emulators),
+        "crm_url": emulators["crm"] if emulators["crm_name"] == "pipedrive" else None,
+        "samples": agent_inbox.samples() if _has_inbox(emulators) else [],
     })
 
 
@@ -210,8 +225,11 @@ def chat() -> Response:
                              "status": sent.get("status"), "tracking": sent["payload"].get("biz_opaque_callback_data"),
                              **_whatsapp_out(sent["payload"])})
     channel = "telegram" if request.args.get("channel") == "telegram" else "whatsapp"
-    replies = agent_inbox.agents_replies(_get(f"{emulators['crm']}/_emulator/inbox/threads"), channel, patient) \
-        if _has_inbox(emulators) else []
+    replies: list[dict[str, Any]] = []
+    if emulators["crm_name"] == "hubspot":
+        replies = agent_inbox.agents_replies(_get(f"{emulators['crm']}/_emulator/inbox/threads"), channel, patient)
+    elif emulators["crm_name"] == "salesforce":
+        replies = inbox_salesforce.agents_replies(emulators["crm"], channel, patient)
     agent_inbox.mark_agents(messages, replies, by_text=channel == "telegram")
     messages.sort(key=lambda m: (m["at"], 0 if m["direction"] == "in" else 1))
     return jsonify({"messages": messages})
@@ -227,17 +245,22 @@ def read() -> Response:
     return jsonify(requests.post(f"{emulators['whatsapp']}/_emulator/patients/{patient}/read", timeout=5).json())
 
 
-# -- the agents' inbox (HubSpot) --------------------------------------------------------------------
+# -- the agents' inbox (HubSpot, Salesforce) ---------------------------------------------------------
 def _inbox_emulator() -> str:
-    """The HubSpot emulator's address (404 when the demo's CRM has no inbox)."""
+    """The CRM emulator's address (404 when the page does not show the demo's CRM's inbox itself)."""
     emulators = _emulators()
     if not _has_inbox(emulators):
         abort(404)
     return emulators["crm"]
 
 
+def _is_salesforce() -> bool:
+    return _emulators()["crm_name"] == "salesforce"
+
+
 def _thread_id(value: str) -> str:
-    if not value.isdigit():
+    """A HubSpot thread id (digits) or, with Salesforce, the id of the Lead whose messages are the thread."""
+    if not (inbox_salesforce.RECORD_ID.match(value) if _is_salesforce() else value.isdigit()):
         abort(400)
     return value
 
@@ -255,6 +278,8 @@ def _passed_on(response: requests.Response) -> tuple[Response, int]:
 def inbox() -> Response:
     """The inbox as an agent sees it: every thread (newest first) and, with ``?thread=``, that thread's messages."""
     base = _inbox_emulator()
+    if _is_salesforce():
+        return jsonify(inbox_salesforce.inbox(base, request.args.get("thread")))
     threads = _get(f"{base}/_emulator/inbox/threads")
     chosen = next((t for t in threads if t["id"] == request.args.get("thread")), None)
     listed = sorted((agent_inbox.summary(t) for t in threads), key=lambda t: str(t["at"] or ""), reverse=True)
@@ -273,12 +298,16 @@ def inbox_reply(thread_id: str) -> tuple[Response, int]:
         sample = agent_inbox.SAMPLES.get(str(data["sample"]))
         if sample is None:
             abort(400)
+        if _is_salesforce():
+            return _passed_on(inbox_salesforce.reply(base, thread, text, sample))
         uploaded = requests.post(f"{base}/_emulator/files", json=agent_inbox.upload_body(sample), timeout=10)
         if uploaded.status_code != 201:
             return _passed_on(uploaded)
         files.append(str(uploaded.json()["id"]))
     if not (text or files):
         return jsonify({"error": "write a reply (or pick a file)"}), 400
+    if _is_salesforce():
+        return _passed_on(inbox_salesforce.reply(base, thread, text, None))
     return _passed_on(requests.post(f"{base}/_emulator/inbox/threads/{thread}/reply",
                                     json={"text": text, "fileIds": files}, timeout=10))
 
@@ -287,8 +316,19 @@ def inbox_reply(thread_id: str) -> tuple[Response, int]:
 def inbox_close(thread_id: str) -> tuple[Response, int]:
     """The agent closes the conversation: HubSpot tells the relay, which hands the patient back to the bot."""
     base = _inbox_emulator()
+    if _is_salesforce():
+        return _passed_on(inbox_salesforce.close(base, _thread_id(thread_id)))
     return _passed_on(requests.post(f"{base}/_emulator/inbox/threads/{_thread_id(thread_id)}/close", json={},
                                     timeout=10))
+
+
+@blueprint.get("/demo/api/inbox/panel")
+def inbox_panel() -> Response:
+    """Pipedrive: the patient's person and its detail view with the relay's panel, for the Inbox tab's frame."""
+    emulators = _emulators()
+    if emulators["crm_name"] != "pipedrive":
+        abort(404)
+    return jsonify(inbox_pipedrive.panel(emulators["crm"], request.args.get("patient", "")))
 
 
 @blueprint.get("/demo/api/crm")

@@ -1,10 +1,24 @@
-// chat2crm demo page, the CRM half's Inbox tab: HubSpot's conversations inbox as an agent sees it (the HubSpot
-// emulator's), through /demo/api/inbox. Loaded before demo.js, which calls setupInbox() and refreshInbox(); it uses
-// demo.js's api(), el() and state when called.
+// chat2crm demo page, the CRM half's Inbox tab: HubSpot's conversations inbox or the chat2crm component on a
+// Salesforce Lead, as an agent sees it (the emulator's), through /demo/api/inbox; with Pipedrive, the person's
+// detail view with the relay's own panel in a frame (/demo/api/inbox/panel). Loaded before demo.js, which calls
+// setupInbox() and refreshInbox(); it uses demo.js's api(), el() and state when called.
 "use strict";
 
-// thread: the one shown; manual: picked by hand (else the page follows the patient on the phone, whose id is patient)
-const inbox = { thread: null, manual: false, patient: null, lastList: "", lastThread: "" };
+// thread: the one shown; manual: picked by hand (else the page follows the patient on the phone, whose id is patient);
+// frame: the detail view the Pipedrive frame shows
+const inbox = { thread: null, manual: false, patient: null, lastList: "", lastThread: "", frame: null };
+
+// What the Inbox tab says, per CRM.
+const INBOX_HINTS = {
+  hubspot: null,  // the page's own text
+  salesforce: "The chat2crm component on the Lead's page in Salesforce: a patient who asks for a person (or whose "
+    + "request the bot completed) is here, with the conversation so far as chat messages on the Lead. Reply as the "
+    + "clinic's agent (a file is a draft, then uploaded, then sent); the relay's listener takes it from Salesforce's "
+    + "change events and the patient gets it on the phone. Close conversation hands the patient back to the bot.",
+  pipedrive: "Pipedrive's person view with the chat2crm panel (the relay serves it; Pipedrive shows it in the "
+    + "sidebar): a patient who asks for a person is here, with the conversation so far. Reply from the panel; the "
+    + "patient gets it on the phone. Close hands the patient back to the bot.",
+};
 
 function clock(at) {
   const date = new Date(at);
@@ -42,7 +56,7 @@ function fileLinks(files) {
 // What HubSpot shows under an agent's message: SENT, READ, or FAILED with the reason the relay reported.
 function deliveryLine(m) {
   if (m.status === "FAILED") return el("div", { class: "delivery failed", "data-status": "FAILED" }, "Failed: " + (m.failure || "not sent"));
-  const words = { SENT: "Sent", READ: "Read" };
+  const words = { SENT: "Sent", DELIVERED: "Delivered", READ: "Read" };
   return el("div", { class: "delivery", "data-status": m.status || "" }, words[m.status] || m.status || "Sending…");
 }
 
@@ -97,8 +111,22 @@ function renderThread(thread) {
   box.scrollTop = box.scrollHeight;
 }
 
+// Pipedrive: the patient's person, in the emulator's detail view (loaded once per person: the panel keeps its state).
+async function refreshPanel() {
+  const data = await api("inbox/panel?patient=" + encodeURIComponent(state.patient || ""));
+  const frame = document.getElementById("crm-frame");
+  document.getElementById("panel-empty").hidden = Boolean(data.url);
+  if (!data.url || data.url === inbox.frame) return;
+  inbox.frame = data.url;
+  frame.dataset.person = data.person;
+  frame.src = data.url;
+  frame.hidden = false;
+  document.getElementById("inbox-count").textContent = "1";
+}
+
 async function refreshInbox() {
   if (!state.config || !state.config.inbox) return;
+  if (state.config.inbox_kind === "panel") return refreshPanel();
   const data = await api("inbox?thread=" + encodeURIComponent(inbox.thread || ""));
   // unless the agent picked a thread by hand: the thread of the patient on the phone (else the newest), once it exists
   if (inbox.patient !== state.patient) { inbox.patient = state.patient; inbox.manual = false; }
@@ -149,6 +177,12 @@ function setupInbox(config) {
   if (!config.inbox) return;
   document.getElementById("crm-tabs").hidden = false;
   for (const tab of document.querySelectorAll("#crm-tabs [data-tab]")) tab.addEventListener("click", () => showTab(tab.dataset.tab));
+  if (INBOX_HINTS[config.crm]) document.getElementById("inbox-hint").textContent = INBOX_HINTS[config.crm];
+  if (config.inbox_kind === "panel") {
+    document.getElementById("inbox-threads").hidden = true;
+    document.getElementById("crm-panel").hidden = false;
+    return;
+  }
   const files = document.getElementById("agent-file");
   for (const s of config.samples) files.append(el("option", { value: s.id }, s.label));
   document.getElementById("agent-reply").addEventListener("submit", agentSend);
