@@ -31,8 +31,12 @@ inbox), :mod:`~adapters.hubspot.timeline` (notes and a reply property, for tiers
 :mod:`~adapters.hubspot.channel_setup` (the channel and its account), :mod:`~adapters.hubspot.oauth` and
 :mod:`~adapters.hubspot.tokens` (the app's installation, its tokens kept encrypted),
 :mod:`~adapters.hubspot.rest` (the REST calls the official client does not cover),
-:mod:`~adapters.hubspot.files` (patients' and agents' files) and :mod:`~adapters.hubspot.signature`
-(HubSpot's v3 webhook signature).
+:mod:`~adapters.hubspot.files` (patients' and agents' files), :mod:`~adapters.hubspot.routing` (a new thread
+assigned to the contact's owner) and :mod:`~adapters.hubspot.signature` (HubSpot's v3 webhook signature).
+
+Contacts that must never be corrupted: :mod:`~adapters.hubspot.identity` (which identifier wins, and what is flagged
+when an e-mail belongs to another contact) and :mod:`~adapters.hubspot.companies` (companies associated with the
+contact and the deal).
 """
 
 from adapters.hubspot.adapter import HubSpotAdapter
