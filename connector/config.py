@@ -161,6 +161,9 @@ class AppConfig(_Section):
     languages: list[str] = Field(default_factory=lambda: ["tr", "en", "de", "ar", "ru"], min_length=1,
                                  description="Languages the bot speaks and the detector chooses from.")
     fallback_language: str = Field(default="en", description="Used when a text lacks a language.")
+    clinic_language: str | None = Field(default=None, description=(
+        "The language of the clinic's people: the pipeline and stage labels `crm setup` creates and the relay "
+        "writes (a mapping's per-language labels). Default: `fallback_language`."))
     timezone: str = Field(default="Europe/Istanbul", description="The clinic's zone: dates are read in it.")
     clinic_name: str = Field(default="Clinic", description="Shown in bot messages and transcript pages.")
     channels: Channels = Field(default_factory=Channels)
@@ -172,6 +175,11 @@ class AppConfig(_Section):
 
     #: the directory of the file, set by :func:`load_config`; relative paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def crm_language(self) -> str:
+        """The language of the labels the clinic's people read in the CRM (``clinic_language``)."""
+        return self.clinic_language or self.fallback_language
 
     @field_validator("timezone")
     @classmethod

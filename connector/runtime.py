@@ -112,7 +112,8 @@ class Runtime:
         """The CRM mapping."""
         from connector.mapping import load_mapping
 
-        return self.cached("mapping", lambda: load_mapping(self.config.mapping_path, crm=self.config.crm))
+        return self.cached("mapping", lambda: load_mapping(self.config.mapping_path, crm=self.config.crm,
+                                                               language=self.config.crm_language))
 
     @property
     def campaigns(self) -> CampaignRegistry:

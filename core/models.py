@@ -273,7 +273,12 @@ class LeadContact(_Model):
     country: str | None = None
     channel: Channel
     channel_id: str
+    #: the Telegram username (without ``@``), when the patient has one
     telegram_username: str | None = None
+    #: WhatsApp's business-scoped user id (BSUID), when Meta sent one: stable when the number changes
+    whatsapp_user_id: str | None = None
+    #: the city the patient named (the words they wrote stay in ``request.location``)
+    city: str | None = None
 
 
 class LeadRequest(_Model):
@@ -317,6 +322,10 @@ class Lead(_Model):
     media: list[MediaRef] = Field(default_factory=list)
     opted_out: bool = False
     flow: str | None = None
+    #: what the bot was allowed to do for this conversation (``off``, ``collect``, ``create``, ``full``)
+    rollout: str | None = None
+    #: the split group the conversation fell in (``a``/``b``…), when the rollout splits conversations
+    rollout_group: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     @property

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_MATCH", "CRMSchema", "CompanyWrite", "ContactWrite", "CredentialReport", "ErasureReport",
-           "FieldInfo", "MatchBy", "NoteWrite", "ObjectInfo", "OptOutMark", "RateLimit", "RecordWrite", "Ref",
-           "SyncPlan", "SyncResult", "TaskWrite", "opt_out_companions"]
+           "FieldInfo", "IdentityMatch", "MatchBy", "NoteWrite", "ObjectInfo", "OptOutMark", "RateLimit",
+           "RecordWrite", "Ref", "SyncPlan", "SyncResult", "TaskWrite", "opt_out_companions"]
 
 
 MatchBy = Literal["key", "phone", "email"]
@@ -56,6 +56,15 @@ class OptOutMark(_Op):
         return {self.property: self.value, at_field: self.at.isoformat(), channel_field: self.channel}
 
 
+class IdentityMatch(_Op):
+    """Another channel identity of the person, held in a CRM field the mapping writes (a WhatsApp BSUID, a
+    Telegram username): searched right after the contact key, before phone and e-mail."""
+
+    #: the CRM field that holds it
+    property: str
+    value: str
+
+
 class ContactWrite(_Op):
     """Upsert one contact (HubSpot contact, Salesforce Lead/Contact, Pipedrive person).
 
@@ -73,6 +82,8 @@ class ContactWrite(_Op):
     match_by: list[MatchBy] = Field(default_factory=lambda: list(DEFAULT_MATCH))
     phone: str | None = None
     email: str | None = None
+    #: the person's other channel identities the mapping writes, matched after the key (when ``key`` is matched)
+    identities: list[IdentityMatch] = Field(default_factory=list)
     properties: dict[str, Any] = Field(default_factory=dict)
     #: written only when the contact is created (first-touch attribution)
     create_only: dict[str, Any] = Field(default_factory=dict)

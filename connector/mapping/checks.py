@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from adapters import available_adapters, load_adapter
 from adapters.base import CRMAdapter
-from connector.mapping.model import FieldSource, Mapping
+from connector.mapping.model import FieldSource, Mapping, pick_label
 from connector.mapping.planner import valid_path
 from connector.templating import check_template
 from connector.yamlfile import YamlDoc, load_model, problems_from_validation
@@ -95,8 +95,9 @@ def _check_options(mapping: Mapping, doc: YamlDoc, crm: str) -> list[Problem]:
     return []
 
 
-def load_mapping(path: Path, *, crm: str) -> Mapping:
-    """Read and validate a mapping, its ``options:`` against the ``crm`` adapter's.
+def load_mapping(path: Path, *, crm: str, language: str = "en") -> Mapping:
+    """Read and validate a mapping, its ``options:`` against the ``crm`` adapter's, with its per-language
+    labels in ``language`` (the configuration's ``clinic_language``).
 
     Raises:
         ConfigurationError: every problem, as file:line: path: message (hint).
@@ -105,7 +106,7 @@ def load_mapping(path: Path, *, crm: str) -> Mapping:
     problems = _check(mapping, path, doc.line_of, crm) + _check_options(mapping, doc, crm)
     if problems:
         raise ConfigurationError(problems)
-    return mapping
+    return mapping.in_language(language)
 
 
 def mapping_json_schema() -> dict[str, Any]:
@@ -160,7 +161,8 @@ def required_schema(mapping: Mapping) -> CRMSchema:
         for name in record.fields:
             need(record.object, name)
         if record.pipeline and record.statuses:
-            objects[record.object].pipelines[record.pipeline] = [record.statuses["new"]]
+            # every stage of the scheme, in its order: `crm setup` creates the clinic's pipeline from it
+            objects[record.object].pipelines[pick_label(record.pipeline, "en")] = record.stage_labels()
         if mapping.tags.property:
             need(record.object, mapping.tags.property, kind="enumeration")
     if mapping.company:
@@ -179,7 +181,7 @@ STANDARD_FIELDS = {
 
 def check_online(mapping: Mapping, adapter: CRMAdapter) -> list[Problem]:
     """Compare the mapping with the live CRM: every field exists, every mapped enum value is an option,
-    the pipeline and the first stage exist."""
+    the pipeline and every stage of the status scheme exist."""
     required = required_schema(mapping)
     live = adapter.describe(list(required.objects))
     return _missing_in_crm(required, live, adapter.name) + _values_not_in_crm(mapping, live, adapter.name)

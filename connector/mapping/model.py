@@ -23,6 +23,17 @@ class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: a CRM name people read: one text, or one per language (ISO 639-1 code → text)
+Label = str | dict[str, str]
+
+
+def pick_label(label: Label, language: str) -> str:
+    """The text of ``label`` in ``language``, else English, else its first one."""
+    if isinstance(label, str):
+        return label
+    return label.get(language) or label.get("en") or next(iter(label.values()))
+
+
 class Transform(_Base):
     """A named transform with its arguments: ``{name: truncate, length: 255}``."""
 
@@ -79,10 +90,19 @@ class CompanySection(_Base):
 class RecordSection(_Base):
     object: str = Field(description="deals, tickets, leads (HubSpot); Lead, Case, Opportunity; lead, deal.")
     reference_property: str = Field(description="Unique field holding the lead reference (#1042 → 1042).")
-    pipeline: str | None = None
+    pipeline: Label | None = Field(default=None, description=(
+        "The pipeline: its id or label, or its label per language (`{en: Patients, tr: Hastalar}`): "
+        "`crm setup` creates a pipeline that does not exist, labelled in `clinic_language`."))
     stage_property: str | None = Field(default=None, description="dealstage, hs_pipeline_stage, Status…")
-    statuses: dict[str, str] = Field(default_factory=dict, description="Status scheme → the CRM's stage or value.")
+    statuses: dict[str, Label] = Field(default_factory=dict, description=(
+        "Status scheme → the CRM's stage or value: its id or label, or its label per language "
+        "(`new: {en: New, tr: Yeni}`), which `crm setup` creates in `clinic_language`, in the scheme's order."))
     fields: dict[str, FieldSource] = Field(default_factory=dict)
+
+    def stage_labels(self) -> list[str]:
+        """The stages of the status scheme, in its order (New → Reviewing → Planned → Done, On hold), after
+        :meth:`Mapping.in_language`."""
+        return [pick_label(self.statuses[s], "en") for s in STATUSES if s in self.statuses]
 
     @model_validator(mode="after")
     def _statuses(self) -> RecordSection:
@@ -138,6 +158,16 @@ class Mapping(_Base):
     task: TaskSection | None = None
     owner_hints: list[OwnerHint] = Field(default_factory=list)
     opt_out: OptOutSection | None = None
+
+    def in_language(self, language: str) -> Mapping:
+        """This mapping with every per-language label (pipeline, stages) in ``language`` (:func:`pick_label`):
+        the names the CRM shows the clinic's people, and the ones the relay writes and ``crm setup`` creates."""
+        if self.record is None:
+            return self
+        record = self.record.model_copy(update={
+            "pipeline": pick_label(self.record.pipeline, language) if self.record.pipeline is not None else None,
+            "statuses": {k: pick_label(v, language) for k, v in self.record.statuses.items()}})
+        return self.model_copy(update={"record": record})
 
     def crm_options(self) -> dict[str, Any]:
         """The options handed to the adapter's constructor."""

@@ -14,10 +14,10 @@ from typing import Any
 import phonenumbers
 from pydantic import BaseModel
 
-from connector.mapping.model import FieldSource, Mapping, Transform
+from connector.mapping.model import FieldSource, Mapping, Transform, pick_label
 from connector.templating import render
 from core.models import Lead
-from core.plan import CompanyWrite, ContactWrite, NoteWrite, RecordWrite, SyncPlan, TaskWrite
+from core.plan import CompanyWrite, ContactWrite, IdentityMatch, NoteWrite, RecordWrite, SyncPlan, TaskWrite
 
 
 # -- canonical paths ------------------------------------------------------------------------------
@@ -153,6 +153,16 @@ def with_marker(body: str, marker: str, *, html: bool) -> str:
     return f"{body}\n<!-- {marker} -->" if html else f"{body}\n\n{marker}"
 
 
+#: the lead's fields that are channel identities: a contact field the mapping fills from one is matched on
+IDENTITY_SOURCES = ("contact.whatsapp_user_id", "contact.telegram_username")
+
+
+def _identities(mapping: Mapping, written: dict[str, Any]) -> list[IdentityMatch]:
+    """The channel identities this contact write carries, in the CRM fields the mapping writes them to."""
+    return [IdentityMatch(property=name, value=str(written[name])) for name, spec in mapping.contact.fields.items()
+            if spec.source in IDENTITY_SOURCES and written.get(name) not in (None, "")]
+
+
 def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
     """The CRM operations for ``lead`` (pure: no I/O).
 
@@ -163,7 +173,8 @@ def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
     contact_props, contact_create = _fields(mapping.contact.fields, data)
     contact = ContactWrite(object=mapping.contact.object, key_property=mapping.contact.key_property,
                            key_value=lead.contact_key, match_by=mapping.contact.match_by, phone=lead.contact.phone,
-                           email=lead.contact.email, properties=contact_props, create_only=contact_create)
+                           email=lead.contact.email, identities=_identities(mapping, contact_props),
+                           properties=contact_props, create_only=contact_create)
     company = None
     if mapping.company is not None and lead.organization:
         name = field_value(mapping.company.name, data)
@@ -179,7 +190,9 @@ def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
         props, create_only = _fields(section.fields, data)
         record = RecordWrite(object=section.object, reference_property=section.reference_property,
                              reference=lead.reference_number, properties=props, create_only=create_only,
-                             pipeline=section.pipeline, stage=section.statuses.get(lead.status),
+                             pipeline=pick_label(section.pipeline, "en") if section.pipeline else None,
+                             stage=pick_label(section.statuses[lead.status], "en")
+                             if lead.status in section.statuses else None,
                              stage_property=section.stage_property, owner_id=owner)
     tags = list(lead.tags) + [t for t in (render(tag, data) for tag in mapping.tags.add) if t]
     note = None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from connector.mapping import FieldSource, Mapping, Transform, apply_transform, load_mapping, plan, required_schema
+from connector.mapping.model import STATUSES
 from core.errors import ConfigurationError
 from tests.contract import make_lead
 from tests.paths import MAPPINGS, SCHEMAS
@@ -85,11 +86,28 @@ record:
     assert any(":2: crm: this mapping is for 'hubspot'" in r for r in rendered)
 
 
-def test_required_schema_names_unique_keys_and_the_first_stage() -> None:
+def test_required_schema_names_unique_keys_and_every_stage_in_the_scheme_order() -> None:
     schema = required_schema(HUBSPOT)
     assert schema.objects["contacts"].fields["chat2crm_contact_key"].unique
     assert schema.objects["deals"].fields["chat2crm_reference"].unique
-    assert schema.objects["deals"].pipelines == {"default": ["appointmentscheduled"]}
+    (pipeline, stages), = schema.objects["deals"].pipelines.items()
+    assert pipeline == HUBSPOT.record.pipeline and stages == [HUBSPOT.record.statuses[s] for s in STATUSES]
+
+
+def test_labels_per_language_are_read_in_the_clinic_language() -> None:
+    data = {"version": 1, "crm": "hubspot", "contact": {"object": "contacts", "key_property": "k"},
+            "record": {"object": "deals", "reference_property": "r", "stage_property": "dealstage",
+                       "pipeline": {"en": "Patients", "tr": "Hastalar"},
+                       "statuses": {"new": {"en": "New", "tr": "Yeni"}, "reviewing": {"en": "Reviewing"},
+                                    "on_hold": "onhold_id", "done": {"de": "Erledigt", "ru": "Готово"}}}}
+    mapping = Mapping.model_validate(data)
+    turkish = mapping.in_language("tr")
+    assert turkish.record is not None and turkish.record.pipeline == "Hastalar"
+    # a language a label lacks falls back to English, then to the label's first language
+    assert turkish.record.stage_labels() == ["Yeni", "Reviewing", "Erledigt", "onhold_id"]
+    assert required_schema(turkish).objects["deals"].pipelines == {"Hastalar": ["Yeni", "Reviewing", "Erledigt",
+                                                                               "onhold_id"]}
+    assert mapping.in_language("en").record.pipeline == "Patients"  # type: ignore[union-attr]
 
 
 def test_published_schema_is_current() -> None:
