@@ -7,9 +7,12 @@ day and a length (``10 March, one week``, ``14 Mart'tan itibaren 5 gece``). The 
 :func:`connector.bot.date_scan.scan`; this module pairs them.
 
 A single day is a start without an end (the coordinator asks the rest). What cannot be read for sure
-is left to the patient: two days with no month (``10-14``), a month alone (``in March``), slashed dates
-an English speaker may have written either way round; and when a weekday contradicts its date
-("Monday 10 March", a Wednesday) the range is returned in ``confirm``, for the bot to confirm.
+is left to the patient: two days with no month (``10-14``), slashed dates an English speaker may have
+written either way round; and when a weekday contradicts its date ("Monday 10 March", a Wednesday) the
+range is returned in ``confirm``, for the bot to confirm. Words with no day at all may name a window
+(``sometime in March``, ``early summer``, ``after Ramadan``): :mod:`connector.bot.windows` reads it, and
+a window that is a convention rather than the patient's words (school holidays, "after Ramadan") is
+returned in ``confirm`` too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from zoneinfo import ZoneInfo
 from connector.bot import calendar_words as words
 from connector.bot.date_scan import Mention, Scan, resolve, scan
 from connector.bot.datetimes import parse_when
+from connector.bot.windows import read_window
 
 #: longer than this is not a trip
 LONGEST_STAY = timedelta(days=365)
@@ -87,7 +91,11 @@ def read_range(text: str, *, language: str | None, now: datetime, zone: ZoneInfo
         return RangeResult({"start": when.value[:10], "end": None}, text)
     if when.confirm:
         return RangeResult(None, text, confirm={"start": when.confirm[:10], "end": None})
-    return RangeResult(None, text)
+    window = read_window(found, today)  # no day written: a month, a season, "after Ramadan"…
+    if window is None:
+        return RangeResult(None, text)
+    value: Range = {"start": window.start.isoformat(), "end": window.end.isoformat()}
+    return RangeResult(value, text) if window.sure else RangeResult(None, text, confirm=value)
 
 
 def _items(s: Scan) -> list[_Item]:
