@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from connector import conversations, measures, outbox, queues
+from connector import completeness, conversations, measures, outbox, queues
 from connector.channels import client_for
 from connector.channels.base import StatusUpdate
 from connector.config import Retention
@@ -213,6 +213,7 @@ def send(runtime: Runtime, key: str, raw: bytes, entry: outbox.Entry) -> int:
     _ack(runtime, key, raw, entry, ids, report=True)
     metrics.incr(client, "messages_out", channel=entry.channel, outcome="agent")
     measures.agent_replied(runtime, state)
+    completeness.agent_replied(runtime, state, entry.text or "")
     log.info("agent reply sent", extra={"conversation": short(key), "entry": entry.id})
     return 1
 

@@ -15,6 +15,7 @@ from flask import Flask, current_app, jsonify
 
 from connector import crm_web, health, metrics_web, panel_web, transcripts, webhooks
 from connector.attribution import links
+from connector.leadforms import webhook as leadforms
 from connector.logs import access_line
 from connector.request_body import BodyLimit
 from connector.runtime import Runtime
@@ -64,7 +65,7 @@ def _refused(runtime: Runtime, environ: dict[str, Any], status: int, reason: str
 
 def _blueprint_modules() -> list[Any]:
     """The modules whose ``blueprint`` the app serves, in registration order."""
-    return [webhooks, crm_web, links, metrics_web, transcripts, panel_web]
+    return [webhooks, leadforms, crm_web, links, metrics_web, transcripts, panel_web]
 
 
 def runtime_of(app: Flask | None = None) -> Runtime:

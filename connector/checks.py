@@ -4,10 +4,10 @@
 not hide the flows', whose folder is then read from the file as written), resolves every cross-reference
 (``default_flow``, the flows of WhatsApp numbers and campaigns, a campaign's language among the bot's and its
 flow's, a campaign's known answers, ``when`` conditions against their question's options, the window templates'
-languages, the mapping's statuses, the adapter's options that name mapped fields), fills every system text's
-placeholders and renders every template against sample leads in strict mode (:mod:`connector.samples`), then
-plans the sample leads with the mapping as a CRM write would. Each problem is reported once, with its file,
-line and path.
+languages, the mapping's statuses, the adapter's options that name mapped fields, the campaigns ``rollout:`` names),
+fills every system text's placeholders and renders every template against sample leads in strict mode
+(:mod:`connector.samples`), then plans the sample leads with the mapping as a CRM write would. Each problem is
+reported once, with its file, line and path.
 
 :func:`plain_errors` turns what stops a command that talks to Redis or the CRM (unreachable, refused
 credentials, a failing CRM) into one line saying what to do, and exit status 1, instead of a traceback.
@@ -29,6 +29,7 @@ import requests
 from connector.attribution.campaigns import CampaignRegistry, load_campaigns
 from connector.bot.flows import Flow, load_flow, load_flows
 from connector.config import AppConfig
+from connector.leadforms.checks import lead_form_problems
 from connector.mapping import TEXT_TASK_BODIES, Mapping, lead_context, load_mapping, plan
 from connector.samples import StrictRenderer, answer_names, sample_lead, suggest, summary_context, text_problem
 from connector.yamlfile import YamlDoc, load_model, read_yaml
@@ -87,6 +88,10 @@ def check_configuration(runtime: Runtime) -> list[Problem]:
         _config_references(config, runtime.settings.chat2crm_config, flow_names, found)
     if campaigns is not None and files.campaigns is not None:
         _campaign_references(campaigns, files.campaigns, config, flows, found)
+    if config is not None and (campaigns is not None or files.campaigns is None):
+        _rollout_references(config, runtime.settings.chat2crm_config, campaigns, found)
+    if config is not None and config.lead_forms_path is not None:  # lead_forms.yaml (docs/ads.md)
+        found.add(lead_form_problems(config.lead_forms_path, flows, campaigns))
     renderer = StrictRenderer(answer_names(flows.values()))
     clinic = config.clinic_name if config is not None else "Clinic"
     samples = _samples(flows, campaigns, clinic, files, found)
@@ -230,6 +235,18 @@ def _config_references(config: AppConfig, path: Path, flow_names: set[str], foun
             found.at(doc, path, ("inbox", "window_templates", language),
                      f"a window template for {language!r}, which is not in languages", "languages: "
                      + ", ".join(config.languages))
+
+
+def _rollout_references(config: AppConfig, path: Path, registry: CampaignRegistry | None, found: Found) -> None:
+    """Every campaign ``rollout.campaigns`` names is in the registry (levels, channels and the split's share are
+    validated with the file itself: docs/rollout.md)."""
+    slugs = {c.slug for c in registry.campaigns} if registry is not None else set()
+    doc = _doc(path)
+    for slug in config.rollout.campaigns:
+        if slug not in slugs:
+            found.at(doc, path, ("rollout", "campaigns", slug),
+                     f"rollout level for campaign {slug!r}, which the campaign registry does not have",
+                     suggest(slug, slugs, "campaigns") if slugs else "no campaign registry (`campaigns:`)")
 
 
 def _campaign_references(registry: CampaignRegistry, path: Path, config: AppConfig | None, flows: dict[str, Flow],

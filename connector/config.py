@@ -7,10 +7,10 @@ holds the deployment's choices that are not secrets: languages, time zone, reten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.yamlfile import load_model
 from core.errors import ConfigurationError, Problem
@@ -149,6 +149,71 @@ class InboxSettings(_Section):
                               description="Largest patient file stored in the CRM; a larger one is noted, not stored.")
 
 
+#: what the bot may do in a conversation, from least to most (docs/rollout.md)
+ROLLOUT_LEVELS = ("off", "collect", "create", "full")
+#: the channels a rollout level can be set for
+ROLLOUT_CHANNELS = ("whatsapp", "telegram")
+
+
+def _level(value: str) -> str:
+    if value not in ROLLOUT_LEVELS:
+        raise ValueError(f"unknown rollout level {value!r} (the levels: {', '.join(ROLLOUT_LEVELS)})")
+    return value
+
+
+def _channel(value: str) -> str:
+    if value not in ROLLOUT_CHANNELS:
+        raise ValueError(f"unknown channel {value!r} (the channels: {', '.join(ROLLOUT_CHANNELS)})")
+    return value
+
+
+#: a rollout level, refused with the list of levels when it is none of them
+RolloutLevel = Annotated[str, AfterValidator(_level)]
+
+
+class RolloutSplit(_Section):
+    """A share of new conversations that gets another level: the conversation key's stable hash decides, so a
+    conversation stays in its group for good."""
+
+    share: float = Field(ge=0.0, le=1.0, description="The share of new conversations (0..1) that gets `level`.")
+    level: RolloutLevel = Field(description="The level that share gets (`off`, `collect`, `create`, `full`); "
+                                            "the others get `rollout.default`.")
+    group: str = Field(default="b", pattern=r"^[a-z0-9_-]{1,20}$",
+                       description="The name of the share's group, recorded on its leads.")
+    others: str = Field(default="a", pattern=r"^[a-z0-9_-]{1,20}$",
+                        description="The name of the other conversations' group, recorded on their leads.")
+
+    @model_validator(mode="after")
+    def _two_groups(self) -> RolloutSplit:
+        if self.group == self.others:
+            raise ValueError(f"the split's two groups need two names (both are {self.group!r})")
+        return self
+
+
+class RolloutSettings(_Section):
+    """What the bot may do (`off`, `collect`, `create`, `full`), decided when a conversation starts: docs/rollout.md.
+
+    `off`: every conversation goes to an agent at once; `collect`: the bot asks, the CRM gets the contact, a note
+    and a task; `create`: also the record, in the first status; `full`: priority, status and owner hints too.
+    Precedence: the campaign's level, then the channel's, then the split, then the default.
+    """
+
+    default: RolloutLevel = Field(default="full", description=(
+        "The level of a conversation nothing else decides; `full` is the behaviour of a deployment without this "
+        "section."))
+    campaigns: dict[str, RolloutLevel] = Field(
+        default_factory=dict, description="Campaign slug → level, for conversations that start from it.")
+    channels: dict[Annotated[str, AfterValidator(_channel)], RolloutLevel] = Field(
+        default_factory=dict, description="Channel (`whatsapp`, `telegram`) → level.")
+    split: RolloutSplit | None = Field(default=None, description=(
+        "`{share, level, group, others}`: the share of new conversations (by a stable hash of the conversation "
+        "key) that gets `level`, recorded as group `group`; the others get `default`, as group `others`."))
+
+    def groups(self) -> tuple[str, ...]:
+        """The split's group names (none without a split): the values the ``group`` label of a metric takes."""
+        return (self.split.group, self.split.others) if self.split is not None else ()
+
+
 class AppConfig(_Section):
     """``chat2crm.yaml``. Paths are relative to the file itself."""
 
@@ -158,6 +223,8 @@ class AppConfig(_Section):
     flows: Path = Field(default=Path("bot_flows"), description="Folder of flow files (`*.yaml`).")
     default_flow: str = Field(description="Flow for patients who arrive with no campaign.")
     campaigns: Path | None = Field(default=None, description="The campaign registry file.")
+    lead_forms: Path | None = Field(default=None, description="The Meta lead forms file (docs/ads.md): each form's "
+                                                               "questions, by key, to lead fields.")
     languages: list[str] = Field(default_factory=lambda: ["tr", "en", "de", "ar", "ru"], min_length=1,
                                  description="Languages the bot speaks and the detector chooses from.")
     fallback_language: str = Field(default="en", description="Used when a text lacks a language.")
@@ -172,6 +239,7 @@ class AppConfig(_Section):
     delivery: Delivery = Field(default_factory=Delivery)
     limits: Limits = Field(default_factory=Limits)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
 
     #: the directory of the file, set by :func:`load_config`; relative paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -213,6 +281,10 @@ class AppConfig(_Section):
     @property
     def campaigns_path(self) -> Path | None:
         return self.resolve(self.campaigns) if self.campaigns else None
+
+    @property
+    def lead_forms_path(self) -> Path | None:
+        return self.resolve(self.lead_forms) if self.lead_forms else None
 
     @property
     def zone(self) -> ZoneInfo:

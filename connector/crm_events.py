@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from connector import agent, handback, threads
+from connector import agent, completeness, handback, threads
 from connector.conversations import short
-from core.inbox import AgentReply, DeliveryReport, InboxEvent
+from core.inbox import AgentReply, DeliveryReport, FieldsEdited, InboxEvent, ThreadClosed
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime
@@ -27,7 +27,7 @@ UNKNOWN_REASON = ("the relay knows no conversation for this thread (it ended lon
                   "the reply was not sent")
 
 
-def conversation_for(runtime: Runtime, event: InboxEvent) -> str | None:
+def conversation_for(runtime: Runtime, event: AgentReply | ThreadClosed) -> str | None:
     """The conversation an inbox event is about: the one it names, else the one the relay published the
     CRM's thread (or contact) for; None when there is none."""
     if event.conversation and agent.parse_key(event.conversation):
@@ -38,7 +38,8 @@ def conversation_for(runtime: Runtime, event: InboxEvent) -> str | None:
 
 
 def take(runtime: Runtime, crm: str, events: list[InboxEvent], *, report_unknown: bool = False) -> dict[str, int]:
-    """Take ``events`` in order; returns how many were ``accepted``, ``duplicates``, ``closed`` and ``unknown``.
+    """Take ``events`` in order; returns how many were ``accepted``, ``duplicates``, ``closed`` and ``unknown``
+    (fields edited in the CRM are handed to :func:`connector.completeness.fields_edited` and not counted here).
 
     Args:
         runtime: the process's runtime.
@@ -53,6 +54,9 @@ def take(runtime: Runtime, crm: str, events: list[InboxEvent], *, report_unknown
     """
     counts = {"accepted": 0, "duplicates": 0, "closed": 0, "unknown": 0}
     for event in events:
+        if isinstance(event, FieldsEdited):  # a record edited in the CRM: measured, nothing to send or release
+            completeness.fields_edited(runtime, event)
+            continue
         key = conversation_for(runtime, event)
         kind = "reply" if isinstance(event, AgentReply) else "closed"
         if key is None:

@@ -7,6 +7,11 @@
   back to the bot (:mod:`connector.handback`). An event for no conversation the relay knows is answered
   200 and logged: the CRM must not retry it forever. A refused signature gets its status (401) and
   nothing is queued.
+- ``POST /crm/pipedrive/edits``: Pipedrive's webhooks v2 for changes of the mapped person and lead or deal
+  (:mod:`adapters.pipedrive.webhooks`, created by ``crm setup``): the Basic authentication checked, the changed
+  fields read, an event already taken (a retry) recognised; a person's edit goes to
+  :func:`connector.crm_events.take` like any CRM event (completeness counts it). It works with or without an
+  inbox. A failure to take it answers 503, so Pipedrive retries.
 - ``GET /crm/<crm>/install`` sends the account's admin to the CRM's consent page, with a signed ``state``
   that expires in :data:`STATE_SECONDS`; ``GET /crm/<crm>/oauth/callback`` checks it and exchanges the
   code for the adapter's tokens.
@@ -33,6 +38,7 @@ from requests.structures import CaseInsensitiveDict
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from adapters.inbox import FileLinks, WebhookRequest
+from adapters.pipedrive.webhooks import EDITS_PATH, EditReceiver
 from connector import crm_events, handback
 from core import metrics
 from core.errors import AuthError, ConfigurationError, FatalError, RetryableError, WebhookRejectedError
@@ -93,6 +99,37 @@ def crm_webhook(crm: str) -> tuple[Response, int]:
         # the CRM delivers the batch again: replies already taken are recognised, the close is retried
         return jsonify(error="the conversation is busy; deliver again"), 503
     return jsonify(counts), 200
+
+
+@blueprint.post(EDITS_PATH)
+def pipedrive_edits() -> tuple[Response, int]:
+    """Pipedrive's change notifications of the records the relay wrote (people's edits)."""
+    runtime = _runtime()
+    secret = runtime.settings.transcript_secret or runtime.settings.admin_token
+    if runtime.config.crm != "pipedrive" or secret is None:
+        return _not_found()
+    try:
+        receiver = EditReceiver(runtime.adapter, secret=secret.get_secret_value(),  # type: ignore[arg-type]
+                                redis=runtime.redis)
+        found = receiver.read(CaseInsensitiveDict(request.headers.items()), request.get_data(cache=True))
+    except WebhookRejectedError as exc:
+        metrics.incr(runtime.redis, "webhooks_rejected", channel="pipedrive", reason=str(exc.status))
+        log.warning("CRM webhook rejected", extra={"crm": "pipedrive", "status": exc.status, "reason": exc.message})
+        return jsonify(error=exc.message), exc.status
+    except (RetryableError, AuthError, FatalError, ConfigurationError) as exc:
+        log.warning("Pipedrive edit not read: Pipedrive retries it", extra={"reason": exc.message})
+        return jsonify(error="not read; deliver again"), 503
+    if found is None:
+        return jsonify(edits=0), 200
+    event, edit = found
+    if not receiver.first(event):
+        return jsonify(edits=0, duplicates=1), 200
+    try:
+        crm_events.take(runtime, "pipedrive", [edit])
+    except Exception:
+        receiver.forget(event)  # Pipedrive's retry takes it
+        raise
+    return jsonify(edits=1), 200
 
 
 #: the conversation an inbox event is about (kept here for callers of the web module)

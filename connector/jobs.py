@@ -23,9 +23,10 @@ from typing import Any
 
 import redis
 
-from connector import agent, conversations, inbox, leads, outbox, queues, retry, threads, turn
+from connector import agent, completeness, conversations, inbox, leads, outbox, queues, retry, threads, turn
 from connector.conversations import short
 from connector.crash import crash_point
+from connector.leadforms import intake
 from connector.logs import pii_scope
 from connector.runtime import Runtime, current_runtime
 from core import metrics
@@ -188,6 +189,7 @@ def sync_lead(reference: str, attempt: int = 0) -> dict[str, Any] | None:
         lock.release()
     threads.kick(runtime, lead.conversation_key)  # its thread waited for the lead's CRM contact
     metrics.observe(runtime.redis, "lead_seconds", (utcnow() - _first_seen(lead)).total_seconds())
+    completeness.lead_written(runtime, lead, result)
     written: dict[str, Any] = {"reference": reference, "calls": result.calls,
                                "record_created": bool(result.record and result.record.created)}
     if result.record:
@@ -241,6 +243,36 @@ def _crm_failed(runtime: Runtime, exc: Exception, attempt: int, reference: str |
     note = f"gave up after {attempt + 1} attempts" if decision.action == "exhausted" else ""
     queues.note_failure(runtime, exc, queues.CRM, note=note)
     raise exc
+
+
+# -- Meta lead forms -----------------------------------------------------------------------------
+def read_lead_form(leadgen_id: str, attempt: int = 0, page_id: str | None = None, form_id: str | None = None) -> None:
+    """Read a lead form's lead from the Graph API and store it as a lead (:mod:`connector.leadforms.intake`);
+    its CRM write is the ``sync_lead`` job it enqueues. Failures as :func:`sync_lead`'s.
+
+    Raises:
+        Exception: the lead could not be read for good (a refused token names ``META_PAGE_ACCESS_TOKEN``).
+    """
+    runtime = current_runtime()
+    try:
+        intake.take(runtime, leadgen_id, form_id=form_id)
+    except Exception as exc:
+        decision = retry.decide(exc, attempt, runtime.config.delivery)
+        if decision.retry:
+            queues.enqueue_in(runtime, queues.CRM, decision.delay, queues.READ_LEAD_FORM, leadgen_id,
+                              attempt=attempt + 1, page_id=page_id, form_id=form_id,
+                              description=f"lead form {leadgen_id}",
+                              failure_ttl=runtime.config.retention.transcript_days * 86400)
+            metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.CRM).name)
+            log.info("lead form retry scheduled", extra={"leadgen_id": leadgen_id, "attempt": attempt + 1,
+                                                         "delay_s": round(decision.delay, 2), "error": _said(exc)})
+            return
+        if decision.action == "skip":
+            log.info("lead form skipped", extra={"leadgen_id": leadgen_id, "reason": getattr(exc, "message", "")})
+            return
+        note = f"gave up after {attempt + 1} attempts" if decision.action == "exhausted" else ""
+        queues.note_failure(runtime, exc, queues.CRM, note=note)
+        raise
 
 
 # -- the CRM's inbox -----------------------------------------------------------------------------
@@ -326,5 +358,15 @@ def _first_seen(lead: Lead) -> datetime:
     return lead.transcript[0].at if lead.transcript else lead.created_at
 
 
-__all__ = ["deliver_outbox", "process_conversation", "publish_thread", "replay_message", "replay_reply",
-           "replay_thread_message", "report_delivery", "sync_lead", "sync_opt_out"]
+__all__ = [
+    "deliver_outbox",
+    "process_conversation",
+    "publish_thread",
+    "read_lead_form",
+    "replay_message",
+    "replay_reply",
+    "replay_thread_message",
+    "report_delivery",
+    "sync_lead",
+    "sync_opt_out",
+]

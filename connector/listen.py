@@ -20,6 +20,13 @@ and takes agents' replies and closed conversations as they come, with the code t
   refusal is retried with exponential backoff and full jitter (:class:`Backoff`); what Salesforce said to
   wait (its event delivery allocation spent) is waited.
 
+- **People's edits.** A CRM whose change events also say which fields a person edited on the records the relay
+  wrote (Salesforce: the change channels of the mapping's contact and record objects,
+  :mod:`adapters.salesforce.edits`) gets one more subscription per channel, each on its own thread under the
+  same lease, with its own stored position (:data:`EDITS_CHECKPOINT`), taken the same way
+  (:func:`connector.completeness.fields_edited` counts them). Without an inbox that streams, the listener
+  follows the edits alone.
+
 Logs carry counts, positions and masked conversation keys, never a message's text. Metrics: the events
 taken, by outcome (``crm_calls`` with ``operation="listener_events"``), beside the adapter's own calls.
 """
@@ -54,6 +61,8 @@ LEASE_SECONDS = 30
 CHECKPOINT = family("listener", "{crm}:position", ttl=None, holds_pii=False, owner=__name__,
                     bounded_by="one key per CRM: the stream position of the last batch taken")
 LEASE = family("listener", "{crm}:lease", ttl=LEASE_SECONDS, holds_pii=False, owner=__name__)
+EDITS_CHECKPOINT = family("listener", "{crm}:edits:{object}", ttl=None, holds_pii=False, owner=__name__,
+                          bounded_by="one key per CRM object whose change events are read: its stream position")
 
 # Store the position only while the lease is this listener's: a listener that lost it never moves it back.
 _CHECKPOINT = """
@@ -102,20 +111,36 @@ class Listener:
         self.lease_seconds = lease_seconds
         self.backoff = backoff or Backoff()
         self.on_taken = on_taken
-        self.stream = self._stream()
+        #: the edit streams (object → stream), then the inbox's stream (None: the edits alone)
+        self.edit_streams: dict[str, InboxStream] = self._edit_streams()
+        self.stream: InboxStream | None = self._stream(required=not self.edit_streams)
         self._stop = threading.Event()
         self._lost = threading.Event()
         #: batches taken, and whether this listener holds the lease (for tests and health)
         self.batches_taken = 0
         self.leading = threading.Event()
 
-    def _stream(self) -> InboxStream:
+    def _edit_streams(self) -> dict[str, InboxStream]:
+        """The streams of people's edits the CRM offers (none for a CRM whose edits arrive by webhook)."""
         runtime, crm = self.runtime, self.crm
         if crm != runtime.config.crm:
             raise ConfigurationError(Problem(f"chat2crm.yaml names crm {runtime.config.crm!r}, not {crm!r}",
                                              file="chat2crm.yaml", path="crm"))
+        if crm != "salesforce":
+            return {}
+        from adapters.salesforce.edits import edit_streams, edited_objects
+
+        adapter: Any = runtime.adapter
+        mapping = runtime.mapping
+        objects = edited_objects(mapping.contact.object, mapping.record.object if mapping.record else None)
+        return dict(edit_streams(adapter.session, endpoint=adapter.credentials.pubsub_endpoint, objects=objects))
+
+    def _stream(self, *, required: bool) -> InboxStream | None:
+        runtime, crm = self.runtime, self.crm
         inbox = runtime.inbox
         stream = inbox.stream() if inbox is not None else None
+        if stream is None and not required:
+            return None
         if stream is None:
             raise ConfigurationError(Problem(
                 f"the {crm} inbox has no event stream to listen to (inbox.enabled is off, the adapter's `inbox` "
@@ -123,10 +148,19 @@ class Listener:
         return stream
 
     # -- running --------------------------------------------------------------------------------
+    def streams(self) -> list[tuple[InboxStream, str]]:
+        """Every stream followed, with the key its position is stored under (the inbox's first)."""
+        found = [(self.stream, CHECKPOINT.key(self.crm))] if self.stream is not None else []
+        return found + [(s, EDITS_CHECKPOINT.key(self.crm, o)) for o, s in self.edit_streams.items()]
+
+    def _close_all(self) -> None:
+        for stream, _ in self.streams():
+            stream.close()
+
     def stop(self) -> None:
-        """Stop (from another thread or a signal handler): the stream is closed, :meth:`run` returns."""
+        """Stop (from another thread or a signal handler): the streams are closed, :meth:`run` returns."""
         self._stop.set()
-        self.stream.close()
+        self._close_all()
 
     def run(self) -> None:
         """Listen until :meth:`stop`: hold the lease (or wait for it as a standby), then subscribe, take, store."""
@@ -157,40 +191,62 @@ class Listener:
             if not held:
                 log.error("listener lost its lease: stopping its stream", extra={"crm": self.crm})
                 self._lost.set()
-                self.stream.close()
+                self._close_all()
                 return
 
     def _lead(self) -> None:
-        """Subscribe again and again while this listener holds the lease."""
+        """Follow every stream while this listener holds the lease: the edits' on threads of their own."""
+        (first, first_key), *others = self.streams()
+        followers = [threading.Thread(target=self._follow, args=(stream, key, Backoff(
+            base=self.backoff.base, ceiling=self.backoff.ceiling)), kwargs={"measuring": True},
+            name="listener-edits", daemon=True) for stream, key in others]
+        for follower in followers:
+            follower.start()
+        try:
+            self._follow(first, first_key, self.backoff)
+        finally:
+            if followers:
+                self._lost.set()  # the others end with this one (a stop, a lost lease, a crash)
+                for stream, _ in others:
+                    stream.close()
+                for follower in followers:
+                    follower.join(timeout=5)
+
+    def _follow(self, stream: InboxStream, key: str, backoff: Backoff, *, measuring: bool = False) -> None:
+        """Subscribe to one stream again and again while this listener holds the lease. A ``measuring`` stream
+        (people's edits, for completeness) the CRM refuses is a warning: no reply waits on it."""
         while not (self._stop.is_set() or self._lost.is_set()):
-            position = self.position()
+            position = self._stored(key)
             try:
                 got_any = False
-                for batch in self.stream.batches(position, earliest=position is None):
+                for batch in stream.batches(position, earliest=position is None):
                     got_any = True
-                    self._take(batch)
+                    self._take(batch, key)
                     if self._stop.is_set() or self._lost.is_set():
                         return
-                    self.backoff.reset()
+                    backoff.reset()
                 if not got_any:
-                    self._wait(self.backoff.next())
+                    self._wait(backoff.next())
             except StreamPositionLost as exc:
                 log.warning("stored stream position no longer valid: reading from the oldest event the CRM keeps "
                             "(replies older than that are lost)", extra={"crm": self.crm, "reason": str(exc)})
-                self.runtime.redis.delete(CHECKPOINT.key(self.crm))
+                self.runtime.redis.delete(key)
             except RetryableError as exc:
-                wait = self.backoff.next(exc.retry_after or 0.0)
+                wait = backoff.next(exc.retry_after or 0.0)
                 log.warning("listener stream failed: subscribing again", extra={
                     "crm": self.crm, "reason": exc.message, "wait_seconds": round(wait, 2)})
                 self._wait(wait)
             except (AuthError, FatalError) as exc:
-                wait = self.backoff.next(self.backoff.ceiling / 2)
-                log.error("listener refused: retrying", extra={"crm": self.crm, "reason": exc.message,
-                                                               "wait_seconds": round(wait, 2)})
+                wait = backoff.next(backoff.ceiling / 2)
+                (log.warning if measuring else log.error)(
+                    "listener refused: retrying", extra={"crm": self.crm, "reason": exc.message,
+                                                         "wait_seconds": round(wait, 2)})
                 self._wait(wait)
 
-    def _take(self, batch: StreamBatch) -> None:
-        """Take a batch's events (again while a closed conversation is busy), then store its position."""
+    def _take(self, batch: StreamBatch, key: str | None = None) -> None:
+        """Take a batch's events (again while a closed conversation is busy), then store its position (under
+        ``key``: the inbox stream's by default)."""
+        key = key or CHECKPOINT.key(self.crm)
         for attempt in range(5):
             try:
                 counts = crm_events.take(self.runtime, self.crm, batch.events, report_unknown=True)
@@ -207,16 +263,18 @@ class Listener:
             log.info("listener took a batch", extra={"crm": self.crm, "received": batch.received, **counts})
         if self.on_taken is not None:
             self.on_taken(batch)
-        if not self.runtime.redis.eval(_CHECKPOINT, 2, LEASE.key(self.crm), CHECKPOINT.key(self.crm),
-                                       self.lease.token, batch.position):
+        if not self.runtime.redis.eval(_CHECKPOINT, 2, LEASE.key(self.crm), key, self.lease.token, batch.position):
             self._lost.set()
-            self.stream.close()
+            self._close_all()
             raise RetryableError("the listener's lease was lost: the position was not stored")
         self.batches_taken += 1
 
     def position(self) -> bytes | None:
-        """The stored stream position (None: none yet)."""
-        raw: Any = self.runtime.redis.get(CHECKPOINT.key(self.crm))
+        """The inbox stream's stored position (None: none yet)."""
+        return self._stored(CHECKPOINT.key(self.crm))
+
+    def _stored(self, key: str) -> bytes | None:
+        raw: Any = self.runtime.redis.get(key)
         return bytes(raw) if raw else None
 
     def _wait(self, seconds: float) -> None:

@@ -5,7 +5,9 @@ Counted where they happen, each through a one-line hook: a committed turn (:func
 :func:`connector.turn.report`), an agent's reply sent (:func:`agent_replied`, from :mod:`connector.agent`) and
 the sweep (:func:`sweep`, from :mod:`connector.sweeper`). Every label is bounded by the configuration: a flow,
 language, campaign or question the configuration does not name is counted as ``other`` (no campaign:
-``none``), so neither a patient nor a changed file can grow ``/metrics`` without bound.
+``none``), so neither a patient nor a changed file can grow ``/metrics`` without bound. Leads, hand-offs and
+drop-offs also carry the conversation's rollout level and split group (``rollout``, ``group``:
+:func:`rollout_labels`), so the levels and the split's groups can be compared (docs/rollout.md).
 
 A drop-off is a conversation left at a question for longer than ``bot.resume_window_minutes`` (the bot starts
 again after that). Each turn that leaves a conversation at a question lists it in :data:`IDLE` with that
@@ -24,7 +26,9 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from connector import rollout
 from connector.bot.engine import LANGUAGE_STEP, HandedOver, LeadReady
+from connector.config import ROLLOUT_LEVELS
 from core import metrics
 from core.keys import family
 from core.models import Conversation
@@ -101,6 +105,14 @@ def reason_label(runtime: Runtime, flow: str | None, reason: str) -> str:
     return OTHER
 
 
+def rollout_labels(runtime: Runtime, level: str | None, group: str | None) -> dict[str, str]:
+    """The ``rollout`` and ``group`` labels (docs/rollout.md): a level of the scheme (``none`` for a lead made
+    before levels were recorded), and a split group the configuration names (``none`` outside a split, ``other``
+    for a group the configuration no longer names)."""
+    named = group if group in runtime.config.rollout.groups() else OTHER
+    return {"rollout": level if level in ROLLOUT_LEVELS else NONE, "group": named if group else NONE}
+
+
 def record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
     """Count what a committed turn did: requests finished, hand-offs, and where the conversation now waits."""
     try:
@@ -111,21 +123,26 @@ def record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
 
 def _record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
     client, conversation, now = runtime.redis, decision.conversation, time.time()
+    kept = rollout.current(conversation) or rollout.Assignment(NONE)  # as decided when the conversation started
+    level, group = rollout_labels(runtime, kept.level, kept.group).values()
     _claim(runtime, key, now)  # it had gone quiet past its deadline and is back before the sweep counted it
     for event in decision.events:
         if isinstance(event, LeadReady):
             lead = event.lead
+            lead_level, lead_group = rollout_labels(runtime, lead.rollout, lead.rollout_group).values()
             metrics.incr(client, "leads", flow=flow_label(runtime, lead.flow),
                          language=language_label(runtime, lead.language),
                          campaign=campaign_label(runtime, lead.last_touch.campaign),
-                         outcome="completed" if event.reason == "completed" else "handed_over")
+                         outcome="completed" if event.reason == "completed" else "handed_over",
+                         rollout=lead_level, group=lead_group)
         elif isinstance(event, HandedOver):
             metrics.incr(client, "handoffs", flow=flow_label(runtime, conversation.flow),
-                         reason=reason_label(runtime, conversation.flow, event.reason))
+                         reason=reason_label(runtime, conversation.flow, event.reason), rollout=level, group=group)
     pipe = client.pipeline(transaction=False)
     if conversation.status == "bot" and conversation.step and not conversation.opted_out:
         deadline = conversation.updated_at.timestamp() + runtime.config.bot.resume_window_minutes * 60
-        waiting = json.dumps({"flow": conversation.flow, "step": conversation.step})
+        waiting = json.dumps({"flow": conversation.flow, "step": conversation.step, "rollout": kept.level,
+                              "group": kept.group})
         pipe.set(STEP.key(key), waiting, ex=runtime.config.retention.conversation_hours * 3600)
         pipe.zadd(IDLE.key(), {key: deadline})
     else:
@@ -140,8 +157,10 @@ def _claim(runtime: Runtime, key: str, now: float) -> bool:
     if not waiting:
         return False
     where = json.loads(waiting)
+    # a conversation listed before the rollout labels has none: its drop-off is of no known level
+    level, group = rollout_labels(runtime, where.get("rollout"), where.get("group")).values()
     metrics.incr(runtime.redis, "dropoffs", flow=flow_label(runtime, where.get("flow")),
-                 step=step_label(runtime, where.get("flow"), where.get("step")))
+                 step=step_label(runtime, where.get("flow"), where.get("step")), rollout=level, group=group)
     return True
 
 

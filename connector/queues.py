@@ -61,6 +61,8 @@ REPLAY_REPLY = "connector.jobs.replay_reply"
 PUBLISH_THREAD = "connector.jobs.publish_thread"
 REPLAY_THREAD = "connector.jobs.replay_thread_message"
 REPORT_DELIVERY = "connector.jobs.report_delivery"
+#: reads a Meta lead form's lead and writes it as a lead (:mod:`connector.leadforms.intake`)
+READ_LEAD_FORM = "connector.jobs.read_lead_form"
 #: jobs whose work the sweeper recovers by itself when their process dies (the older names too)
 RECOVERED = frozenset({PROCESS_CONVERSATION, DELIVER_OUTBOX, SYNC_LEAD, PUBLISH_THREAD, REPORT_DELIVERY,
                        "connector.pipeline.process_conversation", "connector.pipeline.sync_lead"})

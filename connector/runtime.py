@@ -73,7 +73,8 @@ class Runtime:
             self.settings.salesforce_security_token, self.settings.pipedrive_api_token,
             self.settings.pipedrive_oauth_token, self.settings.transcript_secret, self.settings.admin_token,
             self.settings.hubspot_client_secret, self.settings.hubspot_developer_api_key,
-            self.settings.token_encryption_key,
+            self.settings.token_encryption_key, self.settings.meta_app_secret, self.settings.meta_verify_token,
+            self.settings.meta_page_access_token,
         ):
             if secret is not None:
                 register_secret(secret.get_secret_value())

@@ -1,7 +1,8 @@
 """One turn of a conversation: the inbox's head message in, a decision out, committed in one transaction.
 
 :func:`handle` loads the conversation, decides (opt-out, flood control, the CRM look-up of a returning
-patient, attribution, the bot engine) and commits the decision with :func:`commit`: the new state, the
+patient, attribution, the rollout level (:mod:`connector.rollout`: at ``off`` the bot engine does not run), the
+bot engine) and commits the decision with :func:`commit`: the new state, the
 popped message, the lead with its CRM job, the replies with their delivery job, in one Lua script that
 applies only while the message is still the inbox's head and this worker still holds the conversation's
 lock. Nothing leaves the relay before that commit; the outbox sends afterwards (:mod:`connector.outbox`).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from connector import conversations, flood, inbox, leads, measures, outbox, threads
+from connector import conversations, flood, inbox, leads, measures, outbox, rollout, threads
 from connector.attribution import attribute
 from connector.bot import engine
 from connector.bot.engine import (
@@ -49,7 +50,7 @@ log = logging.getLogger("chat2crm.turn")
 
 #: canonical contact paths whose CRM value the bot can use as a known answer
 _PREFILL = {"contact.first_name": "first_name", "contact.last_name": "last_name", "contact.name": "name",
-            "contact.email": "email", "organization": "company"}
+            "contact.email": "email", "organization": "company", "contact.city": "city", "contact.country": "country"}
 
 
 @dataclass
@@ -128,7 +129,9 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
                         flood=verdict)
     if not conversation.transcript and config.bot.crm_lookup:
         _prefill_from_crm(runtime, conversation)
+    touched = conversation.last_touch
     message_read = attribute(runtime, conversation, message)
+    _follow_campaign(runtime, conversation, touched)
     if message_read.sender_phone and not conversation.phone:
         conversation.phone = message_read.sender_phone
     was_opted_out = conversation.opted_out
@@ -141,8 +144,16 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
         return leads.reserve_reference(runtime, reservations[-1])
 
     ctx = engine_context(runtime, new_reference)
-    turn = engine.handle(conversation, message_read, flow=runtime.flows[flow_name], ctx=ctx)
+    flow = runtime.flows[flow_name]
+    # the level the bot works at, kept from the conversation's start (docs/rollout.md); `off` never runs the bot
+    assignment = rollout.settle(config.rollout, conversation)
+    if assignment.level == "off" and not rollout.engine_decides(message_read, flow):
+        turn = rollout.off_turn(conversation, message_read, flow=flow, ctx=ctx)
+    else:
+        turn = engine.handle(conversation, message_read, flow=flow, ctx=ctx)
     ready = [e.lead for e in turn.events if isinstance(e, LeadReady)]
+    for lead in ready:
+        rollout.stamp(lead, assignment)
     thread: list[ThreadMessage] = []
     if ctx.inbox and (ready or any(isinstance(e, ForAgent) for e in turn.events)):
         thread = threads.build(turn.conversation, message_read, lead_ready=bool(ready),
@@ -240,7 +251,8 @@ def engine_context(runtime: Runtime, new_reference: Callable[[], str]) -> Engine
 
 
 def _prefill_from_crm(runtime: Runtime, conversation: Conversation) -> None:
-    """A returning patient: what the CRM already holds (name, e-mail, company) is not asked again.
+    """A returning patient: what the CRM already holds (name, e-mail, company, city and country when the
+    mapping writes them) is not asked again.
 
     Never holds the patient up: any CRM error is logged and the bot simply asks.
     """
@@ -264,3 +276,19 @@ def _prefill_from_crm(runtime: Runtime, conversation: Conversation) -> None:
     for known in ("email", "company"):
         if values.get(known):
             conversation.known.setdefault(known, values[known])
+    if values.get("city"):  # where they live, with its country (a country alone may be a phone number's guess)
+        conversation.known.setdefault("city", values["city"])
+        if values.get("country"):
+            conversation.known.setdefault("country", values["country"])
+
+
+def _follow_campaign(runtime: Runtime, conversation: Conversation, before: object) -> None:
+    """A campaign link or ad in the middle of a request: the conversation takes the campaign's flow, and the
+    bot starts a new request in it (:mod:`connector.bot.returning`). A conversation not under way took it
+    already (:mod:`connector.attribution`)."""
+    touch = conversation.last_touch
+    if touch is before or touch is None or not touch.campaign or conversation.step is None:
+        return
+    campaign = runtime.campaigns.get(touch.campaign)
+    if campaign is not None and campaign.flow in runtime.flows:
+        conversation.flow = campaign.flow

@@ -8,7 +8,9 @@ and an agent who works in the CRM. These are the shapes that cross between the r
   or the bot's history when the thread opens);
 - :class:`AgentReply`: a message an agent wrote in the CRM, for the patient;
 - :class:`ThreadClosed`: the agent closed the thread (or released it): the bot may speak again;
-- :class:`DeliveryReport`: what became of an agent's reply (sent, delivered, read, failed), written back.
+- :class:`DeliveryReport`: what became of an agent's reply (sent, delivered, read, failed), written back;
+- :class:`FieldsEdited`: fields of a record the relay wrote, changed in the CRM afterwards (by a person, or
+  by the relay's own write), which tells whether the bot's record reached the CRM complete.
 
 Nothing here is specific to a CRM or a channel beyond their names.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,6 +111,25 @@ class ThreadClosed(_Model):
     conversation: str | None = None
 
 
+class FieldsEdited(_Model):
+    """Fields of a CRM record changed in the CRM (a webhook's or a change stream's event).
+
+    ``crm_object`` is the object as the mapping names it (``contacts``, ``deals``, ``Lead``…), ``fields`` the
+    CRM's field names. ``by_person`` tells a person's edit from a write by an integration (the relay's own
+    among them), as the CRM reports the change's source.
+    """
+
+    crm_object: str
+    crm_id: str
+    fields: list[str] = Field(default_factory=list)
+    by_person: bool = False
+    #: who made the change, as the CRM names them (``userId:123``, a user id): never shown to patients
+    source: str | None = None
+    at: datetime | None = None
+    #: the new value of each changed field the event carries (a stage's id or label), by the CRM's field name
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
 class DeliveryReport(_Model):
     """What became of an agent's reply, written back to the CRM's message."""
 
@@ -120,4 +141,4 @@ class DeliveryReport(_Model):
     channel_message_ids: list[str] = Field(default_factory=list)
 
 
-InboxEvent = AgentReply | ThreadClosed
+InboxEvent = AgentReply | ThreadClosed | FieldsEdited

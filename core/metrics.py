@@ -65,14 +65,33 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in [
     # the clinic's figures: labels are bounded by the configuration (flows, languages, campaigns, questions),
     # anything else is counted as "other" (:mod:`connector.measures`)
     MetricDef("leads", "Requests the bot finished, by flow, language, campaign and outcome (completed, "
-              "handed_over).", "counter", ("flow", "language", "campaign", "outcome"), hourly=True),
-    MetricDef("handoffs", "Conversations handed to a person, by flow and reason.", "counter", ("flow", "reason"),
-              hourly=True),
+              "handed_over), and the bot's rollout level and split group.", "counter",
+              ("flow", "language", "campaign", "outcome", "rollout", "group"), hourly=True),
+    MetricDef("handoffs", "Conversations handed to a person, by flow, reason, rollout level and split group.",
+              "counter", ("flow", "reason", "rollout", "group"), hourly=True),
     MetricDef("dropoffs", "Conversations that went quiet mid-flow for longer than the resume window, by flow and "
-              "the question they stopped at.", "counter", ("flow", "step"), hourly=True),
+              "the question they stopped at, rollout level and split group.", "counter", ("flow", "step", "rollout", "group"),
+              hourly=True),
     MetricDef("agent_reply_seconds", "Time from a request's completion or handoff to the first agent reply sent "
               "to the patient.", "histogram", (),
               (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800), hourly=True),
+    # completeness on first pass, time to CRM and to owner, by rollout level and group (:mod:`connector.completeness`)
+    MetricDef("leads_first_pass", "Leads in the CRM, by whether every required field was collected (outcome: "
+              "complete, incomplete).", "counter", ("flow", "language", "campaign", "rollout", "group", "outcome"),
+              hourly=True),
+    MetricDef("leads_missing_fields", "Required fields missing when a lead reached the CRM, by field.", "counter",
+              ("flow", "field"), hourly=True),
+    MetricDef("fields_asked_again", "Required fields of a lead asked again (once per lead and field), by field and "
+              "how (crm_edit, agent_question).", "counter", ("flow", "field", "via", "rollout", "group"), hourly=True),
+    MetricDef("leads_asked_again", "Leads with a required field asked again (once per lead), by whether they were "
+              "complete on first pass.", "counter", ("flow", "language", "campaign", "rollout", "group", "first_pass"),
+              hourly=True),
+    MetricDef("time_to_crm_seconds", "Time from a conversation's first message to its lead in the CRM.", "histogram",
+              ("flow", "language", "campaign", "rollout", "group"),
+              (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), hourly=True),
+    MetricDef("time_to_owner_seconds", "Time from a conversation's first message to the first agent reply sent.",
+              "histogram", ("flow", "language", "campaign", "rollout", "group"),
+              (60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800), hourly=True),
 ]}
 
 SERIES = family("metrics", "{metric}", ttl=None, holds_pii=False, owner=__name__,

@@ -93,6 +93,26 @@ class Settings(BaseSettings):
     whatsapp_api_base: str = "https://graph.facebook.com"
     whatsapp_api_version: str = "v23.0"
 
+    # -- Meta lead forms (Lead Ads) -------------------------------------------------------------
+    meta_app_secret: SecretStr | None = Field(
+        default=None, description="The Meta app's secret that signs `leadgen` webhooks (`X-Hub-Signature-256`); "
+                                  "unset: `WHATSAPP_APP_SECRET` (one app serves both).")
+    meta_verify_token: SecretStr | None = Field(
+        default=None, description="The verify token of the `leadgen` webhook's subscription handshake; unset: "
+                                  "`WHATSAPP_VERIFY_TOKEN`.")
+    meta_page_access_token: SecretStr | None = Field(
+        default=None, description="A Page access token with `leads_retrieval`: reads each lead a form sent "
+                                  "(docs/ads.md).")
+    meta_graph_base: str = Field(default="https://graph.facebook.com",
+                                 description="The Graph API's base URL (lead retrieval).")
+    meta_graph_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$",
+                                    description="The Graph API version leads are read with.")
+    meta_lead_reads_per_hour: int = Field(
+        default=200, ge=1, le=1_000_000,
+        description="Lead reads the relay allows itself per hour, shared by every worker. Meta allows 200 x 24 "
+                    "x the Page's leads of the last 90 days per day: 200 an hour is within it for any Page that "
+                    "has leads.")
+
     # -- Telegram Bot API ----------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
     telegram_secret_token: SecretStr | None = None

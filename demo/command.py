@@ -39,6 +39,7 @@ from ruamel.yaml import YAML
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
 from demo import DEMO_CRMS as CRMS
+from demo.forms import LEAD_FORMS
 from demo.processes import RelayLog, Supervisor, access_line
 
 
@@ -81,6 +82,7 @@ def demo_config(crm: str, directory: Path) -> Path:
     data["mapping"] = str(shipped("mappings", f"{crm}.yaml"))
     for name in ("flows", "campaigns"):
         data[name] = str(shipped(data[name]))
+    data["lead_forms"] = str(LEAD_FORMS)  # the demo's Meta lead form (demo/forms.py)
     path = directory / "chat2crm.yaml"
     with path.open("w", encoding="utf-8") as handle:
         yaml.dump(data, handle)
@@ -92,7 +94,7 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
     from demo.stack import hubspot_app_environment, pipedrive_app_environment  # the demo extra (checked for first)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TELEGRAM_", "HUBSPOT_",
-                                                                    "SALESFORCE_", "PIPEDRIVE_"))}
+                                                                    "SALESFORCE_", "PIPEDRIVE_", "META_"))}
     env.update({
         "REDIS_URL": redis_url,
         "CHAT2CRM_CONFIG": str(config),
@@ -228,14 +230,18 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     redis_url, own_redis = _start_redis(supervisor)
     config = demo_config(crm, workdir)
     # imported only here: the emulators need the optional demo extra, which the command checked for first
+    from demo.forms import start_meta_graph
     from demo.stack import install_crm_app, prepare_crm, start_emulators
 
     env = demo_environment(crm, port, redis_url, config)
 
     stack = start_emulators(crm, env, directory=workdir / "tls")
-    click.echo(f"    {'emulators':<10} WhatsApp, Telegram, {crm} (in this process)")
+    click.echo(f"    {'emulators':<10} WhatsApp, Telegram, Meta lead forms, {crm} (in this process)")
     supervisor.cleanups.append(stack.stop)
     env.update(stack.environment)
+    meta = start_meta_graph(env, f"http://127.0.0.1:{port}")  # lead forms: the page's form reaches the relay
+    supervisor.cleanups.append(meta.stop)
+    env.update(meta.environment)
     relay_log = RelayLog(redis_url)
     # the relay's web app with the demo page added (demo.wsgi), validated and served as `chat2crm serve` does
     supervisor.spawn("web", [sys.executable, "-m", "demo.serve", "--port", str(port)], env, stdout=access_line,

@@ -173,6 +173,8 @@ def start_crm(crm: str, env: dict[str, str], *, directory: Path | None = None, *
         if emulator_options.get("package"):  # the agents' replies come as change events, over gRPC
             from emulators.salesforce.pubsub_server import PubSubServer
 
+            for sobject in ("Lead", "Contact"):  # the admin's step: people's edits count for completeness
+                org.enable_changes(sobject)
             pubsub = PubSubServer(org, tls).start()
             running.extra.append(pubsub)
             running.environment["SALESFORCE_PUBSUB_ENDPOINT"] = pubsub.address
@@ -264,14 +266,16 @@ def _add_demo_campaigns(org: Any) -> None:
         org.add_record("Campaign", {"Name": name, "IsActive": True})
 
 
-def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None) -> list[str]:
-    """Create the custom fields (and labels) the mapping needs, as ``chat2crm crm setup`` does.
+def prepare_crm(crm: str, env: dict[str, str], mapping_path: Path | None = None, *, language: str = "en",
+                ) -> list[str]:
+    """Create the custom fields (and labels, and the clinic's pipeline and stages, labelled in ``language``: the
+    configuration's ``clinic_language``) the mapping needs, as ``chat2crm crm setup`` does.
 
     Returns:
         The set-up's lines (one per field: created, or already there).
     """
     settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
-    mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm)
+    mapping = load_mapping(mapping_path or shipped("mappings", f"{crm}.yaml"), crm=crm, language=language)
     # the inbox's set-up keeps what it registers (and reads the app's installation) in the relay's Redis
     store = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     adapter = load_adapter(crm).from_settings(settings, options=mapping.crm_options(), redis=store)

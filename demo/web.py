@@ -26,8 +26,8 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from connector.logs import redact
 from core.keys import family
+from demo import forms, inbox_pipedrive, inbox_salesforce
 from demo import inbox as agent_inbox
-from demo import inbox_pipedrive, inbox_salesforce
 
 blueprint = Blueprint("demo", __name__)
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -156,7 +156,7 @@ def _whatsapp_out(payload: dict[str, Any]) -> dict[str, Any]:
     if payload["type"] == "text":
         return {"text": payload["text"]["body"]}
     if payload["type"] == "template":
-        return {"text": f"[template {payload['template']['name']}]"}
+        return {"text": forms.template_text(payload["template"]), "template": payload["template"]["name"]}
     if payload["type"] in _WHATSAPP_FILES:
         media = payload[payload["type"]]
         link = str(media.get("link") or "")

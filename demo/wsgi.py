@@ -17,7 +17,7 @@ from connector.logs import configure_logging
 from connector.runtime import Runtime
 from core.errors import ConfigurationError
 from core.settings import Settings, load_settings
-from demo import web
+from demo import forms, web
 
 
 def create_demo_app(settings: Settings) -> Flask:
@@ -25,6 +25,7 @@ def create_demo_app(settings: Settings) -> Flask:
     app = create_app(runtime=Runtime(settings))
     if settings.chat2crm_demo_emulators:
         app.register_blueprint(web.blueprint)
+        app.register_blueprint(forms.blueprint)  # the Meta lead form the page can submit
     return app
 
 

@@ -2,7 +2,8 @@
 operations that use every part: the sync of a plan and the erasure of a contact.
 
 The parts it is made of are mixins over :class:`~adapters.hubspot.common.HubSpotBase`: the schema
-(:mod:`adapters.hubspot.schema`), contacts and opt-outs (:mod:`~adapters.hubspot.contacts`, by the matching
+(:mod:`adapters.hubspot.schema`, with the clinic's pipeline: :mod:`~adapters.hubspot.pipelines`), contacts and
+opt-outs (:mod:`~adapters.hubspot.contacts`, by the matching
 rule of :mod:`~adapters.hubspot.identity`), companies (:mod:`~adapters.hubspot.companies`), records, notes
 and tasks (:mod:`~adapters.hubspot.records`).
 """

@@ -14,6 +14,11 @@ connecting it to the conversations inbox (or help desk) the clinic's agents work
    (``POST …/{channelId}/channel-accounts``), in the inbox the ``inbox_id`` option names, or the account's only
    inbox. A second run finds it among the channel's accounts.
 
+4. People's edits (:func:`edit_subscriptions`): the app's webhooks are subscribed to ``contact.propertyChange``,
+   ``deal.propertyChange`` or ``ticket.propertyChange`` of each mapped property the relay fills from a lead's
+   field, so a person editing one of them in HubSpot counts that field as asked again (completeness). ``crm
+   doctor`` names a missing one (:func:`missing_edit_subscriptions`).
+
 Both ids are kept in Redis next to the tokens (:mod:`adapters.hubspot.tokens`); HUBSPOT_CHANNEL_ID and
 HUBSPOT_CHANNEL_ACCOUNT_ID override them.
 """
@@ -36,6 +41,9 @@ CHANNEL_DESCRIPTION = "Patients' WhatsApp and Telegram conversations, after the 
 WEBHOOK_PATH = "/crm/hubspot/webhooks"
 #: the app webhook subscription that tells the relay an agent closed a thread
 THREAD_STATUS = ("conversation.propertyChange", "status")
+#: the mapping's objects → the subscription type of a change of one of their properties
+EDIT_EVENTS = {"contacts": "contact.propertyChange", "deals": "deal.propertyChange",
+               "tickets": "ticket.propertyChange"}
 #: how many webhook requests HubSpot may have open at the relay at once (HubSpot's default is 10)
 WEBHOOK_CONCURRENCY = 10
 
@@ -117,22 +125,7 @@ class ChannelSetup:
                 lines.append(f"set the app's webhook URL to {webhook}")
             else:
                 lines.append(f"would set the app's webhook URL to {webhook}")
-        listed = self.rest.send("webhook_subscriptions", "GET", f"{app}/subscriptions", auth="developer")
-        found = next((s for s in listed.get("results") or [] if isinstance(s, dict)
-                      and (s.get("eventType"), s.get("propertyName")) == THREAD_STATUS), None)
-        name = f"{THREAD_STATUS[0]} of {THREAD_STATUS[1]}"
-        if found is not None and found.get("active"):
-            lines.append(f"ok webhook subscription {name}")
-        elif not apply:
-            lines.append(f"would subscribe the app's webhooks to {name}")
-        elif found is not None:
-            self.rest.send("webhook_subscription_on", "PATCH", f"{app}/subscriptions/{found['id']}", auth="developer",
-                           json_body={"active": True})
-            lines.append(f"turned on webhook subscription {name}")
-        else:
-            self.rest.send("webhook_subscribe", "POST", f"{app}/subscriptions", auth="developer", json_body={
-                "eventType": THREAD_STATUS[0], "propertyName": THREAD_STATUS[1], "active": True})
-            lines.append(f"subscribed the app's webhooks to {name}")
+        lines += _subscribe(self.rest, app, [THREAD_STATUS], apply=apply)
 
     # -- the channel ---------------------------------------------------------------------------
     def _developer(self) -> dict[str, str]:
@@ -237,3 +230,57 @@ class ChannelSetup:
         lines.append("MISSING the account has no conversations inbox: create one in HubSpot" if not inboxes else
                      f"CHOOSE an inbox: set options.inbox_id in the mapping to one of {names}")
         return None
+
+
+# -- people's edits --------------------------------------------------------------------------------
+def _listed(rest: HubSpotRest, app: str) -> list[dict[str, Any]]:
+    listed = rest.send("webhook_subscriptions", "GET", f"{app}/subscriptions", auth="developer")
+    return [s for s in listed.get("results") or [] if isinstance(s, dict)]
+
+
+def _subscribe(rest: HubSpotRest, app: str, wanted: list[tuple[str, str]], *, apply: bool) -> list[str]:
+    """Subscribe the app's webhooks to each ``(eventType, propertyName)`` (turned on again when off); a line each."""
+    listed, lines = _listed(rest, app), []
+    for event, prop in wanted:
+        found = next((s for s in listed if (s.get("eventType"), s.get("propertyName")) == (event, prop)), None)
+        name = f"{event} of {prop}"
+        if found is not None and found.get("active"):
+            lines.append(f"ok webhook subscription {name}")
+        elif not apply:
+            lines.append(f"would subscribe the app's webhooks to {name}")
+        elif found is not None:
+            rest.send("webhook_subscription_on", "PATCH", f"{app}/subscriptions/{found['id']}", auth="developer",
+                      json_body={"active": True})
+            lines.append(f"turned on webhook subscription {name}")
+        else:
+            rest.send("webhook_subscribe", "POST", f"{app}/subscriptions", auth="developer",
+                      json_body={"eventType": event, "propertyName": prop, "active": True})
+            lines.append(f"subscribed the app's webhooks to {name}")
+    return lines
+
+
+def edit_events(watched: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """The subscriptions people's edits of ``watched`` (mapping object → properties) need."""
+    return [(EDIT_EVENTS[obj], prop) for obj, props in watched.items() if obj in EDIT_EVENTS for prop in props]
+
+
+def edit_subscriptions(rest: HubSpotRest, credentials: HubSpotCredentials, watched: dict[str, list[str]], *,
+                       apply: bool) -> list[str]:
+    """``crm setup``: the app's webhooks subscribed to changes of the ``watched`` properties (mapping object →
+    the properties the relay fills from a lead's field), idempotently; one line each."""
+    if not (credentials.app_id and credentials.developer_api_key):
+        return ["MISSING HUBSPOT_APP_ID, HUBSPOT_DEVELOPER_API_KEY: people's edits are read from the app's webhooks"]
+    return _subscribe(rest, f"/webhooks/v3/{credentials.app_id}", edit_events(watched), apply=apply)
+
+
+def missing_edit_subscriptions(rest: HubSpotRest, credentials: HubSpotCredentials,
+                               watched: dict[str, list[str]]) -> list[str]:
+    """``crm doctor``: a MISSING line per subscription people's edits need and the app lacks (or has off)."""
+    if not (credentials.app_id and credentials.developer_api_key):
+        return ["edits: TO DO HUBSPOT_APP_ID, HUBSPOT_DEVELOPER_API_KEY: people's edits are not read"]
+    active = {(s.get("eventType"), s.get("propertyName")) for s in _listed(rest, f"/webhooks/v3/{credentials.app_id}")
+              if s.get("active")}
+    wanted = edit_events(watched)
+    missing = [f"edits: TO DO webhook subscription {e} of {p}: run `chat2crm crm setup`" for e, p in wanted
+               if (e, p) not in active]
+    return missing or [f"edits: ok {len(wanted)} webhook subscriptions of the mapped properties"]

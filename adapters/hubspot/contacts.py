@@ -1,11 +1,14 @@
 """Finding and writing HubSpot contacts, by the rule of :mod:`adapters.hubspot.identity`.
 
 The contact is upserted on the unique contact-key property (a batch read by it finds one written a
-moment ago). A contact people made by hand is adopted (the key set on it) when it is the patient's: found by
-phone (a search, which lags behind writes), or by e-mail (HubSpot's 409 on a taken e-mail names it) when no
-key and no other phone number says it is someone else. Adopting never replaces a phone number or an e-mail a
-person typed. An e-mail that belongs to another person is not written: the patient's contact is written
-without it, flagged for a coordinator (:data:`~adapters.hubspot.identity.IDENTITY_CONFLICT`).
+moment ago). Right after the key come the patient's other channel identities (a WhatsApp BSUID, a Telegram
+username, in the properties the mapping writes them to): a contact that carries one is the patient's when it has
+no key, or the key of the number they left (the key then moves to it). A contact people made by hand is adopted
+(the key set on it) when it is the patient's: found by phone (a search, which lags behind writes), or by e-mail
+(HubSpot's 409 on a taken e-mail names it) when no key and no other phone number says it is someone else.
+Adopting never replaces a phone number or an e-mail a person typed. An e-mail that belongs to another person is
+not written: the patient's contact is written without it, flagged for a coordinator
+(:data:`~adapters.hubspot.identity.IDENTITY_CONFLICT`).
 
 An opt-out (a write carrying :class:`~core.plan.OptOutMark`) marks the key's contact and every contact people
 made with the patient's phone number or e-mail, in one batch update, and creates a contact only when there is
@@ -103,6 +106,10 @@ class HubSpotContacts(HubSpotBase):
         if write.opt_out is not None:
             return self._opt_out(write)
         properties = self._properties(write)
+        if write.identities and not self.cache.get("contact", write.key_value):
+            theirs = self._by_identity(write, properties)
+            if theirs is not None:
+                return theirs
         if "phone" in write.match_by and write.phone and not self.cache.get("contact", write.key_value):
             # a person-made contact has no key yet; the search may lag behind writes, which costs at worst a
             # contact the relay makes beside one typed in seconds ago, never a duplicate of its own
@@ -119,6 +126,43 @@ class HubSpotContacts(HubSpotBase):
                 raise
             return self._email_taken(write, properties, other)
         return self._upserted(write, row)
+
+    def _by_identity(self, write: ContactWrite, properties: dict[str, str]) -> Ref | None:
+        """The patient's contact found by one of their other channel identities (:attr:`ContactWrite.identities`:
+        a WhatsApp BSUID, a Telegram username), ranked right after the key: one search for the key or any of
+        them. A contact with the key is the patient's (None: the upsert on the key writes it). A contact with the
+        identity and no key, or the key of the patient's former WhatsApp number (same BSUID, new number), is
+        theirs: the lead's fields are written on it and the key moves to it, so the key finds it from now on.
+        None when nobody carries them."""
+        from hubspot.crm.objects import PublicObjectSearchRequest
+
+        pairs = [(i.property, i.value) for i in write.identities]
+        groups = identity.identity_filter_groups((write.key_property, write.key_value), pairs)
+        asked = list(dict.fromkeys([write.key_property, *(name for name, _ in pairs), *_WHO]))
+        result = self._call("search", self.client.crm.objects.search_api.do_search, write.object,
+                            PublicObjectSearchRequest(filter_groups=groups, properties=asked, limit=10, after="0",
+                                                      sorts=["hs_object_id"]))
+        hits = [Ref(object=write.object, id=str(h.id), properties=dict(h.properties or {}))
+                for h in result.results or []]
+        if any(h.properties.get(write.key_property) == write.key_value for h in hits):
+            return None
+        theirs = next((h for h in hits if any(str(h.properties.get(name) or "").casefold() == value.casefold()
+                                              for name, value in pairs)
+                       and identity.identity_is_theirs(h.properties.get(write.key_property), write.key_value)), None)
+        # search lags behind writes: the patient's own contact, just written, is read by key before another moves
+        if theirs is None or self._known(write):
+            return None
+        former = str(theirs.properties.get(write.key_property) or "")
+        if not former:  # a contact a person made: adopted, their phone numbers and e-mail kept
+            return self._adopt(write, theirs, properties)
+        merged = {**properties, write.key_property: write.key_value}
+        conflict = self._update(write, theirs.id, merged)
+        self.cache.drop("contact", former)
+        self.cache.set("contact", theirs.id, write.key_value)
+        log.info("contact found by the patient's channel identity: its key moved to the new number",
+                 extra={"contact_id": theirs.id})
+        return Ref(object=write.object, id=theirs.id, created=False,
+                   properties={identity.IDENTITY_CONFLICT: conflict} if conflict else {})
 
     def _properties(self, write: ContactWrite) -> dict[str, str]:
         """The write's properties as HubSpot text; a ``company`` that is only the patient's own name is left out."""

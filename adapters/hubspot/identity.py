@@ -15,11 +15,14 @@ shares its national digits with the patient's in another country is not taken fo
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Any
 
-import phonenumbers
+from adapters.people import digits, is_persons_name, national_number, phone_variants, same_number
+
+__all__ = ["CONFLICTING_EMAIL", "EMAIL_DIFFERS", "IDENTITY_CONFLICT", "MOVABLE_KEYS", "SEARCHABLE", "digits",
+           "email_taken", "has_number", "identity_filter_groups", "identity_is_theirs", "is_persons_name",
+           "national_number", "phone_compatible", "phone_filter_groups", "phone_variants", "phones_of",
+           "same_number"]
 
 #: the contact property a conflict is described in, for a coordinator (a view filtered on it lists them all)
 IDENTITY_CONFLICT = "chat2crm_identity_conflict"
@@ -27,33 +30,6 @@ IDENTITY_CONFLICT = "chat2crm_identity_conflict"
 CONFLICTING_EMAIL = "chat2crm_conflicting_email"
 #: what HubSpot calculates from ``phone`` and ``mobilephone`` for search
 SEARCHABLE = {"phone": "hs_searchable_calculated_phone_number", "mobilephone": "hs_searchable_calculated_mobile_number"}
-
-
-def digits(value: str) -> str:
-    """The digits of a phone number as typed."""
-    return re.sub(r"\D", "", value)
-
-
-def national_number(phone: str) -> str | None:
-    """The national significant number of an international number (``+905321234567`` → ``5321234567``)."""
-    try:
-        return str(phonenumbers.parse("+" + digits(phone), None).national_number)
-    except phonenumbers.NumberParseException:
-        return None
-
-
-def phone_variants(phone: str) -> list[str]:
-    """How a person may have typed this number into HubSpot: E.164, digits only, with ``00``, and the
-    international and national formats."""
-    found = digits(phone)
-    out = [f"+{found}", found, f"00{found}"]
-    try:
-        number = phonenumbers.parse(f"+{found}", None)
-        out += [phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
-                phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)]
-    except phonenumbers.NumberParseException:
-        pass
-    return list(dict.fromkeys(v for v in out if v.strip("+0")))
 
 
 def phone_filter_groups(phone: str) -> list[dict[str, Any]]:
@@ -67,19 +43,6 @@ def phone_filter_groups(phone: str) -> list[dict[str, Any]]:
         groups += [{"filters": [{"propertyName": name, "operator": "EQ", "value": national}]}
                    for name in SEARCHABLE.values()]
     return groups
-
-
-def same_number(typed: str | None, phone: str) -> bool:
-    """Whether ``typed`` (a phone number as a person typed it, maybe without a country code) is ``phone``."""
-    if not typed or not digits(typed):
-        return False
-    mine, theirs = digits(phone), digits(typed)
-    if theirs in (mine, f"00{mine}"):
-        return True
-    if typed.strip().startswith("+") or theirs.startswith("00"):
-        return False  # another country code
-    national = national_number(phone)
-    return national is not None and theirs.lstrip("0") == national
 
 
 def phones_of(properties: dict[str, Any]) -> list[str]:
@@ -99,21 +62,6 @@ def phone_compatible(properties: dict[str, Any], phone: str | None) -> bool:
     return not numbers or (phone is not None and any(same_number(value, phone) for value in numbers))
 
 
-def _words(text: str) -> list[str]:
-    plain = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in plain if not unicodedata.combining(ch))
-    return re.findall(r"\w+", plain.replace("ı", "i"))
-
-
-def is_persons_name(company: str, *names: str | None) -> bool:
-    """Whether ``company`` is only the patient's own name (``Ayşe Yılmaz``, ``yilmaz ayse``, ``Ayşe``): words of
-    their name and nothing else, accents and case aside. A patient asked for their company who answers with
-    their name has not named one."""
-    words = _words(company)
-    own = {w for name in names if name for w in _words(name)}
-    return bool(words) and bool(own) and all(w in own for w in words)
-
-
 def email_taken(contact_id: str) -> str:
     """The conflict sentence for an e-mail that belongs to another contact."""
     return (f"The e-mail the patient gave ({CONFLICTING_EMAIL}) belongs to another contact (ID {contact_id}); "
@@ -122,3 +70,28 @@ def email_taken(contact_id: str) -> str:
 
 EMAIL_DIFFERS = (f"The patient gave an e-mail ({CONFLICTING_EMAIL}) other than this contact's; this contact's was "
                  f"kept. Check which one is right.")
+
+
+#: channels whose contact key names something a person can change (a WhatsApp key is a phone number, which a
+#: patient can replace while keeping their business-scoped user id); a Telegram key is the chat id, which never
+#: changes, so another Telegram key is another person (a username passes on when its owner gives it up)
+MOVABLE_KEYS = frozenset({"whatsapp"})
+
+
+def identity_is_theirs(their_key: str | None, key: str) -> bool:
+    """Whether a contact found by one of the patient's channel identities (a BSUID, a Telegram username) and
+    carrying the contact key ``their_key`` is the patient whose key is ``key``: it has no key (a person typed
+    the identity in), or its key is of the same channel and that channel's keys can change for one person
+    (:data:`MOVABLE_KEYS`): the patient's WhatsApp number changed, their BSUID did not."""
+    if not their_key:
+        return True
+    channel, _, _ = key.partition(":")
+    their_channel, _, _ = their_key.partition(":")
+    return their_key != key and channel == their_channel and channel in MOVABLE_KEYS
+
+
+def identity_filter_groups(key: tuple[str, str], identities: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Search filter groups (ORed) finding the contact with the relay's key or any of the patient's channel
+    identities (one group each: HubSpot allows five, the shipped mappings use at most three)."""
+    wanted = [key, *identities][:5]
+    return [{"filters": [{"propertyName": name, "operator": "EQ", "value": value}]} for name, value in wanted]

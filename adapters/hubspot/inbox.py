@@ -33,7 +33,7 @@ from adapters.hubspot.tokens import TokenStore
 from adapters.inbox import CRMInbox, InboxLimits, Published, WebhookRequest
 from core import strictjson
 from core.errors import AuthError, ConfigurationError, FatalError, WebhookRejectedError
-from core.inbox import AgentReply, DeliveryReport, FileRef, InboxEvent, ThreadClosed, ThreadMessage
+from core.inbox import AgentReply, DeliveryReport, FieldsEdited, FileRef, InboxEvent, ThreadClosed, ThreadMessage
 
 log = logging.getLogger("chat2crm.hubspot.inbox")
 
@@ -175,7 +175,7 @@ class HubSpotInbox(CRMInbox):
                 raise WebhookRejectedError(400, "hubspot: an event with no type")
             return [reply] if (reply := agent_reply(payload)) is not None else []
         if isinstance(payload, list):
-            return [closed for event in payload if (closed := thread_closed(event)) is not None]
+            return [found for event in payload if (found := thread_closed(event) or fields_edited(event)) is not None]
         raise WebhookRejectedError(400, "hubspot: the body is neither an event nor a list of events")
 
     # -- diagnosis -----------------------------------------------------------------------------
@@ -243,6 +243,38 @@ def thread_closed(event: Any) -> ThreadClosed | None:
         return None
     return ThreadClosed(event_id=str(event.get("eventId") or f"{event['objectId']}-{event.get('occurredAt')}"),
                         crm_thread_id=str(event["objectId"]))
+
+
+#: a CRM object's property change event → the object as the mapping names it
+EDITED_OBJECTS = {"contact.propertyChange": "contacts", "deal.propertyChange": "deals",
+                  "ticket.propertyChange": "tickets"}
+#: the change sources of a person's own hand (HubSpot's property history source types); an app's write is
+#: ``INTEGRATION`` (or ``API``) with the app's id as its ``sourceId``, a workflow's ``AUTOMATION_PLATFORM``
+PERSON_SOURCES = frozenset({"CRM_UI", "MOBILE_IOS", "MOBILE_ANDROID", "CRM_UI_BULK_ACTION"})
+#: properties the relay's inbox itself reads, which are no detail of the lead
+_INBOX_PROPERTIES = frozenset({"chat2crm_reply"})
+
+
+def fields_edited(event: Any) -> FieldsEdited | None:
+    """A property of a contact, deal or ticket changed, out of one event of the app's webhook batch (None: any
+    other event). A person's edit is one whose ``changeSource`` is a person's (:data:`PERSON_SOURCES`) or whose
+    ``sourceId`` names a user (``userId:123``); anything else (the relay's own writes, imports, workflows,
+    other integrations) is not.
+
+    Raises:
+        WebhookRejectedError: 400, the event is not an object.
+    """
+    if not isinstance(event, dict):
+        raise WebhookRejectedError(400, "hubspot: a webhook batch holds something that is not an event")
+    crm_object = EDITED_OBJECTS.get(str(event.get("subscriptionType")))
+    name = event.get("propertyName")
+    if crm_object is None or not isinstance(name, str) or not name or name in _INBOX_PROPERTIES \
+            or event.get("objectId") is None:
+        return None
+    source, source_id = str(event.get("changeSource") or ""), str(event.get("sourceId") or "")
+    by_person = source in PERSON_SOURCES or (source_id.startswith("userId:") and source not in ("INTEGRATION", "API"))
+    return FieldsEdited(crm_object=crm_object, crm_id=str(event["objectId"]), fields=[name], by_person=by_person,
+                        source=source_id or source or None, at=event_time(event.get("occurredAt")))
 
 
 def _json(body: bytes) -> Any:

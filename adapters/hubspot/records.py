@@ -1,5 +1,8 @@
 """Writing a HubSpot record (deal, ticket or lead) with its tags, and the notes and tasks on it.
 
+A new record is created in the pipeline and stage the mapping names, by id or label
+(:mod:`adapters.hubspot.pipelines` resolves labels to HubSpot's ids).
+
 The record's reference property is unique, so a create that had in fact landed answers 409 with the
 existing id; a note or task whose create went unanswered is looked for among the record's (or the
 contact's) associated notes or tasks before it is sent again.
@@ -12,16 +15,17 @@ import time
 from typing import Literal
 
 from adapters.base import NoteWrite, RecordWrite, Ref, TaskWrite, settle_after_timeout
-from adapters.hubspot.common import ASSOCIATIONS, HubSpotBase
+from adapters.hubspot.common import ASSOCIATIONS
 from adapters.hubspot.common import text as _text
 from adapters.hubspot.keys import PROPERTY_OPTIONS
+from adapters.hubspot.pipelines import HubSpotPipelines
 from adapters.hubspot.session import ConflictError
 from core.errors import RetryableError
 
 log = logging.getLogger("chat2crm.adapters.hubspot")
 
 
-class HubSpotRecords(HubSpotBase):
+class HubSpotRecords(HubSpotPipelines):
     """Records (created with their association to the contact, or updated), tags, notes and tasks."""
 
     # -- records and tags ----------------------------------------------------------------------
@@ -37,10 +41,11 @@ class HubSpotRecords(HubSpotBase):
         if known is None:
             create = {**properties, **{k: _text(v) for k, v in write.create_only.items()},
                       write.reference_property: write.reference}
-            if write.pipeline:
-                create["pipeline" if write.object == "deals" else "hs_pipeline"] = write.pipeline
-            if write.stage and write.stage_property:
-                create[write.stage_property] = write.stage
+            pipeline, stage = self._stage_ids(write)  # a label (the clinic's language) → HubSpot's id
+            if pipeline:
+                create["pipeline" if write.object == "deals" else "hs_pipeline"] = pipeline
+            if stage and write.stage_property:
+                create[write.stage_property] = stage
             if write.owner_id:
                 create["hubspot_owner_id"] = write.owner_id
             if tags and tags_property:

@@ -1,19 +1,20 @@
-"""The HubSpot adapter's diagnosis and set-up: checking the token, describing objects' properties and
-pipelines, and creating the property group and custom properties a mapping needs, and those the adapter
-writes on contacts itself: an identity conflict, the time and channel of an opt-out (``chat2crm crm setup``).
+"""The HubSpot adapter's diagnosis and set-up: checking the token, describing objects' properties (with their
+labels) and pipelines, and creating the property group and custom properties a mapping needs, those the adapter
+writes on contacts itself (an identity conflict, the time and channel of an opt-out), and the clinic's pipeline
+(:mod:`adapters.hubspot.pipelines`) (``chat2crm crm setup``).
 """
 
 from __future__ import annotations
 
 from adapters.base import CredentialReport, CRMSchema, FieldInfo, ObjectInfo
-from adapters.hubspot.common import HubSpotBase
 from adapters.hubspot.identity import CONFLICTING_EMAIL, IDENTITY_CONFLICT
+from adapters.hubspot.pipelines import PIPELINE_OBJECTS, HubSpotPipelines
 from adapters.hubspot.session import ConflictError
 from core.errors import FatalError, RetryableError
 from core.plan import opt_out_companions
 
 
-class HubSpotSchema(HubSpotBase):
+class HubSpotSchema(HubSpotPipelines):
     """Credentials check, describe and set-up."""
 
     # -- diagnosis -----------------------------------------------------------------------------
@@ -34,15 +35,14 @@ class HubSpotSchema(HubSpotBase):
                 info.fields[prop.name] = FieldInfo(name=prop.name, label=prop.label, type=prop.type,
                                                    options=[o.value for o in prop.options or []],
                                                    unique=bool(prop.has_unique_value))
-            if obj in ("deals", "tickets", "leads"):
-                pipelines = self._call("pipelines", self.client.crm.pipelines.pipelines_api.get_all, obj)
-                info.pipelines = {p.id: [s.id for s in p.stages] for p in pipelines.results}
+            if obj in PIPELINE_OBJECTS:  # each pipeline by id and by label, its stages' ids and labels
+                info.pipelines = self._pipeline_names(obj)
             schema.objects[obj] = info
         return schema
 
     def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
         """Create the property group and every custom property the mapping needs, and the adapter's own
-        (:func:`own_fields`), idempotently."""
+        (:func:`own_fields`), and the mapping's pipeline with the stages it lacks, idempotently."""
         from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 
         lines: list[str] = []
@@ -74,9 +74,7 @@ class HubSpotSchema(HubSpotBase):
                 if name in live.objects[obj].fields:
                     lines.append(f"ok {obj}.{name}")
             for pipeline, stages in info.pipelines.items():
-                have = live.objects[obj].pipelines.get(pipeline)
-                state = "ok" if have is not None and all(s in have for s in stages) else "MISSING (create it in HubSpot)"
-                lines.append(f"{state} {obj} pipeline {pipeline} stage {', '.join(stages)}")
+                lines += self._setup_pipeline(obj, pipeline, stages, apply=apply)
         return lines
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.base import Ref
 from adapters.hubspot import files
-from adapters.hubspot.inbox import event_time
+from adapters.hubspot.inbox import event_time, fields_edited
 from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.rest import HubSpotRest
 from adapters.hubspot.signature import verify
@@ -157,7 +157,7 @@ class HubSpotTimelineInbox(CRMInbox):
             return []  # a custom channel's event: not this inbox's
         if not isinstance(payload, list):
             raise WebhookRejectedError(400, "hubspot: the body is not a list of events")
-        return [reply for event in payload if (reply := reply_of(event)) is not None]
+        return [found for event in payload if (found := reply_of(event) or fields_edited(event)) is not None]
 
     # -- set-up and diagnosis ------------------------------------------------------------------
     def setup(self, *, apply: bool) -> list[str]:

@@ -1,14 +1,17 @@
 """The Pipedrive adapter, on ``requests`` against Pipedrive's REST API (v2 where it exists, v1 for
 leads, notes and lead labels, which only v1 has).
 
-What it writes for one lead: the person (found by the contact key kept in a custom field, then by
-phone or e-mail for persons made by people, else created), optionally an organization, a Lead
+What it writes for one lead: optionally an organization (linked to the person and the record), the
+person (by the contact matching rule: the contact key kept in a custom field, the patient's other
+channel identities, then phone or e-mail for persons made by people, else created; an e-mail another
+person holds is kept aside and flagged, never written over theirs), a Lead
 (default; its status is a lead label, since leads have no stage) or a Deal in a pipeline stage,
 the tags as lead labels (or, for a deal, options of a multi-option custom field), a note on the
 lead or deal, and an activity for the owner on handoff.
 
 Calls, once the field keys and label ids are cached (they are, after ``crm setup`` or the first
-lead): a new patient 5 (key search, phone search, person, lead, note); a returning patient 2
+lead): a new patient 6 (key search, phone search, e-mail search, person, lead, note; 5 without an
+e-mail); a returning patient 2
 (lead, note: the person's id comes from the id cache and is not written again when nothing
 changed); a replayed job 0 (the lead, the note and the activity are known; nothing changed). A
 handoff adds 1 (the activity). A retry after a failure resumes where the last attempt stopped.
@@ -36,7 +39,9 @@ The package's modules, by concern: :mod:`~adapters.pipedrive.options` (options a
 :mod:`~adapters.pipedrive.keys` (Redis key families), :mod:`~adapters.pipedrive.session` (the session
 and error table), :mod:`~adapters.pipedrive.common` (the base: calls, field keys, locks, pending
 creates), :mod:`~adapters.pipedrive.labels` (lead labels, pipelines, tag options),
-:mod:`~adapters.pipedrive.persons` (persons and organizations), :mod:`~adapters.pipedrive.records`
+:mod:`~adapters.pipedrive.identity` (the matching rule's pure parts), :mod:`~adapters.pipedrive.persons`
+(persons), :mod:`~adapters.pipedrive.organizations`, :mod:`~adapters.pipedrive.optouts`,
+:mod:`~adapters.pipedrive.records`
 (leads, deals, notes, activities), :mod:`~adapters.pipedrive.schema` (diagnosis and set-up) and
 :mod:`~adapters.pipedrive.adapter` (the class, the sync and the erasure).
 

@@ -3,17 +3,20 @@ operations that use every part (the sync of a plan and the erasure of a contact)
 conversation after the bot (the inbox and the app's OAuth install: :mod:`adapters.pipedrive.app`).
 
 The parts it is made of are mixins over :class:`~adapters.pipedrive.common.PipedriveBase`: the schema
-(:mod:`adapters.pipedrive.schema`), persons and organizations (:mod:`~adapters.pipedrive.persons`),
-leads, deals, notes and activities (:mod:`~adapters.pipedrive.records`).
+(:mod:`adapters.pipedrive.schema`), persons (:mod:`~adapters.pipedrive.persons`, by the matching rule of
+:mod:`~adapters.pipedrive.identity`), organizations (:mod:`~adapters.pipedrive.organizations`), opt-outs
+(:mod:`~adapters.pipedrive.optouts`), leads, deals, notes and activities (:mod:`~adapters.pipedrive.records`).
 """
 
 from __future__ import annotations
 
+import html
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.base import AdapterCredentials, AdapterOptions, CRMSchema, ErasureReport, Ref, SyncPlan, SyncResult
 from adapters.pipedrive.app import PipedriveApp
+from adapters.pipedrive.identity import IDENTITY_CONFLICT
 from adapters.pipedrive.keys import (
     ACTIVITIES,
     CONTACTS,
@@ -26,7 +29,7 @@ from adapters.pipedrive.keys import (
     RECORDS,
 )
 from adapters.pipedrive.options import PipedriveCredentials, PipedriveOptions
-from adapters.pipedrive.persons import PipedrivePersons
+from adapters.pipedrive.optouts import PipedriveOptOuts
 from adapters.pipedrive.records import PipedriveRecords
 from adapters.pipedrive.schema import PipedriveSchema
 from core.errors import FatalError
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from adapters.inbox import CRMInbox, OAuthInstall
 
 
-class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
+class PipedriveAdapter(PipedriveSchema, PipedriveOptOuts, PipedriveRecords):
     """Writes leads into Pipedrive (persons, leads or deals, notes, activities, labels)."""
 
     name = "pipedrive"
@@ -95,7 +98,7 @@ class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
 
     # -- the write -----------------------------------------------------------------------------
     def sync(self, plan: SyncPlan) -> SyncResult:
-        """Person, organization, lead or deal (with labels or tags), note, activity on handoff.
+        """Organization, person, lead or deal (with labels or tags), note, activity on handoff.
 
         A retry resumes where the last attempt stopped (the progress log): steps already written are not
         written again.
@@ -103,12 +106,17 @@ class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
         start = self.calls
         progress = self.progress(plan.lead_reference)
         done = progress.steps()
+        # the organization first: the person is written linked to it (a company that is only the patient's
+        # own name is none)
+        company = self._organization_for(plan.company, plan.contact.properties.get("name"))
         if "contact" in done:
             contact = Ref(object=plan.contact.object, id=done["contact"])
         else:
-            contact = self._contact(plan.contact)
+            write = plan.contact
+            if company is not None:
+                write = write.model_copy(update={"properties": {**write.properties, "org_id": company.id}})
+            contact = self._contact(write)
             progress.record("contact", contact.id)
-        company = self._company(plan.company) if plan.company else None
         record = None
         if plan.record is not None and "record" in done:
             record = Ref(object=plan.record.object, id=done["record"])
@@ -116,6 +124,10 @@ class PipedriveAdapter(PipedriveSchema, PipedrivePersons, PipedriveRecords):
             record = self._record(plan.record, contact=contact, company=company, tags=list(plan.tags),
                                   tags_property=plan.tags_property)
             progress.record("record", record.id)
+        conflict = contact.properties.get(IDENTITY_CONFLICT)
+        if plan.note and conflict:  # where the coordinator reads the request, not only on the person
+            plan = plan.model_copy(update={"note": plan.note.model_copy(update={
+                "body": f"<p><strong>Identity check:</strong> {html.escape(conflict)}</p>\n{plan.note.body}"})})
         note = self._note(plan.note, contact=contact, record=record) if plan.note else None
         task = self._activity(plan.task, contact=contact, record=record) if plan.task else None
         progress.finish()

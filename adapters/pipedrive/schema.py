@@ -1,6 +1,7 @@
 """The Pipedrive adapter's diagnosis and set-up: checking the token, describing the account's fields,
-pipelines and lead labels, resolving the mapping's fields at worker start, and creating the custom
-fields and lead labels a mapping needs (``chat2crm crm setup``).
+pipelines and lead labels, resolving the mapping's fields at worker start, and creating what a mapping needs
+(``chat2crm crm setup``): the custom fields (with those the adapter writes itself), the status lead labels and
+the deal pipeline with its stages, named in the clinic's language.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from typing import Any, Literal
 
 from adapters.base import CredentialReport, CRMSchema, FieldInfo, ObjectInfo
 from adapters.pipedrive.common import STANDARD
+from adapters.pipedrive.identity import OWN_FIELDS
 from adapters.pipedrive.labels import LEAD_LABELS, PipedriveLabels
 from core.errors import FatalError, RetryableError
+from core.plan import opt_out_companions
 
 _FIELD_TYPES = {"string": "varchar", "text": "text", "date": "date", "enumeration": "set", "bool": "enum",
-                "number": "double"}
+                "number": "double", "varchar": "varchar"}
 
 
 class PipedriveSchema(PipedriveLabels):
@@ -77,8 +80,10 @@ class PipedriveSchema(PipedriveLabels):
         return schema
 
     def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
-        """Create the custom fields and lead labels the mapping needs (idempotent)."""
+        """Create the custom fields, lead labels, pipeline and stages the mapping needs, and the person fields the
+        adapter writes itself (:func:`own_fields`); idempotent."""
         lines: list[str] = []
+        required = own_fields(required)
         live = self.describe(list(required.objects))
         touched: set[Literal["person", "deal"]] = set()
         for obj, info in required.objects.items():
@@ -111,10 +116,46 @@ class PipedriveSchema(PipedriveLabels):
                         else:
                             lines.append(f"would create lead label {stage!r}")
                     continue
-                have_stages = live.objects[obj].pipelines.get(pipeline)
-                state = "ok" if have_stages is not None and all(s in have_stages for s in stages) else \
-                    "MISSING (create it in Pipedrive)"
-                lines.append(f"{state} {obj} pipeline {pipeline} stage {', '.join(stages)}")
+                lines += self._setup_pipeline(pipeline, stages, live.objects[obj].pipelines.get(pipeline),
+                                              apply=apply)
         for made in sorted(touched):
             self._fields(made, refresh=True)  # the new keys, cached for every worker
         return lines
+
+    def _setup_pipeline(self, pipeline: str, stages: list[str], have: list[str] | None, *, apply: bool) -> list[str]:
+        """The deal pipeline ``pipeline`` with ``stages`` in order (the status scheme's, in the clinic's language):
+        made when it does not exist; the stages it lacks added (Pipedrive puts a new stage last)."""
+        if have is not None and all(s in have for s in stages):
+            return [f"ok deal pipeline {pipeline} stage {', '.join(stages)}"]
+        missing = [s for s in stages if have is None or s not in have]
+        if not apply:
+            what = f"pipeline {pipeline!r} with" if have is None else f"in pipeline {pipeline!r}"
+            return [f"would create {what} stage {', '.join(map(repr, missing))}"]
+        lines = []
+        if have is None:
+            created = self._call("pipeline_create", "POST", "/api/v2/pipelines", body={"name": pipeline})
+            pipeline_id = int(created["data"]["id"])
+            lines.append(f"created deal pipeline {pipeline!r} (id {pipeline_id})")
+        else:
+            pipeline_id = int(self._pipelines()[pipeline]["id"])
+        for stage in missing:
+            made = self._call("stage_create", "POST", "/api/v2/stages", body={"name": stage, "pipeline_id": pipeline_id})
+            lines.append(f"created stage {stage!r} in pipeline {pipeline!r} (id {made['data']['id']})")
+        self._pipelines(refresh=True)  # the new ids, cached for every worker
+        return lines
+
+
+def own_fields(required: CRMSchema) -> CRMSchema:
+    """``required`` with the person fields the adapter itself writes: the identity conflict's two
+    (:data:`~adapters.pipedrive.identity.OWN_FIELDS`), and, beside the mapping's opt-out flag (the one yes/no
+    field a mapping asks of the person), when and on which channel the patient opted out
+    (:func:`core.plan.opt_out_companions`)."""
+    person = required.objects.get("person")
+    if person is None:
+        return required
+    extra = {name: FieldInfo(name=name, type=kind) for name, kind in OWN_FIELDS.items()}
+    for flag in [f.name for f in person.fields.values() if f.type == "bool"]:
+        at_field, channel_field = opt_out_companions(flag)
+        extra |= {at_field: FieldInfo(name=at_field), channel_field: FieldInfo(name=channel_field)}
+    return required.model_copy(update={"objects": {**required.objects, "person": person.model_copy(
+        update={"fields": {**person.fields, **extra}})}})

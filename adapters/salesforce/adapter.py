@@ -11,6 +11,7 @@ of a composite request: URLs end up in HTTP debug logs, bodies do not.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -27,10 +28,11 @@ from adapters.base import (
     SyncResult,
 )
 from adapters.salesforce.composite import build_composite, first_failure, found_campaign, sync_result
+from adapters.salesforce.identity import CONFLICTING_EMAIL, IDENTITY_CONFLICT
 from adapters.salesforce.lookup import Found, Shape, lookup_queries
 from adapters.salesforce.messages import OBJECT
 from adapters.salesforce.options import AuthMode, SalesforceCredentials, SalesforceOptions
-from adapters.salesforce.schema import describe_objects, setup_lines
+from adapters.salesforce.schema import describe_objects, setup_lines, with_own_fields
 from adapters.salesforce.session import SalesforceSession
 from adapters.salesforce.soql import _phone_filter, _pick, _quote, _select
 from core.errors import AuthError, FatalError, RetryableError, SyncError
@@ -112,9 +114,11 @@ class SalesforceAdapter(CRMAdapter):
         return describe_objects(self.session, objects)
 
     def setup(self, required: CRMSchema, *, apply: bool) -> list[str]:
-        """Say exactly which fields an admin must create, or create them through the Tooling API (see
-        :func:`~adapters.salesforce.schema.setup_lines`); then, unless the inbox is off, how the chat2crm package
+        """Say exactly which fields an admin must create, or create them through the Tooling API, and add the
+        clinic's status values through the Metadata API (see :func:`~adapters.salesforce.schema.setup_lines`);
+        then, unless the inbox is off, how the chat2crm package
         is deployed and whether it is in place (:func:`~adapters.salesforce.deploy.package_lines`)."""
+        required = with_own_fields(required)
         lines = setup_lines(self.session, required, self.describe(list(required.objects)), apply=apply)
         if self.options.inbox == "none":
             return lines
@@ -281,8 +285,13 @@ class SalesforceAdapter(CRMAdapter):
 
     # -- the sync: 2 calls -----------------------------------------------------------------------
     def sync(self, plan: SyncPlan) -> SyncResult:
-        """One query for what exists, one composite request for what is missing."""
+        """One query for what exists, one composite request for what is missing. An opt-out marks every record
+        of the patient (:mod:`adapters.salesforce.optout`)."""
         start = self.calls
+        if plan.contact.opt_out is not None:
+            from adapters.salesforce.optout import record_opt_out
+
+            return SyncResult(contact=record_opt_out(self, plan.contact), calls=self.calls - start)
         shape = Shape.of(plan, self.options.campaign_member)
 
         # 1. what exists
@@ -296,6 +305,28 @@ class SalesforceAdapter(CRMAdapter):
 
         # 2. what is missing, in one composite request
         campaign_id = self.cache.get("campaign", shape.campaign_name) if shape.campaign_name else None
+        write, results = self._write(shape, found, campaign_id)
+        failure = first_failure(results, write, plan.lead_reference)
+        if failure is not None and failure[0] == "contact" and found.match.extra and \
+                _names(failure[1]["body"], (IDENTITY_CONFLICT, CONFLICTING_EMAIL)):
+            # an org `crm setup` has not run on since the conflict's fields were added: written without them
+            log.warning("a field chat2crm writes is missing: run `chat2crm crm setup`",
+                        extra={"field": IDENTITY_CONFLICT})
+            found = replace(found, match=replace(found.match, extra={}))
+            write, results = self._write(shape, found, campaign_id)
+            failure = first_failure(results, write, plan.lead_reference)
+        if failure is not None:
+            raise self._map(int(failure[1]["httpStatusCode"]), failure[1]["body"], f"composite:{failure[0]}")
+        if found.match.conflict:
+            log.warning("e-mail kept aside: it belongs to another record or differs from this one",
+                        extra={"lead_reference": plan.lead_reference})
+        campaign = found_campaign(results)
+        if campaign is not None and shape.campaign_name:
+            self.cache.set("campaign", campaign, shape.campaign_name)
+        return sync_result(shape, write, results, calls=self.calls - start)
+
+    def _write(self, shape: Shape, found: Found, campaign_id: str | None) -> tuple[Any, dict[str, dict[str, Any]]]:
+        """Send the composite request that writes what ``found`` lacks; its answers by ``referenceId``."""
         write = build_composite(shape, found, self._version_path, campaign_id)
         # Assignment rules run when a Lead or Case is created, and again on every update sent with the
         # header on: an update must not take the lead away from the agent already working it. (For a
@@ -304,11 +335,11 @@ class SalesforceAdapter(CRMAdapter):
         response = self._call("composite", "POST", "composite",
                               json={"allOrNone": False, "compositeRequest": write.subrequests},
                               headers={"Sforce-Auto-Assign": header})
-        results = {sub["referenceId"]: sub for sub in response["compositeResponse"]}
-        failure = first_failure(results, write, plan.lead_reference)
-        if failure is not None:
-            raise self._map(int(failure[1]["httpStatusCode"]), failure[1]["body"], f"composite:{failure[0]}")
-        campaign = found_campaign(results)
-        if campaign is not None and shape.campaign_name:
-            self.cache.set("campaign", campaign, shape.campaign_name)
-        return sync_result(shape, write, results, calls=self.calls - start)
+        return write, {sub["referenceId"]: sub for sub in response["compositeResponse"]}
+
+
+def _names(body: Any, fields: tuple[str, ...]) -> bool:
+    """Whether an error answer names one of ``fields`` (a field the org does not have)."""
+    errors = body if isinstance(body, list) else [body]
+    return any(isinstance(e, dict) and (set(e.get("fields") or []) & set(fields) or any(
+        f in str(e.get("message") or "") for f in fields)) for e in errors)

@@ -12,6 +12,7 @@ written by the next attempt, whose lookup sees what exists. Nothing here calls S
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 from adapters.base import RecordWrite, Ref, SyncResult
+from adapters.people import is_persons_name
+from adapters.salesforce import identity
 from adapters.salesforce.content import _existing_note, _existing_task, _merge_tags, _note_body, _task_body, _user_owner
 from adapters.salesforce.errors import _error_code
 from adapters.salesforce.lookup import Found, Shape
@@ -46,6 +49,8 @@ class Composite:
     note_id: str | None = None
     task_id: str | None = None
     owner_from_record: bool = False
+    #: the identity conflict written on the contact, if any
+    conflict: str | None = None
 
     def add(self, method: str, url: str, reference: str, body: dict[str, Any] | None = None) -> None:
         """Append one subrequest (``reference`` is its ``referenceId``)."""
@@ -64,14 +69,18 @@ def build_composite(shape: Shape, found: Found, path: Callable[[str], str], camp
         path: a path under the versioned REST root (the session's).
         campaign_id: the id of the lead's Campaign, when the adapter's cache knows it.
     """
-    out = Composite()
+    out = Composite(conflict=found.match.conflict)
     prefix = path("sobjects")
     _add_contact(out, shape, found, prefix)
     _add_record(out, shape, found, prefix)
     # for a Lead the person is the record; otherwise the notes and tasks hang off the request record
     out.note_id = _existing_note(found.existing, shape.note_title)
     if shape.plan.note is not None and out.note_id is None:
-        out.add("POST", f"{prefix}/Note", "note", _note_body(shape.plan.note, out.record_ref))
+        note = shape.plan.note
+        if found.match.conflict:  # where the coordinator reads the request, not only on the record
+            note = note.model_copy(update={"body": f"<p>Identity check: {html.escape(found.match.conflict)}</p>\n"
+                                                   f"{note.body}"})
+        out.add("POST", f"{prefix}/Note", "note", _note_body(note, out.record_ref))
     _add_task(out, shape, found, prefix)
     _add_membership(out, shape, found, path, campaign_id)
     return out
@@ -91,9 +100,8 @@ def _add_contact(out: Composite, shape: Shape, found: Found, prefix: str) -> Non
     """The contact's upsert on its key, or its update by id when it is adopted (for a Lead, with the record's
     fields and the tags)."""
     plan, c, r = shape.plan, shape.contact, shape.record
-    body = dict(c.properties)
-    if found.person is None:
-        body.update(c.create_only)
+    body = _contact_fields(c.object, dict(c.properties), dict(c.create_only) if found.person is None else None)
+    body = {k: v for k, v in body.items() if k not in found.match.keep} | found.match.extra
     if shape.single and r is not None:
         body.update(r.properties)
         body[r.reference_property] = r.reference
@@ -110,6 +118,27 @@ def _add_contact(out: Composite, shape: Shape, found: Found, prefix: str) -> Non
                 dict(body))
         out.contact_ref = "@{contact.id}"
     out.record_ref = out.contact_ref
+
+
+def _contact_fields(sobject: str, properties: dict[str, Any], create_only: dict[str, Any] | None) -> dict[str, Any]:
+    """The contact's fields (with its create-only ones when ``create_only`` is given: the record is created).
+
+    A Lead's Company is required, and it is never the patient's own name (a patient asked for their company
+    who answers with their name has not named one): such a value is left out, and a Lead created without a
+    company gets :data:`~adapters.salesforce.identity.NO_COMPANY`.
+    """
+    body = {**properties, **(create_only or {})}
+    if sobject != "Lead":
+        return body
+    company = str(body.get("Company") or "").strip()
+    if company and is_persons_name(company, str(body.get("FirstName") or ""),
+                                            str(body.get("LastName") or "")):
+        log.info("lead's company left out: it is the patient's name")
+        company = ""
+    if company:
+        return body
+    body.pop("Company", None)
+    return body | ({"Company": identity.NO_COMPANY} if create_only is not None else {})
 
 
 def _add_record(out: Composite, shape: Shape, found: Found, prefix: str) -> None:
@@ -217,7 +246,9 @@ def sync_result(shape: Shape, out: Composite, results: dict[str, dict[str, Any]]
     plan, r = shape.plan, shape.record
     contact_sub = results["contact"]
     contact_id = str((contact_sub["body"] or {}).get("id") or out.contact_ref)
-    contact = Ref(object=shape.contact.object, id=contact_id, created=bool((contact_sub["body"] or {}).get("created")))
+    conflict = {identity.IDENTITY_CONFLICT: out.conflict} if out.conflict else {}
+    contact = Ref(object=shape.contact.object, id=contact_id, created=bool((contact_sub["body"] or {}).get("created")),
+                  properties=conflict)
     record: Ref | None = None
     if r is not None and shape.single:
         record = Ref(object=r.object, id=contact.id, created=contact.created)

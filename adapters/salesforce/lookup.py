@@ -2,7 +2,8 @@
 exists, and what it found.
 
 The query runs on the contact object (Lead, or Contact): it finds the person by the contact key (a
-custom External ID field), then by phone or e-mail (records people made), and returns in parent-child
+custom External ID field), their other channel identities, then by phone or e-mail (records people made;
+who is who among the rows is :func:`adapters.salesforce.identity.match`), and returns in parent-child
 subqueries what idempotency needs: the note with this lead's marker, the tasks, the campaign
 memberships and, with Contact + Case, the request record with this reference and its own notes and
 tasks. With Contact + Opportunity a second query, sent in the same call, finds the Opportunity, linked
@@ -12,13 +13,14 @@ queries and hands the rows back to :meth:`Found.of`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import ContactWrite, RecordWrite, SyncPlan
+from adapters.salesforce import identity
 from adapters.salesforce.content import _note_title
 from adapters.salesforce.options import CampaignMember
-from adapters.salesforce.soql import _children, _phone_filter, _pick, _quote, _select
+from adapters.salesforce.soql import _children, _phone_filter, _quote, _select
 from core.errors import FatalError, SkippableError
 
 #: the child relationship of the contact object that holds the request records
@@ -26,7 +28,7 @@ RECORD_RELATIONSHIPS = {("Contact", "Case"): "Cases"}
 #: request records linked to the contact by a junction object, not a lookup on the record: (object, field)
 RECORD_JUNCTIONS = {("Contact", "Opportunity"): ("OpportunityContactRole", "OpportunityId")}
 #: fields a contact object cannot be created without
-REQUIRED_TO_CREATE = {"Lead": ("LastName", "Company"), "Contact": ("LastName",)}
+REQUIRED_TO_CREATE = {"Lead": ("LastName",), "Contact": ("LastName",)}  # a Lead's Company: see composite
 
 
 @dataclass(frozen=True)
@@ -107,16 +109,20 @@ def lookup_queries(shape: Shape) -> list[str]:
 
 
 def _contact_match(c: ContactWrite) -> tuple[list[str], list[str]]:
-    """The fields the contact query reads and its conditions (OR-ed): the key, then phone and e-mail."""
-    fields = ["Id", c.key_property, "OwnerId"]
+    """The fields the contact query reads and its conditions (OR-ed): the key, the channel identities, then
+    phone and e-mail as ``match_by`` allows, and the e-mail the write carries (to see whether another person's
+    record has it)."""
+    fields = ["Id", c.key_property, "OwnerId", "Phone", "MobilePhone", "Email",
+              *[i.property for i in c.identities]]
     where = [f"{c.key_property} = {_quote(c.key_value)}"]
+    if "key" in c.match_by:
+        where += [f"{i.property} = {_quote(i.value)}" for i in c.identities]
     if "phone" in c.match_by and c.phone:
-        fields += ["Phone", "MobilePhone"]
         where.append(_phone_filter(c.phone))
-    if "email" in c.match_by and c.email:
-        fields.append("Email")
-        where.append(f"Email = {_quote(c.email)}")
-    return fields, where
+    emails = {e.casefold(): e for e in ([c.email] if "email" in c.match_by and c.email else []) + (
+        [str(c.properties["Email"])] if c.properties.get("Email") else [])}
+    where += [f"Email = {_quote(e)}" for e in emails.values()]
+    return list(dict.fromkeys(fields)), where
 
 
 def _record_queries(shape: Shape, r: RecordWrite, own: list[str]) -> tuple[list[str], str | None]:
@@ -142,13 +148,16 @@ class Found:
     Attributes:
         person: the contact object's record that is this person, if any.
         existing: the request record with this reference (the person itself for a Lead), if any.
-        adopt: ``person`` was made by someone else and holds no contact key yet: it is updated by its id
-            and given the key.
+        adopt: ``person`` does not hold the contact key yet (made by a person, or found by another channel
+            identity): it is updated by its id and given the key.
+        match: who is who among the rows (:func:`adapters.salesforce.identity.match`): what the write leaves
+            out and adds.
     """
 
     person: dict[str, Any] | None
     existing: dict[str, Any] | None
     adopt: bool
+    match: identity.Match = field(default_factory=identity.Match)
 
     @classmethod
     def of(cls, shape: Shape, rows: list[dict[str, Any]], record_rows: list[dict[str, Any]]) -> Found:
@@ -158,9 +167,8 @@ class Found:
             SkippableError: the plan only updates a contact (it cannot create one) and none holds the key.
         """
         plan, c, r = shape.plan, shape.contact, shape.record
-        person = _pick(rows, (c.key_property, c.key_value), c.phone if "phone" in c.match_by else None,
-                       c.email if "email" in c.match_by else None)
-        adopt = person is not None and not person.get(c.key_property)
+        found = identity.match(c, rows)
+        person, adopt = found.person, found.adopt
         only_contact = r is None and plan.note is None and plan.task is None and not plan.tags
         if person is None and only_contact and any(not {**c.properties, **c.create_only}.get(f)
                                                     for f in REQUIRED_TO_CREATE.get(c.object, ())):
@@ -173,4 +181,4 @@ class Found:
             existing = next(iter((person.get(shape.relationship) or {}).get("records") or []), None)
         elif shape.junction is not None:
             existing = next(iter(record_rows), None)
-        return cls(person=person, existing=existing, adopt=adopt)
+        return cls(person=person, existing=existing, adopt=adopt, match=found)

@@ -1,6 +1,7 @@
 """The org's schema as the relay sees it, and its set-up: describing objects (fields, External IDs,
-status/stage picklists) and creating the custom fields a mapping needs through the Tooling API, or
-saying exactly what an admin must do in Setup.
+status/stage picklists) and creating the custom fields a mapping needs through the Tooling API (and its
+status values through the Metadata API: :mod:`adapters.salesforce.metadata`), or saying exactly what an
+admin must do in Setup.
 
 These serve ``chat2crm doctor`` and ``chat2crm setup``; they call Salesforce through the adapter's session.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import CRMSchema, FieldInfo, ObjectInfo
+from adapters.salesforce.metadata import status_lines
 from adapters.salesforce.session import SalesforceSession
 from core.errors import AuthError, FatalError
 
@@ -54,8 +56,28 @@ def _object_info(obj: str, described: dict[str, Any]) -> ObjectInfo:
     return info
 
 
+def with_own_fields(required: CRMSchema) -> CRMSchema:
+    """``required`` with what the adapter itself writes on Leads and Contacts: the identity conflict's two fields
+    and, beside the mapping's opt-out flag (the one checkbox a mapping asks of the contact object), when and on
+    which channel the patient opted out (:func:`~adapters.salesforce.identity.own_fields`)."""
+    from adapters.salesforce.identity import own_fields
+
+    kinds = {"Text": "string", "Email": "email", "DateTime": "datetime"}
+    objects = dict(required.objects)
+    for obj in ("Lead", "Contact"):
+        info = objects.get(obj)
+        if info is None:
+            continue
+        flag = next((f.name for f in info.fields.values() if f.type == "bool"), None)
+        extra = {name: FieldInfo(name=name, type=kinds[kind]) for name, kind in own_fields(flag).items()}
+        objects[obj] = info.model_copy(update={"fields": {**info.fields, **extra}})
+    return required.model_copy(update={"objects": objects})
+
+
 def setup_lines(session: SalesforceSession, required: CRMSchema, live: CRMSchema, *, apply: bool) -> list[str]:
-    """Say exactly which fields an admin must create, or create them through the Tooling API.
+    """Say exactly which fields an admin must create, or create them through the Tooling API; add the status
+    scheme's missing values to the status field's standard value set through the Metadata API
+    (:func:`~adapters.salesforce.metadata.status_lines`).
 
     Each missing custom field is created (``apply``) when the integration user may customize
     the org; otherwise, and for every change the API cannot make, the line says what to do in
@@ -65,7 +87,7 @@ def setup_lines(session: SalesforceSession, required: CRMSchema, live: CRMSchema
         session: the adapter's session.
         required: what the mapping needs.
         live: what the org has (:func:`describe_objects` of the required objects).
-        apply: create the missing custom fields (else only say what would be created).
+        apply: create the missing custom fields and status values (else only say what would be created).
     """
     lines: list[str] = []
     created = False
@@ -80,9 +102,7 @@ def setup_lines(session: SalesforceSession, required: CRMSchema, live: CRMSchema
             created = created or made
         for stage_field, values in info.pipelines.items():
             have_values = have.pipelines.get(stage_field, have.fields.get(stage_field, FieldInfo(name="")).options)
-            for value in values:
-                state = "ok" if value in have_values else f"TO DO add the value to {obj}.{stage_field} in Setup"
-                lines.append(f"{state} {obj}.{stage_field} value {value!r}")
+            lines += status_lines(session, obj, stage_field, values, have_values, apply=apply)
     if created:
         lines.append("then: give the integration user's permission set Read and Edit access to the created "
                      "fields (field-level security is not granted by the Tooling API)")
@@ -119,6 +139,10 @@ def _field_spec(name: str, wanted: FieldInfo, external: bool) -> dict[str, Any]:
     label = name.removesuffix("__c").replace("Chat2CRM_", "Chat2CRM ").replace("_", " ").strip()[:40]
     if wanted.type == "bool":
         return {"label": label, "type": "Checkbox", "defaultValue": "false"}
+    if wanted.type == "datetime":
+        return {"label": label, "type": "DateTime"}
+    if wanted.type == "email":
+        return {"label": label, "type": "Email"}
     lowered = name.lower()
     if not external and any(word in lowered for word in ("summary", "transcript_text", "description")):
         return {"label": label, "type": "LongTextArea", "length": 32768, "visibleLines": 5}

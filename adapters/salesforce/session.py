@@ -31,6 +31,10 @@ from core import metrics
 from core.errors import AuthError, FatalError, RetryableError, SyncError
 from core.keys import family
 
+#: the client id the relay's REST calls name in ``Sforce-Call-Options``: Salesforce ends the ``changeOrigin`` of
+#: their change events with ``;client=chat2crm``, which tells the relay's saves from people's edits
+CALL_CLIENT = "chat2crm"
+
 if TYPE_CHECKING:
     from redis import Redis
 
@@ -67,6 +71,9 @@ class SalesforceSession(RequestsSession):
         # a rule's fuzzy name match is another patient with the same name. "Block" rules still block.
         self.default_headers = {"Sforce-Duplicate-Rule-Header": "allowSave=true"} \
             if options.duplicate_alerts == "save" else {}
+        # the relay's saves name it as their client: their change events say so in changeOrigin, which tells
+        # them from people's edits (adapters.salesforce.edits)
+        self.default_headers["Sforce-Call-Options"] = f"client={CALL_CLIENT}"
         self.current: _Login | None = None
         #: token requests made (they do not count against the org's API limits)
         self.token_calls = 0

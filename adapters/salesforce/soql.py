@@ -50,15 +50,20 @@ def _pick(rows: list[dict[str, Any]], key: tuple[str, str] | None, phone: str | 
 
 
 def _phone_variants(phone: str) -> list[str]:
-    """How a person may have typed this number: E.164, digits only, and the national format."""
+    """How a person may have typed this number (SOQL compares Phone as stored): E.164, digits only, with ``00``,
+    the international and national formats, and the national digits with and without the trunk ``0``
+    (``+90 532 111 22 33``, ``0532 111 22 33``, ``05321112233``, ``5321112233``). A record found by one of them
+    is checked with :func:`adapters.salesforce.identity.same_number` (national digits alone can be another
+    country's number)."""
     import phonenumbers
 
     digits = re.sub(r"\D", "", phone)
-    out = [phone, f"+{digits}", digits]
+    out = [phone, f"+{digits}", digits, f"00{digits}"]
     try:
         number = phonenumbers.parse(f"+{digits}", None)
+        national = str(number.national_number)
         out += [phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
-                phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)]
+                phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL), f"0{national}", national]
     except phonenumbers.NumberParseException:
         pass
     return list(dict.fromkeys(out))

@@ -11,10 +11,11 @@ Order of business for each message:
 2. an opted-out or handed-over conversation stays silent (until restart, or the handoff
    window passes); with the CRM's inbox on, a completed or handed-over one is the agents'
    (:mod:`connector.bot.after`): each message becomes a :class:`ForAgent` event, and no reply;
-3. a finished conversation, or one idle longer than the resume window, starts again, keeping
-   what the bot already knew (name, phone, e-mail, language);
+3. a finished request, a restart or another campaign starts a new request, keeping what the bot knows of
+   the person; a request left longer than the resume window goes on, the patient greeted back
+   (:mod:`connector.bot.returning`);
 4. with no language yet, the bot asks with buttons; a patient may ask for another language at any
-   step, in words or from the language menu (:mod:`connector.bot.languages`): the current step is
+   step, in words or from the language menu (:mod:`connector.bot.language_step`): the current step is
    asked again in it, the answers kept;
 5. otherwise the message answers the current step: typed values for other steps (an e-mail,
    a phone number) are taken from it first, the rest answers the step; a bad answer is asked
@@ -33,23 +34,19 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connector.bot import fields as readers
-from connector.bot import kinds, languages, validate, when
+from connector.bot import kinds, language_step, places, questions, returning, validate, when
 from connector.bot.after import ForAgent, for_agents
 from connector.bot.flows import ERROR_TEXTS, Flow, Step
+from connector.bot.language_step import LANGUAGE_STEP
 from connector.bot.lead import build_lead, describe
+from connector.bot.questions import SKIP_ID, YES_NO_TITLES
 from connector.bot.reading import Reading, match_option, norm, read_answer, take_typed_values
 from core.models import Consent, Conversation, InboundMessage, Lead, Option, Reply, TranscriptEntry
 
-LANGUAGE_STEP = "__language__"
-SKIP_ID = "__skip__"
-
-YES_NO_TITLES = {"tr": ("Evet", "Hayır"), "en": ("Yes", "No"), "de": ("Ja", "Nein"), "ar": ("نعم", "لا"),
-                 "ru": ("Да", "Нет")}
-CONSENT_TITLES = {"tr": ("Onaylıyorum", "Onaylamıyorum"), "en": ("I agree", "I do not agree"),
-                  "de": ("Ich stimme zu", "Ich stimme nicht zu"), "ar": ("أوافق", "لا أوافق"),
-                  "ru": ("Согласен(на)", "Не согласен(на)")}
-#: answers carried over when a conversation starts again
-REMEMBERED = ("name", "email", "phone", "company", "country", "city", "contact_language")
+#: answers carried over when a new request starts (:mod:`connector.bot.returning`)
+REMEMBERED = returning.REMEMBERED
+#: ``Conversation.known``: the patient's Telegram username (the lead's contact carries it)
+TELEGRAM_USERNAME = "telegram_username"
 
 
 @dataclass
@@ -161,7 +158,7 @@ class _Run:
         if decided is None:
             decided = self._start_again_if_due(message, idle)
         if decided is None:
-            decided = self._switch_language(message)
+            decided = language_step.switch(self, message, self.flow.step(self.conv.step or ""))
         if decided is not None:
             return decided
         conv = self.conv
@@ -170,7 +167,7 @@ class _Run:
         if kinds.stray_file(self, message, language=conv.step == LANGUAGE_STEP, max_attempts=self.flow.max_attempts):
             return self.turn
         if conv.step == LANGUAGE_STEP:
-            return self._answer_language(message)
+            return language_step.answer(self, message)
         step = self.flow.step(conv.step)
         if step is None:  # the flow changed under a running conversation
             return self._start(message, greeting="welcome_back")
@@ -192,6 +189,10 @@ class _Run:
             conv.phone = message.sender_phone
         if message.profile.name and not conv.profile_name:
             conv.profile_name = message.profile.name
+        if message.sender_user_id and not conv.user_id:
+            conv.user_id = message.sender_user_id  # WhatsApp's business-scoped id (BSUID), for the CRM contact
+        if message.channel == "telegram" and message.profile.username:
+            conv.known[TELEGRAM_USERNAME] = message.profile.username  # the latest: a username can change
         return idle
 
     def _obey(self, command: str | None, message: InboundMessage) -> Turn | None:
@@ -218,8 +219,9 @@ class _Run:
         return None
 
     def _start_again_if_due(self, message: InboundMessage, idle: timedelta) -> Turn | None:
-        """Start the flow again after a handoff (once the release window passed: until then the bot keeps
-        quiet), a finished request, a long silence or a new start; None when the conversation goes on."""
+        """Start a new request, or go on with the one under way after a long silence (the rule is
+        :mod:`connector.bot.returning`'s); None when the conversation simply goes on. A handed-over conversation
+        stays quiet until the release window passed."""
         conv, now = self.conv, self.ctx.now
         if conv.status == "handoff":
             since = datetime.fromisoformat(conv.pending.get("handoff_at", now.isoformat()))
@@ -228,11 +230,27 @@ class _Run:
             return self._restart(message, welcome_back=True)
         if conv.status == "closed":
             return self._restart(message, welcome_back=True)
-        if conv.step is not None and idle > self.ctx.resume_window:
+        if conv.step is None:
+            return None
+        if returning.new_campaign(conv, self.flow):
             return self._restart(message, welcome_back=True)
-        if message.kind == "start" and conv.step is not None:
-            return self._restart(message, welcome_back=False)
+        if message.kind == "start" and not message.start_payload:
+            return self._restart(message, welcome_back=False)  # a bare /start: the restart command
+        late = idle > self.ctx.resume_window
+        if conv.step == LANGUAGE_STEP and late:
+            return self._restart(message, welcome_back=True)
+        if late or message.kind == "start":
+            return self._resume(message, greet=late)
         return None
+
+    def _resume(self, message: InboundMessage, *, greet: bool) -> Turn:
+        returning.resume(self, message, greet=greet)
+        return self.turn
+
+    def _reads(self, step: Step, message: InboundMessage) -> bool:
+        """Whether ``message`` reads as an answer to ``step`` (tried on a copy: nothing is said or kept)."""
+        _, error = _Run(self.conv.model_copy(deep=True), self.flow, self.ctx)._read(step, message, message.text or "")
+        return error in (None, "confirm", validate.QUESTION)
 
     def _command(self, message: InboundMessage) -> str | None:
         """The command the message is (:mod:`connector.bot.commands`): a text, whole or inside a sentence, or
@@ -257,6 +275,7 @@ class _Run:
     def _start(self, message: InboundMessage, *, greeting: str) -> Turn:
         conv = self.conv
         conv.started_at = self.ctx.now
+        returning.mark_start(conv, self.flow)
         self.turn.events.append(FlowStarted(self.flow.name))
         if conv.language not in self.flow.languages:
             conv.language = None
@@ -271,55 +290,7 @@ class _Run:
         return self.turn
 
     def _ask_language(self) -> None:
-        self.say(*languages.menu(self.flow))
-        self.conv.step = LANGUAGE_STEP
-
-    def _answer_language(self, message: InboundMessage) -> Turn:
-        conv = self.conv
-        chosen = languages.chosen_language(message, self.flow.languages)
-        if chosen is None:
-            conv.attempts[LANGUAGE_STEP] = conv.attempts.get(LANGUAGE_STEP, 0) + 1
-            if conv.attempts[LANGUAGE_STEP] >= self.flow.max_attempts:
-                conv.language = self.lang
-                self._handoff("language_not_chosen")
-                return self.turn
-            self._ask_language()
-            return self.turn
-        conv.attempts.pop(LANGUAGE_STEP, None)
-        conv.language, conv.language_source = chosen, "asked"
-        conv.step = None
-        if conv.pending.pop("resume", None):  # chosen from the menu mid-way: the conversation goes on
-            self._advance()
-            return self.turn
-        greeting = conv.pending.pop("greeting", "greeting")
-        first = conv.pending.pop("first_text", "")
-        self.say(self.text(greeting))
-        if first:
-            self._extract_first(first)
-        self._advance()
-        return self.turn
-
-    def _switch_language(self, message: InboundMessage) -> Turn | None:
-        """Another language asked for in words or from the menu (:mod:`connector.bot.languages`): the current
-        step asked again in it, the answers kept. None when the message is not about the language."""
-        conv = self.conv
-        if conv.step == LANGUAGE_STEP:
-            return None  # the language question reads it
-        wanted = languages.switch(message, step=self.flow.step(conv.step) if conv.step else None,
-                                  current=conv.language, languages=self.flow.languages)
-        if wanted is None:
-            return None
-        if conv.step is None:  # a first message: the flow starts in that language, or asks which
-            conv.language, conv.language_source = wanted.language, "asked" if wanted.language else None
-            return None
-        if wanted.language is None:
-            conv.pending["resume"] = conv.step
-            self._ask_language()
-            return self.turn
-        conv.language, conv.language_source = wanted.language, "asked"
-        conv.pending.pop("confirm", None)  # a question asked back in the other language is asked again
-        self._advance()
-        return self.turn
+        language_step.ask(self)
 
     def _extract_first(self, text: str) -> None:
         """A first message often says more than hello: take typed values and obvious choices."""
@@ -360,7 +331,9 @@ class _Run:
             if not value and "consent_declined" in self.flow.texts:
                 self.say(self.text("consent_declined"))
         if step.type not in ("choice",):
-            conv.answers[step.field] = value
+            conv.answers[step.field] = readers.tidy_topic(value) if self._is_topic(step) else value
+        if step.type == "location":
+            places.keep(conv.answers, step.field, value, message.location)
         if step.type == "choice":
             option = next(o for o in step.options if o.id == value)
             self._store_choice(step, option)
@@ -368,6 +341,10 @@ class _Run:
                 self._handoff(f"option:{option.id}")
                 return
         self._advance()
+
+    def _is_topic(self, step: Step) -> bool:
+        """A free-text answer that names what the request is about (kept without trailing punctuation)."""
+        return step.type == "text" and (step.field == self.flow.topic_field or step.field in readers.TOPIC_FIELDS)
 
     def _store_choice(self, step: Step, option: Any) -> None:
         self.conv.answers[step.field] = option.id
@@ -427,46 +404,18 @@ class _Run:
             known = self._known(step)
             if known is not None:
                 conv.answers[step.field] = known
+                places.known(conv, step.field, step.type == "location", self.lang)
                 continue
             self._ask(step)
             return
         self._complete()
 
     def _known(self, step: Step) -> Any:
-        conv = self.conv
-        for key in (step.field, *step.known_from):
-            if conv.known.get(key) not in (None, "", []):
-                return conv.known[key]
-            if key == "profile_name" and conv.profile_name and step.type == "name":
-                name, _ = readers.read_name(conv.profile_name)
-                return name
-            if key == "phone" and step.type == "phone":
-                phone = conv.phone or (readers.whatsapp_id_to_e164(conv.sender_id)
-                                       if conv.channel == "whatsapp" else None)
-                if phone:
-                    return phone
-        return None
+        return questions.known_value(self.conv, step, self.lang)
 
     def _ask(self, step: Step) -> None:
-        conv = self.conv
-        conv.step = step.field
-        prompt = self._pick(step.prompt)
-        options: list[Option] = []
-        extra: dict[str, Any] = {}
-        if step.type in ("choice", "multi_choice"):
-            options = [Option(id=o.id, title=self._pick(o.title), description=self._pick(o.description) or None)
-                       for o in step.options]
-            if step.list_button:
-                extra["list_button"] = self._pick(step.list_button)
-        elif step.type in ("yes_no", "consent"):
-            yes, no = (CONSENT_TITLES if step.type == "consent" else YES_NO_TITLES).get(self.lang, ("Yes", "No"))
-            options = [Option(id="yes", title=yes), Option(id="no", title=no)]
-        elif step.type == "phone":
-            extra["request_phone"] = True
-        elif step.type == "location":
-            extra["request_location"] = True
-        if step.optional:
-            options.append(Option(id=SKIP_ID, title=self.text("skip")))
+        self.conv.step = step.field
+        prompt, options, extra = questions.question(step, language=self.lang, pick=self._pick, system=self.text)
         self.say(prompt, options, **extra)
 
     def _complete(self) -> None:

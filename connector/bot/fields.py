@@ -163,3 +163,17 @@ def remove_spans(text: str, *spans: str) -> str:
         text = text.replace(span, " ")
     text = re.sub(r"\s*[,;/]\s*(?=[,;/]|$)", " ", text)
     return " ".join(text.split()).strip(" ,;/-–—.:")
+
+
+#: fields whose free-text answer names what a request is about (besides the flow's ``topic_field``)
+TOPIC_FIELDS = frozenset({"topic", "treatment", "procedure", "interest", "subject"})
+_TRAILING = re.compile(r"[\s.,;:!?¡¿…。،؛؟·\-–—]+$")
+
+
+def tidy_topic(value: Any) -> Any:
+    """A topic as a CRM field shows it: without the punctuation a sentence ends with ("Hair transplant." →
+    "Hair transplant", "ринопластика?" → "ринопластика"); punctuation inside is kept."""
+    if not isinstance(value, str):
+        return value
+    tidied = _TRAILING.sub("", value.strip())
+    return tidied or value.strip()

@@ -135,7 +135,8 @@ class Flow(_Base):
     texts: dict[str, Texts] = Field(description="System messages: greeting, welcome_back, done, handoff, "
                                                 "stopped, skip, choose_language, confirm_time, confirm_date "
                                                 "(optional, with {date}), consent_declined, "
-                                                "question_noted…")
+                                                "question_noted, options (the list button's label), "
+                                                "resume (greeting a patient back to a request under way)…")
     commands: Commands = Field(default_factory=Commands)
     summary: str = Field(description="Jinja2 template of the lead's summary (sandboxed).")
     tags: list[str] = Field(default_factory=list, description="Jinja2 templates; empty results are dropped.")
@@ -197,6 +198,10 @@ ERROR_TEXTS: dict[str, Texts] = {
              "de": "Könnten Sie etwas mehr schreiben?", "ar": "هل يمكنك كتابة المزيد قليلاً؟",
              "ru": "Напишите, пожалуйста, чуть подробнее."},
 }
+
+#: the label of the button that opens a list of options, when neither the step (``list_button``) nor the flow
+#: (the system text ``options``) gives one
+OPTIONS_TEXTS: Texts = {"tr": "Seçenekler", "en": "Options", "de": "Optionen", "ar": "الخيارات", "ru": "Варианты"}
 
 LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English", "de": "Deutsch", "ar": "العربية", "ru": "Русский",
                   "fr": "Français", "es": "Español", "it": "Italiano", "nl": "Nederlands", "pl": "Polski",

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.bot import fields as readers
+from connector.bot import places
 from connector.bot.flows import Flow
 from connector.templating import render
 from core.models import Attribution, Conversation, InboundMessage, Lead, LeadContact, LeadRequest
@@ -38,6 +39,38 @@ def _label(answers: dict[str, Any], key: str) -> Any:
     return answers.get(f"{key}_label") or answers.get(key)
 
 
+#: answers that say where the patient lives (a location step keeps its city and country beside it)
+_PLACE_FIELDS = ("location", "city", "country", "place", "address", "residence")
+
+
+def _place(answers: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The city and country (ISO code) the answers give: a location step's parsed ones, a city or country
+    step's answer; None where they say nothing."""
+    city: str | None = None
+    country: str | None = None
+    for key, value in answers.items():
+        if key.endswith("_city") and isinstance(value, str) and value and city is None:
+            city = value
+        elif key.endswith("_country") and isinstance(value, str) and value and country is None:
+            country = value
+    if isinstance(answers.get("city"), str) and answers["city"]:
+        city = answers["city"]
+        country = country or places.read_place(answers["city"]).country
+    if answers.get("country"):
+        country = places.iso(str(_label(answers, "country"))) or places.iso(str(answers["country"])) or country
+    return city, country
+
+
+def _asked_where(answers: dict[str, Any]) -> bool:
+    """Whether the patient answered where they live (then the phone's country is not taken for it)."""
+    return any(answers.get(key) for key in _PLACE_FIELDS)
+
+
+def _username(conv: Conversation) -> str | None:
+    name = conv.known.get("telegram_username")
+    return name.lstrip("@") if isinstance(name, str) and name.strip("@ ") else None
+
+
 def build_lead(conv: Conversation, flow: Flow, *, now: datetime, clinic_name: str, transcript_url: str | None) -> Lead:
     """The CRM-bound request from a conversation's answers (well-known field names map to the
     lead's contact and request; every answer is kept in ``answers`` too).
@@ -55,7 +88,9 @@ def build_lead(conv: Conversation, flow: Flow, *, now: datetime, clinic_name: st
     phone = answers.get("phone") or known.get("phone") or conv.phone or (
         readers.whatsapp_id_to_e164(conv.sender_id) if conv.channel == "whatsapp" else None)
     first, last = readers.split_name(name)
-    country = _label(answers, "country") or readers.phone_region(phone)
+    city, country = _place(answers)
+    if country is None and not _asked_where(answers):
+        country = readers.phone_region(phone)  # nothing said where they live: the number's country
     when = answers.get("preferred_time")
     travel = answers.get("travel_dates") if isinstance(answers.get("travel_dates"), dict) else None
     location_parts = [str(_label(answers, k)) for k in ("city", "location") if answers.get(k)]
@@ -73,7 +108,9 @@ def build_lead(conv: Conversation, flow: Flow, *, now: datetime, clinic_name: st
     )
     contact = LeadContact(
         name=name, first_name=first, last_name=last, phone=phone, email=answers.get("email") or known.get("email"),
-        language=conv.language, country=country, channel=conv.channel, channel_id=conv.sender_id,
+        language=conv.language, country=country, channel=conv.channel, channel_id=conv.sender_id, city=city,
+        whatsapp_user_id=conv.user_id if conv.channel == "whatsapp" else None,
+        telegram_username=_username(conv) if conv.channel == "telegram" else None,
     )
     lead = Lead(
         reference=conv.reference or "", conversation_key=conv.key, contact_key=f"{conv.channel}:{conv.sender_id}",

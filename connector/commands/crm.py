@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from connector import edits
 from connector.checks import plain_errors, reach_redis
 from connector.logs import configure_logging
 from connector.mapping import check_online, required_schema
@@ -39,7 +40,8 @@ def setup(dry_run: bool) -> None:
     runtime = _runtime()
     with plain_errors(runtime):
         reach_redis(runtime)
-        for line in runtime.adapter.setup(required_schema(runtime.mapping), apply=not dry_run):
+        for line in runtime.adapter.setup(required_schema(runtime.mapping), apply=not dry_run) + edits.setup(
+                runtime, apply=not dry_run):
             click.echo(line)
 
 
@@ -70,6 +72,7 @@ def _doctor(runtime: Runtime) -> None:
     inbox = runtime.inbox
     lines = inbox.check() if inbox is not None else [
         "inbox: none (the bot keeps the conversation; agents answer outside the CRM)"]
+    lines += edits.check(runtime)  # people's edits of the records the relay wrote (completeness)
     for line in lines:
         click.echo(line, err="MISSING" in line)
     if problems or any("MISSING" in line for line in lines):

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from connector.checks import plain_errors, reach_redis
+from connector.commands.report_first_pass import FirstPass, first_pass_figures, html_parts, text_lines
 from connector.logs import configure_logging
 from connector.runtime import Runtime
 from core import metrics
@@ -50,6 +51,10 @@ class Figures:
     #: (label, completed, handed over) by language and by campaign
     languages: list[tuple[str, float, float]] = field(default_factory=list)
     campaigns: list[tuple[str, float, float]] = field(default_factory=list)
+    #: (rollout level, or level · split group; completed, handed over): docs/rollout.md
+    rollouts: list[tuple[str, float, float]] = field(default_factory=list)
+    #: completeness on first pass, time to CRM and to owner, by rollout level (:mod:`.report_first_pass`)
+    first_pass: FirstPass = field(default_factory=FirstPass)
 
     @property
     def leads(self) -> float:
@@ -82,25 +87,33 @@ def figures(period: metrics.Period, since: float, until: float) -> Figures:
     found.started = sum(started.values())
     languages: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     campaigns: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for (_flow, language, campaign, outcome), count in period.counter("leads").items():
+    rollouts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for labels, count in period.counter("leads").items():
+        # hours counted before the rollout labels have four labels: their leads are of no known level
+        _flow, language, campaign, outcome, level, group = (*labels, "none", "none")[:6]
         slot = 0 if outcome == "completed" else 1
         languages[language][slot] += count
         campaigns[campaign][slot] += count
+        rollouts[level if group == "none" else f"{level} · {group}"][slot] += count
         if slot == 0:
             found.completed += count
         else:
             found.handed_over += count
     found.languages = _ranked(languages)
     found.campaigns = _ranked(campaigns)
+    found.rollouts = _ranked(rollouts)
     reasons: dict[str, float] = defaultdict(float)
-    for (_flow, reason), count in period.counter("handoffs").items():
+    for (_flow, reason, *_rollout), count in period.counter("handoffs").items():
         reasons[reason] += count
     found.reasons = sorted(reasons.items(), key=lambda r: (-r[1], r[0]))
+    stopped: dict[tuple[str, str], float] = defaultdict(float)
+    for (flow, step, *_rollout), count in period.counter("dropoffs").items():
+        stopped[(flow, step)] += count
     found.dropoffs = sorted(((f"{flow} · {step}", count, count / started[flow] if started.get(flow) else None)
-                             for (flow, step), count in period.counter("dropoffs").items()),
-                            key=lambda d: (-d[1], d[0]))
+                             for (flow, step), count in stopped.items()), key=lambda d: (-d[1], d[0]))
     found.to_crm = period.histogram("lead_seconds")
     found.to_reply = period.histogram("agent_reply_seconds")
+    found.first_pass = first_pass_figures(period)
     return found
 
 
@@ -148,10 +161,12 @@ def text_report(found: Figures) -> str:
               "  (hand-off rate)",
               f"  time to CRM                 {_times(found.to_crm, 'lead')}",
               f"  time to first agent reply   {_times(found.to_reply, 'reply', 'replies')}"]
+    lines += text_lines(found.first_pass, share, duration)
     lines += _section("Hand-off reasons", [(label, count, "") for label, count in found.reasons])
     lines += _section("Drop-off by question", [(label, count, f"{share(part, 1)} of started" if part is not None
                                                                  else "") for label, count, part in found.dropoffs])
-    for title, rows in (("By language", found.languages), ("By campaign", found.campaigns)):
+    for title, rows in (("By language", found.languages), ("By campaign", found.campaigns),
+                        ("By rollout level", found.rollouts)):
         lines += _section(title, [(label, done + handed, f"{done:.0f} completed, {handed:.0f} handed over")
                                   for label, done, handed in rows])
     return "\n".join(lines) + "\n"
@@ -204,11 +219,14 @@ def html_report(found: Figures) -> str:
                                          f"{duration(metrics.quantile(0.95, found.to_crm))}"),
              ("First agent reply (p50 / p95)", f"{duration(metrics.quantile(0.5, found.to_reply))} / "
                                                f"{duration(metrics.quantile(0.95, found.to_reply))}")]
+    more_cards, first_pass = html_parts(found.first_pass, share, duration)
+    cards += more_cards
     charts = [("Hand-off reasons", svg_bars(found.reasons, colour="#d8843b")),
               ("Drop-off by question", svg_bars([(label, count) for label, count, _ in found.dropoffs],
                                                 colour="#c0504d")),
               ("Requests by language", svg_bars([(label, d + h) for label, d, h in found.languages])),
-              ("Requests by campaign", svg_bars([(label, d + h) for label, d, h in found.campaigns]))]
+              ("Requests by campaign", svg_bars([(label, d + h) for label, d, h in found.campaigns])),
+              ("Requests by rollout level", svg_bars([(label, d + h) for label, d, h in found.rollouts]))]
     return ("<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
             "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
             "<title>chat2crm report</title><style>body{font:15px system-ui,sans-serif;margin:2em;color:#222}"
@@ -217,7 +235,7 @@ def html_report(found: Figures) -> str:
             "</style></head><body>"
             f"<h1>chat2crm report</h1><p>{_when(found.since)} to {_when(found.until)} UTC</p><div class=cards>"
             + "".join(f"<div class=card>{html.escape(title)}<b>{html.escape(value)}</b></div>" for title, value in cards)
-            + "</div>" + "".join(f"<h2>{html.escape(title)}</h2>{chart}" for title, chart in charts)
+            + "</div>" + "".join(f"<h2>{html.escape(title)}</h2>{chart}" for title, chart in charts) + first_pass
             + "</body></html>\n")
 
 

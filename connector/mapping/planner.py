@@ -163,14 +163,44 @@ def _identities(mapping: Mapping, written: dict[str, Any]) -> list[IdentityMatch
             if spec.source in IDENTITY_SOURCES and written.get(name) not in (None, "")]
 
 
+#: the rollout levels (``Lead.rollout``, docs/rollout.md) whose leads get no record: an agent creates it from the
+#: contact, the note and the task, which every such lead gets
+NO_RECORD_LEVELS = frozenset({"off", "collect"})
+#: the rollout level whose record is written in the first status, with no priority and no owner hint
+PLAIN_RECORD_LEVEL = "create"
+#: the lead's fields that say how urgent a request is: not written below the ``full`` level
+PRIORITY_SOURCES = ("request.priority", "answers.priority", "answers.priority_label")
+
+
+def _level_fields(fields: dict[str, FieldSource], level: str | None) -> dict[str, FieldSource]:
+    """The mapped fields a lead of rollout ``level`` writes: below ``full``, none that carries a priority."""
+    if level not in NO_RECORD_LEVELS and level != PLAIN_RECORD_LEVEL:
+        return fields
+    return {name: spec for name, spec in fields.items() if spec.source not in PRIORITY_SOURCES}
+
+
+def _rollout_line(lead: Lead) -> str:
+    """The note's line saying what the bot was allowed to do (none for ``full`` outside a split: today's note)."""
+    if not lead.rollout or (lead.rollout == "full" and not lead.rollout_group):
+        return ""
+    group = f" · group {lead.rollout_group}" if lead.rollout_group else ""
+    return render("<p>Bot rollout: {{ level }}{{ group }}</p>", {"level": lead.rollout, "group": group}, html=True)
+
+
 def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
     """The CRM operations for ``lead`` (pure: no I/O).
 
     Note bodies (and task bodies where the CRM keeps HTML) are rendered with every value HTML-escaped,
     so what a patient wrote shows as written and is never markup; subjects and fields are plain text.
+    The lead's rollout level (docs/rollout.md) decides how much is written: ``off`` and ``collect`` write
+    the contact, the note and a task (no record); ``create`` the record in its first status, with no
+    priority and no owner hint; ``full`` (or no level) everything.
     """
+    level = lead.rollout
+    if level in NO_RECORD_LEVELS or level == PLAIN_RECORD_LEVEL:
+        mapping = mapping.model_copy(update={"owner_hints": []})
     data = lead_context(lead)
-    contact_props, contact_create = _fields(mapping.contact.fields, data)
+    contact_props, contact_create = _fields(_level_fields(mapping.contact.fields, level), data)
     contact = ContactWrite(object=mapping.contact.object, key_property=mapping.contact.key_property,
                            key_value=lead.contact_key, match_by=mapping.contact.match_by, phone=lead.contact.phone,
                            email=lead.contact.email, identities=_identities(mapping, contact_props),
@@ -185,30 +215,34 @@ def plan(lead: Lead, mapping: Mapping) -> SyncPlan:
     owner = next((h.owner_id for h in mapping.owner_hints
                   if all(resolve(k, data) == v for k, v in h.when.items())), None)
     record = None
-    if mapping.record is not None:
+    if mapping.record is not None and level not in NO_RECORD_LEVELS:
         section = mapping.record
-        props, create_only = _fields(section.fields, data)
+        props, create_only = _fields(_level_fields(section.fields, level), data)
+        status = "new" if level == PLAIN_RECORD_LEVEL else lead.status
         record = RecordWrite(object=section.object, reference_property=section.reference_property,
                              reference=lead.reference_number, properties=props, create_only=create_only,
                              pipeline=pick_label(section.pipeline, "en") if section.pipeline else None,
-                             stage=pick_label(section.statuses[lead.status], "en")
-                             if lead.status in section.statuses else None,
+                             stage=pick_label(section.statuses[status], "en")
+                             if status in section.statuses else None,
                              stage_property=section.stage_property, owner_id=owner)
     tags = list(lead.tags) + [t for t in (render(tag, data) for tag in mapping.tags.add) if t]
     note = None
     if mapping.note is not None:
         marker = f"chat2crm:{lead.reference}:note"
-        note = NoteWrite(body=with_marker(render(mapping.note.template, data, html=True), marker, html=True),
-                         marker=marker)
+        body = render(mapping.note.template, data, html=True) + _rollout_line(lead)
+        note = NoteWrite(body=with_marker(body, marker, html=True), marker=marker)
     task = None
-    if mapping.task is not None and lead.handoff_reason:
+    if mapping.task is not None and (lead.handoff_reason or level in NO_RECORD_LEVELS):
         marker, html = f"chat2crm:{lead.reference}:task", mapping.crm not in TEXT_TASK_BODIES
         task = TaskWrite(subject=render(mapping.task.subject, data),
                          body=with_marker(render(mapping.task.body, data, html=html), marker, html=html),
-                         marker=marker, priority=mapping.task.priority, owner_id=owner,
+                         marker=marker, priority=mapping.task.priority if level in (None, "full") else "medium",
+                         owner_id=owner,
                          due_at=lead.created_at + timedelta(hours=mapping.task.due_in_hours))
     return SyncPlan(crm=mapping.crm, lead_reference=lead.reference, contact=contact, company=company, record=record,
-                    note=note, task=task, tags=list(dict.fromkeys(tags)), tags_property=mapping.tags.property,
+                    note=note, task=task, tags=list(dict.fromkeys(tags)),
+                    # the tags' field is the record's (`crm setup` makes it there): no record, no tags field
+                    tags_property=mapping.tags.property if record is not None or mapping.record is None else None,
                     extras=dict(mapping.options))
 
 

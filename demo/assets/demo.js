@@ -2,7 +2,7 @@
 // Everything goes through /demo/api on the relay (same origin), which talks to the emulators.
 "use strict";
 
-const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, lastChat: "", lastCrm: "", lastProblems: "", reading: null };
+const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, leadform: null, lastChat: "", lastCrm: "", lastProblems: "", reading: null };
 
 function randomPatient(channel) {
   if (channel === "telegram") return String(500000000 + Math.floor(Math.random() * 400000000));
@@ -98,12 +98,14 @@ function renderChat(data) {
   }
 }
 
-function fields(obj) {
+// a card's fields, each under the label the CRM shows (`labels`: API name → label, when the view gives one);
+// the API name stays in the title and in data-field
+function fields(obj, labels) {
   const dl = el("dl", { class: "fields" });
   for (const [k, v] of Object.entries(obj || {})) {
     if (v === null || v === "" || v === undefined) continue;
     const value = typeof v === "string" && v.startsWith("http") ? el("a", { href: v, target: "_blank", rel: "noopener" }, v) : String(v);
-    dl.append(el("dt", {}, k), el("dd", { "data-field": k }, value));
+    dl.append(el("dt", { title: k }, (labels && labels[k]) || k), el("dd", { "data-field": k }, value));
   }
   return dl;
 }
@@ -115,14 +117,14 @@ function renderCrm(data) {
   document.getElementById("crm-name").textContent = data.crm;
   const box = document.getElementById("crm");
   const cards = [];
-  for (const c of data.contacts) cards.push(el("div", { class: "card contact", "data-id": c.id }, el("h4", {}, "Contact: " + (c.title || ""), el("span", { class: "muted" }, c.object)), fields(c.fields)));
+  for (const c of data.contacts) cards.push(el("div", { class: "card contact", "data-id": c.id }, el("h4", {}, "Contact: " + (c.title || ""), el("span", { class: "muted" }, c.object)), fields(c.fields, c.labels)));
   for (const r of data.records) {
     const tags = (r.tags || []).map((t) => el("span", { class: "tag" }, t));
-    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields)));
+    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields, r.labels)));
   }
   for (const n of data.notes) cards.push(el("div", { class: "card" }, el("h4", {}, "Note"), el("div", { class: "note" }, n.body)));
-  for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "Task: " + t.title), fields(t.fields)));
-  for (const x of data.extras || []) cards.push(el("div", { class: "card extra", "data-kind": x.kind }, el("h4", {}, x.title, el("span", { class: "muted" }, x.kind)), fields(x.fields)));
+  for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "Task: " + t.title), fields(t.fields, t.labels)));
+  for (const x of data.extras || []) cards.push(el("div", { class: "card extra", "data-kind": x.kind }, el("h4", {}, x.title, el("span", { class: "muted" }, x.kind)), fields(x.fields, x.labels)));
   box.replaceChildren(...cards);
   document.getElementById("crm-empty").hidden = cards.length > 0;
   const calls = document.getElementById("calls");
@@ -186,6 +188,53 @@ async function tryExample(example) {
   if (text.trim()) await send({ text });
 }
 
+// "A patient fills in a Meta lead form": the form prefilled with a sample and the phone pane's number; submitted,
+// the Meta emulator creates the lead and sends the relay its signed webhook. The phone pane then follows the
+// number given, where the WhatsApp greeting arrives when the consent is ticked.
+function openLeadForm() {
+  const form = state.leadform;
+  const number = state.channel === "whatsapp" ? "+" + state.patient : form.sample.phone;
+  document.getElementById("lf-name").value = form.sample.full_name;
+  document.getElementById("lf-phone").value = number;
+  document.getElementById("lf-email").value = form.sample.email;
+  document.getElementById("lf-treatment").value = form.sample.treatment;
+  document.getElementById("lf-consent").checked = form.sample.consent;
+  document.getElementById("lf-status").textContent = "";
+  document.getElementById("leadform").hidden = false;
+}
+
+async function submitLeadForm(event) {
+  event.preventDefault();
+  const status = document.getElementById("lf-status");
+  try {
+    const result = await api("leadform", {
+      full_name: document.getElementById("lf-name").value, phone: document.getElementById("lf-phone").value,
+      email: document.getElementById("lf-email").value, treatment: document.getElementById("lf-treatment").value,
+      consent: document.getElementById("lf-consent").checked });
+    if (state.channel !== "whatsapp") setChannel("whatsapp");
+    if (result.patient !== state.patient) {
+      state.patient = result.patient;
+      state.lastChat = "";
+      document.getElementById("patient-id").textContent = "+" + state.patient;
+      document.getElementById("chat").replaceChildren();
+    }
+    status.textContent = "sent (lead " + result.leadgen_id + ")";
+    document.getElementById("leadform").hidden = true;
+    setTimeout(refresh, 300);
+  } catch (err) { status.textContent = String(err.message || err); }
+}
+
+async function setupLeadForm(examples) {
+  try { state.leadform = await api("leadform"); } catch (err) { return; }  // no Meta emulator: no button
+  document.getElementById("leadform-name").textContent = "Meta lead form: " + state.leadform.name;
+  const select = document.getElementById("lf-treatment");
+  for (const [key, label] of Object.entries(state.leadform.treatments)) select.append(el("option", { value: key }, label));
+  document.getElementById("lf-consent-label").textContent = state.leadform.consent.label;
+  examples.append(el("button", { type: "button", class: "try leadform-open", id: "leadform-open", onclick: openLeadForm }, "A patient fills in a Meta lead form"));
+  document.getElementById("leadform").addEventListener("submit", submitLeadForm);
+  document.getElementById("lf-cancel").addEventListener("click", () => { document.getElementById("leadform").hidden = true; });
+}
+
 async function armFault() {
   const result = await api("fault", { fault: document.getElementById("fault").value });
   document.getElementById("fault-armed").textContent = "armed: " + result.armed;
@@ -206,6 +255,7 @@ async function init() {
   document.getElementById("default-flow").textContent = state.config.default_flow;
   const examples = document.getElementById("examples");
   for (const x of state.config.examples) examples.append(el("button", { type: "button", class: "try", "data-example": x.id, onclick: () => tryExample(x) }, x.label));
+  setupLeadForm(examples);
   const faults = document.getElementById("fault");
   for (const f of state.config.faults) faults.append(el("option", { value: f.id }, f.label));
   document.getElementById("arm-fault").addEventListener("click", armFault);

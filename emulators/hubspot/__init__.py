@@ -1,5 +1,5 @@
 """An emulator of the HubSpot CRM API (v3 objects, batch reads, updates and upserts, search, properties,
-pipelines, owners; v4 association reads and default associations).
+pipelines and their stages, owners; v4 association reads and default associations).
 
 It keeps objects, property definitions (types, options, unique values), associations, pipelines
 and owners in memory and answers with HubSpot's response and error shapes: 409 ``CONFLICT`` with
@@ -11,7 +11,10 @@ properties that do not exist, options that are not allowed or calculated propert
 ``X-HubSpot-RateLimit-*`` headers when a rate limit is set. Every request body is checked by
 building the request model of ``hubspot-api-client`` (generated from HubSpot's own API
 description) from it: unknown keys, missing required fields, wrong types and non-string property
-values are rejected as HubSpot would. Latency and faults can be injected.
+values are rejected as HubSpot would. Pipelines (:mod:`~emulators.hubspot.pipelines`) are created with
+generated ids, a deal stage needs ``metadata.probability``, a ticket stage's ``ticketState`` is ``OPEN`` or
+``CLOSED``, stage labels are unique within a pipeline, and a record's stage must be one of its pipeline's.
+Latency and faults can be injected.
 
 Search is eventually consistent, as HubSpot's is: with ``search_lag`` set, a write (create, update,
 archive) shows in ``POST /crm/v3/objects/<type>/search`` only that many seconds later (the object as
@@ -37,7 +40,7 @@ The conversations inbox (the app installed by OAuth; agents answer patients from
   thread (``conversation.propertyChange``), editing a contact (``contact.propertyChange``).
 
 Control endpoints (JSON, for tests and the demo page): ``GET /_emulator/objects/<type>``,
-``GET /_emulator/calls``, ``GET /_emulator/view``; ``GET /_emulator/inbox/threads``,
+``GET /_emulator/calls``, ``GET /_emulator/view`` (fields with their labels, stages by label); ``GET /_emulator/inbox/threads``,
 ``GET /_emulator/inbox/channels``, ``POST /_emulator/inbox/threads/<threadId>/reply`` (``{"text",
 "fileIds"?, "actorId"?}``), ``POST /_emulator/inbox/threads/<threadId>/close``, ``POST
 /_emulator/contacts/<contactId>`` (``{"properties"}``), ``POST /_emulator/files`` (multipart ``file``, or
@@ -50,9 +53,9 @@ The package's modules, from the bottom up: :mod:`~emulators.hubspot.models` (req
 against the client's models), :mod:`~emulators.hubspot.shapes` (the inbox APIs' bodies, written from
 HubSpot's reference), :mod:`~emulators.hubspot.signature` (how HubSpot signs what it sends),
 :mod:`~emulators.hubspot.state` (the account's state and what every route shares),
-:mod:`~emulators.hubspot.routes` (the CRM API's routes), then the inbox's layers, each on the one before:
-``oauth``, ``files``, ``webhooks``, ``threads``, ``channels``, ``agents``; and
-:mod:`~emulators.hubspot.emulator` (:class:`HubSpotEmulator` and its Flask app).
+:mod:`~emulators.hubspot.pipelines` (the pipelines API), :mod:`~emulators.hubspot.routes` (the CRM API's
+routes), then the inbox's layers, each on the one before: ``oauth``, ``files``, ``webhooks``, ``threads``,
+``channels``, ``agents``; and :mod:`~emulators.hubspot.emulator` (:class:`HubSpotEmulator` and its Flask app).
 """
 
 from __future__ import annotations

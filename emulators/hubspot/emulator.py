@@ -14,10 +14,12 @@ from flask import Flask, Response, jsonify, request
 from emulators._text import plain_text
 from emulators.hubspot.agents import HubSpotAgents
 from emulators.hubspot.oauth import APP_SCOPES
+from emulators.hubspot.pipelines import default_pipelines
 from emulators.hubspot.routes import HubSpotRoutes
 from emulators.hubspot.state import OBJECT_TYPES, Property, standard_properties
 
-_VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_language", "chat2crm_channel",
+_VIEW_CONTACT = ("phone", "email", "country", "chat2crm_contact_key", "chat2crm_whatsapp_user_id",
+                 "chat2crm_telegram_username", "chat2crm_language", "chat2crm_channel",
                  "chat2crm_last_campaign", "chat2crm_opted_out", "chat2crm_opted_out_at", "chat2crm_opted_out_channel",
                  "chat2crm_identity_conflict", "chat2crm_conflicting_email")
 
@@ -61,20 +63,10 @@ class HubSpotEmulator(HubSpotAgents, HubSpotRoutes):
         self.properties = standard_properties()
         self.groups: dict[str, set[str]] = {t: {"contactinformation", "dealinformation"} for t in OBJECT_TYPES}
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
-        self.pipelines: dict[str, list[dict[str, Any]]] = {
-            "deals": [{"id": "default", "label": "Sales Pipeline", "stages": [
-                {"id": s, "label": s.replace("scheduled", " scheduled").title()} for s in (
-                    "appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-                    "contractsent", "closedwon", "closedlost")]}],
-            "tickets": [{"id": "0", "label": "Support Pipeline", "stages": [
-                {"id": s, "label": s} for s in ("1", "2", "3", "4")]}],
-            "leads": [{"id": "lead-pipeline-id", "label": "Lead pipeline", "stages": [
-                {"id": s, "label": s} for s in ("new-stage-id", "attempting-stage-id", "connected-stage-id")]}],
-        }
+        self.pipelines: dict[str, list[dict[str, Any]]] = default_pipelines()
         self.owners = [{"id": "75001", "email": "coordinator@clinic.example", "firstName": "Deniz",
                         "lastName": "Koordinatör", "userId": 9001, "archived": False}]
-        self.properties["deals"]["pipeline"].options = ["default"]
-        self.properties["deals"]["dealstage"].options = [s["id"] for s in self.pipelines["deals"][0]["stages"]]
+        self._stages_changed("deals")
         self._init_oauth(portal_id=portal_id, app_id=app_id, client_id=client_id, client_secret=client_secret,
                          developer_api_key=developer_api_key, redirect_uris=redirect_uris, app_scopes=app_scopes,
                          oauth_token_seconds=oauth_token_seconds, clock=clock)
@@ -120,23 +112,36 @@ class HubSpotEmulator(HubSpotAgents, HubSpotRoutes):
             return list(self.objects[object_type][object_id]["associations"].get(to_type, []))
 
     def agent_view(self) -> dict[str, Any]:
-        """The account as an agent sees it (CRM-neutral shape, shown by the demo page)."""
+        """The account as an agent sees it (CRM-neutral shape, shown by the demo page): each card's fields by
+        their API names, with ``labels`` (API name → the label HubSpot shows, from the property definitions),
+        and a record's stage by its label in its pipeline."""
 
         def fields(props: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
             return {n: props[n] for n in names if props.get(n) not in (None, "")}
 
-        contacts = [{"id": c["id"], "object": "contact", "title": " ".join(
+        def labels(object_type: str, shown: dict[str, Any]) -> dict[str, str]:
+            known = self.properties[object_type]
+            return {n: known[n].label for n in shown if n in known and known[n].label != n}
+
+        def card(object_type: str, item: dict[str, Any]) -> dict[str, Any]:
+            return {**item, "labels": labels(object_type, item["fields"])}
+
+        with self.lock:
+            stages = {s["id"]: s["label"] for p in self.pipelines.get("deals", []) for s in p["stages"]}
+        contacts = [card("contacts", {"id": c["id"], "object": "contact", "title": " ".join(
             v for v in (c["properties"].get("firstname"), c["properties"].get("lastname")) if v),
-            "fields": fields(c["properties"], _VIEW_CONTACT)} for c in self.records("contacts")]
-        records = [{"id": d["id"], "object": "deal", "title": d["properties"].get("dealname") or "",
-                    "stage": d["properties"].get("dealstage"),
-                    "tags": [t for t in (d["properties"].get("chat2crm_tags") or "").split(";") if t],
-                    "fields": {k: v for k, v in d["properties"].items() if k.startswith("chat2crm_")
-                               and k != "chat2crm_tags" and v not in (None, "")}} for d in self.records("deals")]
+            "fields": fields(c["properties"], _VIEW_CONTACT)}) for c in self.records("contacts")]
+        records = [card("deals", {
+            "id": d["id"], "object": "deal", "title": d["properties"].get("dealname") or "",
+            "stage": stages.get(d["properties"].get("dealstage") or "", d["properties"].get("dealstage")),
+            "tags": [t for t in (d["properties"].get("chat2crm_tags") or "").split(";") if t],
+            "fields": {k: v for k, v in d["properties"].items() if k.startswith("chat2crm_")
+                       and k != "chat2crm_tags" and v not in (None, "")}}) for d in self.records("deals")]
         notes = [{"id": n["id"], "body": plain_text(n["properties"].get("hs_note_body") or "")}
                  for n in self.records("notes")]
-        tasks = [{"id": t["id"], "title": t["properties"].get("hs_task_subject") or "",
-                  "fields": fields(t["properties"], ("hs_task_priority", "hs_task_status", "hubspot_owner_id"))}
+        tasks = [card("tasks", {"id": t["id"], "title": t["properties"].get("hs_task_subject") or "",
+                                "fields": fields(t["properties"], ("hs_task_priority", "hs_task_status",
+                                                                   "hubspot_owner_id"))})
                  for t in self.records("tasks")]
         return {"crm": "hubspot", "contacts": contacts, "records": records, "notes": notes, "tasks": tasks,
                 "extras": []}

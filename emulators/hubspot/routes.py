@@ -1,6 +1,7 @@
 """The routes of the emulated HubSpot CRM API (v3 objects, batch reads, updates and upserts, search, GDPR
-delete, properties and property groups, pipelines, owners; v4 association reads and default associations),
-as a table of (methods, URL rule, handler) that :class:`~emulators.hubspot.HubSpotEmulator` gives to Flask.
+delete, properties and property groups, owners; v4 association reads and default associations; the pipelines'
+from :mod:`emulators.hubspot.pipelines`), as a table of (methods, URL rule, handler) that
+:class:`~emulators.hubspot.HubSpotEmulator` gives to Flask.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 from flask import jsonify, request
 
-from emulators.hubspot.state import ASSOCIATION_TYPES, OBJECT_TYPES, HubSpotState, Property, timestamp
+from emulators.hubspot.pipelines import HubSpotPipelineRoutes
+from emulators.hubspot.state import ASSOCIATION_TYPES, OBJECT_TYPES, Property, timestamp
 
 
-class HubSpotRoutes(HubSpotState):
+class HubSpotRoutes(HubSpotPipelineRoutes):
     """The handlers of the emulated API's routes."""
 
     def _routes(self) -> list[tuple[tuple[str, ...], str, Callable[..., Any]]]:
@@ -35,8 +37,8 @@ class HubSpotRoutes(HubSpotState):
             (("GET", "POST"), "/crm/v3/properties/<object_type>", self._serve_properties),
             (("GET", "PATCH"), "/crm/v3/properties/<object_type>/<name>", self._serve_property),
             (("POST",), "/crm/v3/properties/<object_type>/groups", self._serve_groups),
-            (("GET",), "/crm/v3/pipelines/<object_type>", self._serve_pipelines),
             (("GET",), "/crm/v3/owners/", self._serve_owners),
+            *self._pipeline_routes(),
         ]
 
     def _serve_batch_upsert(self, object_type: str) -> Any:
@@ -296,19 +298,6 @@ class HubSpotRoutes(HubSpotState):
             self.groups[object_type].add(name)
         return jsonify({"name": name, "label": request.get_json()["label"], "displayOrder": -1,
                         "archived": False}), 201
-
-    def _serve_pipelines(self, object_type: str) -> Any:
-        """The pipelines of an object type and their stages."""
-        if early := self._before():
-            return early
-        results = [{**p, "displayOrder": 0, "archived": False, "createdAt": "2026-01-01T00:00:00Z",
-                    "updatedAt": "2026-01-01T00:00:00Z",
-                    "stages": [{**s, "displayOrder": i, "metadata": {}, "archived": False,
-                                "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
-                                "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT"}
-                               for i, s in enumerate(p["stages"])]}
-                   for p in self.pipelines.get(object_type, [])]
-        return jsonify({"results": results}), 200
 
     def _serve_owners(self) -> Any:
         """The account's owners."""

@@ -84,25 +84,39 @@ class Property:
                                          "archivable": not self.calculated}}
 
 
+#: the labels HubSpot shows for its standard properties (object type → name → label)
+STANDARD_LABELS = {
+    "contacts": {"firstname": "First Name", "lastname": "Last Name", "email": "Email", "phone": "Phone Number",
+                 "mobilephone": "Mobile Phone Number", "company": "Company Name", "country": "Country/Region",
+                 "city": "City", "hs_language": "Preferred language", "hubspot_owner_id": "Contact owner",
+                 "lifecyclestage": "Lifecycle Stage"},
+    "companies": {"name": "Company name", "domain": "Company Domain Name", "country": "Country/Region",
+                  "city": "City", "phone": "Phone Number"},
+    "deals": {"dealname": "Deal Name", "amount": "Amount", "closedate": "Close Date",
+              "description": "Deal Description", "hubspot_owner_id": "Deal owner"},
+    "tickets": {"subject": "Ticket name", "content": "Ticket description", "hs_pipeline": "Pipeline",
+                "hs_pipeline_stage": "Ticket status", "hs_ticket_priority": "Priority",
+                "hubspot_owner_id": "Ticket owner"},
+    "leads": {"hs_lead_name": "Lead name", "hs_pipeline": "Pipeline", "hs_pipeline_stage": "Lead stage",
+              "hubspot_owner_id": "Lead owner"},
+    "notes": {"hs_note_body": "Note body", "hs_timestamp": "Activity date", "hubspot_owner_id": "Activity assigned to",
+              "hs_attachment_ids": "Attached file IDs"},
+    "tasks": {"hs_task_subject": "Task Title", "hs_task_body": "Notes", "hs_timestamp": "Due date",
+              "hs_task_priority": "Priority", "hs_task_status": "Task Status", "hs_task_type": "Task Type",
+              "hubspot_owner_id": "Assigned to"},
+}
+
+
 def standard_properties() -> dict[str, dict[str, Property]]:
-    """The standard properties of each object type (custom ones are added by an admin or ``crm setup``)."""
-    text = ["firstname", "lastname", "phone", "mobilephone", "company", "country", "city", "hs_language",
-            "hubspot_owner_id", "lifecyclestage"]
-    props = {
-        "contacts": {n: Property(n, n) for n in text} | {"email": Property("email", "Email", unique=True)}
-        | {n: Property(n, n, calculated=True) for n in SEARCHABLE_PHONES.values()},
-        "companies": {n: Property(n, n) for n in ("name", "domain", "country", "city", "phone")},
-        "deals": {n: Property(n, n) for n in ("dealname", "amount", "closedate", "description", "hubspot_owner_id")}
-        | {"pipeline": Property("pipeline", "Pipeline", "enumeration", "select", "dealinformation"),
-           "dealstage": Property("dealstage", "Deal stage", "enumeration", "radio", "dealinformation")},
-        "tickets": {n: Property(n, n) for n in ("subject", "content", "hs_pipeline", "hs_pipeline_stage",
-                                                 "hs_ticket_priority", "hubspot_owner_id")},
-        "leads": {n: Property(n, n) for n in ("hs_lead_name", "hs_pipeline", "hs_pipeline_stage", "hubspot_owner_id")},
-        "notes": {n: Property(n, n) for n in ("hs_note_body", "hs_timestamp", "hubspot_owner_id",
-                                                 "hs_attachment_ids")},
-        "tasks": {n: Property(n, n) for n in ("hs_task_subject", "hs_task_body", "hs_timestamp", "hs_task_priority",
-                                              "hs_task_status", "hs_task_type", "hubspot_owner_id")},
-    }
+    """The standard properties of each object type, with HubSpot's labels (custom ones are added by an admin or
+    ``crm setup``)."""
+    props: dict[str, dict[str, Property]] = {
+        object_type: {name: Property(name, label) for name, label in labels.items()}
+        for object_type, labels in STANDARD_LABELS.items()}
+    props["contacts"]["email"].unique = True
+    props["contacts"] |= {n: Property(n, n, calculated=True) for n in SEARCHABLE_PHONES.values()}
+    props["deals"] |= {"pipeline": Property("pipeline", "Pipeline", "enumeration", "select", "dealinformation"),
+                       "dealstage": Property("dealstage", "Deal Stage", "enumeration", "radio", "dealinformation")}
     return props
 
 
@@ -206,6 +220,8 @@ class HubSpotState(FaultInjection):
                 if bad:
                     invalid.append({"isValid": False, "message": f"{bad[0]} was not one of the allowed options",
                                     "error": "INVALID_OPTION", "name": name})
+        if not invalid:
+            invalid = self._stage_problems(object_type, properties, exclude)
         if invalid:
             import json
 
@@ -223,6 +239,11 @@ class HubSpotState(FaultInjection):
                 return self._error(409, f"A {object_type[:-1]} with {name}={value} already exists. "
                                         f"Existing ID: {owner}", "CONFLICT")
         return None
+
+    def _stage_problems(self, object_type: str, properties: dict[str, Any], object_id: str | None,
+                        ) -> list[dict[str, Any]]:
+        """A record's stage that is not one of its pipeline's (:mod:`emulators.hubspot.pipelines` knows them)."""
+        return []
 
     def _holder(self, object_type: str, name: str, value: Any, exclude: str | None) -> str | None:
         """The live object (other than ``exclude``) whose unique property ``name`` is ``value``: e-mail addresses

@@ -13,6 +13,11 @@ at once; an answer other than 2xx, or none within the time-out, is retried after
 a few times, as HubSpot retries (each retry signed anew, a subscription event's ``attemptNumber`` counting
 up). ``redeliver_next()`` makes the next deliveries arrive twice, as HubSpot's at-least-once delivery can;
 ``wait_for_deliveries()`` waits until nothing is left to send.
+
+**A person's edit** of a deal, ticket or contact (``edit_object()`` or ``POST /_emulator/objects/<objectType>/<id>``,
+``{"properties": {…}, "userId"?}``): the record changes as the CRM's UI changes it, and each subscribed
+``<object>.propertyChange`` whose value changed is sent with ``changeSource`` ``CRM_UI`` and ``sourceId``
+``userId:<user>``, as HubSpot reports an edit made in its UI.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from flask import g, jsonify, request
+from flask import Flask, g, has_app_context, jsonify, request
 
 from emulators.hubspot.files import HubSpotFiles
 from emulators.hubspot.models import RequestShapeError, check_model
@@ -155,6 +161,7 @@ class HubSpotWebhooks(HubSpotFiles):
     subscription_ids: itertools.count[int]
     #: how many of the next deliveries arrive twice
     redeliveries: int
+    app: Flask
 
     def _init_webhooks(self, *, target_url: str | None, attempts: int, retry_delay: float, timeout: float) -> None:
         self.webhook_target_url, self.webhook_subscriptions = target_url, []
@@ -185,6 +192,49 @@ class HubSpotWebhooks(HubSpotFiles):
     def deliveries(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Every delivery so far (``kind``: ``channel`` or ``subscription``), oldest first."""
         return [d.as_json() for d in list(self.webhook_sender.deliveries) if kind in (None, d.kind)]
+
+    def edit_object(self, object_type: str, object_id: str, properties: dict[str, str],
+                    user_id: int | None = None) -> dict[str, Any]:
+        """A person edits a record in HubSpot's UI; the record as the API shows it. Sends
+        ``<object>.propertyChange`` (``changeSource`` ``CRM_UI``) for each subscribed property that changed.
+
+        Raises:
+            KeyError: no such record.
+            ValueError: a property HubSpot would refuse.
+        """
+        user = user_id or self.installer_user_id()
+        with (nullcontext() if has_app_context() else self.app.app_context()), self.lock:
+            found = self._find(object_type, object_id, None)
+            if found is None:
+                raise KeyError(f"{object_type} {object_id} not found")
+            refused = self._validate_properties(object_type, properties, exclude=found["id"])
+            if refused is not None:
+                raise ValueError(refused[0].get_json()["message"])
+            changed = {k: v for k, v in properties.items() if found["properties"].get(k) != v}
+            if changed:
+                before = {**found, "properties": dict(found["properties"])}
+                found["properties"].update(changed)
+                found["updatedAt"] = timestamp()
+                self.search_index.written(object_type, found["id"], found, before=before)
+            shown = self._public(found)
+        singular = object_type.removesuffix("s")
+        self._emit([{"subscriptionType": f"{singular}.propertyChange", "objectId": int(object_id), "propertyName": k,
+                     "propertyValue": v, "changeSource": "CRM_UI", "sourceId": f"userId:{user}"}
+                    for k, v in changed.items()])
+        return shown
+
+    def _control_edit_object(self, object_type: str, object_id: str) -> Any:
+        body = request.get_json(silent=True) or {}
+        if not isinstance(body.get("properties"), dict):
+            return jsonify({"error": "give the properties to change"}), 400
+        try:
+            return jsonify(self.edit_object(object_type, object_id, {str(k): str(v) for k, v in
+                                                                    body["properties"].items()},
+                                            body.get("userId"))), 200
+        except KeyError as exc:
+            return jsonify({"error": str(exc)}), 404
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
 
     # -- sending ---------------------------------------------------------------------------------
     def _deliver(self, kind: str, url: str, build: Callable[[int], Any], legacy: str) -> Delivery:
@@ -225,7 +275,8 @@ class HubSpotWebhooks(HubSpotFiles):
                 (("POST",), "/_emulator/webhooks/settings", self._control_settings),
                 (("GET",), "/_emulator/webhooks/deliveries", self._control_deliveries),
                 (("POST",), "/_emulator/webhooks/redeliver", self._control_redeliver),
-                (("POST",), "/_emulator/webhooks/wait", self._control_wait)]
+                (("POST",), "/_emulator/webhooks/wait", self._control_wait),
+                (("POST",), "/_emulator/objects/<object_type>/<object_id>", self._control_edit_object)]
 
     def _serve_settings(self, app_id: int) -> Any:
         """The app's webhook target URL."""

@@ -1,5 +1,5 @@
 """An emulator of the Pipedrive REST API (v2 persons, organizations, deals, activities, fields,
-pipelines, stages, search; v1 leads, lead labels, notes, users).
+pipelines and stages (read and added), search; v1 leads, lead labels, notes, users).
 
 State is kept in memory like the real company account: persons, organizations, leads, deals,
 notes, activities, lead labels, person and deal fields (custom fields get Pipedrive's generated
@@ -32,7 +32,13 @@ Files are uploaded and downloaded, and a record's permitted users follow its vis
 web app hosting the app's custom panel: the detail view, the panel's iframe with its signed token, and the
 host's half of the App Extensions SDK's postMessage protocol (:mod:`~emulators.pipedrive.ui`).
 
-Control endpoints (JSON): ``GET /_emulator/view`` (the account as an agent sees it),
+Webhooks v2 (:mod:`~emulators.pipedrive.webhooks`): ``GET|POST /v1/webhooks``, ``DELETE /v1/webhooks/{id}``, and
+the notifications a create, change or delete of a person, deal or lead sends (``change_source`` ``api`` for the
+API's writes, ``app`` for a person's edit in the web app, ``POST /_emulator/edit/<kind>/<id>``), with Basic
+authentication and retries.
+
+Control endpoints (JSON): ``GET /_emulator/view`` (the account as an agent sees it, fields by their labels:
+:mod:`~emulators.pipedrive.view`),
 ``GET /_emulator/calls`` (the last 200 calls), ``GET /_emulator/objects/<kind>``, ``POST
 /_emulator/oauth/expire`` (every access token issued so far expires).
 
@@ -41,7 +47,8 @@ OpenAPI files), :mod:`~emulators.pipedrive.routes` (the operations emulated),
 :mod:`~emulators.pipedrive.state` (the account's state and what the operations share),
 :mod:`~emulators.pipedrive.people`, :mod:`~emulators.pipedrive.sales` and
 :mod:`~emulators.pipedrive.files` (the operations), :mod:`~emulators.pipedrive.oauth` (the app's install
-and credentials), :mod:`~emulators.pipedrive.ui` (the panel's host), and
+and credentials), :mod:`~emulators.pipedrive.ui` (the panel's host), :mod:`~emulators.pipedrive.view` (the
+agent's view), and
 :mod:`~emulators.pipedrive.emulator` (:class:`PipedriveEmulator`, its request pipeline and Flask app).
 """
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from typing import Any
 from flask import Flask, Response, request
 
 from emulators._faults import FaultInjection
-from emulators._text import plain_text
 from emulators.pipedrive import openapi
 from emulators.pipedrive.files import FilesOperations
 from emulators.pipedrive.oauth import APP_SCOPES, PipedriveOAuth
@@ -27,7 +25,11 @@ from emulators.pipedrive.routes import route
 from emulators.pipedrive.sales import SalesOperations
 from emulators.pipedrive.state import DEAL_FIELDS, ERROR_INFO, KINDS, PERSON_FIELDS, timestamp
 from emulators.pipedrive.ui import PanelHost
+from emulators.pipedrive.view import AgentView
+from emulators.pipedrive.webhooks import RETRY_DELAYS, PipedriveWebhooks
 
+#: the stages of the pipeline a new Pipedrive company starts with
+DEFAULT_STAGES = ("Qualified", "Contact Made", "Demo Scheduled", "Proposal Made", "Negotiations Started")
 #: the faults answered with a plain error: fault → (status, error, error_info)
 _FAULT_ERRORS = {
     "500": (500, "Internal server error", ERROR_INFO),
@@ -40,7 +42,8 @@ _FAULT_ERRORS = {
 }
 
 
-class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, PipedriveOAuth, PanelHost):
+class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, PipedriveOAuth, PanelHost, AgentView,
+                        PipedriveWebhooks):
     """State and behaviour of one emulated Pipedrive company account.
 
     Args:
@@ -60,6 +63,7 @@ class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, Pipe
         jwt_secret: the custom panel's JWT secret (None: the client secret signs, as Pipedrive falls back to).
         panel_url: the custom panel's iframe URL (:mod:`emulators.pipedrive.ui`; settable later).
         clock: the time (epoch seconds) tokens and codes expire by.
+        webhook_retry_delays: seconds before each retry of a failed webhook delivery (:mod:`~emulators.pipedrive.webhooks`).
     """
 
     FAULTS = FaultInjection.FAULTS | {"403", "daily"}
@@ -72,12 +76,14 @@ class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, Pipe
                  redirect_uris: tuple[str, ...] | None = None, app_scopes: tuple[str, ...] = APP_SCOPES,
                  oauth_token_seconds: float = 3600.0,
                  jwt_secret: str | None = "demo-pipedrive-panel-jwt-secret-0123456789-abcdefghijklmnopqrstu",
-                 panel_url: str | None = None, clock: Callable[[], float] | None = None) -> None:
+                 panel_url: str | None = None, clock: Callable[[], float] | None = None,
+                 webhook_retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
             raise ValueError(f"rate_limit must be (requests >= 1, seconds > 0), got {rate_limit!r}")
         self.api_token = api_token
         self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
                           search_lag=search_lag)
+        self._init_webhooks(retry_delays=webhook_retry_delays)
         self.search_rate_limit = search_rate_limit
         self.daily_tokens = daily_tokens
         self.tokens_used = 0
@@ -98,49 +104,14 @@ class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, Pipe
             "person": [self._field(c, n, t, custom=False) for c, n, t in PERSON_FIELDS],
             "deal": [self._field(c, n, t, custom=False) for c, n, t in DEAL_FIELDS],
         }
-        self.pipelines = [{"id": 1, "name": "Patients", "order_nr": 1, "is_deleted": False, "is_deal_probability_enabled":
+        # a new company's account: one sales pipeline with Pipedrive's default stages (`crm setup` makes the clinic's)
+        self.pipelines = [{"id": 1, "name": "Pipeline", "order_nr": 1, "is_deleted": False, "is_deal_probability_enabled":
                            False, "add_time": timestamp(), "update_time": timestamp(), "is_selected": True}]
         self.stages = [{"id": i + 1, "name": name, "pipeline_id": 1, "order_nr": i + 1, "deal_probability": 100,
                         "is_deal_rot_enabled": False, "days_to_rotten": None, "is_deleted": False,
                         "add_time": timestamp(), "update_time": timestamp()}
-                       for i, name in enumerate(("New enquiry", "Reviewing", "Planned", "Done", "On hold"))]
+                       for i, name in enumerate(DEFAULT_STAGES)]
         self.app = self._make_app()
-
-    # -- the agent's view ----------------------------------------------------------------------
-    def agent_view(self) -> dict[str, Any]:
-        """The account as an agent sees it in Pipedrive (CRM-neutral shape; see the demo page)."""
-        with self.lock:
-            stages = {s["id"]: s["name"] for s in self.stages}
-            contacts = [{"id": str(p["id"]), "object": "person", "title": p.get("name") or "(no name)",
-                         "fields": {k: v for k, v in {
-                             "phone": ", ".join(x["value"] for x in p.get("phones") or []),
-                             "email": ", ".join(x["value"] for x in p.get("emails") or []),
-                             **self._readable("person", p.get("custom_fields") or {})}.items() if v}}
-                        for p in self.records("persons")]
-            records = []
-            for lead in self.records("leads"):
-                custom = {k: v for k, v in lead.items() if re.fullmatch(r"[0-9a-f]{40}", k)}
-                names = self.label_names(lead.get("label_ids"))
-                records.append({"id": lead["id"], "object": "lead", "title": lead["title"],
-                                "stage": names[0] if names else None, "tags": names[1:],
-                                "fields": {k: v for k, v in {"person_id": lead.get("person_id"),
-                                                             **self._readable("deal", custom)}.items() if v}})
-            for deal in self.records("deals"):
-                readable = self._readable("deal", deal.get("custom_fields") or {})
-                tags = next((v for v in readable.values() if isinstance(v, list)), [])
-                records.append({"id": str(deal["id"]), "object": "deal", "title": deal["title"],
-                                "stage": stages.get(deal.get("stage_id")), "tags": tags,
-                                "fields": {k: v for k, v in {"person_id": deal.get("person_id"), **readable}.items()
-                                           if v}})
-            notes = [{"id": str(n["id"]), "body": plain_text(n["content"])} for n in self.records("notes")]
-            tasks = [{"id": str(a["id"]), "title": a.get("subject") or "", "fields": {k: v for k, v in {
-                "type": a.get("type"), "due_date": a.get("due_date"), "owner_id": a.get("owner_id"),
-                "lead_id": a.get("lead_id"), "deal_id": a.get("deal_id"), "person_id": a.get("person_id"),
-                "note": plain_text(a.get("note") or "")}.items() if v}} for a in self.records("activities")]
-            extras = [{"kind": "lead label", "title": label["name"], "fields": {"color": label["color"]}}
-                      for label in self.objects["leadLabels"].values()]
-        return {"crm": "pipedrive", "contacts": contacts, "records": records, "notes": notes, "tasks": tasks,
-                "extras": extras}
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _rate_headers(self) -> dict[str, str]:
@@ -282,6 +253,8 @@ class PipedriveEmulator(PeopleOperations, SalesOperations, FilesOperations, Pipe
         app.add_url_rule("/_emulator/ui/host.js", "ui_host_js", self._serve_host_js, methods=["GET"])
         app.add_url_rule("/_emulator/ui/token", "ui_token", self._serve_ui_token, methods=["GET"])
         app.add_url_rule("/_emulator/ui/<resource>/<record>", "ui_detail", self._serve_ui, methods=["GET"])
+
+        self._add_webhook_routes(app)
 
         @app.post("/_emulator/oauth/expire")
         def expire() -> Response:

@@ -24,6 +24,9 @@ ROUTES = [
     ("GET", "/v1/users", "getUsers", 20),
     ("GET", "/v1/users/me", "getCurrentUser", 2),
     ("GET", "/v1/users/{id}", "getUser", 2),
+    ("GET", "/v1/webhooks", "getWebhooks", 10),
+    ("POST", "/v1/webhooks", "addWebhook", 10),
+    ("DELETE", "/v1/webhooks/{id}", "deleteWebhook", 6),
     ("GET", "/api/v2/activities", "getActivities", 10),
     ("POST", "/api/v2/activities", "addActivity", 5),
     ("GET", "/api/v2/dealFields", "getDealFields", 10),
@@ -48,7 +51,9 @@ ROUTES = [
     ("PATCH", "/api/v2/persons/{id}", "updatePerson", 5),
     ("DELETE", "/api/v2/persons/{id}", "deletePerson", 3),
     ("GET", "/api/v2/pipelines", "getPipelines", 5),
+    ("POST", "/api/v2/pipelines", "addPipeline", 5),
     ("GET", "/api/v2/stages", "getStages", 5),
+    ("POST", "/api/v2/stages", "addStage", 5),
 ]
 _ROUTE_PATTERNS = [(method, re.compile("^" + re.sub(r"\\\{([^}]+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"),
                     operation_id, cost) for method, path, operation_id, cost in ROUTES]

@@ -190,6 +190,31 @@ class SalesOperations(PipedriveState):
         stages = [s for s in self.stages if args.get("pipeline_id") in (None, str(s["pipeline_id"]))]
         return self._ok(stages, additional={"next_cursor": None})
 
+    def _op_addPipeline(self, params: dict[str, str], args: dict[str, Any], body: dict[str, Any]) -> Response:
+        if not str(body.get("name") or "").strip():
+            return self._error(400, "Name must be given.", error_info="Validation failed.")
+        now = timestamp()
+        # Pipedrive's API makes a pipeline without stages: they are added with POST /stages
+        pipeline = {"id": next(self.ids), "name": body["name"], "order_nr": len(self.pipelines) + 1, "is_deleted": False,
+                    "is_deal_probability_enabled": bool(body.get("is_deal_probability_enabled")), "add_time": now,
+                    "update_time": now, "is_selected": False}
+        self.pipelines.append(pipeline)
+        return self._ok(pipeline)
+
+    def _op_addStage(self, params: dict[str, str], args: dict[str, Any], body: dict[str, Any]) -> Response:
+        if not any(p["id"] == body["pipeline_id"] and not p["is_deleted"] for p in self.pipelines):
+            return self._error(400, "pipeline_id: pipeline not found", error_info="Validation failed.")
+        if not str(body.get("name") or "").strip():
+            return self._error(400, "Name must be given.", error_info="Validation failed.")
+        now = timestamp()
+        order = 1 + max((s["order_nr"] for s in self.stages if s["pipeline_id"] == body["pipeline_id"]), default=0)
+        stage = {"id": next(self.ids), "name": body["name"], "pipeline_id": body["pipeline_id"], "order_nr": order,
+                 "deal_probability": body.get("deal_probability", 100),
+                 "is_deal_rot_enabled": bool(body.get("is_deal_rot_enabled")),
+                 "days_to_rotten": body.get("days_to_rotten"), "is_deleted": False, "add_time": now, "update_time": now}
+        self.stages.append(stage)
+        return self._ok(stage)
+
     # -- notes (v1), activities (v2), users (v1) -----------------------------------------------
     def _op_addNote(self, params: dict[str, str], args: dict[str, Any], body: dict[str, Any]) -> Response:
         targets = {k: body.get(k) for k in ("lead_id", "deal_id", "person_id", "org_id") if body.get(k) is not None}

@@ -18,6 +18,9 @@ with Salesforce's response and error shapes (``[{"message", "errorCode", "fields
   ``DELETE /composite/sobjects?ids=``, and ``POST /tooling/sobjects/CustomField``; a lookup set by the
   parent's External ID (``"Case__r": {"Ref__c": "1042"}``), parent fields in SOQL
   (``ContentDocument.Title``), and a file's bytes (``GET /sobjects/ContentVersion/<id>/VersionData``).
+- ``POST /services/Soap/m/<version>``: the Metadata API's ``readMetadata`` and ``updateMetadata`` of the
+  ``StandardValueSet`` of Lead Status, Case Status and Opportunity Stage (SOAP faults and ``SaveResult`` errors
+  as Salesforce answers them).
 
 Change Data Capture events of the selected objects (the package's message object) are served by a real
 Pub/Sub API over gRPC (:mod:`~emulators.salesforce.pubsub_server`, started beside the HTTPS server).
@@ -63,6 +66,8 @@ The package's modules, from the bottom up (each layer's class builds on the ones
 - :mod:`~emulators.salesforce.resources`: describe, rows, upserts, collections, Tooling API;
 - :mod:`~emulators.salesforce.rest`: routing of REST requests and composite requests;
 - :mod:`~emulators.salesforce.auth`: the token endpoint and the session check;
+- :mod:`~emulators.salesforce.metadata_api`: the Metadata API (SOAP): ``readMetadata`` and ``updateMetadata`` of
+  the standard value sets behind Lead Status, Case Status and Opportunity Stage;
 - :mod:`~emulators.salesforce.emulator`: :class:`SalesforceEmulator`, its request pipeline and Flask app;
 - :mod:`~emulators.salesforce.tls`: the local certificate authority it is served with;
 - :mod:`~emulators.salesforce.pubsub_server`: the Pub/Sub API (gRPC, TLS) serving the change events.

@@ -11,6 +11,11 @@ notifications becomes a change event on its channel (``/data/<Object>ChangeEvent
   among an update's changed fields). ``changedFields`` is empty on a create.
 - The changes of one request form one transaction (``transactionKey``, ``sequenceNumber`` 1, 2…); a
   composite request with ``allOrNone`` that was rolled back publishes nothing.
+- Any object can be selected (:meth:`OrgChanges.enable_changes`, ``POST /_emulator/changes/select``); a field
+  added to a selected object afterwards changes the channel's schema (a new schema id), as Salesforce's does.
+- A person's edit in the UI (:meth:`OrgChanges.edit_as_person`, ``POST /_emulator/edit/<Object>/<id>``) is its
+  own transaction, committed by that person's user id with an empty ``changeOrigin``; the REST API's saves are
+  committed by the integration user with ``changeOrigin`` ``com/salesforce/api/rest/<version>``.
 - Each event gets a replay id (8 bytes, increasing, not contiguous from the subscriber's point of view) and is
   kept for ``retention_seconds`` (72 hours, as Salesforce keeps change events); :meth:`OrgChanges.purge_events`
   forgets every event so far, as time does.
@@ -29,6 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flask import Flask, Response, request
+
+from emulators.salesforce.common import COORDINATOR_ID, Failed, json_response
 from emulators.salesforce.files import OrgFiles
 from emulators.salesforce.schema import SField
 
@@ -155,6 +163,8 @@ class OrgChanges(OrgFiles):
     def enable_changes(self, sobject: str) -> Channel:
         """Select ``sobject`` for change notifications (its channel in the standard ChangeEvents channel)."""
         with self.lock:
+            if (selected := self._channel_of(sobject)) is not None:
+                return selected
             schema = change_event_schema(sobject, self.schema[sobject])
             channel = Channel(change_channel(sobject), sobject, schema, schema_id(schema))
             self.channels[channel.name] = channel
@@ -167,6 +177,12 @@ class OrgChanges(OrgFiles):
         super()._saved(sobject, record, change, values)
         if self._channel_of(sobject) is not None:
             self._uncommitted.append((sobject, change, dict(record), dict(values)))
+
+    def api_origin(self, version: str) -> str:
+        """The ``changeOrigin`` of a REST API save: the API and its version, and ``;client=<id>`` when the
+        request named a client id in its ``Sforce-Call-Options`` header."""
+        client = getattr(self, "call_client", "")
+        return f"com/salesforce/api/rest/{version}" + (f";client={client}" if client else "")
 
     def _commit_changes(self, user: str, origin: str = "") -> None:
         """Publish the changes saved since the last commit as one transaction (``user`` made them)."""
@@ -192,6 +208,9 @@ class OrgChanges(OrgFiles):
                  key: str, sequence: int, user: str, origin: str, now: float) -> None:
         import fastavro
 
+        current = change_event_schema(channel.sobject, self.schema[channel.sobject])
+        if current != channel.schema:  # a field was added since: the channel's schema (and its id) changes
+            channel.schema, channel.schema_id = current, schema_id(current)
         names = [f["name"] for f in channel.schema["fields"]]
         specs = self.schema[channel.sobject]
         carried: dict[str, Any] = {}
@@ -230,6 +249,44 @@ class OrgChanges(OrgFiles):
             for channel in self.channels.values():
                 channel.events.clear()
             self.purged_through = self.last_replay
+
+    def edit_as_person(self, sobject: str, record_id: str, values: dict[str, Any], *,
+                       user: str = COORDINATOR_ID) -> dict[str, Any]:
+        """A person edits a record in Salesforce's UI (one save, its own transaction); the record after it.
+
+        Raises:
+            KeyError: no such record.
+            Failed: a value Salesforce would refuse.
+        """
+        with self.lock:
+            record = self.objects[sobject][record_id]
+            self._update(sobject, record, dict(values), None)
+            self._commit_changes(user)
+            return dict(record)
+
+    def _add_change_routes(self, app: Flask) -> None:
+        """``POST /_emulator/changes/select`` (``{"object"}``: select it for change notifications) and
+        ``POST /_emulator/edit/<Object>/<id>`` (``{"fields", "user"?}``: a person's edit in the UI)."""
+
+        @app.post("/_emulator/changes/select")
+        def select() -> Response:
+            sobject = str((request.get_json(silent=True) or {}).get("object", ""))
+            if sobject not in self.schema:
+                return json_response(404, {"error": f"no object {sobject!r}"})
+            return json_response(200, {"channel": self.enable_changes(sobject).name})
+
+        @app.post("/_emulator/edit/<sobject>/<record_id>")
+        def edit(sobject: str, record_id: str) -> Response:
+            data = request.get_json(silent=True) or {}
+            if not isinstance(data.get("fields"), dict):
+                return json_response(400, {"error": "give the fields to change"})
+            try:
+                return json_response(200, self.edit_as_person(sobject, record_id, data["fields"],
+                                                              user=str(data.get("user") or COORDINATOR_ID)))
+            except KeyError:
+                return json_response(404, {"error": f"no {sobject} {record_id}"})
+            except Failed as exc:
+                return json_response(exc.status, exc.errors)
 
     def change_events(self, channel: str) -> list[ChangeEvent]:
         """The events a channel keeps, oldest first (tests and the control endpoints)."""

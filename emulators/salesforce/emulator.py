@@ -25,8 +25,9 @@ from emulators.salesforce.common import (
     json_response,
     sf_id,
 )
+from emulators.salesforce.metadata_api import OrgMetadata
 from emulators.salesforce.rest import OrgRest
-from emulators.salesforce.schema import SField
+from emulators.salesforce.schema import SField, field_label
 
 #: what the demo's agent view shows of a person, and of a request record (custom fields are shown too)
 _PERSON_FIELDS = ("FirstName", "LastName", "Company", "Phone", "Email", "Country", "MailingCountry",
@@ -35,7 +36,7 @@ _RECORD_FIELDS = ("Subject", "Description", "Origin", "Priority", "LeadSource", 
 _TAGS = re.compile(r"<[^>]+>")
 
 
-class SalesforceEmulator(OrgRest, OrgAuth):
+class SalesforceEmulator(OrgRest, OrgAuth, OrgMetadata):
     """State and behaviour of the emulated Salesforce org.
 
     Args:
@@ -49,7 +50,10 @@ class SalesforceEmulator(OrgRest, OrgAuth):
         can_customize: the integration user may create custom fields (Tooling API).
         duplicate_rule: the org's standard Lead and Contact duplicate rules: ``"alert"`` (Salesforce's
             default, "Allow" with an alert: API saves of a match need ``allowSave=true``), ``"block"``,
-            or None (deactivated).
+            or None (deactivated). Salesforce activates its standard rules in every org ("Allow" with an alert).
+        duplicate_match: what those rules match on: ``"standard"`` (the standard matching rules' equation: first
+            and last name, and e-mail, phone or a Lead's company) or ``"email"`` (a custom rule on the e-mail
+            alone, as clinics that share no e-mail between patients add).
         session_seconds: sessions expire after this many seconds (None: never).
         search_lag: kept for the emulators' common interface: SOSL search is not emulated (the relay uses
             SOQL, which reads the database and is strongly consistent, and no search).
@@ -62,12 +66,18 @@ class SalesforceEmulator(OrgRest, OrgAuth):
     def __init__(self, credentials: SalesforceCredentials | None = None, *, rate_limit: tuple[int, float] | None = None,
                  latency: float = 0.0, timeout_seconds: float = 20.0, daily_limit: int = 100_000,
                  used_today: int = 0, can_customize: bool = True, session_seconds: float | None = None,
-                 duplicate_rule: str | None = "alert", search_lag: float = 0.0, package: bool = False,
+                 duplicate_rule: str | None = "alert", duplicate_match: str = "standard", search_lag: float = 0.0,
+                 package: bool = False,
                  retention_seconds: float = 72 * 3600) -> None:
         if duplicate_rule not in ("alert", "block", None):
             raise ValueError(f"duplicate_rule must be 'alert', 'block' or None, got {duplicate_rule!r}")
+        if duplicate_match not in ("standard", "email"):
+            raise ValueError(f"duplicate_match must be 'standard' or 'email', got {duplicate_match!r}")
         self.duplicate_rule = duplicate_rule
+        self.duplicate_match = duplicate_match
         self._allow_save = False
+        #: the client id the request named in ``Sforce-Call-Options`` (it ends its changes' ``changeOrigin``)
+        self.call_client = ""
         self.credentials = credentials or SalesforceCredentials()
         self._init_faults(latency=latency, timeout_seconds=timeout_seconds, rate_limit=rate_limit,
                           search_lag=search_lag)
@@ -84,6 +94,7 @@ class SalesforceEmulator(OrgRest, OrgAuth):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema}
         self.blobs: dict[str, bytes] = {}
         self._init_changes(retention_seconds)
+        self._init_metadata()
         self.custom_fields: dict[str, str] = {}  # FullName → CustomField id
         self.tokens: dict[str, float] = {}  # access token → issued at
         self.token_grants: list[str] = []
@@ -110,8 +121,15 @@ class SalesforceEmulator(OrgRest, OrgAuth):
                   external_id: bool = False, unique: bool = False, picklist: list[str] | None = None) -> None:
         """Define a custom field, as an admin (or ``crm setup``) would."""
         with self.lock:
-            self.schema[sobject][name] = SField(name=name, type=kind, length=length, label=name, custom=True,
+            self.schema[sobject][name] = SField(name=name, type=kind, length=length, label=field_label(name), custom=True,
                                                 external_id=external_id, unique=unique, picklist=list(picklist or []))
+
+    def add_picklist_values(self, sobject: str, name: str, values: list[str]) -> None:
+        """Add values to a picklist (a standard value set such as Lead Status), as an admin does in Setup;
+        ``describe`` reports them from then on."""
+        with self.lock:
+            spec = self.schema[sobject][name]
+            spec.picklist.extend(v for v in values if v not in spec.picklist)
 
     def add_record(self, sobject: str, values: dict[str, Any]) -> str:
         """Create a record as a person in the org would (no checks, no API call counted); returns its id."""
@@ -164,6 +182,13 @@ class SalesforceEmulator(OrgRest, OrgAuth):
             extras = [{"kind": "campaign member", "title": str(campaigns.get(m.get("CampaignId"), m.get("CampaignId"))),
                        "fields": visible(m, ("Status", "LeadId", "ContactId"))}
                       for m in self.objects["CampaignMember"].values()]
+            # each card's fields under the labels Salesforce shows (``labels``: API name → label), as describe has them
+            for sobject, items in (("Task", tasks), ("CampaignMember", extras), *(
+                    (obj, [i for i in contacts + records if i["object"] == obj])
+                    for obj in ("Lead", "Contact", "Case", "Opportunity"))):
+                for item in items:
+                    item["labels"] = {name: self.schema[sobject][name].label if name in self.schema[sobject] else name
+                                      for name in item["fields"]}
         return {"crm": "salesforce", "contacts": contacts, "records": records, "notes": notes, "tasks": tasks,
                 "extras": extras}
 
@@ -231,10 +256,12 @@ class SalesforceEmulator(OrgRest, OrgAuth):
         rule_header = request.headers.get("Sforce-Duplicate-Rule-Header", "")
         with self.lock:
             self._allow_save = bool(re.search(r"allowSave\s*=\s*true", rule_header, re.I))
+            client = re.search(r"client\s*=\s*([^,;\s]+)", request.headers.get("Sforce-Call-Options", ""))
+            self.call_client = client.group(1) if client else ""
             status, payload, headers = self._dispatch(request.method, "/services/data/" + rest, args, body,
                                                       auto_assign=auto_assign, top=True)
             # the request's saves form one transaction: its change events are published now
-            self._commit_changes(API_USER_ID, origin=f"com/salesforce/api/rest/{rest.split('/', 1)[0][1:]}")
+            self._commit_changes(API_USER_ID, origin=self.api_origin(rest.split('/', 1)[0][1:]))
         return self._reply(status, payload, headers)
 
     def _make_app(self) -> Flask:
@@ -275,6 +302,8 @@ class SalesforceEmulator(OrgRest, OrgAuth):
             return json_response(200, self.records(sobject) if sobject in self.objects else [])
 
         self._add_package_routes(app)
+        self._add_change_routes(app)
+        self._add_metadata_routes(app)
         return app
 
 

@@ -173,7 +173,7 @@ class OrgRest(OrgResources):
             else:
                 results[ref] = payload
             if not all_or_none:  # each subrequest is a transaction of its own
-                self._commit_changes(self.acting_user, origin=f"com/salesforce/api/rest/{version[1:]}")
+                self._commit_changes(self.acting_user, origin=self.api_origin(version[1:]))
         if failed and snapshot is not None:
             self.objects = snapshot
             self._discard_changes(mark)

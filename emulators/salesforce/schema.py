@@ -7,6 +7,7 @@ deletion takes with it. Part of the contract the Salesforce emulator enforces
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ class SField:
     unique: bool = False
     case_sensitive: bool = False
     picklist: list[str] = field(default_factory=list)
+    #: a picklist value's label where it is not the value itself (a standard value set's, set through the Metadata API)
+    labels: dict[str, str] = field(default_factory=dict)
     default: str | None = None
     restricted: bool = False
     reference_to: list[str] = field(default_factory=list)
@@ -39,13 +42,30 @@ class SField:
             "nillable": not self.required and self.name != "Id", "createable": self.createable,
             "updateable": self.updateable, "defaultedOnCreate": self.default is not None,
             "restrictedPicklist": self.restricted, "referenceTo": list(self.reference_to),
-            "picklistValues": [{"active": True, "defaultValue": v == self.default, "label": v, "validFor": None,
+            "picklistValues": [{"active": True, "defaultValue": v == self.default, "label": self.labels.get(v, v),
+                                "validFor": None,
                                 "value": v} for v in self.picklist],
         }
 
 
+#: standard fields whose label is not their API name in words
+_LABELS = {"Origin": "Case Origin", "ActivityDate": "Due Date", "StageName": "Stage", "WhoId": "Name ID",
+           "WhatId": "Related To ID", "ParentId": "Parent ID", "IsPrivate": "Private"}
+
+
+def field_label(name: str) -> str:
+    """The label Salesforce shows for a field (``FirstName`` → ``First Name``, ``OwnerId`` → ``Owner ID``,
+    ``Chat2CRM_Opted_Out__c`` → ``Chat2CRM Opted Out``)."""
+    if name in _LABELS:
+        return _LABELS[name]
+    if name.endswith("__c"):
+        return name.removesuffix("__c").replace("_", " ").strip()
+    words = re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", name)
+    return " ".join("ID" if w == "Id" else w for w in words) or name
+
+
 def _f(name: str, kind: str = "string", length: int = 255, **kw: Any) -> SField:
-    return SField(name=name, type=kind, length=length, **kw)
+    return SField(name=name, type=kind, length=length, **{"label": field_label(name), **kw})
 
 
 _SYSTEM = [_f("Id", "id", 18, createable=False, updateable=False),
@@ -179,7 +199,7 @@ def standard_objects() -> dict[str, tuple[str, dict[str, SField]]]:
     """A fresh copy of the standard sObjects: name → (key prefix, fields by name)."""
     out: dict[str, tuple[str, dict[str, SField]]] = {}
     for name, (prefix, fields) in _OBJECTS.items():
-        out[name] = (prefix, {f.name: SField(**{**f.__dict__, "picklist": list(f.picklist),
+        out[name] = (prefix, {f.name: SField(**{**f.__dict__, "picklist": list(f.picklist), "labels": dict(f.labels),
                                                "reference_to": list(f.reference_to)})
                               for f in [*_SYSTEM, *fields]})
     return out

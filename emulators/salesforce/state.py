@@ -34,6 +34,8 @@ class OrgState(FaultInjection):
 
     credentials: SalesforceCredentials
     duplicate_rule: str | None
+    #: what the duplicate rule matches on: the standard matching rules' equation, or the e-mail alone
+    duplicate_match: str
     #: the request being served said ``Sforce-Duplicate-Rule-Header: allowSave=true``
     _allow_save: bool
     daily_limit: int
@@ -106,10 +108,12 @@ class OrgState(FaultInjection):
     def _duplicate_rule(self, sobject: str, values: dict[str, Any], exclude: str | None = None) -> None:
         """The org's standard duplicate rules for Leads and Contacts (or a ``duplicates`` fault).
 
-        A record matches another with the same e-mail, the same phone, or the same first name, last
-        name (and company, for Leads). With ``duplicate_rule="alert"`` (Salesforce's default: "Allow,
-        alert") an API save of a match is refused unless the request says
-        ``Sforce-Duplicate-Rule-Header: allowSave=true``; with ``"block"`` it is always refused.
+        With ``duplicate_match="standard"`` a record matches another as the standard Lead and Contact
+        matching rules' equation says, exactly rather than fuzzily: the same first and last name and the same
+        e-mail, phone or (Leads) company. With ``"email"`` (a custom rule an org adds) the same e-mail alone is
+        a match. With ``duplicate_rule="alert"`` (Salesforce's default: "Allow, alert") an API save of a match
+        is refused unless the request says ``Sforce-Duplicate-Rule-Header: allowSave=true``; with ``"block"``
+        it is always refused.
         """
         if sobject not in ("Lead", "Contact", "Account"):
             return
@@ -124,23 +128,32 @@ class OrgState(FaultInjection):
                 if other["Id"] == exclude:
                     continue
                 merged = {**(self.objects[sobject].get(exclude or "", {})), **values}
-                same = [f for f in ("Email", "Phone") if merged.get(f) and same_value(other.get(f), merged[f], False)]
-                names = ("FirstName", "LastName", "Company") if sobject == "Lead" else ("FirstName", "LastName")
-                if same or all(merged.get(f) and same_value(other.get(f), merged[f], False) for f in names):
+
+                def same(name: str, other: dict[str, Any] = other, merged: dict[str, Any] = merged) -> bool:
+                    return bool(merged.get(name)) and same_value(other.get(name), merged[name], False)
+
+                if self.duplicate_match == "email":
+                    hit = same("Email")
+                else:
+                    third = ("Email", "Phone", "Company") if sobject == "Lead" else ("Email", "Phone")
+                    hit = same("FirstName") and same("LastName") and any(same(f) for f in third)
+                if hit:
                     matches.append(other)
             if not matches:
                 return
         if not forced and not matches:
             return
+        rule = f"Standard_{sobject}_Duplicate_Rule" if self.duplicate_match == "standard" else \
+            f"Chat2CRM_{sobject}_Email_Duplicate_Rule"
         records = [{"additionalInformation": [], "fieldDiffs": [], "matchConfidence": 100.0,
                     "record": {"attributes": {"type": sobject, "url": f"/services/data/v62.0/sobjects/{sobject}/"
                                                                       f"{m['Id']}"}, "Id": m["Id"]}} for m in matches]
         raise fail(400, "Use one of these records?", "DUPLICATES_DETECTED", [], duplicateResult={
-            "allowSave": self.duplicate_rule == "alert", "duplicateRule": f"Standard_{sobject}_Duplicate_Rule",
+            "allowSave": self.duplicate_rule == "alert", "duplicateRule": rule,
             "duplicateRuleEntityType": sobject,
             "errorMessage": "You're creating a duplicate record. We recommend you use an existing record instead.",
             "matchResults": [{"entityType": sobject, "errors": [], "matchEngine": "FuzzyMatchEngine",
-                              "matchRecords": records, "rule": f"Standard_{sobject}_Match_Rule_v1_0",
+                              "matchRecords": records, "rule": rule.replace("Duplicate", "Match") + "_v1_0",
                               "size": len(records), "success": True}]})
 
     def _create(self, sobject: str, values: dict[str, Any], auto_assign: str | None) -> dict[str, Any]:

@@ -57,8 +57,12 @@ class Probe:
         assert record is not None
         if self.name == "hubspot":
             tags_property = self.mapping.tags.property or ""
-            return [{**d["properties"], "_id": d["id"], "_stage": d["properties"].get(record.stage_property or ""),
-                     "_tags": [t for t in (d["properties"].get(tags_property) or "").split(";") if t]}
+            # a stage by its label, as the mapping names the clinic's stages (an id where there is no label)
+            stages = {s["id"]: s["label"] for p in self.emulator.pipelines.get(record.object, []) for s in p["stages"]}
+            return [{**d["properties"], "_id": d["id"], "_tags": [
+                t for t in (d["properties"].get(tags_property) or "").split(";") if t],
+                "_stage": stages.get(d["properties"].get(record.stage_property or ""),
+                                     d["properties"].get(record.stage_property or ""))}
                     for d in self.emulator.records(record.object)]
         if self.name == "salesforce":
             tags_property = self.mapping.tags.property or ""

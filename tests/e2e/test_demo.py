@@ -19,8 +19,8 @@ import requests
 from tests.integration.test_docs_commands import _free_port
 
 #: per CRM: the first stage of the shipped mapping, and a path the relay's writes go to
-EXPECTED = {"hubspot": ("appointmentscheduled", "/crm/v3/objects/deals"),
-            "pipedrive": ("New enquiry", "/v1/leads"), "salesforce": ("Open - Not Contacted", "/composite")}
+EXPECTED = {"hubspot": ("New", "/crm/v3/objects/deals"),
+            "pipedrive": ("New enquiry", "/v1/leads"), "salesforce": ("New", "/composite")}
 
 
 def _alive(pid: int) -> bool:

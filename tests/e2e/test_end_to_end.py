@@ -70,8 +70,9 @@ def test_turkish_meeting_request_reaches_hubspot_once(stack: Stack, caplog: pyte
     contact, deal = contacts[0]["properties"], deals[0]["properties"]
     assert contact["chat2crm_contact_key"] == f"whatsapp:{TURKISH_PATIENT}" and contact["phone"] == "+905321112233"
     assert contact["email"] == "info@abc.com" and contact["firstname"] == "Ayşe"
-    assert deal["chat2crm_reference"] == reference and deal["dealstage"] == "appointmentscheduled"
-    assert deal["dealname"] == f"Süreç otomasyonu ve raporlama. – Ayşe Yılmaz (#{reference})"
+    stages = {s["id"]: (p["label"], s["label"]) for p in stack.hubspot.pipelines["deals"] for s in p["stages"]}
+    assert deal["chat2crm_reference"] == reference and stages[deal["dealstage"]] == ("Patient enquiries", "New")
+    assert deal["dealname"] == f"Süreç otomasyonu ve raporlama – Ayşe Yılmaz (#{reference})"
     assert deal["chat2crm_preferred_time"] == _next_wednesday_11()
     assert deal["chat2crm_preferred_time_text"] == "Çarşamba 11:00 uygun."
     assert deal["chat2crm_language"] == "tr" and deal["chat2crm_language_source"] == "detected"

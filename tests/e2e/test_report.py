@@ -76,10 +76,10 @@ def _scene(stack: Stack) -> None:
 def test_metrics_and_the_report_give_the_clinics_figures(stack: Stack, tmp_path: Path) -> None:
     _scene(stack)
     client = stack.runtime.redis
-    assert metrics.read(client, "leads") == {("meeting_request", "tr", "meeting-tr", "completed"): 1.0,
-                                             ("meeting_request", "en", "none", "handed_over"): 1.0}
-    assert metrics.read(client, "handoffs") == {("meeting_request", "patient_request"): 1.0}
-    assert metrics.read(client, "dropoffs") == {("meeting_request", "company"): 1.0}
+    assert metrics.read(client, "leads") == {("meeting_request", "tr", "meeting-tr", "completed", "full", "none"): 1.0,
+                                             ("meeting_request", "en", "none", "handed_over", "full", "none"): 1.0}
+    assert metrics.read(client, "handoffs") == {("meeting_request", "patient_request", "full", "none"): 1.0}
+    assert metrics.read(client, "dropoffs") == {("meeting_request", "company", "full", "none"): 1.0}
 
     # /metrics: the series and their labels, bounded by the configuration
     scraped = requests.get(f"{stack.relay_url}/metrics", timeout=5,
@@ -116,7 +116,7 @@ def test_metrics_and_the_report_give_the_clinics_figures(stack: Stack, tmp_path:
     written = CliRunner().invoke(main, ["report", "--since", "2d", "--html", str(page)], env=env)
     assert written.exit_code == 0, written.output
     shown = page.read_text(encoding="utf-8")
-    assert shown.count("<svg") == 4 and "meeting_request · company" in shown and "patient_request" in shown
+    assert shown.count("<svg") == 5 and "meeting_request · company" in shown and "patient_request" in shown
     assert "<script" not in shown and "src=" not in shown and "href=" not in shown  # nothing fetched from elsewhere
 
     wrong = CliRunner().invoke(main, ["report", "--since", "1y"], env=env)

@@ -49,7 +49,8 @@ def env(hubspot: tuple[HubSpotEmulator, HubSpotAdapter]) -> AdapterEnv:
 
     def state(reference: str) -> dict[str, Any]:
         deal = next(d for d in emulator.records("deals") if d["properties"].get("chat2crm_reference") == reference)
-        return {"stage": deal["properties"].get("dealstage"),
+        stages = {s["id"]: s["label"] for p in emulator.pipelines["deals"] for s in p["stages"]}
+        return {"stage": stages.get(deal["properties"].get("dealstage")),  # the mapping names stages by label
                 "tags": (deal["properties"].get("chat2crm_tags") or "").split(";")}
 
     return AdapterEnv(adapter=adapter, mapping=MAPPING, fail_next=emulator.fail_next,

@@ -15,6 +15,7 @@ import redis
 import requests
 
 from adapters.salesforce import SESSION, SalesforceAdapter
+from adapters.salesforce.schema import with_own_fields
 from connector.mapping import Mapping, check_online, load_mapping, plan, required_schema
 from core.errors import AuthError, FatalError, RetryableError
 from emulators.salesforce import (
@@ -88,12 +89,16 @@ def switch(tls: LocalTLS) -> Iterator[Switch]:
 
 
 def provision(emulator: SalesforceEmulator, mapping: Mapping) -> None:
-    """Create the custom fields the mapping needs, as an admin would (``crm setup`` has its own test)."""
-    for obj, info in required_schema(mapping).objects.items():
+    """Create the custom fields the mapping needs and those the adapter adds, as an admin would (``crm setup``
+    has its own test)."""
+    kinds = {"bool": "boolean", "datetime": "datetime", "email": "email"}
+    for obj, info in with_own_fields(required_schema(mapping)).objects.items():
         for name, wanted in info.fields.items():
             if name.endswith("__c") and name not in emulator.schema[obj]:
-                emulator.add_field(obj, name, kind="boolean" if wanted.type == "bool" else "string",
+                emulator.add_field(obj, name, kind=kinds.get(wanted.type, "string"),
                                    external_id=wanted.unique, unique=wanted.unique)
+        for stage_field, values in info.pipelines.items():  # the clinic's statuses, as `crm setup` adds them
+            emulator.add_picklist_values(obj, stage_field, values)
 
 
 def open_org(switch: Switch, tls: LocalTLS, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch,
@@ -153,7 +158,7 @@ class TestSalesforceLeadContract(AdapterContract):
         assert second.record is not None and first.record is not None and second.record.id == first.record.id
         assert not second.record.created
         assert (env.count("contact"), env.count("record"), env.count("note")) == (1, 1, 2)
-        assert env.record_state("1043")["stage"] == "Open - Not Contacted"
+        assert env.record_state("1043")["stage"] == "New"
 
     def test_retry_after_a_failure_midway_completes_without_duplicates(self, env: AdapterEnv) -> None:
         """As the contract's, with Lead mode's honest counts (see the returning-patient test): one Lead, two Notes."""
@@ -205,7 +210,7 @@ def test_the_lead_its_note_and_campaign_membership(org: Org) -> None:
     result = org.adapter.sync(plan(make_lead(handoff_reason="patient_request"), org.mapping))
     lead = org.emulator.records("Lead")[0]
     assert lead["Id"] == result.contact.id and lead["Chat2CRM_Contact_Key__c"] == "whatsapp:905321112233"
-    assert lead["LastName"] == "Yılmaz" and lead["Company"] == "Ayşe Yılmaz" and lead["Phone"] == "+905321112233"
+    assert lead["LastName"] == "Yılmaz" and lead["Company"] == "[not provided]" and lead["Phone"] == "+905321112233"
     assert lead["Chat2CRM_Reference__c"] == "1042" and lead["Chat2CRM_Transcript_URL__c"] == "https://relay.example/t/abc"
     assert lead["OwnerId"] == COORDINATOR_ID  # the org's assignment rule ran
     note = org.emulator.records("Note")[0]
@@ -294,7 +299,7 @@ def test_find_contact_returns_the_properties_asked_for(org: Org) -> None:
     found = org.adapter.find_contact(key=("Chat2CRM_Contact_Key__c", "whatsapp:905321112233"), object="Lead",
                                      properties=["FirstName", "LastName", "Email", "Company"])
     assert found is not None and found.properties["FirstName"] == "Ayşe"
-    assert found.properties["Email"] == "p905321112233@example.com" and found.properties["Company"] == "Ayşe Yılmaz"
+    assert found.properties["Email"] == "p905321112233@example.com" and found.properties["Company"] == "[not provided]"
     assert org.adapter.find_contact(key=("Chat2CRM_Contact_Key__c", "whatsapp:1"), object="Lead") is None
 
 
@@ -370,7 +375,8 @@ def test_setup_prints_what_an_admin_must_create_when_the_api_may_not(switch: Swi
     adapter = SalesforceAdapter.from_settings(settings, options=LEAD_MAPPING.crm_options(), redis=redis_client)
     dry = adapter.setup(required_schema(LEAD_MAPPING), apply=False)
     assert "would create Lead.Chat2CRM_Contact_Key__c: Text(255), External ID, Unique (case-insensitive)" in dry
-    assert "ok Lead.LastName" in dry and "ok Lead.Status value 'Open - Not Contacted'" in dry
+    assert "ok Lead.LastName" in dry and any(line.startswith(
+        "would add the Lead.Status values 'New', 'Reviewing', 'Planned', 'Done', 'On hold'") for line in dry)
     refused = adapter.setup(required_schema(LEAD_MAPPING), apply=True)
     assert any(line.startswith("TO DO Lead.Chat2CRM_Reference__c: create it in Setup") for line in refused)
     problems = check_online(LEAD_MAPPING, adapter)
@@ -650,7 +656,7 @@ def test_opportunity_mode_links_the_contact_by_a_contact_role(switch: Switch, tl
         adapter.sync(plan(make_lead(handoff_reason="patient_request"), OPPORTUNITY_MAPPING))  # a replay
         contact, opportunity = emulator.records("Contact")[0], emulator.records("Opportunity")[0]
         assert result.record is not None and opportunity["Id"] == result.record.id
-        assert opportunity["StageName"] == "Prospecting" and opportunity["CloseDate"] == "2027-03-10"
+        assert opportunity["StageName"] == "New" and opportunity["CloseDate"] == "2027-03-10"
         roles = emulator.records("OpportunityContactRole")
         assert [(r["OpportunityId"], r["ContactId"], r["IsPrimary"]) for r in roles] == [
             (opportunity["Id"], contact["Id"], True)]

@@ -230,7 +230,8 @@ def test_an_expired_session_is_renewed_and_the_stream_goes_on(
     org.pubsub.service.fail_next("drop", after_events=0)  # the stream breaks at the next event
     reply = org.emulator.add_agent_reply(lead, "Merhaba")
     until(lambda: [e.crm_message_id for e in agent_entries(runtime)] == [reply], "the reply is taken")
-    assert len(org.emulator.token_grants) == grants + 1  # refused once, logged in again
+    # refused once, logged in again: the replies' stream, and the Lead edits' stream when it asked meanwhile
+    assert grants + 1 <= len(org.emulator.token_grants) <= grants + 2
 
 
 def test_a_checkpoint_older_than_salesforce_keeps_restarts_at_the_earliest_event(

@@ -48,7 +48,7 @@ class Chat:
         message = InboundMessage(channel=self.conv.channel, account="acc", sender_id=self.conv.sender_id,
                                  message_id=f"m{next(self.ids)}", timestamp=self.now, kind=kind, text=text,
                                  choice_id=choice, choice_title=text if choice else None,
-                                 profile=SenderProfile(name=self.profile_name), **extra)
+                                 profile=extra.pop("profile", SenderProfile(name=self.profile_name)), **extra)
         turn = handle(self.conv, message, flow=self.flow, ctx=self.ctx())
         self.conv = turn.conversation
         self.events += turn.events
@@ -70,7 +70,7 @@ def test_turkish_meeting_request_word_for_word() -> None:
     assert len(done) == 1 and "#1042" in done[0]
     (lead,) = chat.leads
     assert lead.reference == "#1042"
-    assert lead.request.topic == "Süreç otomasyonu ve raporlama."
+    assert lead.request.topic == "Süreç otomasyonu ve raporlama"  # a sentence's full stop is not the topic's
     assert lead.organization == "ABC Lojistik" and lead.contact.email == "info@abc.com"
     assert lead.request.preferred_time == "2026-11-25T11:00:00+03:00"  # the next Wednesday, Istanbul time
     assert lead.request.preferred_time_text == "Çarşamba 11:00 uygun."
@@ -229,13 +229,15 @@ def test_unknown_language_is_asked_with_buttons_then_first_message_is_used() -> 
     assert replies[-1] == "Which country and city do you live in?"
 
 
-def test_resume_within_window_and_restart_after_it_keeping_what_was_known() -> None:
+def test_resume_within_window_and_after_it_keeping_every_answer() -> None:
     chat = Chat("health_tourism_intake", language="en", profile_name="Hans Müller")
     chat.send("hello")
     chat.send("Dental care", choice="dental")
     assert chat.send("Berlin", minutes=90) == ["When are you thinking of travelling? (e.g. 10-17 March)"]
     replies = chat.send("hi again", minutes=180)
-    assert replies[0].startswith("Welcome back") and replies[-1] == "Which treatment are you interested in?"
+    assert replies == ["Welcome back! Let us go on where we left off.",
+                       "When are you thinking of travelling? (e.g. 10-17 March)"]
+    assert chat.conv.answers["treatment"] == "dental" and chat.conv.answers["location"] == "Berlin"
 
 
 def test_returning_patient_gets_a_new_reference_and_keeps_contact_data() -> None:

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from adapters.hubspot.timeline import HubSpotTimelineInbox
 from adapters.hubspot.tokens import Tokens, TokenStore
 from adapters.inbox import WebhookRequest
 from core.errors import AuthError, ConfigurationError, WebhookRejectedError
-from core.inbox import AgentReply, ThreadClosed
+from core.inbox import AgentReply, FieldsEdited, ThreadClosed
 from tests.conftest import make_settings
 
 KEY = "q5Zu6Wqf0lB0n5Qe2Ny3PnwEYMsx7nqJmzA3DXdWsU8="  # a Fernet key (32 url-safe base64 bytes)
@@ -179,7 +180,9 @@ BATCH = [
 
 
 def test_a_closed_thread_in_the_apps_batch_hands_the_conversation_back(inbox: HubSpotInbox) -> None:
-    assert inbox.parse_webhook(signed(BATCH)) == [ThreadClosed(event_id="1001", crm_thread_id="8091234567")]
+    edited = FieldsEdited(crm_object="contacts", crm_id="50001", fields=["firstname"], by_person=True,
+                          source="CRM_UI", at=datetime.fromtimestamp(1760000000.002, tz=UTC))
+    assert inbox.parse_webhook(signed(BATCH)) == [ThreadClosed(event_id="1001", crm_thread_id="8091234567"), edited]
 
 
 @pytest.mark.parametrize("body", [b"not json", b"42", b'"text"', b"[1, 2]", b'{"no": "type"}'])
@@ -207,7 +210,8 @@ def test_the_timeline_reads_an_agents_reply_from_the_contact_property(redis_url:
             "propertyName": "chat2crm_reply", "propertyValue": "Yes, bring your X-ray.", "changeSource": "CRM_UI",
             "sourceId": "userId:9001"}
     cleared = {**edit, "eventId": 2002, "occurredAt": 1760000000900, "propertyValue": "", "changeSource": "INTEGRATION"}
-    [reply] = timeline.parse_webhook(signed([edit, cleared, BATCH[2]]))
+    reply, edited = timeline.parse_webhook(signed([edit, cleared, BATCH[2]]))  # and a person's edit of a name
+    assert isinstance(reply, AgentReply) and isinstance(edited, FieldsEdited) and edited.fields == ["firstname"]
     assert reply == AgentReply(crm_message_id="50001:1760000000500", crm_contact_id="50001",
                                text="Yes, bring your X-ray.", agent="userId:9001", at=reply.at)
     assert reply.conversation is None and reply.at is not None

@@ -23,7 +23,7 @@ def test_plan_for_a_new_lead() -> None:
     assert result.contact.key_value == "whatsapp:905321112233" and result.contact.key_property == "chat2crm_contact_key"
     assert result.contact.properties["firstname"] == "Ayşe" and result.contact.properties["phone"] == "+905321112233"
     assert result.record is not None and result.record.reference == "1042"
-    assert result.record.stage == "appointmentscheduled" and result.record.pipeline == "default"
+    assert result.record.stage == "New" and result.record.pipeline == "Patient enquiries"  # the clinic's, by label
     assert result.record.properties["dealname"] == "Hair transplant – Ayşe Yılmaz (#1042)"
     assert result.record.properties["chat2crm_consent"] == "true"
     assert result.record.properties["chat2crm_utm_source"] == "instagram"

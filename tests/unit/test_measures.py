@@ -37,8 +37,8 @@ def test_labels_are_bounded_by_the_configuration(runtime: Runtime) -> None:
 
 def test_the_new_series_are_exposed_with_their_labels() -> None:
     names = exposed_names()
-    assert names["chat2crm_leads_total"] == ("flow", "language", "campaign", "outcome")
-    assert names["chat2crm_dropoffs_total"] == ("flow", "step")
+    assert names["chat2crm_leads_total"] == ("flow", "language", "campaign", "outcome", "rollout", "group")
+    assert names["chat2crm_dropoffs_total"] == ("flow", "step", "rollout", "group")
     assert names["chat2crm_agent_reply_seconds_bucket"] == ("le",)
     assert names["chat2crm_queue_depth"] == ("queue",)
 
