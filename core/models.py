@@ -9,11 +9,13 @@ CRM-specific lives here, nothing channel-specific beyond the channel's name.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Channel = Literal["whatsapp", "telegram"]
+#: a messaging channel's name (``whatsapp``, ``telegram``, or a plug-in's: channels are found through the
+#: ``chat2crm.channels`` entry points, so the model cannot list them)
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
 MessageKind = Literal["text", "choice", "location", "media", "contact", "start", "reaction", "unsupported"]
 ConversationStatus = Literal["bot", "handoff", "closed"]
 LeadStatus = Literal["new", "reviewing", "planned", "done", "on_hold"]
