@@ -73,7 +73,8 @@ def main() -> None:
             for label, counted, seen in rows:
                 print(f"  {label:34} {counted:>7}  {seen:>8}")
     print("goals: HubSpot 3 calls for a new lead with its note; Salesforce 2 (one query, one Composite); "
-          "Pipedrive 5 for a new patient, 2 for a returning one")
+          "Pipedrive 6 for a new patient with an e-mail (its e-mail is searched first: Pipedrive lets two persons "
+          "share one), 2 for a returning one")
     print("(the emulator also counts Salesforce's token requests, which the org's API limit does not)")
 
 

@@ -68,23 +68,10 @@ def worth_reading(message: InboundMessage) -> bool:
     return True
 
 
-class Run(Protocol):
-    """What :func:`resume` needs of the engine's turn (``connector.bot.engine._Run``)."""
-
-    conv: Conversation
-    flow: Flow
-
-    def say(self, text: str, options: Any = None, **extra: Any) -> None: ...
-
-    def text(self, key: str, **values: Any) -> str: ...
-
-    def _pick(self, texts: dict[str, str] | None) -> str: ...
+class Run(kinds.Run, Protocol):
+    """What :func:`resume` needs of the engine's turn (``connector.bot.engine._Run``) beyond :class:`kinds.Run`."""
 
     def _advance(self) -> None: ...
-
-    def _ask(self, step: Step) -> None: ...
-
-    def _answer(self, step: Step, message: InboundMessage) -> None: ...
 
     def _reads(self, step: Step, message: InboundMessage) -> bool: ...
 
