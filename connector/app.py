@@ -15,6 +15,7 @@ from flask import Flask, current_app, jsonify
 
 from connector import crm_web, health, metrics_web, panel_web, transcripts, webhooks
 from connector.attribution import links
+from connector.channels.plugin import enabled_names
 from connector.leadforms import webhook as leadforms
 from connector.logs import access_line
 from connector.request_body import BodyLimit
@@ -47,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
     app.register_blueprint(health.blueprint)
     for module in _blueprint_modules():
         app.register_blueprint(module.blueprint)
+    webhooks.register_routes(app, runtime)  # the enabled channels' extra routes (WhatsApp's handshake...)
     return app
 
 
@@ -55,7 +57,8 @@ def _refused(runtime: Runtime, environ: dict[str, Any], status: int, reason: str
     path = str(environ.get("PATH_INFO", ""))
     parts = path.strip("/").split("/")
     # the webhooks' own metric, by the channel or CRM the path names
-    webhook = ((len(parts) == 2 and parts[0] == "webhooks" and parts[1] in ("whatsapp", "telegram"))
+    channels = enabled_names(runtime.settings)
+    webhook = ((len(parts) == 2 and parts[0] == "webhooks" and parts[1] in channels)
                or (len(parts) == 3 and parts[0] == "crm" and parts[2] == "webhooks" and parts[1] == runtime.config.crm))
     if webhook:
         channel = parts[1]

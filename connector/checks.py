@@ -28,6 +28,7 @@ import requests
 
 from connector.attribution.campaigns import CampaignRegistry, load_campaigns
 from connector.bot.flows import Flow, load_flow, load_flows
+from connector.channels import plugin as plugins
 from connector.config import AppConfig
 from connector.leadforms.checks import lead_form_problems
 from connector.mapping import TEXT_TASK_BODIES, Mapping, lead_context, load_mapping, plan
@@ -100,7 +101,26 @@ def check_configuration(runtime: Runtime) -> list[Problem]:
             _flow_problems(flow, files.flows / f"{flow.name}.yaml", renderer, samples, clinic=clinic, found=found)
     if mapping is not None and files.mapping is not None:
         _mapping_problems(mapping, files.mapping, samples, renderer, found)
+    found.add(_channel_problems(runtime, config))
     return found.problems
+
+
+def _channel_problems(runtime: Runtime, config: AppConfig | None) -> list[Problem]:
+    """The enabled channels (``CHAT2CRM_CHANNELS``): each one installed, its settings valid, nothing it needs missing."""
+    try:
+        enabled = plugins.enabled(runtime.settings)
+    except ConfigurationError as exc:
+        return exc.problems
+    problems: list[Problem] = []
+    for plugin in enabled:
+        section = getattr(config.channels, plugin.name, None) if config is not None else None
+        try:
+            ctx = plugins.context(plugin, runtime.settings, section.model_dump() if section is not None else {})
+        except ConfigurationError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(plugin.problems(ctx))
+    return problems
 
 
 def _samples(flows: dict[str, Flow], campaigns: CampaignRegistry | None, clinic: str, files: Files,

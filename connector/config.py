@@ -6,6 +6,7 @@ holds the deployment's choices that are not secrets: languages, time zone, reten
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -151,8 +152,16 @@ class InboxSettings(_Section):
 
 #: what the bot may do in a conversation, from least to most (docs/rollout.md)
 ROLLOUT_LEVELS = ("off", "collect", "create", "full")
-#: the channels a rollout level can be set for
-ROLLOUT_CHANNELS = ("whatsapp", "telegram")
+def rollout_channels() -> list[str]:
+    """The channels a rollout level can be set for: every installed channel plug-in's network (a WhatsApp
+    provider's conversations are WhatsApp's) and name."""
+    from connector.channels import plugin  # the plug-ins are found at run time, not listed here
+
+    names = set(plugin.available())
+    for name in list(names):
+        with contextlib.suppress(ConfigurationError):
+            names.add(plugin.load(name).network)
+    return sorted(names)
 
 
 def _level(value: str) -> str:
@@ -162,8 +171,9 @@ def _level(value: str) -> str:
 
 
 def _channel(value: str) -> str:
-    if value not in ROLLOUT_CHANNELS:
-        raise ValueError(f"unknown channel {value!r} (the channels: {', '.join(ROLLOUT_CHANNELS)})")
+    known = rollout_channels()
+    if value not in known:
+        raise ValueError(f"unknown channel {value!r} (the channels: {', '.join(known)})")
     return value
 
 

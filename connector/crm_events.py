@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from connector import agent, completeness, handback, threads
+from connector import agent, completeness, conversions, handback, threads
 from connector.conversations import short
 from core.inbox import AgentReply, DeliveryReport, FieldsEdited, InboxEvent, ThreadClosed
 
@@ -56,6 +56,7 @@ def take(runtime: Runtime, crm: str, events: list[InboxEvent], *, report_unknown
     for event in events:
         if isinstance(event, FieldsEdited):  # a record edited in the CRM: measured, nothing to send or release
             completeness.fields_edited(runtime, event)
+            conversions.fields_edited(runtime, event)  # a stage that sends a conversion event to Meta
             continue
         key = conversation_for(runtime, event)
         kind = "reply" if isinstance(event, AgentReply) else "closed"

@@ -9,9 +9,10 @@
   nothing is queued.
 - ``POST /crm/pipedrive/edits``: Pipedrive's webhooks v2 for changes of the mapped person and lead or deal
   (:mod:`adapters.pipedrive.webhooks`, created by ``crm setup``): the Basic authentication checked, the changed
-  fields read, an event already taken (a retry) recognised; a person's edit goes to
-  :func:`connector.crm_events.take` like any CRM event (completeness counts it). It works with or without an
-  inbox. A failure to take it answers 503, so Pipedrive retries.
+  fields read, an event already taken (a retry) recognised; a person's edit, or another integration's, goes to
+  :func:`connector.crm_events.take` like any CRM event (completeness counts a person's; a deal's stage or a lead's
+  labels carry their new values, for conversions); the relay's own writes are not taken. It works with or without
+  an inbox. A failure to take it answers 503, so Pipedrive retries.
 - ``GET /crm/<crm>/install`` sends the account's admin to the CRM's consent page, with a signed ``state``
   that expires in :data:`STATE_SECONDS`; ``GET /crm/<crm>/oauth/callback`` checks it and exchanges the
   code for the adapter's tokens.
@@ -103,7 +104,7 @@ def crm_webhook(crm: str) -> tuple[Response, int]:
 
 @blueprint.post(EDITS_PATH)
 def pipedrive_edits() -> tuple[Response, int]:
-    """Pipedrive's change notifications of the records the relay wrote (people's edits)."""
+    """Pipedrive's change notifications of the records the relay wrote (people's edits, stage changes)."""
     runtime = _runtime()
     secret = runtime.settings.transcript_secret or runtime.settings.admin_token
     if runtime.config.crm != "pipedrive" or secret is None:

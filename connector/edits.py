@@ -27,7 +27,12 @@ if TYPE_CHECKING:
 def watched(mapping: Mapping) -> dict[str, list[str]]:
     """The CRM objects whose edits count, each with the fields the relay fills from a lead's field."""
     objects = [mapping.contact.object] + ([mapping.record.object] if mapping.record is not None else [])
-    return {obj: list(crm_fields(mapping, obj)) for obj in dict.fromkeys(objects)}
+    found = {obj: list(crm_fields(mapping, obj)) for obj in dict.fromkeys(objects)}
+    if mapping.conversions is not None and mapping.conversions.on_stages() and mapping.record is not None \
+            and mapping.record.stage_property:  # the stage changes that send conversion events (docs/ads.md)
+        found[mapping.record.object] = list(dict.fromkeys([*found[mapping.record.object],
+                                                           mapping.record.stage_property]))
+    return found
 
 
 def _secret(runtime: Runtime) -> str | None:

@@ -4,6 +4,7 @@
   the conversation's lock (:mod:`connector.turn`);
 - :func:`deliver_outbox` sends a conversation's outbox, in order (:mod:`connector.outbox`);
 - :func:`sync_lead` and :func:`sync_opt_out` write to the CRM (:mod:`connector.leads`);
+- :func:`send_conversion` sends one conversion event to Meta (:mod:`connector.conversions`);
 - :func:`publish_thread` publishes a conversation's thread into the CRM's inbox, in order
   (:mod:`connector.threads`), and :func:`report_delivery` writes what became of agents' replies back to
   it (:mod:`connector.agent`);
@@ -23,7 +24,19 @@ from typing import Any
 
 import redis
 
-from connector import agent, completeness, conversations, inbox, leads, outbox, queues, retry, threads, turn
+from connector import (
+    agent,
+    completeness,
+    conversations,
+    conversions,
+    inbox,
+    leads,
+    outbox,
+    queues,
+    retry,
+    threads,
+    turn,
+)
 from connector.conversations import short
 from connector.crash import crash_point
 from connector.leadforms import intake
@@ -255,6 +268,7 @@ def read_lead_form(leadgen_id: str, attempt: int = 0, page_id: str | None = None
     """
     runtime = current_runtime()
     try:
+        _keep_lead_id(runtime, leadgen_id)
         intake.take(runtime, leadgen_id, form_id=form_id)
     except Exception as exc:
         decision = retry.decide(exc, attempt, runtime.config.delivery)
@@ -271,6 +285,44 @@ def read_lead_form(leadgen_id: str, attempt: int = 0, page_id: str | None = None
             log.info("lead form skipped", extra={"leadgen_id": leadgen_id, "reason": getattr(exc, "message", "")})
             return
         note = f"gave up after {attempt + 1} attempts" if decision.action == "exhausted" else ""
+        queues.note_failure(runtime, exc, queues.CRM, note=note)
+        raise
+
+
+def _keep_lead_id(runtime: Runtime, leadgen_id: str) -> None:
+    """Before the lead is stored: keep its Meta lead id under the reference it will be stored as (the one
+    reserved for it, which ``intake.take`` gets again), so its first CRM write already knows it."""
+    if conversions.section(runtime) is None or runtime.redis.exists(intake.TAKEN.key(leadgen_id)):
+        return
+    reference = leads.reserve_reference(runtime, intake.RESERVATION.format(leadgen_id))
+    conversions.lead_form_taken(runtime, reference, leadgen_id)
+
+
+# -- Meta conversion events ----------------------------------------------------------------------
+def send_conversion(payload: str, attempt: int = 0) -> str | None:
+    """Send one conversion event to Meta (:mod:`connector.conversions`). Meta's transient errors are retried
+    with backoff; a refusal, or running out of retries, fails the job with Meta's reason (``chat2crm failed``).
+
+    Raises:
+        Exception: the event was refused for good.
+    """
+    runtime = current_runtime()
+    try:
+        return conversions.send(runtime, payload)
+    except Exception as exc:
+        decision = retry.decide(exc, attempt, runtime.config.delivery)
+        if decision.retry:
+            queues.enqueue_in(runtime, queues.CRM, decision.delay, queues.SEND_CONVERSION, payload,
+                              attempt=attempt + 1, description=queues.current_description() or "conversion",
+                              result_ttl=3600, failure_ttl=conversions.WINDOW_SECONDS)
+            metrics.incr(runtime.redis, "retries", queue=runtime.queue(queues.CRM).name)
+            log.info("conversion retry scheduled", extra={"attempt": attempt + 1, "delay_s": round(decision.delay, 2),
+                                                          "error": _said(exc)})
+            return None
+        note = f"gave up after {attempt + 1} attempts" if decision.action == "exhausted" else ""
+        conversions.refused(runtime, payload, _said(exc))
+        if decision.action == "skip":
+            return None
         queues.note_failure(runtime, exc, queues.CRM, note=note)
         raise
 
@@ -367,6 +419,7 @@ __all__ = [
     "replay_reply",
     "replay_thread_message",
     "report_delivery",
+    "send_conversion",
     "sync_lead",
     "sync_opt_out",
 ]

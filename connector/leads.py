@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from connector import queues
+from connector import conversions, queues
 from connector.bot.fields import whatsapp_id_to_e164
 from connector.locks import Lock
 from connector.mapping import opt_out_plan, plan
@@ -157,6 +157,7 @@ def mark_synced(runtime: Runtime, lead: Lead, summary: dict[str, Any]) -> None:
     pipe.set(SYNCED.key(lead.reference_number), json.dumps(summary, ensure_ascii=False, default=str),
              ex=SYNCED.seconds(runtime.config))
     pipe.execute()
+    conversions.lead_written(runtime, lead, summary)  # its events' context, and LeadSubmitted (never raises)
 
 
 def crm_contact(runtime: Runtime, reference: str) -> tuple[bool, str | None]:

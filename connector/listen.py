@@ -24,8 +24,9 @@ and takes agents' replies and closed conversations as they come, with the code t
   wrote (Salesforce: the change channels of the mapping's contact and record objects,
   :mod:`adapters.salesforce.edits`) gets one more subscription per channel, each on its own thread under the
   same lease, with its own stored position (:data:`EDITS_CHECKPOINT`), taken the same way
-  (:func:`connector.completeness.fields_edited` counts them). Without an inbox that streams, the listener
-  follows the edits alone.
+  (:func:`connector.completeness.fields_edited` counts them). The record object's stage field is read from
+  them too, whoever changed it but the relay (a person, a flow), with its new value: the stage changes
+  conversions are sent for. Without an inbox that streams, the listener follows the edits alone.
 
 Logs carry counts, positions and masked conversation keys, never a message's text. Metrics: the events
 taken, by outcome (``crm_calls`` with ``operation="listener_events"``), beside the adapter's own calls.
@@ -133,7 +134,12 @@ class Listener:
         adapter: Any = runtime.adapter
         mapping = runtime.mapping
         objects = edited_objects(mapping.contact.object, mapping.record.object if mapping.record else None)
-        return dict(edit_streams(adapter.session, endpoint=adapter.credentials.pubsub_endpoint, objects=objects))
+        # the record's stage field travels with its changes (with its new value): a stage change is a conversion
+        record = mapping.record
+        carry: dict[str, tuple[str, ...]] = (
+            {record.object: (record.stage_property,)} if record is not None and record.stage_property else {})
+        return dict(edit_streams(adapter.session, endpoint=adapter.credentials.pubsub_endpoint, objects=objects,
+                                 carry=carry))
 
     def _stream(self, *, required: bool) -> InboxStream | None:
         runtime, crm = self.runtime, self.crm

@@ -63,6 +63,8 @@ REPLAY_THREAD = "connector.jobs.replay_thread_message"
 REPORT_DELIVERY = "connector.jobs.report_delivery"
 #: reads a Meta lead form's lead and writes it as a lead (:mod:`connector.leadforms.intake`)
 READ_LEAD_FORM = "connector.jobs.read_lead_form"
+#: sends one conversion event to Meta's Conversions API (:mod:`connector.conversions`)
+SEND_CONVERSION = "connector.jobs.send_conversion"
 #: jobs whose work the sweeper recovers by itself when their process dies (the older names too)
 RECOVERED = frozenset({PROCESS_CONVERSATION, DELIVER_OUTBOX, SYNC_LEAD, PUBLISH_THREAD, REPORT_DELIVERY,
                        "connector.pipeline.process_conversation", "connector.pipeline.sync_lead"})

@@ -1,4 +1,8 @@
-"""``/webhooks/whatsapp`` and ``/webhooks/telegram``: verify, de-duplicate, enqueue, answer.
+"""``/webhooks/<channel>``: verify, de-duplicate, enqueue, answer, for every enabled channel plug-in.
+
+Every channel is a plug-in (:mod:`connector.channels.plugin`) enabled by ``CHAT2CRM_CHANNELS``: this
+module serves ``POST /webhooks/<name>`` for each (a name not enabled is 404) and the extra routes each
+declares (:func:`register_routes`: WhatsApp's ``GET`` handshake), and knows no channel by name.
 
 The request does nothing else: bot and CRM work run in the worker. A body that is bad as a whole
 (invalid JSON, ``NaN`` or ``Infinity`` anywhere, non-UTF-8, oversized whatever its framing, absurd
@@ -15,16 +19,19 @@ for the CRM (:func:`connector.agent.on_status`).
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from pydantic import BaseModel
 
 from connector import agent, routing
+from connector.channels import plugin as plugins
 from connector.channels import record_status
-from connector.channels import telegram as tg
-from connector.channels import whatsapp as wa
 from connector.channels.base import ParsedWebhook
+from connector.channels.plugin import ChannelContext, ChannelPlugin, Route, WebhookRequest
+from connector.channels.whatsapp_plugin import _CHALLENGE  # noqa: F401  (the lead forms' handshake checks its challenge alike)
 from connector.inbox import enqueue_inbound, enqueue_opt_out
 from connector.runtime import Runtime
 from core import metrics, strictjson
@@ -34,10 +41,6 @@ log = logging.getLogger("chat2crm.webhooks")
 blueprint = Blueprint("webhooks", __name__)
 
 MAX_DEPTH = 32
-#: Meta's ``hub.challenge`` is a number; letters and ``-_.~`` are let through, nothing that a page could run
-_CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{1,128}")
-#: lists of a WhatsApp change's ``value`` that Meta always sends as lists
-_VALUE_LISTS = ("contacts", "messages", "statuses", "errors", "user_preferences")
 
 
 def _runtime() -> Runtime:
@@ -96,60 +99,39 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _whatsapp_envelope(body: Any) -> Any:
-    """``body`` when Meta's envelope is sound: ``entry`` a list, each entry's ``changes`` a list, each
-    value's batches (``messages``, ``statuses``…) lists. One message that does not fit is the parser's to
-    drop alone; an envelope that does not fit is not a WhatsApp webhook at all.
-
-    Raises:
-        WebhookRejectedError: 400, naming the field.
-    """
-    if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
-        raise WebhookRejectedError(400, "not a WhatsApp webhook: 'entry' list expected")
-    for entry in body["entry"]:
-        if not isinstance(entry, dict) or "changes" not in entry:
-            continue
-        if not isinstance(entry["changes"], list):
-            raise WebhookRejectedError(400, "not a WhatsApp webhook: 'changes' list expected")
-        for change in entry["changes"]:
-            value = change.get("value") if isinstance(change, dict) else None
-            for name in _VALUE_LISTS:
-                if isinstance(value, dict) and name in value and not isinstance(value[name], list):
-                    raise WebhookRejectedError(400, f"not a WhatsApp webhook: '{name}' list expected")
-    return body
-
-
-def _accept(channel: str, parsed: ParsedWebhook) -> dict[str, int]:
+def _accept(plugin: ChannelPlugin, parsed: ParsedWebhook) -> dict[str, int]:
     """Queue every new message; drop redeliveries; record statuses and opt-outs.
 
     Parts the parser dropped (a message that does not fit the vendor's description, each logged there
     without its contents) are counted as rejected with reason ``part``; the rest of the body is taken.
+    Metrics carry the plug-in's name; routing and opt-outs the channel its messages carry.
     """
     runtime = _runtime()
     client = runtime.redis
     ttl = runtime.config.retention.dedup_days
+    name = plugin.name
     if parsed.skipped:
-        metrics.incr(client, "webhooks_rejected", parsed.skipped, channel=channel, reason="part")
-    parsed = routing.route(runtime, channel, parsed)  # served numbers only; each message to its person's conversation
+        metrics.incr(client, "webhooks_rejected", parsed.skipped, channel=name, reason="part")
+    parsed = routing.route(runtime, plugin.network, parsed)  # served numbers only; each message to its person's conversation
     queued = duplicates = 0
     for message in parsed.messages:
         # remembered and queued in one atomic step: never queued twice, never remembered but lost
         if not enqueue_inbound(runtime, message, dedup_days=ttl):
             duplicates += 1
-            metrics.incr(client, "duplicates_dropped", channel=channel)
+            metrics.incr(client, "duplicates_dropped", channel=name)
             continue
         queued += 1
     for status in parsed.statuses:
         record_status(client, status, ttl)
         agent.on_status(runtime, status)  # an agent's reply: the CRM is told what became of it
-        metrics.incr(client, "statuses", channel=channel, status=status.status)
+        metrics.incr(client, "statuses", channel=name, status=status.status)
         for error in status.errors:
-            log.warning("delivery failed", extra={"channel": channel, "code": error.get("code"),
+            log.warning("delivery failed", extra={"channel": name, "code": error.get("code"),
                                                   "title": str(error.get("title", ""))[:120]})
     for account, sender in parsed.opt_outs:
-        enqueue_opt_out(runtime, "whatsapp" if channel == "whatsapp" else "telegram", account, sender)
+        enqueue_opt_out(runtime, plugin.network, account, sender)
     for error in parsed.errors:
-        log.warning("channel reported an error", extra={"channel": channel, "code": error.get("code"),
+        log.warning("channel reported an error", extra={"channel": name, "code": error.get("code"),
                                                         "title": str(error.get("title", ""))[:120]})
     return {"queued": queued, "duplicates": duplicates, "statuses": len(parsed.statuses),
             "skipped": parsed.skipped, "ignored": parsed.ignored}
@@ -160,61 +142,85 @@ def _warn_insecure(channel: str) -> None:
                 extra={"channel": channel})
 
 
-@blueprint.get("/webhooks/whatsapp")
-def whatsapp_verify() -> Response:
-    """Meta's subscription handshake: the challenge echoed as plain text, never as a page."""
-    token = _runtime().settings.whatsapp_verify_token
-    args = request.args.to_dict()
-    challenge = args.get("hub.challenge", "")
-    if challenge and not _CHALLENGE.fullmatch(challenge):
-        log.warning("webhook verification refused: the challenge is not plain characters",
-                    extra={"channel": "whatsapp", "length": len(challenge)})
-        text, status = "bad request", 400
-    else:
-        text, status = wa.verify_challenge(args, token.get_secret_value() if token else None)
-    response = Response(text, status=status, mimetype="text/plain")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _served(runtime: Runtime) -> dict[str, ChannelPlugin]:
+    """The enabled plug-ins by name (``CHAT2CRM_CHANNELS``), loaded once per process."""
+    return runtime.cached("channels:served", lambda: {p.name: p for p in plugins.enabled(runtime.settings)})
 
 
-@blueprint.post("/webhooks/whatsapp")
-def whatsapp_webhook() -> tuple[Response, int]:
-    """A WhatsApp Cloud API webhook: messages, statuses, user preferences."""
-    settings = _runtime().settings
+def channel_context(runtime: Runtime, plugin: ChannelPlugin) -> ChannelContext:
+    """The plug-in's context in this process: its settings, its ``channels:`` section, the bots policy."""
+    def make() -> ChannelContext:
+        section = getattr(runtime.config.channels, plugin.name, None)
+        options = section.model_dump() if isinstance(section, BaseModel) else {}
+        return plugins.context(plugin, runtime.settings, options, ignore_bots=runtime.config.channels.ignore_bots)
+    return runtime.cached(f"channels:context:{plugin.name}", make)
+
+
+def _webhook_request(raw: bytes) -> WebhookRequest:
+    """The request as plug-ins see it; its URL as the vendor called it (``PUBLIC_BASE_URL``, path, query)."""
+    base = _runtime().settings.public_base_url.rstrip("/")
+    query = request.query_string.decode("latin-1")
+    return WebhookRequest(method=request.method, path=request.path,
+                          headers={name.lower(): value for name, value in request.headers.items()},
+                          args=request.args.to_dict(), raw=raw, url=f"{base}{request.path}" + (f"?{query}" if query else ""))
+
+
+def _form(raw: bytes) -> dict[str, str]:
+    """A form-encoded body (``application/x-www-form-urlencoded``): each field's last value."""
     try:
-        raw = _raw_body()
-        header = request.headers.get("X-Hub-Signature-256")
-        if settings.whatsapp_app_secret is not None and not (settings.chat2crm_insecure_demo and not header):
-            wa.verify_signature(raw, header, settings.whatsapp_app_secret.get_secret_value())
-        elif settings.chat2crm_insecure_demo:
-            _warn_insecure("whatsapp")
-        else:
-            raise WebhookRejectedError(401, "WHATSAPP_APP_SECRET is not set: webhooks cannot be verified")
-        parsed = wa.parse_payload(_whatsapp_envelope(_decode(raw)))
-    except WebhookRejectedError as exc:
-        return _reject("whatsapp", exc)
-    return jsonify(_accept("whatsapp", parsed)), 200
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRejectedError(400, "body is not UTF-8") from None
+    return dict(parse_qsl(text, keep_blank_values=True))
 
 
-@blueprint.post("/webhooks/telegram")
-def telegram_webhook() -> tuple[Response, int]:
-    """A Telegram update."""
+@blueprint.post("/webhooks/<name>")
+def channel_webhook(name: str) -> tuple[Response, int]:
+    """A channel's webhook: the proof checked on the raw body, the body decoded and parsed, its parts queued."""
     runtime = _runtime()
+    plugin = _served(runtime).get(name)
+    if plugin is None:
+        return jsonify(error="no such channel"), 404
     settings = runtime.settings
     try:
         raw = _raw_body()
-        header = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
-        if settings.telegram_secret_token is not None and not (settings.chat2crm_insecure_demo and not header):
-            tg.verify_secret(header, settings.telegram_secret_token.get_secret_value())
+        incoming = _webhook_request(raw)
+        ctx = channel_context(runtime, plugin)
+        verify = plugin.verifier(ctx)
+        proof = incoming.header(plugin.proof_header) if plugin.proof_header else None
+        if verify is not None and not (settings.chat2crm_insecure_demo and not proof):
+            verify(incoming)
         elif settings.chat2crm_insecure_demo:
-            _warn_insecure("telegram")
+            _warn_insecure(name)
         else:
-            raise WebhookRejectedError(401, "TELEGRAM_SECRET_TOKEN is not set: updates cannot be verified")
-        token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
-        channels = runtime.config.channels
-        parsed = tg.parse_update(_decode(raw), tg.bot_id(token), ignore_groups=channels.telegram.ignore_groups,
-                                 ignore_bots=channels.ignore_bots)
+            raise WebhookRejectedError(401, f"{plugin.secret_setting} is not set: webhooks cannot be verified")
+        body = _decode(raw) if plugin.body_format == "json" else _form(raw)
+        parsed = plugin.parse(plugin.envelope(body), ctx)
     except WebhookRejectedError as exc:
-        return _reject("telegram", exc)
-    return jsonify(_accept("telegram", parsed)), 200
+        return _reject(name, exc)
+    return jsonify(_accept(plugin, parsed)), 200
+
+
+def register_routes(app: Flask, runtime: Runtime) -> None:
+    """Add the extra routes of every enabled plug-in (a subscription handshake...) to ``app``."""
+    for plugin in _served(runtime).values():
+        for route in plugin.routes():
+            app.add_url_rule(route.path, f"channel_{plugin.name}_{route.method.lower()}_{route.path}",
+                             _route_view(plugin, route), methods=[route.method])
+
+
+def _route_view(plugin: ChannelPlugin, route: Route) -> Callable[[], Response]:
+    def view() -> Response:
+        runtime = _runtime()
+        try:
+            raw = _raw_body()
+        except WebhookRejectedError as exc:
+            body, status = _reject(plugin.name, exc)
+            return Response(body.get_data(), status=status, mimetype="application/json")
+        text, status, mimetype = route.handler(_webhook_request(raw), channel_context(runtime, plugin))
+        response = Response(text, status=status, mimetype=mimetype)
+        # a plug-in's answer is never a page a browser would run
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return view

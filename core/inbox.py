@@ -128,6 +128,9 @@ class FieldsEdited(_Model):
     at: datetime | None = None
     #: the new value of each changed field the event carries (a stage's id or label), by the CRM's field name
     values: dict[str, Any] = Field(default_factory=dict)
+    #: the CRM's stable id of the change (the same on every redelivery, retry or replay of it): what a consumer
+    #: that acts once per change de-duplicates on; None when the CRM gives none
+    event_id: str | None = None
 
 
 class DeliveryReport(_Model):

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     chat2crm_demo_emulators: str | None = Field(
         default=None, description="Set by `chat2crm demo` only: the emulators' URLs; turns on the /demo page.")
 
+    chat2crm_channels: str = Field(
+        default="whatsapp,telegram", pattern=r"^\s*[a-z][a-z0-9_]{1,31}\s*(,\s*[a-z][a-z0-9_]{1,31}\s*)*$",
+        description="The channels served, comma separated: each is a plug-in of the `chat2crm.channels` entry "
+                    "points (`whatsapp`, `telegram`, `dialog360`, or another package's; docs/extending.md). A "
+                    "channel not listed has no webhook and sends nothing; `chat2crm check` validates the "
+                    "settings of those listed.")
+
     # -- WhatsApp Cloud API --------------------------------------------------------------------
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None

@@ -36,9 +36,12 @@ import click
 import requests
 from ruamel.yaml import YAML
 
+from connector.config import load_config
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
 from demo import DEMO_CRMS as CRMS
+from demo.conversions import CRMS as CONVERSION_CRMS
+from demo.conversions import conversions_environment, demo_mapping, subscribe_stage_changes
 from demo.forms import LEAD_FORMS
 from demo.processes import RelayLog, Supervisor, access_line
 
@@ -79,7 +82,7 @@ def demo_config(crm: str, directory: Path) -> Path:
     yaml = YAML(typ="rt")
     data = yaml.load(shipped(DEFAULT_CONFIG).read_text(encoding="utf-8"))
     data["crm"] = crm
-    data["mapping"] = str(shipped("mappings", f"{crm}.yaml"))
+    data["mapping"] = str(demo_mapping(crm, directory))  # HubSpot's with conversion events (demo/conversions.py)
     for name in ("flows", "campaigns"):
         data[name] = str(shipped(data[name]))
     data["lead_forms"] = str(LEAD_FORMS)  # the demo's Meta lead form (demo/forms.py)
@@ -242,6 +245,7 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     meta = start_meta_graph(env, f"http://127.0.0.1:{port}")  # lead forms: the page's form reaches the relay
     supervisor.cleanups.append(meta.stop)
     env.update(meta.environment)
+    env.update(conversions_environment(meta.emulator))  # the Conversions API's token: events reach the emulator
     relay_log = RelayLog(redis_url)
     # the relay's web app with the demo page added (demo.wsgi), validated and served as `chat2crm serve` does
     supervisor.spawn("web", [sys.executable, "-m", "demo.serve", "--port", str(port)], env, stdout=access_line,
@@ -258,7 +262,9 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     lines = stack.setup_lines
     if crm in ("hubspot", "pipedrive"):  # the agents' inbox: the app installed by OAuth, then set up
         click.echo(f"    {'inbox':<10} {install_crm_app(base, crm)}")
-        lines = prepare_crm(crm, {**env, **stack.environment})
+        lines = prepare_crm(crm, {**env, **stack.environment}, load_config(config).mapping_path)
+        if crm in CONVERSION_CRMS:  # people's edits and the stage changes that send conversion events, as
+            lines += subscribe_stage_changes({**env, **stack.environment})  # `crm setup` subscribes them
     for line in lines:
         if _INBOX_LINE.search(line):  # the inbox's lines (its channel, object or panel); not the fields
             click.echo(f"    {'inbox':<10} {line}")

@@ -17,7 +17,7 @@ from connector.logs import configure_logging
 from connector.runtime import Runtime
 from core.errors import ConfigurationError
 from core.settings import Settings, load_settings
-from demo import forms, web
+from demo import conversions, forms, web
 
 
 def create_demo_app(settings: Settings) -> Flask:
@@ -26,6 +26,7 @@ def create_demo_app(settings: Settings) -> Flask:
     if settings.chat2crm_demo_emulators:
         app.register_blueprint(web.blueprint)
         app.register_blueprint(forms.blueprint)  # the Meta lead form the page can submit
+        app.register_blueprint(conversions.blueprint)  # "Move to <stage>" and "Sent to Meta"
     return app
 
 

@@ -11,7 +11,8 @@ API side: ``GET /{version}/{leadgen-id}?fields=…`` with the Page access token 
 ``access_token``): the requested fields only (``id`` always; no ``fields``: ``id``, ``created_time``,
 ``field_data``), a field the Lead has not refused with ``(#100) Tried accessing nonexisting field``; a wrong token
 gets ``OAuthException`` 190, an unknown id ``GraphMethodException`` 100/33. Faults (:meth:`MetaGraphEmulator.fail_next`):
-the rate limit errors 4, 17 and 32, a transient 2, a 500 and 190.
+the rate limit errors 4, 17 and 32, a transient 2, a 500 and 190. The Conversions API's ``POST
+/{version}/{dataset_id}/events`` is :mod:`emulators.meta_conversions`'s (:attr:`MetaGraphEmulator.conversions`).
 
 Platform side: :meth:`MetaGraphEmulator.submit` makes a lead of a form's answers (checked against the form's
 questions: a choice answer must be one of its options' keys or values) and delivers its ``leadgen`` webhook,
@@ -35,6 +36,7 @@ import requests
 from flask import Flask, Response, jsonify, request
 
 from emulators._webhook_sender import WebhookSender
+from emulators.meta_conversions import ConversionsAPI
 
 #: the Lead object's fields a read may ask for (Meta's Lead reference)
 LEAD_FIELDS = frozenset({"id", "created_time", "field_data", "ad_id", "ad_name", "adset_id", "adset_name",
@@ -98,9 +100,13 @@ class MetaGraphEmulator:
     violations: list[dict[str, Any]] = field(default_factory=list)
     delivered: list[tuple[str, int]] = field(default_factory=list)
     faults: list[list[Any]] = field(default_factory=list)
+    #: the token the Conversions API takes (a system user's); the Page token when not given
+    conversions_token: str = ""
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        #: the Conversions API (``POST /{version}/{dataset_id}/events``): :mod:`emulators.meta_conversions`
+        self.conversions = ConversionsAPI(self.conversions_token or self.page_access_token)
         self.sender = WebhookSender(self._post, name="meta-leadgen-webhooks")
         self.app = self._make_app()
 
@@ -249,6 +255,7 @@ class MetaGraphEmulator:
 
     def _make_app(self) -> Flask:
         app = Flask("meta-graph-emulator")
+        self.conversions.register(app)
 
         @app.get("/<version>/<object_id>")
         def read(version: str, object_id: str) -> tuple[Response, int]:

@@ -198,11 +198,18 @@ class WhatsAppEmulator:
             if problems:
                 with self.lock:
                     self.violations.append({"webhook": body, "problems": problems})
+        headers = {"Content-Type": "application/json", **self._proof(raw, signature)}
+        return requests.post(self.webhook_url(), data=raw, headers=headers, timeout=10).status_code, raw
+
+    def _proof(self, raw: bytes, signature: str | None) -> dict[str, str]:
+        """The headers that prove a webhook is the vendor's: Meta's signature (``signature`` overrides it;
+        empty: none). A provider in front of the Cloud API proves it its own way (:mod:`emulators.dialog360`)."""
         header = signature if signature is not None else sign(raw, self.app_secret)
-        headers = {"Content-Type": "application/json"}
-        if header:
-            headers["X-Hub-Signature-256"] = header
-        return requests.post(self.relay_url, data=raw, headers=headers, timeout=10).status_code, raw
+        return {"X-Hub-Signature-256": header} if header else {}
+
+    def webhook_url(self) -> str:
+        """Where patients' webhooks go."""
+        return self.relay_url
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> None:
         """Wait until every status webhook scheduled so far has been posted.
@@ -230,9 +237,20 @@ class WhatsAppEmulator:
             return self._error(429, 130429, "(#130429) Rate limit hit",
                                error_data={"messaging_product": "whatsapp",
                                            "details": "Cloud API message throughput has been reached."})
-        if fault == "190" or request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
-            return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if fault == "190" or not self._authorized():
+            return self._unauthorized()
         return None
+
+    def _authorized(self) -> bool:
+        """Whether the call carries the credential (Meta: the bearer token)."""
+        return request.headers.get("Authorization", "") == f"Bearer {self.access_token}"
+
+    def _unauthorized(self) -> tuple[Response, int]:
+        return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+
+    def media_root(self) -> str:
+        """The root of the media URLs the media answer names (Meta: its lookaside host; here, this server)."""
+        return request.url_root
 
     def _invalid(self, record: dict[str, Any], problems: list[str]) -> tuple[Response, int]:
         with self.lock:
@@ -303,16 +321,16 @@ class WhatsAppEmulator:
                                    "Please read the Graph API documentation at "
                                    "https://developers.facebook.com/docs/graph-api",
                                    type="GraphMethodException", error_subcode=33)
-            return jsonify({"messaging_product": "whatsapp", "url": self.media.link(media, request.url_root),
+            return jsonify({"messaging_product": "whatsapp", "url": self.media.link(media, self.media_root()),
                             "mime_type": media.mime_type, "sha256": media.sha256_hex,
                             "file_size": str(len(media.content)), "id": media.id}), 200
 
         @app.get("/whatsapp_business/attachments/")
         def media_download() -> Response | tuple[Response, int]:
             self.calls += 1
-            if request.headers.get("Authorization", "") != f"Bearer {self.access_token}":
+            if not self._authorized():
                 # the link alone gives nothing: Meta serves the file only with the access token
-                return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+                return self._unauthorized()
             media, why = self.media.resolve(request.args.to_dict())
             if media is None:
                 return self._error(404, 100, f"Media link {why}", type="GraphMethodException")

@@ -48,6 +48,10 @@ STATUS_TYPES = {"sent": "SENT", "read": "READ", "failed": "FAILED"}
 MAX_REASON = 500
 
 
+#: the properties that hold a record's pipeline stage (deals, tickets): their new value is carried on
+STAGE_PROPERTIES = frozenset({"dealstage", "hs_pipeline_stage"})
+
+
 def clinic_identifier(inbox_id: str) -> str:
     """The delivery identifier of the clinic's channel account connected to ``inbox_id``."""
     return f"chat2crm-{inbox_id}"
@@ -178,6 +182,19 @@ class HubSpotInbox(CRMInbox):
             return [found for event in payload if (found := thread_closed(event) or fields_edited(event)) is not None]
         raise WebhookRejectedError(400, "hubspot: the body is neither an event nor a list of events")
 
+    # -- a record's stage, as the relay's mapping names it -------------------------------------
+    def stage_names(self, crm_object: str, stage_id: str) -> list[str]:
+        """The id and label of the stage ``stage_id`` of ``crm_object`` (a ``propertyChange`` of ``dealstage``
+        or ``hs_pipeline_stage`` carries the id; a mapping may name the stage by label). The object's pipelines
+        are read once and again for an id not seen; empty when HubSpot has no such stage."""
+        known: dict[str, dict[str, str]] = self.__dict__.setdefault("_stage_labels", {})
+        if stage_id not in known.get(crm_object, {}):
+            found = self.rest.send("pipelines_read", "GET", f"/crm/v3/pipelines/{crm_object}")
+            known[crm_object] = {str(s["id"]): str(s.get("label") or "") for p in found.get("results") or []
+                                 for s in p.get("stages") or []}
+        label = known[crm_object].get(stage_id)
+        return [stage_id, label] if label is not None else []
+
     # -- diagnosis -----------------------------------------------------------------------------
     def check(self) -> list[str]:
         lines: list[str] = []
@@ -274,7 +291,11 @@ def fields_edited(event: Any) -> FieldsEdited | None:
     source, source_id = str(event.get("changeSource") or ""), str(event.get("sourceId") or "")
     by_person = source in PERSON_SOURCES or (source_id.startswith("userId:") and source not in ("INTEGRATION", "API"))
     return FieldsEdited(crm_object=crm_object, crm_id=str(event["objectId"]), fields=[name], by_person=by_person,
-                        source=source_id or source or None, at=event_time(event.get("occurredAt")))
+                        source=source_id or source or None, at=event_time(event.get("occurredAt")),
+                        event_id=str(event["eventId"]) if event.get("eventId") is not None else None,
+                        # only a stage's value travels: any other property's may be what a patient wrote
+                        values={name: event["propertyValue"]}
+                        if name in STAGE_PROPERTIES and event.get("propertyValue") is not None else {})
 
 
 def _json(body: bytes) -> Any:

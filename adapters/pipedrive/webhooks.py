@@ -10,13 +10,18 @@ and the route reads each notification as a :class:`~core.inbox.FieldsEdited` (:c
   ``email``, any other standard field by its key.
 - **Whose edit.** ``meta.change_source`` is ``app`` for a change made in Pipedrive's web app, ``api`` for one made
   through the API (the relay's own writes, with its API token or the app's OAuth token, and every other
-  integration's): only ``app`` is a person's edit.
+  integration's): only ``app`` is a person's edit. An ``api`` change by the relay's own user (``meta.user_id``, the
+  token's user, read once a day: :data:`RELAY_USER`) is the relay's own write and is not read at all; one by another
+  user is another integration's (``by_person`` False, ``source`` its user).
+- **Stages.** A deal's ``stage_id`` and a lead's ``label_ids`` (the lead's status is a label) travel with their
+  new values (``values``), with the stage's name (``stage_name``) and the labels' names (``label_names``) from the
+  adapter's cached pipelines and labels: the stage changes conversions are sent for. ``event_id`` is ``meta.id``.
 - **Once.** Pipedrive retries a notification the relay did not answer 2xx (after 3, 30 and 150 seconds); the
   event's id (``meta.id``) is remembered for a day (:data:`EVENTS`), so a retry of one already taken changes
   nothing.
 
-Calls: none per notification once the field keys are cached (read again daily: 1 call per entity); ``crm
-setup``: 1 list, and 1 create per missing webhook (10 tokens each).
+Calls: none per notification once the field keys, pipelines, labels and the relay's user are cached (read again
+daily: 1 call each); ``crm setup``: 1 list, and 1 create per missing webhook (10 tokens each).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ ALIASES = {"phones": "phone", "emails": "email"}
 _SYSTEM = frozenset({"update_time", "custom_fields", "next_activity_id", "last_activity_id"})
 #: a notification already taken (its event id), so Pipedrive's retry of it changes nothing
 EVENTS = family("pipedrive", "edit-event:{event}", ttl=86400, holds_pii=False, owner=__name__)
+#: the user id of the relay's token (``GET /v1/users/me``): its ``api`` changes are the relay's own writes
+RELAY_USER = family("pipedrive", "edit-user", ttl=86400, holds_pii=False, owner=__name__)
+#: the stage fields whose new values the notifications carry, by object
+STAGE_FIELDS = {"deal": "stage_id", "lead": "label_ids"}
 
 
 def credentials(secret: str) -> tuple[str, str]:
@@ -182,10 +191,58 @@ class EditReceiver:
         if not names:
             return None
         source = str(meta.get("change_source") or "")
+        if source == "api" and str(meta.get("user_id") or "") == self.relay_user():
+            return None  # the relay's own write
         edit = FieldsEdited(crm_object=entity, crm_id=str(meta["entity_id"]), fields=names, by_person=source == "app",
                             source=f"userId:{meta['user_id']}" if meta.get("user_id") else source or None,
-                            at=_moment(meta.get("timestamp")))
+                            at=_moment(meta.get("timestamp")), values=self._stage_values(entity, names, data),
+                            event_id=str(meta["id"]))
         return str(meta["id"]), edit
+
+    def relay_user(self) -> str:
+        """The user id of the relay's token (cached a day; one ``GET /v1/users/me`` when not).
+
+        Raises:
+            core.errors.RetryableError, core.errors.AuthError, core.errors.FatalError: it could not be read.
+        """
+        key = RELAY_USER.key()
+        cached = self.redis.get(key)
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        me = self.adapter._call("me", "GET", "/v1/users/me")
+        user = str((me.get("data") or {}).get("id") or "")
+        if user:
+            self.redis.set(key, user, ex=RELAY_USER.seconds(None) or 86400)
+        return user
+
+    def _stage_values(self, entity: str, names: list[str], data: dict[str, Any]) -> dict[str, Any]:
+        """The new stage of a deal (``stage_id``, ``stage_name``) or labels of a lead (``label_ids``,
+        ``label_names``), when the change changed them; else nothing."""
+        field = STAGE_FIELDS.get(entity)
+        if field is None or field not in names:
+            return {}
+        value = data.get(field)
+        if entity == "deal":
+            return {field: value, "stage_name": self._stage_name(data.get("pipeline_id"), value)}
+        ids = [str(v) for v in value] if isinstance(value, list) else []
+        return {field: ids, "label_names": self._label_names(ids)}
+
+    def _stage_name(self, pipeline: Any, stage: Any) -> str | None:
+        """A stage's name, from the adapter's pipelines (read again once for a stage made since)."""
+        for refresh in (False, True):
+            entry = self.adapter._pipelines(refresh=refresh).get(str(pipeline))
+            names = [k for k, v in ((entry or {}).get("stages") or {}).items() if str(v) == str(stage) and k != str(v)]
+            if names:
+                return names[0]
+        return None
+
+    def _label_names(self, ids: list[str]) -> list[str]:
+        """Lead labels' names, from the adapter's labels (read again once for a label made since)."""
+        for refresh in (False, True):
+            by_id = {v: k for k, v in self.adapter._labels(refresh=refresh).items()}
+            if all(i in by_id for i in ids):
+                break
+        return [by_id[i] for i in ids if i in by_id]
 
     def _names(self, entity: Literal["person", "deal"], keys: list[str]) -> list[str]:
         """Notification keys → the fields' names as the mapping names them."""

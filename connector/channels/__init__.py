@@ -1,4 +1,9 @@
-"""Messaging channels: WhatsApp Cloud API and Telegram Bot API, in and out.
+"""Messaging channels, in and out: each one a plug-in (:mod:`connector.channels.plugin`).
+
+- Channels are found through the ``chat2crm.channels`` entry points and enabled by ``CHAT2CRM_CHANNELS``:
+  the built-in ones are WhatsApp's Cloud API (:mod:`connector.channels.whatsapp_plugin`), Telegram's Bot API
+  (:mod:`connector.channels.telegram_plugin`) and WhatsApp through 360dialog
+  (:mod:`connector.channels.dialog360`). docs/extending.md tells how to add one.
 
 - :mod:`connector.channels.whatsapp` and :mod:`connector.channels.telegram` parse webhooks into
   :class:`~core.models.InboundMessage` and send :class:`~core.models.Reply` objects. They read
@@ -24,8 +29,7 @@ import redis
 
 from connector.channels.base import ChannelClient, StatusUpdate
 from connector.channels.identities import ReachableClient
-from connector.channels.telegram import TelegramClient
-from connector.channels.whatsapp import WhatsAppClient
+from connector.channels.plugin import context, sender_for
 from core.keys import family
 from core.settings import Settings
 
@@ -55,15 +59,16 @@ class ClientHost(Protocol):
 
 
 def client_for(runtime: ClientHost, channel: str) -> ChannelClient:
-    """The outbound client of ``channel`` (made once per process, in ``runtime``'s cache), sending where the
-    identity book says the patient can be reached."""
-    if channel == "whatsapp":
-        return runtime.cached("client:whatsapp", lambda: ReachableClient(WhatsAppClient(runtime.settings),
-                                                                         runtime.redis))
-    if channel == "telegram":
-        return runtime.cached("client:telegram", lambda: ReachableClient(TelegramClient(runtime.settings),
-                                                                         runtime.redis))
-    raise ValueError(f"unknown channel {channel!r}")
+    """The outbound client of ``channel`` (made once per process, in ``runtime``'s cache) from the enabled
+    plug-in that carries it (:func:`connector.channels.plugin.sender_for`), sending where the identity book
+    says the patient can be reached.
+
+    Raises:
+        ValueError: no enabled plug-in carries ``channel``.
+    """
+    plugin = sender_for(runtime.settings, channel)
+    return runtime.cached(f"client:{channel}", lambda: ReachableClient(
+        plugin.client(context(plugin, runtime.settings)), runtime.redis))
 
 
 def record_status(client: redis.Redis, update: StatusUpdate, ttl_days: int = 7) -> None:

@@ -26,6 +26,7 @@ import requests
 
 from connector.channels.base import HttpChannel, ParsedWebhook
 from connector.channels.parts import Part, valid_part
+from connector.channels.telegram_errors import TELEGRAM_ERRORS
 from connector.channels.telegram_media import (
     MAX_CAPTION,
     MAX_DOWNLOAD,
@@ -279,6 +280,8 @@ class TelegramClient(HttpChannel):
         description = str(data.get("description", response.reason))[:200]
         if response.status_code == 404 and "Not Found" in description:
             response.status_code = 401  # Telegram answers 404 for a wrong token
+        if response.status_code == 403:  # blocked by the user, or their account is gone: the table's reason
+            raise TELEGRAM_ERRORS.error(code, 403, description)
         raise self.status_error(response, code, description,
                                 float(retry_after) if isinstance(retry_after, int | float) else None)
 

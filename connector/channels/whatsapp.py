@@ -30,6 +30,9 @@ from pydantic import BaseModel
 
 from connector.channels.base import HttpChannel, ParsedWebhook, StatusUpdate, render_numbered
 from connector.channels.parts import valid_parts
+from connector.channels.plugin import Outcome
+from connector.channels.whatsapp_endpoint import CloudEndpoint
+from connector.channels.whatsapp_errors import WHATSAPP_ERRORS
 from connector.channels.whatsapp_media import sha256_matches, with_attachments
 from connector.channels.whatsapp_payload import (
     Card,
@@ -311,18 +314,20 @@ class WhatsAppClient(HttpChannel):
     number id); ``WHATSAPP_PHONE_NUMBER_ID`` is the number of anything not tied to one.
     """
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        super().__init__("whatsapp", "WHATSAPP_ACCESS_TOKEN", session)
-        token = settings.whatsapp_access_token.get_secret_value() if settings.whatsapp_access_token else ""
-        self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    def __init__(self, settings: Settings, session: requests.Session | None = None, *,
+                 endpoint: CloudEndpoint | None = None) -> None:
+        # a provider in front of the Cloud API (360dialog) differs only in its addresses and credential
+        self.endpoint = endpoint or CloudEndpoint.meta(settings)
+        super().__init__(self.endpoint.api, self.endpoint.token_setting, session)
+        self.session.headers.update({**self.endpoint.headers, "Content-Type": "application/json"})
         self.phone_number_id = settings.whatsapp_phone_number_id or ""
-        self.graph = f"{settings.whatsapp_api_base.rstrip('/')}/{settings.whatsapp_api_version}"
-        self.url = f"{self.graph}/{self.phone_number_id}/messages"
+        self.graph = self.endpoint.base
+        self.url = self.endpoint.messages_url(self.phone_number_id)
 
     def _messages_url(self, account: str) -> str:
         """Where to post a message sent from business number ``account`` (a phone number id)."""
         number = account if account.isascii() and account.isdigit() else self.phone_number_id
-        return f"{self.graph}/{number}/messages"
+        return self.endpoint.messages_url(number)
 
     def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None) -> list[str]:
         """Send ``replies`` to the conversation's patient (see :class:`ChannelClient`).
@@ -372,7 +377,7 @@ class WhatsAppClient(HttpChannel):
         the declared SHA-256 (see :class:`ChannelClient`). The URL is never logged.
         """
         response = self.request("GET", f"{self.graph}/{quote(media_id, safe='')}",
-                                params={"phone_number_id": self.phone_number_id})
+                                params={"phone_number_id": self.phone_number_id} if self.endpoint.per_number else None)
         if response.status_code != 200:
             raise self._error(response)
         try:
@@ -383,6 +388,7 @@ class WhatsAppClient(HttpChannel):
         if size is not None and size > max_bytes:
             raise FatalError(f"whatsapp: the file is {size} bytes, over the {max_bytes}-byte limit",
                              details={"media_id": media_id, "size": size, "max_bytes": max_bytes})
+        url = self.endpoint.download_url(url)
         if not self._may_carry_token(url):
             raise FatalError("whatsapp: the media URL is neither https nor on the API's host",
                              details={"media_id": media_id})
@@ -434,6 +440,9 @@ class WhatsAppClient(HttpChannel):
             return self.status_error(response, code, message, throttled=True)
         if code == REENGAGEMENT_CODE:
             return SkippableError("whatsapp: outside the 24-hour window (131047)", details={"code": code})
+        rule = WHATSAPP_ERRORS.rules.get(str(code))
+        if rule is not None and rule.outcome in (Outcome.UNREACHABLE, Outcome.RETRY):
+            return WHATSAPP_ERRORS.error(code, response.status_code, message)  # the error table's reason
         if code in AUTH_CODES and response.status_code in (400, 401, 403):
             response.status_code = 401
         return self.status_error(response, code, message)

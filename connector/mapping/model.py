@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from connector.mapping.conversions import ConversionsSection
 from core.plan import DEFAULT_MATCH, MatchBy
 
 STATUSES = ("new", "reviewing", "planned", "done", "on_hold")
@@ -158,6 +159,26 @@ class Mapping(_Base):
     task: TaskSection | None = None
     owner_hints: list[OwnerHint] = Field(default_factory=list)
     opt_out: OptOutSection | None = None
+    conversions: ConversionsSection | None = Field(default=None, description=(
+        "Meta conversion events: the dataset (pixel) and which stage sends which event (docs/ads.md)."))
+
+    @model_validator(mode="after")
+    def _conversion_stages(self) -> Mapping:
+        """A stage event needs the record's stage property; a status of the scheme it names must be mapped, and
+        never ``new`` (the stage the relay itself sets: its own writes send no stage event)."""
+        if self.conversions is None:
+            return self
+        for event in self.conversions.on_stages():
+            if self.record is None or not self.record.stage_property:
+                raise ValueError(f"conversions: {event.name} is sent on a stage: the record needs a stage_property")
+            stage = event.stage
+            if stage == "new":
+                raise ValueError(f"conversions: {event.name} cannot be sent on 'new', the stage the relay sets "
+                                 "(LeadSubmitted is sent at the first write)")
+            if isinstance(stage, str) and stage in STATUSES and stage not in self.record.statuses:
+                raise ValueError(f"conversions: {event.name} names status {stage!r}, which record.statuses does "
+                                 "not map")
+        return self
 
     def in_language(self, language: str) -> Mapping:
         """This mapping with every per-language label (pipeline, stages) in ``language`` (:func:`pick_label`):

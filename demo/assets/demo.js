@@ -2,7 +2,7 @@
 // Everything goes through /demo/api on the relay (same origin), which talks to the emulators.
 "use strict";
 
-const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, leadform: null, lastChat: "", lastCrm: "", lastProblems: "", reading: null };
+const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, leadform: null, lastChat: "", lastCrm: "", lastProblems: "", lastMeta: "", reading: null, stages: null };
 
 function randomPatient(channel) {
   if (channel === "telegram") return String(500000000 + Math.floor(Math.random() * 400000000));
@@ -120,7 +120,7 @@ function renderCrm(data) {
   for (const c of data.contacts) cards.push(el("div", { class: "card contact", "data-id": c.id }, el("h4", {}, "Contact: " + (c.title || ""), el("span", { class: "muted" }, c.object)), fields(c.fields, c.labels)));
   for (const r of data.records) {
     const tags = (r.tags || []).map((t) => el("span", { class: "tag" }, t));
-    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields, r.labels)));
+    cards.push(el("div", { class: "card record", "data-id": r.id }, el("h4", {}, (r.title || r.object), el("span", { class: "stage" }, r.stage || "")), tags.length ? el("div", { class: "tags" }, ...tags) : null, fields(r.fields, r.labels), stageMoves(r)));
   }
   for (const n of data.notes) cards.push(el("div", { class: "card" }, el("h4", {}, "Note"), el("div", { class: "note" }, n.body)));
   for (const t of data.tasks) cards.push(el("div", { class: "card task" }, el("h4", {}, "Task: " + t.title), fields(t.fields, t.labels)));
@@ -130,6 +130,35 @@ function renderCrm(data) {
   const calls = document.getElementById("calls");
   calls.replaceChildren(...data.calls.map((c) => el("li", { class: c.status >= 400 ? "err" : "" }, `${c.method} ${c.path} → ${c.status}`)));
   document.getElementById("call-count").textContent = "(" + data.calls.length + ")";
+}
+
+// "Move to <stage>": a person moves the deal in the CRM (the emulator sends the relay the CRM's webhook), which
+// sends the conversion event the mapping names for that stage to Meta.
+function stageMoves(record) {
+  if (!state.stages || !state.stages.length) return null;
+  const box = el("div", { class: "stage-moves" });
+  for (const s of state.stages) {
+    box.append(el("button", { type: "button", class: "stage-move", "data-stage": s.stage, title: "sends " + s.event + " to Meta",
+      onclick: async () => {
+        try { await api("conversions/move", { record: record.id, stage: s.stage }); } catch (err) { console.error(err); }
+        setTimeout(refresh, 300);
+      } }, "Move to " + s.label));
+  }
+  return box;
+}
+
+// "Sent to Meta": the conversion events the emulated Conversions API received, newest first.
+function renderMeta(data) {
+  const text = JSON.stringify(data.events);
+  if (text === state.lastMeta) return;
+  state.lastMeta = text;
+  const items = data.events.map((e) => el("li", { class: "meta-event", "data-event": e.name },
+    el("strong", {}, e.name), " ", el("code", {}, e.event_id), " ", el("span", { class: "muted" }, e.action_source),
+    e.value !== null && e.value !== undefined ? " " + e.value + " " + (e.currency || "") : null,
+    " ", el("span", { class: "time" }, new Date(e.time * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }))));
+  document.getElementById("meta-event-list").replaceChildren(...items);
+  document.getElementById("meta-event-count").textContent = "(" + items.length + ")";
+  document.getElementById("meta-empty").hidden = items.length > 0;
 }
 
 // The warnings, errors and retries the relay logged (the terminal shows the same), newest first.
@@ -151,6 +180,7 @@ async function refresh() {
     renderChat(chat);
     renderCrm(crm);
     renderProblems(problems);
+    if (state.stages) renderMeta(await api("conversions"));
     await refreshInbox();
   } catch (err) { console.error(err); }
 }
@@ -256,6 +286,10 @@ async function init() {
   const examples = document.getElementById("examples");
   for (const x of state.config.examples) examples.append(el("button", { type: "button", class: "try", "data-example": x.id, onclick: () => tryExample(x) }, x.label));
   setupLeadForm(examples);
+  try {  // conversion events: only when the demo sends them (else the route answers 404 and nothing shows)
+    state.stages = (await api("conversions")).stages;
+    document.getElementById("meta-events").hidden = false;
+  } catch (err) { state.stages = null; }
   const faults = document.getElementById("fault");
   for (const f of state.config.faults) faults.append(el("option", { value: f.id }, f.label));
   document.getElementById("arm-fault").addEventListener("click", armFault);

@@ -104,9 +104,12 @@ class PipedriveWebhooks(PipedriveState):
         return {**hook, "http_auth_password": "******" if hook.get("http_auth_password") else None}
 
     # -- a person's edit in the web app ----------------------------------------------------------
-    def edit_in_app(self, kind: str, object_id: str, values: dict[str, Any], *, user: int = 1) -> dict[str, Any]:
+    def edit_in_app(self, kind: str, object_id: str, values: dict[str, Any], *, user: int = 1,
+                    source: str = "app") -> dict[str, Any]:
         """A person edits a person, deal or lead in Pipedrive's web app; the object after it. Custom fields by
         their keys under ``custom_fields`` (a lead keeps them at its top level, as the v1 API shows it).
+        ``source`` ``api`` with another ``user`` is the same change made by another integration, with that user's
+        token.
 
         Raises:
             KeyError: no such object.
@@ -130,7 +133,7 @@ class PipedriveWebhooks(PipedriveState):
             else:
                 found["custom_fields"] = {**(found.get("custom_fields") or {}), **custom}
             found["update_time"] = timestamp()
-            self._source.value = ("app", user)
+            self._source.value = (source, user)
             try:
                 self.search_index.written(kind, found["id"], found, before=before)
             finally:
@@ -203,7 +206,7 @@ class PipedriveWebhooks(PipedriveState):
 
     # -- control endpoints -----------------------------------------------------------------------
     def _add_webhook_routes(self, app: Flask) -> None:
-        """``POST /_emulator/edit/<kind>/<id>`` (``{"values", "user"?}``), ``GET /_emulator/webhooks/deliveries``,
+        """``POST /_emulator/edit/<kind>/<id>`` (``{"values", "user"?, "source"?}``), ``GET /_emulator/webhooks/deliveries``,
         ``POST /_emulator/webhooks/wait``."""
 
         @app.post("/_emulator/edit/<kind>/<object_id>")
@@ -212,7 +215,9 @@ class PipedriveWebhooks(PipedriveState):
             if not isinstance(data.get("values"), dict):
                 return self._json({"error": "give the values to change"}, 400)
             try:
-                return self._json(self.edit_in_app(kind, object_id, data["values"], user=int(data.get("user") or 1)))
+                source = "api" if data.get("source") == "api" else "app"
+                return self._json(self.edit_in_app(kind, object_id, data["values"], user=int(data.get("user") or 1),
+                                                   source=source))
             except KeyError as exc:
                 return self._json({"error": str(exc)}, 404)
             except ValueError as exc:

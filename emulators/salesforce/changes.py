@@ -15,7 +15,9 @@ notifications becomes a change event on its channel (``/data/<Object>ChangeEvent
   added to a selected object afterwards changes the channel's schema (a new schema id), as Salesforce's does.
 - A person's edit in the UI (:meth:`OrgChanges.edit_as_person`, ``POST /_emulator/edit/<Object>/<id>``) is its
   own transaction, committed by that person's user id with an empty ``changeOrigin``; the REST API's saves are
-  committed by the integration user with ``changeOrigin`` ``com/salesforce/api/rest/<version>``.
+  committed by the integration user with ``changeOrigin`` ``com/salesforce/api/rest/<version>``. An automation
+  that runs on its own (a scheduled flow, a platform-event-triggered flow) commits as the org's Automated Process
+  user (:data:`AUTOMATION_ID`, ``UserType`` ``AutomatedProcess``): the same endpoint with ``"user"`` naming it.
 - Each event gets a replay id (8 bytes, increasing, not contiguous from the subscriber's point of view) and is
   kept for ``retention_seconds`` (72 hours, as Salesforce keeps change events); :meth:`OrgChanges.purge_events`
   forgets every event so far, as time does.
@@ -38,7 +40,10 @@ from flask import Flask, Response, request
 
 from emulators.salesforce.common import COORDINATOR_ID, Failed, json_response
 from emulators.salesforce.files import OrgFiles
-from emulators.salesforce.schema import SField
+from emulators.salesforce.schema import SField, field_label
+
+#: the org's Automated Process user: the user scheduled and platform-event-triggered flows commit as
+AUTOMATION_ID = "005000000000003AAA"
 
 #: the ChangeEventHeader record of every change event's schema
 HEADER_SCHEMA: dict[str, Any] = {
@@ -159,6 +164,15 @@ class OrgChanges(OrgFiles):
         self.retention_seconds = retention_seconds
         self.published = threading.Condition(self.lock)
         self._commits = 0
+        # every org has the Automated Process user, told apart by its UserType
+        if "User" in self.schema:
+            self.schema["User"].setdefault("UserType", SField(name="UserType", type="picklist", length=40,
+                                                              label=field_label("UserType"), createable=False,
+                                                              updateable=False,
+                                                              picklist=["Standard", "AutomatedProcess"]))
+            self.objects["User"][AUTOMATION_ID] = self._stamp("User", AUTOMATION_ID, {
+                "Name": "Automated Process", "Username": "autoproc@clinic.example", "IsActive": True,
+                "UserType": "AutomatedProcess"})
 
     def enable_changes(self, sobject: str) -> Channel:
         """Select ``sobject`` for change notifications (its channel in the standard ChangeEvents channel)."""

@@ -181,7 +181,7 @@ BATCH = [
 
 def test_a_closed_thread_in_the_apps_batch_hands_the_conversation_back(inbox: HubSpotInbox) -> None:
     edited = FieldsEdited(crm_object="contacts", crm_id="50001", fields=["firstname"], by_person=True,
-                          source="CRM_UI", at=datetime.fromtimestamp(1760000000.002, tz=UTC))
+                          source="CRM_UI", at=datetime.fromtimestamp(1760000000.002, tz=UTC), event_id="1003")
     assert inbox.parse_webhook(signed(BATCH)) == [ThreadClosed(event_id="1001", crm_thread_id="8091234567"), edited]
 
 
