@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import requests
 from flask import Flask, Response, jsonify, request
 
+from emulators._fault_queue import FaultQueue
 from emulators._webhook_sender import WebhookSender
 from emulators.meta_conversions import ConversionsAPI
 
@@ -78,7 +79,7 @@ class Form:
 
 
 @dataclass
-class MetaGraphEmulator:
+class MetaGraphEmulator(FaultQueue):
     """State and behaviour of the emulated Lead Ads surface.
 
     Args:
@@ -89,6 +90,7 @@ class MetaGraphEmulator:
     """
 
     FAULTS: ClassVar[frozenset[str]] = frozenset({"4", "17", "32", "2", "500", "190"})
+    DEFAULT_FAULT: ClassVar[str] = "4"
 
     page_access_token: str
     app_secret: str
@@ -118,26 +120,6 @@ class MetaGraphEmulator:
         with self.lock:
             self.forms[form_id] = form
         return form
-
-    def fail_next(self, count: int = 1, kind: str = "4") -> None:
-        """Make the next ``count`` lead reads fail with ``kind`` (one of :attr:`FAULTS`).
-
-        Raises:
-            ValueError: ``kind`` is not one of them.
-        """
-        if kind not in self.FAULTS:
-            raise ValueError(f"kind must be one of {sorted(self.FAULTS)}, got {kind!r}")
-        with self.lock:
-            self.faults.append([kind, count])
-
-    def _take_fault(self) -> str | None:
-        with self.lock:
-            while self.faults and self.faults[0][1] <= 0:
-                self.faults.pop(0)
-            if not self.faults:
-                return None
-            self.faults[0][1] -= 1
-            return str(self.faults[0][0])
 
     def create_lead(self, form_id: str, answers: dict[str, str | list[str]], *, ad: dict[str, str] | None = None,
                     platform: str = "fb", consent: dict[str, bool] | None = None, organic: bool = False) -> str:

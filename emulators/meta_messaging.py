@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import requests
 from flask import Flask, Response, jsonify, request
 
+from emulators._fault_queue import FaultQueue
 from emulators._meta_messaging_contract import send_errors, webhook_errors
 from emulators._meta_messaging_patient import MetaPatient, mid, now_ms
 from emulators._webhook_sender import WebhookSender
@@ -62,7 +63,7 @@ class Sent:
 
 
 @dataclass
-class MetaMessagingEmulator:
+class MetaMessagingEmulator(FaultQueue):
     """State and behaviour of the emulated Messenger Platform (one Page and its linked Instagram account).
 
     Args:
@@ -113,26 +114,6 @@ class MetaMessagingEmulator:
         """The person blocks the account: nothing reaches them any more."""
         with self.lock:
             self.blocked.add(user_id)
-
-    def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail with ``kind`` (one of :attr:`FAULTS`).
-
-        Raises:
-            ValueError: ``kind`` is not one of them.
-        """
-        if kind not in self.FAULTS:
-            raise ValueError(f"kind must be one of {sorted(self.FAULTS)}, got {kind!r}")
-        with self.lock:
-            self.faults.append([kind, count])
-
-    def _take_fault(self) -> str | None:
-        with self.lock:
-            while self.faults and self.faults[0][1] <= 0:
-                self.faults.pop(0)
-            if not self.faults:
-                return None
-            self.faults[0][1] -= 1
-            return str(self.faults[0][0])
 
     def messages_to(self, user_id: str) -> list[Sent]:
         """What the relay sent to one person, in order."""

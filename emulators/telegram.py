@@ -32,13 +32,14 @@ import requests
 from flask import Flask, Response, jsonify, request
 
 from emulators._checks import telegram_call_errors, telegram_update_errors
+from emulators._fault_queue import FaultQueue
 from emulators._samples import sample_jpeg
 from emulators._telegram_files import FILE_METHODS, BadRequest, FileStore, get_file, send_file
 from emulators._whatsapp_patient import SAMPLE_WEBP as _SAMPLE_WEBP
 
 
 @dataclass
-class TelegramEmulator:
+class TelegramEmulator(FaultQueue):
     """State and behaviour of the emulated Bot API.
 
     Args:
@@ -69,20 +70,6 @@ class TelegramEmulator:
         self.bot_id = int(self.token.split(":", 1)[0])
         self.files = FileStore()
         self.app = self._make_app()
-
-    def fail_next(self, count: int = 1, kind: str = "500") -> None:
-        """Make the next ``count`` calls fail with ``kind`` (429, 500, timeout)."""
-        with self.lock:
-            self.faults.append([kind, count])
-
-    def _take_fault(self) -> str | None:
-        with self.lock:
-            while self.faults and self.faults[0][1] <= 0:
-                self.faults.pop(0)
-            if not self.faults:
-                return None
-            self.faults[0][1] -= 1
-            return str(self.faults[0][0])
 
     def messages_to(self, chat_id: int | str) -> list[dict[str, Any]]:
         """The messages the bot sent to one chat, in order."""
