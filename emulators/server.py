@@ -34,8 +34,9 @@ class ServedApp:
         self.port = self._server.server_port
         scheme = "https" if ssl_context else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator:{self.port}",
-                                        daemon=True)
+        # a short poll: shutdown() waits for the loop's next turn (werkzeug's default is half a second)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"emulator:{self.port}", daemon=True)
 
     def start(self) -> ServedApp:
         """Start serving; returns self (``url`` is ready)."""

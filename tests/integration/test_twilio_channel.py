@@ -78,8 +78,7 @@ def emulator(relay: Relay) -> Iterator[tuple[TwilioEmulator, str]]:
 
 
 @pytest.fixture
-def client(emulator: tuple[TwilioEmulator, str], relay: Relay, monkeypatch: pytest.MonkeyPatch) -> TwilioClient:
-    monkeypatch.setattr(channel_base, "TIMEOUT", (0.5, 0.3))  # a timeout fault answers in 0.5 s
+def client(emulator: tuple[TwilioEmulator, str], relay: Relay) -> TwilioClient:
     return TwilioClient(TwilioSettings(_env_file=None, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN,
                                        twilio_api_base=emulator[1], twilio_public_base_url=relay.public_base))
 
@@ -142,7 +141,7 @@ def test_media_one_file_per_whatsapp_message_and_grouped_by_sms(client: TwilioCl
     assert len(twilio.messages_to("whatsapp:+905321112233")) == 3  # refused before anything was sent
 
 
-def test_errors_are_mapped(client: TwilioClient, emulator: Any) -> None:
+def test_errors_are_mapped(client: TwilioClient, emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     twilio, _ = emulator
     twilio.fail_next(1, "429")
     with pytest.raises(RetryableError) as throttled:
@@ -155,9 +154,11 @@ def test_errors_are_mapped(client: TwilioClient, emulator: Any) -> None:
     with pytest.raises(AuthError) as auth:
         client.send(_conversation(), [Reply(text="a")])
     assert auth.value.setting == "TWILIO_AUTH_TOKEN"
-    twilio.fail_next(1, "timeout")
-    with pytest.raises(RetryableError):
-        client.send(_conversation(), [Reply(text="a")])
+    with monkeypatch.context() as short:  # a timeout fault answers in 0.5 s: wait less than that for it
+        short.setattr(channel_base, "TIMEOUT", (2.0, 0.3))
+        twilio.fail_next(1, "timeout")
+        with pytest.raises(RetryableError):
+            client.send(_conversation(), [Reply(text="a")])
     with pytest.raises(SkippableError) as invalid:
         client.send(_conversation("whatsapp:+90532"), [Reply(text="a")])
     assert invalid.value.details["code"] == 21211
