@@ -27,6 +27,7 @@ import redis
 import requests
 
 from connector.attribution.campaigns import CampaignRegistry, load_campaigns
+from connector.attribution.targets import link_problems
 from connector.bot.flows import Flow, load_flow, load_flows
 from connector.channels import plugin as plugins
 from connector.config import AppConfig
@@ -89,6 +90,8 @@ def check_configuration(runtime: Runtime) -> list[Problem]:
         _config_references(config, runtime.settings.chat2crm_config, flow_names, found)
     if campaigns is not None and files.campaigns is not None:
         _campaign_references(campaigns, files.campaigns, config, flows, found)
+        if config is not None:  # the setting each campaign's chat link needs (docs/campaigns.md)
+            found.add(link_problems(runtime.settings, config, campaigns, files.campaigns))
     if config is not None and (campaigns is not None or files.campaigns is None):
         _rollout_references(config, runtime.settings.chat2crm_config, campaigns, found)
     if config is not None and config.lead_forms_path is not None:  # lead_forms.yaml (docs/ads.md)

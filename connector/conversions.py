@@ -133,6 +133,13 @@ def _crm_names(runtime: Runtime, crm_object: str, value: str) -> set[str]:
         return set()
 
 
+def _carried_name(event: FieldsEdited) -> set[str]:
+    """The stage's names the change itself carries beside its ids (Pipedrive's ``stage_name``, and a lead's
+    ``label_names``: its status is a label), case aside."""
+    names = [event.values.get("stage_name"), *(event.values.get("label_names") or [])]
+    return {str(name).casefold() for name in names if name}
+
+
 def fields_edited(runtime: Runtime, event: FieldsEdited) -> list[str]:
     """Queue the events a CRM record's new stage sends; returns the names queued now. Never raises."""
     try:
@@ -140,19 +147,23 @@ def fields_edited(runtime: Runtime, event: FieldsEdited) -> list[str]:
         if conversions is None or record is None or not record.stage_property or event.crm_object != record.object:
             return []
         prop = record.stage_property
-        if prop not in event.fields or event.values.get(prop) in (None, ""):
+        if prop not in event.fields or event.values.get(prop) in (None, "", []):
             return []
         raw = runtime.redis.get(CONTEXT.key(event.crm_object, event.crm_id))
         if raw is None:
             return []  # not a record the relay wrote, or its window has passed
         context = json.loads(raw)
-        value = str(event.values[prop])
+        # one stage, or a lead's labels (Pipedrive keeps a lead's status as a label among its others)
+        raw_value = event.values[prop]
+        values = [str(v) for v in raw_value] if isinstance(raw_value, list) else [str(raw_value)]
         at = int(event.at.timestamp()) if event.at is not None else int(time.time())
-        queued, crm_names = [], None
+        queued: list[str] = []
+        crm_names: set[str] | None = None
         for wanted in conversions.on_stages():
             names = stage_names(runtime, wanted.stage)
-            if value.casefold() not in names:
-                crm_names = _crm_names(runtime, event.crm_object, value) if crm_names is None else crm_names
+            if not any(v.casefold() in names for v in values):
+                if crm_names is None:  # a CRM that sends the stage's id with its name (Pipedrive) says it itself
+                    crm_names = _carried_name(event).union(*(_crm_names(runtime, event.crm_object, v) for v in values))
                 if not names & crm_names:
                     continue
             if queue(runtime, conversions, context, wanted, at) == "queued":

@@ -195,7 +195,7 @@ def channel_webhook(name: str) -> tuple[Response, int]:
         else:
             raise WebhookRejectedError(401, f"{plugin.secret_setting} is not set: webhooks cannot be verified")
         body = _decode(raw) if plugin.body_format == "json" else _form(raw)
-        parsed = plugin.parse(plugin.envelope(body), ctx)
+        parsed = plugin.parse_request(incoming, plugin.envelope(body), ctx)
     except WebhookRejectedError as exc:
         return _reject(name, exc)
     return jsonify(_accept(plugin, parsed)), 200

@@ -94,10 +94,12 @@ def demo_config(crm: str, directory: Path) -> Path:
 
 def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[str, str]:
     """Settings for the demo's web and worker: fresh secrets, emulator endpoints, JSON logs (for :class:`RelayLog`)."""
+    from demo.channels import channel_environment
     from demo.stack import hubspot_app_environment, pipedrive_app_environment  # the demo extra (checked for first)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TELEGRAM_", "HUBSPOT_",
-                                                                    "SALESFORCE_", "PIPEDRIVE_", "META_"))}
+                                                                    "SALESFORCE_", "PIPEDRIVE_", "META_", "TWILIO_",
+                                                                    "LINE_"))}
     env.update({
         "REDIS_URL": redis_url,
         "CHAT2CRM_CONFIG": str(config),
@@ -120,6 +122,7 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
         **(pipedrive_app_environment() if crm == "pipedrive" else {}),
         "SALESFORCE_CLIENT_ID": "3MVG9demo" + secrets.token_urlsafe(24),
         "SALESFORCE_CLIENT_SECRET": secrets.token_hex(32),
+        **channel_environment(),  # Twilio, Messenger, Instagram and LINE, on their emulators (demo/channels.py)
     })
     return env
 
@@ -233,15 +236,20 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     redis_url, own_redis = _start_redis(supervisor)
     config = demo_config(crm, workdir)
     # imported only here: the emulators need the optional demo extra, which the command checked for first
+    from demo.channels import start_channels
     from demo.forms import start_meta_graph
     from demo.stack import install_crm_app, prepare_crm, start_emulators
 
     env = demo_environment(crm, port, redis_url, config)
 
     stack = start_emulators(crm, env, directory=workdir / "tls")
-    click.echo(f"    {'emulators':<10} WhatsApp, Telegram, Meta lead forms, {crm} (in this process)")
     supervisor.cleanups.append(stack.stop)
     env.update(stack.environment)
+    channels = start_channels(env, f"http://127.0.0.1:{port}")
+    supervisor.cleanups.append(channels.stop)
+    env.update(channels.environment)
+    click.echo(f"    {'emulators':<10} WhatsApp, Telegram, Twilio, Messenger, Instagram, LINE, Meta lead forms, {crm} "
+               "(in this process)")
     meta = start_meta_graph(env, f"http://127.0.0.1:{port}")  # lead forms: the page's form reaches the relay
     supervisor.cleanups.append(meta.stop)
     env.update(meta.environment)
@@ -259,6 +267,7 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     wait_until_up(f"{base}/healthz", supervisor)
     stack.connect(base)
+    channels.connect(base)
     lines = stack.setup_lines
     if crm in ("hubspot", "pipedrive"):  # the agents' inbox: the app installed by OAuth, then set up
         click.echo(f"    {'inbox':<10} {install_crm_app(base, crm)}")

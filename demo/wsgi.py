@@ -17,7 +17,7 @@ from connector.logs import configure_logging
 from connector.runtime import Runtime
 from core.errors import ConfigurationError
 from core.settings import Settings, load_settings
-from demo import conversions, forms, web
+from demo import channels, conversions, forms, web
 
 
 def create_demo_app(settings: Settings) -> Flask:
@@ -27,6 +27,7 @@ def create_demo_app(settings: Settings) -> Flask:
         app.register_blueprint(web.blueprint)
         app.register_blueprint(forms.blueprint)  # the Meta lead form the page can submit
         app.register_blueprint(conversions.blueprint)  # "Move to <stage>" and "Sent to Meta"
+        app.register_blueprint(channels.blueprint)  # the phone on Twilio, Messenger, Instagram and LINE
     return app
 
 

@@ -1,7 +1,8 @@
 """The campaign registry (``campaigns.yaml``, ``version: 1``): which campaign, ad and language a
 patient came from, on one corporate number.
 
-Each campaign names its channel, the flow it starts, its language, default UTM values, and the ad
+Each campaign names its channel (the chat its link opens: :mod:`connector.attribution.targets`), the flow
+it starts, its language, default UTM values, and the ad
 ids (``source_ids``) of its click-to-WhatsApp ads.
 """
 
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.attribution.targets import LinkChannel
 from connector.yamlfile import load_model, write_schema
 from core.errors import ConfigurationError, Problem
 
@@ -25,7 +27,9 @@ class Campaign(_Base):
 
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,47}$", description="Used in links: /c/<slug>.")
     name: str = Field(description="Shown to people (CRM, reports).")
-    channel: Literal["whatsapp", "telegram"] = "whatsapp"
+    channel: LinkChannel = Field(default="whatsapp", description=(
+        "The chat its link opens: whatsapp, telegram, messenger, instagram or line (a visitor may pick another "
+        "the deployment serves with `?channel=`)."))
     flow: str = Field(description="The bot flow patients of this campaign start.")
     language: str = Field(pattern=r"^[a-z]{2}$", description="The campaign's language (the bot speaks it).")
     utm: dict[str, str] = Field(default_factory=dict, description="Default utm_* values (source, medium, campaign…).")

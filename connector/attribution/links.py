@@ -1,17 +1,20 @@
-"""``GET /c/<campaign>``: remember the click, then send the visitor to WhatsApp or Telegram.
+"""``GET /c/<campaign>``: remember the click, then send the visitor to the campaign's chat.
 
-The click (a short reference code, the UTM parameters, ``fbclid``/``gclid``, the landing page and
-the time) is stored in Redis for ``retention.click_days``; the visitor is redirected (302) to
-``https://wa.me/<number>?text=<prefilled text carrying the code>`` or ``https://t.me/<bot>?start=<code>``.
-No JavaScript is needed. Parameters that are not well-formed are dropped, never reflected.
-``GET /c.js`` serves the small script a clinic adds to its website (see docs/campaigns.md).
+The click (a short reference code, the UTM parameters, ``fbclid``/``gclid``, the landing page and the time) is
+stored in Redis for ``retention.click_days``; the visitor is redirected (302) to the chat of the campaign's
+channel, or of the one ``?channel=`` names when the deployment serves it
+(:mod:`connector.attribution.targets`: ``https://wa.me/<number>?text=<prefilled text carrying the code>``,
+``https://t.me/<bot>?start=<code>``, ``m.me``/``ig.me`` with ``ref=<code>``, LINE's ``oaMessage`` link).
+``GET /c/<campaign>/channels`` lists the chats offered, for the website script. No JavaScript is needed. Parameters
+that are not well-formed are dropped, never reflected. ``GET /c.js`` serves the small script a clinic adds to
+its website (see docs/campaigns.md).
 
-The link is public, so it is guarded: each client address may follow ``limits.clicks_per_minute``
-links a minute (a fixed window in Redis; more get 429), the records kept are bounded
-(``limits.stored_clicks``, :mod:`connector.attribution.clicks`), and the visitor only ever goes to the
-campaign's configured channel: ``landing`` (or the referrer) is only recorded, and only when it is a
-plain http(s) URL. The client address is the peer's, or, when the peer is a trusted reverse proxy
-(``FORWARDED_ALLOW_IPS``), the one the proxies recorded in ``X-Forwarded-For``.
+The link is public, so it is guarded: each client address may follow ``limits.clicks_per_minute`` links a
+minute (a fixed window in Redis; more get 429), the records kept are bounded (``limits.stored_clicks``,
+:mod:`connector.attribution.clicks`), and the visitor only ever goes to a chat the deployment serves, built
+from its own settings: ``channel`` only picks among them, ``landing`` (or the referrer) is only recorded, and
+only when it is a plain http(s) URL. The client address is the peer's, or, when the peer is a trusted reverse
+proxy (``FORWARDED_ALLOW_IPS``), the one the proxies recorded in ``X-Forwarded-For``.
 """
 
 from __future__ import annotations
@@ -22,16 +25,30 @@ import ipaddress
 import logging
 import re
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Response, current_app, redirect, render_template_string, request, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template_string,
+    request,
+    send_from_directory,
+)
 from werkzeug.wrappers import Response as BaseResponse
 
 from connector.attribution.clicks import PREFILL, store_click
+from connector.attribution.targets import LABELS, Destination, chat_link, offered
 from core import metrics
 from core.keys import family
 from core.models import utcnow
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
 
 log = logging.getLogger("chat2crm.links")
 blueprint = Blueprint("links", __name__)
@@ -195,16 +212,46 @@ def click(slug: str) -> BaseResponse | tuple[str, int, dict[str, str]] | tuple[s
     data = {"campaign": campaign.slug, "utm": utm, "fbclid": params.get("fbclid"), "gclid": params.get("gclid"),
             "landing_page": landing_page(request.args.get("landing") or request.referrer),
             "clicked_at": utcnow().isoformat(), "language": language}
+    destination = _destination(runtime, campaign.channel, request.args.get("channel"))
+    if destination is None:
+        return render_template_string(_NOT_FOUND, clinic=config.clinic_name), 404
+    data["channel"] = destination.channel
     code = store_click(runtime.redis, data, config.retention.click_days, most=config.limits.stored_clicks)
-    if campaign.channel == "telegram":
-        target = f"https://t.me/{config.channels.telegram.bot_username}?start={code}"
-    else:
-        template = campaign.prefill or PREFILL.get(language) or PREFILL["en"]
-        text = template.format(code=code)
-        target = f"https://wa.me/{config.channels.whatsapp.phone_number}?text={quote(text)}"
-    response = redirect(target, code=302)
+    template = campaign.prefill or PREFILL.get(language) or PREFILL["en"]
+    response = redirect(chat_link(destination, code, template.format(code=code)), code=302)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _destination(runtime: Runtime, channel: str, asked: str | None) -> Destination | None:
+    """The chat a click opens: the one the visitor asked for (``?channel=``) when it is offered, else the
+    campaign's, else the first offered; None when the deployment offers none."""
+    found = {d.channel: d for d in offered(runtime.settings, runtime.config)}
+    for wanted in (asked, channel):
+        if wanted in found:
+            return found[wanted]
+    if found:
+        log.warning("a campaign's channel is not offered: its link opens another", extra={"channel": channel})
+        return next(iter(found.values()))
+    return None
+
+
+@blueprint.get("/c/<slug>/channels")
+def channels(slug: str) -> BaseResponse | tuple[str, int]:
+    """The chats a campaign's link can open, as JSON, for the website script: ``{"campaign", "channels": [{"channel",
+    "label", "href"}]}`` (``href`` is the relay's click link for that chat; nothing is stored)."""
+    runtime = current_app.extensions["chat2crm"]
+    campaign = runtime.campaigns.get(slug)
+    if campaign is None:
+        return render_template_string(_NOT_FOUND, clinic=runtime.config.clinic_name), 404
+    found = offered(runtime.settings, runtime.config)
+    found.sort(key=lambda d: d.channel != campaign.channel)  # the campaign's own chat first
+    response = jsonify({"campaign": campaign.slug, "channels": [
+        {"channel": d.channel, "label": LABELS[d.channel], "href": f"/c/{campaign.slug}?channel={d.channel}"}
+        for d in found]})
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Access-Control-Allow-Origin"] = "*"  # public, read by the clinic's website; no credentials
     return response
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from connector.channels.base import ChannelClient, HttpChannel
-from connector.channels.plugin import ChannelContext, ChannelSettings, WebhookRequest
+from connector.channels.plugin import ChannelContext, ChannelSettings, ErrorTable, WebhookRequest
 from connector.channels.whatsapp import WhatsAppClient
 from connector.channels.whatsapp_endpoint import CloudEndpoint
 from connector.channels.whatsapp_plugin import CloudApiPlugin
@@ -41,6 +41,8 @@ API_BASE = "https://waba-v2.360dialog.io"
 TOKEN_HEADER = "X-Chat2crm-Token"  # noqa: S105  (the setting's name, not a secret)
 #: the host of the media URLs whose files 360dialog serves from its own
 LOOKASIDE_HOST = "lookaside.fbsbx.com"
+#: 360dialog's configuration calls answer by HTTP status alone (no Meta codes)
+_CONFIG_ERRORS = ErrorTable("dialog360", "DIALOG360_API_KEY")
 
 
 class Dialog360Settings(ChannelSettings):
@@ -68,6 +70,16 @@ def _own(ctx: ChannelContext) -> Dialog360Settings:
     if not isinstance(settings, Dialog360Settings):
         raise TypeError("the dialog360 plug-in needs its own settings")
     return settings
+
+
+def _developer_message(response: Any) -> str:
+    """360dialog's reason for refusing a configuration call (``meta.developer_message``), cut short."""
+    try:
+        meta = response.json().get("meta")
+    except (ValueError, AttributeError):
+        return ""
+    message = meta.get("developer_message") if isinstance(meta, dict) else None
+    return message[:200] if isinstance(message, str) else ""
 
 
 def verify_token(header: str | None, token: str) -> None:
@@ -125,7 +137,9 @@ class Dialog360Plugin(CloudApiPlugin):
             360dialog's answer (``{"url": ...}``).
 
         Raises:
-            RetryableError, AuthError, FatalError: as the error table says.
+            ValueError: ``DIALOG360_WEBHOOK_TOKEN`` is not set.
+            RetryableError, AuthError, FatalError: 360dialog could not be reached or refused (a refused key
+                names ``DIALOG360_API_KEY``).
         """
         settings = _own(ctx)
         token = settings.dialog360_webhook_token.get_secret_value() if settings.dialog360_webhook_token else ""
@@ -136,6 +150,9 @@ class Dialog360Plugin(CloudApiPlugin):
         response = http.request("POST", f"{ep.base}/v1/configs/webhook", headers=ep.headers,
                                 json={"url": url, "headers": {TOKEN_HEADER: token}})
         if response.status_code not in (200, 201):
-            raise self.errors.error(response.status_code, response.status_code, response.reason or "")
+            # 360dialog's own refusal (``{"meta": {"developer_message": ...}}``), before any Meta code: the key's
+            # setting is named, not WhatsApp's token
+            reason = _developer_message(response) or response.reason or ""
+            raise _CONFIG_ERRORS.error(response.status_code, response.status_code, reason)
         answer: dict[str, Any] = response.json()
         return answer

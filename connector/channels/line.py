@@ -62,6 +62,8 @@ class LineSettings(ChannelSettings):
     line_data_api_base: str = Field(default="https://api-data.line.me",
                                     description="The host of users' files (the content endpoint).")
     line_ignore_groups: bool = Field(default=True, description="Ignore events from group chats and rooms.")
+    line_basic_id: str | None = Field(default=None, description="The official account's basic id (@123abcde): "
+                                                                "campaign links open a chat with it.")
 
 
 @dataclass

@@ -74,6 +74,10 @@ class MetaMessagingSettings(BaseSettings):
                                   "the Instagram account linked to the Page).")
     page_id: str | None = Field(default=None, description="The Facebook Page the relay answers for.")
     instagram_id: str | None = Field(default=None, description="The Instagram professional account's id.")
+    page_username: str | None = Field(default=None, description="The Page's username: campaign links go to "
+                                                                "m.me/<it>?ref=<code> (else the Page id).")
+    instagram_username: str | None = Field(default=None, description="The Instagram account's username: campaign "
+                                                                     "links go to ig.me/m/<it>?ref=<code>.")
     instagram_access_token: SecretStr | None = Field(
         default=None, description="An Instagram user access token (Instagram API with Instagram Login); unset: "
                                   "Instagram goes through the Page and its token.")

@@ -265,6 +265,12 @@ class ChannelPlugin(ABC):
     def parse(self, body: Any, ctx: ChannelContext) -> ParsedWebhook:
         """The messages, statuses and opt-outs of a decoded body; a part that does not fit is dropped alone."""
 
+    def parse_request(self, request: WebhookRequest, body: Any, ctx: ChannelContext) -> ParsedWebhook:
+        """What the relay calls for a webhook: :meth:`parse` of the decoded ``body``. A plug-in whose vendor
+        carries something in the URL it calls (Twilio's status callback: the relay's tracking in the query)
+        overrides it to read ``request`` too."""
+        return self.parse(body, ctx)
+
     @abstractmethod
     def client(self, ctx: ChannelContext) -> ChannelClient:
         """The outbound client (made once per process by :func:`connector.channels.client_for`)."""

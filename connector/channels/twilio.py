@@ -277,8 +277,8 @@ class TwilioClient(HttpChannel):
 
         Raises:
             ValueError: ``tracking`` is over 512 characters.
-            SkippableError: outside WhatsApp's 24-hour window and a reply has no Content SID, or the patient
-                cannot be reached (``twilio_errors``).
+            SkippableError: outside WhatsApp's 24-hour window and a reply has no Content SID.
+            UnreachableError: the patient cannot be reached this way (``twilio_errors.ERRORS``).
             FatalError: an attachment is over the channel's size (nothing is sent then), or Twilio refused.
         """
         if tracking is not None and len(tracking) > MAX_TRACKING:

@@ -2,8 +2,10 @@
 
 Twilio posts forms signed over the URL it called (:func:`connector.channels.twilio.verify_signature`): the
 verifier checks the signature over ``TWILIO_PUBLIC_BASE_URL`` and the path and query received when that is
-set, else over the URL the relay derives from ``PUBLIC_BASE_URL``. Its error table is
-:mod:`connector.channels.twilio_errors` in the plug-in interface's terms.
+set, else over the URL the relay derives from ``PUBLIC_BASE_URL``. A status callback's URL carries the
+relay's tracking in its query (the client puts it there): :meth:`TwilioPlugin.parse_request` reads it, so the
+delivery report reaches the message it tracks. Its error table is :data:`connector.channels.twilio_errors.ERRORS`,
+the one the client raises by too.
 """
 
 from __future__ import annotations
@@ -14,15 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from connector.channels import twilio_errors
 from connector.channels.base import ChannelClient, ParsedWebhook
-from connector.channels.plugin import (
-    Capabilities,
-    ChannelContext,
-    ChannelPlugin,
-    ErrorRule,
-    ErrorTable,
-    Outcome,
-    WebhookRequest,
-)
+from connector.channels.plugin import Capabilities, ChannelContext, ChannelPlugin, WebhookRequest
 from connector.channels.twilio import (
     MAX_BODY,
     SIGNATURE_HEADER,
@@ -33,21 +27,6 @@ from connector.channels.twilio import (
     verify_signature,
 )
 from core.errors import Problem
-
-#: the table's outcomes in the plug-in interface's terms (credentials and the 24-hour window have their own)
-_OUTCOMES = {"retry": Outcome.RETRY, "give_up": Outcome.GIVE_UP, "unreachable": Outcome.UNREACHABLE}
-
-
-def _rule(entry: twilio_errors.TwilioError) -> ErrorRule:
-    if entry.code == 20003:
-        return ErrorRule(Outcome.AUTH, entry.reason)
-    if entry.code == 63016:
-        return ErrorRule(Outcome.WINDOW, entry.reason)
-    return ErrorRule(_OUTCOMES[entry.outcome], entry.reason)
-
-
-ERRORS = ErrorTable("twilio", twilio_errors.TOKEN_SETTING,
-                    {str(code): _rule(entry) for code, entry in twilio_errors.TABLE.items()})
 
 
 def _own(ctx: ChannelContext) -> TwilioSettings:
@@ -66,7 +45,7 @@ class TwilioPlugin(ChannelPlugin):
     # buttons and lists exist only as content templates made beforehand: free-form options are numbered
     capabilities = Capabilities(buttons=0, list_rows=0, templates=True, read_receipts=False, media=True,
                                 max_text=MAX_BODY)
-    errors = ERRORS
+    errors = twilio_errors.ERRORS
 
     def problems(self, ctx: ChannelContext) -> list[Problem]:
         """The account SID and the auth token are required, and a sender for what no conversation ties."""
@@ -101,8 +80,13 @@ class TwilioPlugin(ChannelPlugin):
         return verify
 
     def parse(self, body: Any, ctx: ChannelContext) -> ParsedWebhook:
-        """A message or a status callback (:func:`connector.channels.twilio.parse`)."""
+        """A message or a status callback (:func:`connector.channels.twilio.parse`), without the URL's query."""
         return parse(body)
+
+    def parse_request(self, request: WebhookRequest, body: Any, ctx: ChannelContext) -> ParsedWebhook:
+        """A message or a status callback, the callback's tracking read from the query of the URL Twilio called
+        (covered by the signature)."""
+        return parse(body, query=request.args)
 
     def client(self, ctx: ChannelContext) -> ChannelClient:
         """The Twilio client (the official library, through the relay's HTTP chokepoint)."""

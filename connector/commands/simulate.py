@@ -1,10 +1,11 @@
-"""``chat2crm simulate --flow NAME [--lang xx]``: chat with a flow in the terminal (a dry run).
+"""``chat2crm simulate --flow NAME [--lang xx] [--channel NETWORK]``: chat with a flow in the terminal (a dry run).
 
 Lines typed (or piped) are the patient's messages; a number answers a question with options.
 Without ``--lang`` the language is detected on the first message, as the relay does (restricted to
 the configured languages, with the configured confidence); when detection is unsure the bot asks. At
 the end it prints the Lead as JSON and the CRM operations the configured mapping would send.
-Nothing is written anywhere: no Redis, no channel, no CRM.
+``--channel`` is any installed channel's network (or a plug-in's name, standing for its network), checked
+against :func:`connector.config.rollout_channels`. Nothing is written anywhere: no Redis, no channel, no CRM.
 """
 
 from __future__ import annotations
@@ -18,17 +19,38 @@ import click
 
 from connector.attribution.language import detect_language
 from connector.bot.engine import EngineContext, LeadReady, handle
+from connector.channels import plugin as plugins
+from connector.config import rollout_channels
 from connector.mapping import plan
 from connector.runtime import Runtime
+from core.errors import ConfigurationError
 from core.models import Conversation, InboundMessage, utcnow
 from core.settings import load_settings
+
+
+def _channel(value: str) -> str:
+    """The network ``--channel`` names: one of :func:`connector.config.rollout_channels` (every installed
+    channel's network and name); a plug-in's name stands for the network its messages carry (``dialog360``
+    is ``whatsapp``).
+
+    Raises:
+        click.BadParameter: the channel is not installed (the message lists the ones that are).
+    """
+    known = rollout_channels()
+    if value not in known:
+        raise click.BadParameter(f"unknown channel {value!r} (the channels: {', '.join(known)})")
+    try:
+        return plugins.load(value).network if value in plugins.available() else value
+    except ConfigurationError:
+        return value
 
 
 @click.command("simulate")
 @click.option("--flow", "flow_name", required=True, help="The flow to chat with.")
 @click.option("--lang", default=None, help="The patient's language (default: detected on the first message, "
                                           "as the relay does; the bot asks when unsure).")
-@click.option("--channel", type=click.Choice(["whatsapp", "telegram"]), default="whatsapp", show_default=True)
+@click.option("--channel", default="whatsapp", show_default=True, callback=lambda _c, _p, v: _channel(v),
+              help="The network the patient writes on: any installed channel's (a provider's name is its network's).")
 def command(flow_name: str, lang: str | None, channel: str) -> None:
     """Chat with a flow in the terminal; print the lead and the CRM operations it would produce."""
     runtime = Runtime(load_settings())

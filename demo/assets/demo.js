@@ -4,8 +4,13 @@
 
 const state = { channel: "whatsapp", patient: null, arrival: "", pendingAd: null, config: null, leadform: null, lastChat: "", lastCrm: "", lastProblems: "", lastMeta: "", reading: null, stages: null };
 
+// the channels the demo adds to WhatsApp and Telegram (Twilio, Messenger, Instagram, LINE): /demo/api/channels
+const OTHER_CHANNELS = new Set();
+
 function randomPatient(channel) {
   if (channel === "telegram") return String(500000000 + Math.floor(Math.random() * 400000000));
+  // a Page- or Instagram-scoped id; on LINE, the seed of the user id the emulator makes of it
+  if (channel === "messenger" || channel === "instagram" || channel === "line") return String(2400000000000000 + Math.floor(Math.random() * 1e14));
   return "90532" + String(Math.floor(Math.random() * 1e7)).padStart(7, "0");
 }
 
@@ -28,7 +33,7 @@ function el(tag, attrs = {}, ...children) {
 async function send(payload) {
   const body = { channel: state.channel, patient: state.patient, ...payload };
   if (state.pendingAd && state.channel === "whatsapp") { body.ad = state.pendingAd; state.pendingAd = null; }
-  await api("send", body);
+  await api(OTHER_CHANNELS.has(state.channel) ? "channels/send" : "send", body);
   setTimeout(refresh, 150);
 }
 
@@ -176,7 +181,8 @@ function renderProblems(data) {
 
 async function refresh() {
   try {
-    const [chat, crm, problems] = await Promise.all([api(`chat?channel=${state.channel}&patient=${state.patient}`), api("crm"), api("problems")]);
+    const chatPath = (OTHER_CHANNELS.has(state.channel) ? "channels/chat" : "chat") + `?channel=${state.channel}&patient=${state.patient}`;
+    const [chat, crm, problems] = await Promise.all([api(chatPath), api("crm"), api("problems")]);
     renderChat(chat);
     renderCrm(crm);
     renderProblems(problems);
@@ -273,8 +279,20 @@ async function armFault() {
 function newPatient() {
   state.patient = randomPatient(state.channel);
   state.lastChat = "";
-  document.getElementById("patient-id").textContent = state.channel === "whatsapp" ? "+" + state.patient : "id " + state.patient;
+  const phone = state.channel === "whatsapp" || state.channel === "twilio";
+  document.getElementById("patient-id").textContent = phone ? "+" + state.patient : "id " + state.patient;
   document.getElementById("chat").replaceChildren();
+}
+
+// the picker's other channels, each through its emulator's signed webhooks (none when the demo runs none)
+async function setupChannels() {
+  let listed = [];
+  try { listed = (await api("channels")).channels; } catch (err) { return; }
+  const picker = document.getElementById("channel");
+  for (const c of listed) {
+    OTHER_CHANNELS.add(c.id);
+    picker.append(el("option", { value: c.id }, c.label));
+  }
 }
 
 async function init() {
@@ -294,6 +312,7 @@ async function init() {
   for (const f of state.config.faults) faults.append(el("option", { value: f.id }, f.label));
   document.getElementById("arm-fault").addEventListener("click", armFault);
   setupInbox(state.config);
+  await setupChannels();
   const arrival = document.getElementById("arrival");
   for (const c of state.config.campaigns) arrival.append(el("option", { value: "campaign:" + c.slug }, "Link: " + c.slug + " (" + c.language + ", " + c.channel + ")"));
   for (const a of state.config.ads) arrival.append(el("option", { value: "ad:" + a.source_id }, "Click-to-WhatsApp ad: " + a.headline));

@@ -36,6 +36,7 @@ def demo() -> Iterator[str]:
     try:
         assert "chat2crm is running" in lines[-1], "".join(lines)
         assert any("Meta lead forms" in line for line in lines), "".join(lines)
+        assert any("Twilio, Messenger, Instagram, LINE" in line for line in lines), "".join(lines)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGINT)
@@ -122,3 +123,7 @@ def test_the_form_path_refuses_what_a_form_could_not_send(demo: str) -> None:
                 {"full_name": "A", "phone": "+905327770003", "treatment": "dental"}):
         answer = requests.post(f"{demo}/demo/api/leadform", json=bad, timeout=10)
         assert answer.status_code == 400, (bad, answer.text)
+
+
+# the demo's channel checks share this module's demo (one start instead of two); imported last, they run last
+from tests.e2e.demo_channels_checks import test_the_phone_plays_each_new_channel_through_its_emulator  # noqa: E402,F401

@@ -17,6 +17,7 @@ from flask import Flask, request
 
 from connector.channels import base as channel_base
 from connector.channels.base import ParsedWebhook
+from connector.channels.plugin import UnreachableError
 from connector.channels.twilio import WEBHOOK_PATH, TwilioClient, TwilioSettings, parse, public_url, verify_signature
 from core.errors import AuthError, FatalError, RetryableError, SkippableError, WebhookRejectedError
 from core.models import Attachment, Conversation, Option, Reply, utcnow
@@ -159,7 +160,7 @@ def test_errors_are_mapped(client: TwilioClient, emulator: Any, monkeypatch: pyt
         twilio.fail_next(1, "timeout")
         with pytest.raises(RetryableError):
             client.send(_conversation(), [Reply(text="a")])
-    with pytest.raises(SkippableError) as invalid:
+    with pytest.raises(UnreachableError) as invalid:
         client.send(_conversation("whatsapp:+90532"), [Reply(text="a")])
     assert invalid.value.details["code"] == 21211
     client.send(_conversation(), [Reply(text="x" * 1600, options=[Option(id="a", title="A")])])
@@ -172,7 +173,7 @@ def test_unreachable_patients(client: TwilioClient, emulator: Any, relay: Relay)
     patient = twilio.patient("+905321112233", whatsapp=False)
     assert patient.stop() == 200
     assert relay.parsed[-1].opt_outs == [(SMS_SENDER, "+905321112233")]
-    with pytest.raises(SkippableError) as unsubscribed:
+    with pytest.raises(UnreachableError) as unsubscribed:
         client.send(_conversation("+905321112233", SMS_SENDER), [Reply(text="a")])
     assert unsubscribed.value.details["code"] == 21610
     [sid] = client.send(_conversation("whatsapp:+905329999999"), [Reply(text="a")])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.channels import twilio_errors
+from connector.channels.plugin import UnreachableError
 from connector.channels.twilio import parse, public_url, signature, verify_signature
 from core.errors import AuthError, FatalError, RetryableError, SkippableError, WebhookRejectedError
 
@@ -151,8 +152,8 @@ def test_a_form_that_is_no_twilio_webhook_is_400() -> None:
 
 
 @pytest.mark.parametrize(("status", "code", "kind"), [
-    (400, 63016, SkippableError), (400, 21610, SkippableError), (400, 21211, SkippableError),
-    (400, 63003, SkippableError), (429, 20429, RetryableError), (500, 20500, RetryableError),
+    (400, 63016, SkippableError), (400, 21610, UnreachableError), (400, 21211, UnreachableError),
+    (400, 63003, UnreachableError), (429, 20429, RetryableError), (500, 20500, RetryableError),
     (401, 20003, AuthError), (400, 21617, FatalError), (400, 99999, FatalError), (503, None, RetryableError)])
 def test_error_table(status: int, code: int | None, kind: type[Exception]) -> None:
     error = twilio_errors.exception(status, code, "The 'To' number +905321112233 is not valid")
