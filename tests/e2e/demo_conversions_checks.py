@@ -3,7 +3,9 @@
 Conversions API receives ``LeadSubmitted``; the page's "Move to <stage>" control moves the deal as a person does in
 HubSpot (the app's ``deal.propertyChange`` webhook reaches the relay) and the mapped event is received once;
 pressing it again, or moving the deal back and forth, sends nothing more. Everything goes through the page's own
-HTTP routes, as its buttons do."""
+HTTP routes, as its buttons do.
+
+Run by tests/e2e/test_demo_lead_form.py, whose one demo serves every check of the demo's Meta and channel parts."""
 
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-
-from tests.e2e.test_demo_lead_form import demo  # noqa: F401 - the fixture: `chat2crm demo` for this module
 
 #: the demo's ad of the German dental campaign (campaigns.yaml `dental-de`): the bot speaks German
 AD = "120210000000001"
@@ -109,7 +109,7 @@ def _named(base: str, name: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def completed(demo: str) -> Iterator[tuple[str, str, dict[str, Any]]]:  # noqa: F811
+def completed(demo: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """A patient from the ad completed a request: the demo's base URL, the deal's id, its LeadSubmitted."""
     started = time.monotonic()
     _complete_from_the_ad(demo, "905327781001")
@@ -120,7 +120,7 @@ def completed(demo: str) -> Iterator[tuple[str, str, dict[str, Any]]]:  # noqa: 
     yield demo, str(record["id"]), submitted
 
 
-def test_the_demo_offers_the_mapped_stages_and_the_panel(demo: str) -> None:  # noqa: F811
+def test_the_demo_offers_the_mapped_stages_and_the_panel(demo: str) -> None:
     listed = requests.get(f"{demo}/demo/api/conversions", timeout=5).json()
     assert listed["stages"] == [{"event": "InitiateCheckout", "stage": "reviewing", "label": "Reviewing"},
                                 {"event": "Purchase", "stage": "planned", "label": "Planned"}]
