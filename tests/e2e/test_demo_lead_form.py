@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +19,8 @@ import requests
 # the demo's conversion checks share this module's demo (one start instead of two); imported first, they run
 # first, on the demo's empty CRM
 from tests.e2e.demo_conversions_checks import (  # noqa: F401
+    _chat,
+    _until,
     completed,
     test_a_patient_from_an_ad_sends_lead_submitted,
     test_moving_the_deal_sends_the_mapped_event_once,
@@ -51,23 +53,6 @@ def demo() -> Iterator[str]:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines) + rest
-
-
-def _until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    pytest.fail(f"no {what} within {timeout:.0f} s")
-
-
-def _chat(base: str, patient: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = requests.get(f"{base}/demo/api/chat", params={
-        "channel": "whatsapp", "patient": patient}, timeout=5).json()["messages"]
-    return messages
 
 
 def test_the_form_lands_in_the_crm_view_and_the_phone_shows_the_greeting(demo: str) -> None:
