@@ -228,7 +228,13 @@ def telegram_emulator() -> Iterator[Any]:
     assert not emulator.violations, f"requests Telegram would reject: {emulator.violations}"
 
 
+def _weight(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("weight")
+    return float(marker.args[0]) if marker and marker.args else 0.0
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long tests first (a stable sort keeps each file's tests together): with two test processes,
-    the fault test, which mostly waits, then runs beside the rest instead of after it."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
+    """The heaviest files first (``pytest.mark.weight``; a stable sort keeps each file's tests together and in
+    order): the test processes take files one at a time, so a long file taken last would run on alone while
+    the others have finished."""
+    items.sort(key=lambda item: -_weight(item))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_demo_inbox import _patient_says, browser  # noqa: F401 - the fixture
-from tests.browser.test_demo_page import CHROMIUM, _demo
+from tests.browser.test_demo_page import CHROMIUM, _demo, meeting_request_in_another_crm
 
 pytestmark = [
     pytest.mark.browser,
@@ -82,3 +82,8 @@ def test_an_agent_answers_in_the_pipedrive_panel_and_hands_back_to_the_bot(demo:
     assert not problems, problems
     assert errors == []
     page.close()
+
+
+def test_the_meeting_request_in_pipedrive(demo: str, browser: object, artefacts: Path) -> None:  # noqa: F811
+    """The same Turkish meeting request as with HubSpot, on this demo after the agent's tour (a new patient)."""
+    meeting_request_in_another_crm(demo, browser, artefacts, "pipedrive", "New enquiry", None)

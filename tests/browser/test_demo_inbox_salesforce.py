@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_demo_inbox import _agent_replies, _patient_says, browser  # noqa: F401 - the fixture
-from tests.browser.test_demo_page import CHROMIUM, _demo
+from tests.browser.test_demo_page import CHROMIUM, _demo, meeting_request_in_another_crm
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
+    pytest.mark.weight(35),
 ]
 
 
@@ -109,3 +110,8 @@ def test_an_agent_answers_on_the_salesforce_lead_and_hands_back_to_the_bot(demo:
     assert not problems, problems
     page.screenshot(path=str(artefacts / "demo-agent-inbox-salesforce.png"), full_page=True)
     page.close()
+
+
+def test_the_meeting_request_in_salesforce(demo: str, browser: object, artefacts: Path) -> None:  # noqa: F811
+    """The same Turkish meeting request as with HubSpot, on this demo after the agent's tour (a new patient)."""
+    meeting_request_in_another_crm(demo, browser, artefacts, "salesforce", "New", "campaign member")

@@ -22,6 +22,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
+    pytest.mark.weight(40),
 ]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -129,30 +130,29 @@ def test_health_intake_with_buttons_and_lists(demo: str, browser: object, artefa
     page.close()
 
 
-@pytest.mark.parametrize(("crm", "stage", "extra"), [("salesforce", "New", "campaign member"),
-                                                      ("pipedrive", "New enquiry", None)])
-def test_the_meeting_request_in_the_other_crms(browser: object, artefacts: Path, crm: str, stage: str,
-                                               extra: str | None) -> None:
-    """`chat2crm demo --crm salesforce|pipedrive`: the same exchange, the record as that CRM holds it."""
-    with _demo(crm) as base:
-        page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
-        page.goto(f"{base}/demo")
-        page.locator("#crm-name", has_text=crm).wait_for(timeout=10_000)
-        page.select_option("#arrival", "campaign:meeting-tr")
-        page.wait_for_function("document.querySelector('#text').value.includes('ref:')", timeout=10_000)
-        page.click("#send")
-        page.locator(".msg.out", has_text="Görüşmenin konusu nedir?").wait_for(timeout=20_000)
-        _say(page, "Süreç otomasyonu ve raporlama.", "Şirketinizin adı ve e-posta adresiniz nedir?")
-        _say(page, "ABC Lojistik, info@abc.com", "Hangi gün ve saat size uygun?")
-        _say(page, "Çarşamba 11:00 uygun.", "numarasıyla kaydedildi")
-        page.wait_for_function("document.querySelector('#crm').innerText.includes('ABC Lojistik')", timeout=20_000)
-        record = page.locator(".card.record").first.inner_text()
-        assert stage in record and "Süreç otomasyonu ve raporlama" in record and "meeting" in record
-        assert "info@abc.com" in page.locator(".card.contact").first.inner_text()
-        if extra:
-            assert "meeting-tr" in page.locator(".card.extra", has_text=extra).first.inner_text()
-        page.screenshot(path=str(artefacts / f"demo-meeting-request-{crm}.png"), full_page=True)
-        page.close()
+def meeting_request_in_another_crm(base: str, browser: object, artefacts: Path, crm: str, stage: str,
+                                   extra: str | None) -> None:
+    """`chat2crm demo --crm salesforce|pipedrive`: the Turkish meeting request, the record as that CRM holds it.
+    Run by the inbox tour of that CRM, on its demo (one demo start per CRM for the whole browser suite)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    page.goto(f"{base}/demo")
+    page.locator("#crm-name", has_text=crm).wait_for(timeout=10_000)
+    page.click("#new-patient")
+    page.select_option("#arrival", "campaign:meeting-tr")
+    page.wait_for_function("document.querySelector('#text').value.includes('ref:')", timeout=10_000)
+    page.click("#send")
+    page.locator(".msg.out", has_text="Görüşmenin konusu nedir?").wait_for(timeout=20_000)
+    _say(page, "Süreç otomasyonu ve raporlama.", "Şirketinizin adı ve e-posta adresiniz nedir?")
+    _say(page, "ABC Lojistik, info@abc.com", "Hangi gün ve saat size uygun?")
+    _say(page, "Çarşamba 11:00 uygun.", "numarasıyla kaydedildi")
+    page.wait_for_function("document.querySelector('#crm').innerText.includes('ABC Lojistik')", timeout=20_000)
+    record = page.locator(".card.record", has_text="Süreç otomasyonu ve raporlama").first.inner_text()
+    assert stage in record and "meeting" in record
+    assert page.locator(".card.contact", has_text="info@abc.com").count() >= 1
+    if extra:
+        assert "meeting-tr" in page.locator(".card.extra", has_text=extra).first.inner_text()
+    page.screenshot(path=str(artefacts / f"demo-meeting-request-{crm}.png"), full_page=True)
+    page.close()
 
 
 def test_try_buttons_pick_the_campaign_link_and_the_first_message(demo: str, browser: object,

@@ -24,6 +24,8 @@ from connector.crash import ENVIRONMENT_VARIABLE, POINTS
 from tests.e2e.conftest import Stack
 from tests.e2e.test_end_to_end import _bot_texts
 
+pytestmark = pytest.mark.weight(45)  # seconds, about: see pytest_collection_modifyitems
+
 #: what the patient says; the last message completes the request
 EXCHANGE = ("Hello, I would like a meeting", "Reporting", "Muster GmbH, hans@{surname}.de", "Thursday 15:00")
 CONFIRMATION = "Your meeting request is recorded as #"

@@ -18,6 +18,8 @@ import requests
 
 from tests.integration.test_docs_commands import _free_port
 
+pytestmark = pytest.mark.weight(100)  # seconds, about: see pytest_collection_modifyitems
+
 #: per CRM: the first stage of the shipped mapping, and a path the relay's writes go to
 EXPECTED = {"hubspot": ("New", "/crm/v3/objects/deals"),
             "pipedrive": ("New enquiry", "/v1/leads"), "salesforce": ("New", "/composite")}

@@ -23,6 +23,8 @@ import requests
 from tests.e2e.test_demo import _alive
 from tests.integration.test_docs_commands import _free_port
 
+pytestmark = pytest.mark.weight(75)  # seconds, about: see pytest_collection_modifyitems
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "connector.cli", "demo"]
 #: the patient the banner's release and forget examples name

@@ -21,6 +21,8 @@ from connector.leads import PENDING
 from tests.e2e.conftest import Stack
 from tests.e2e.test_end_to_end import _bot_texts, _next_wednesday_11
 
+pytestmark = pytest.mark.weight(40)  # seconds, about: see pytest_collection_modifyitems
+
 CRMS = ["hubspot", "salesforce", "pipedrive"]
 PATIENT = "905327778899"
 

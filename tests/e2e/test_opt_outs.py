@@ -68,6 +68,9 @@ def test_the_stop_promotions_button_is_confirmed_even_when_whatsapps_opt_out_fol
     assert len(stack.whatsapp.messages_to(wa_id)) == before
 
 
+# the waiting reply's retry must not come due before the stop is taken, however slow the machine
+@pytest.mark.parametrize("stack_config", [{"default_flow": "meeting_request", "delivery.backoff_base_seconds": 60,
+                                           "delivery.backoff_max_seconds": 90}], ids=["retry-in-a-minute"])
 def test_a_reply_still_waiting_is_not_sent_after_a_stop_written_in_a_sentence(stack: Stack) -> None:
     wa_id = "4915160000002"
     patient = stack.whatsapp.patient(wa_id, "Sentence Stop")

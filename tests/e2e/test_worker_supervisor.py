@@ -18,6 +18,8 @@ from connector.runtime import Runtime
 from tests.conftest import make_settings
 from tests.paths import REPO, SHIPPED_CONFIG
 
+pytestmark = pytest.mark.weight(50)  # seconds, about: see pytest_collection_modifyitems
+
 JOBS = "tests.e2e.supervised_jobs"
 
 

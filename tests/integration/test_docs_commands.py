@@ -29,6 +29,8 @@ from tests.conftest import TEST_SECRETS
 from tests.paths import REPO as PROJECT_ROOT
 from tests.paths import SHIPPED_CONFIG
 
+pytestmark = pytest.mark.weight(75)  # seconds, about: see pytest_collection_modifyitems
+
 DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^[ ]*```console\n(.*?)^[ ]*```", re.S | re.M)  # also inside list items
 LONG_RUNNING = ("chat2crm serve", "chat2crm worker", "chat2crm demo", "./scripts/demo")

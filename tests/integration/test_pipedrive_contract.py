@@ -23,6 +23,8 @@ from tests.conftest import make_settings
 from tests.contract import AdapterContract, AdapterEnv, make_lead
 from tests.paths import MAPPINGS as SHIPPED_MAPPINGS
 
+pytestmark = pytest.mark.weight(35)  # seconds, about: see pytest_collection_modifyitems
+
 MAPPINGS = {"lead": load_mapping(SHIPPED_MAPPINGS / "pipedrive.yaml", crm="pipedrive"),
             "deal": load_mapping(SHIPPED_MAPPINGS / "pipedrive-deal.yaml", crm="pipedrive")}
 KINDS = {"contact": "persons", "note": "notes", "task": "activities"}

@@ -31,6 +31,8 @@ from tests.conftest import make_settings
 from tests.contract import AdapterContract, AdapterEnv, make_lead
 from tests.paths import MAPPINGS
 
+pytestmark = pytest.mark.weight(45)  # seconds, about: see pytest_collection_modifyitems
+
 LEAD_MAPPING = load_mapping(MAPPINGS / "salesforce.yaml", crm="salesforce")
 CASE_MAPPING = load_mapping(MAPPINGS / "salesforce-case.yaml", crm="salesforce")
 OPPORTUNITY_MAPPING = load_mapping(MAPPINGS / "salesforce-opportunity.yaml", crm="salesforce")

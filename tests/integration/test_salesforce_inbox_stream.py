@@ -147,8 +147,10 @@ def test_replies_are_taken_in_order_with_their_files_and_the_checkpoint_follows(
     # the checkpoint is the last event taken; the flow control asked for 100, then for what each batch took
     events = org.emulator.change_events(TOPIC)
     until(lambda: checkpoint(runtime) == events[-1].replay, "the checkpoint reaches the last event")
-    requested = org.pubsub.service.requested
-    assert requested[0] == 100 and sum(requested[1:]) == len(org.pubsub.service.delivered)
+    # the next FetchRequest is sent once a batch is taken and stored, so it reaches the server a moment later
+    service = org.pubsub.service
+    until(lambda: sum(service.requested[1:]) == len(service.delivered), "each batch taken is asked for again")
+    assert service.requested[0] == 100
     assert running.ended is None and runtime.redis.ttl(LEASE.key("salesforce")) > 0
 
 

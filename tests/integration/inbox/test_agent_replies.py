@@ -29,6 +29,8 @@ from tests.conftest import TEST_SECRETS
 from tests.e2e.conftest import Stack
 from tests.integration.inbox.conftest import RecordingInbox, post_events
 
+pytestmark = pytest.mark.weight(45)  # seconds, about: see pytest_collection_modifyitems
+
 PATIENT = "4915177772222"
 EXCHANGE = ("Hello, I would like a meeting", "Reporting", "Muster GmbH, hans@muster.de", "Thursday 15:00")
 
