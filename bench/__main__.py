@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+SECTION = re.compile(r"^## (?P<name>[^\n]+)\n(?P<body>.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 HEAD = """# Performance
@@ -40,10 +42,9 @@ def benchmarks(names: list[str]) -> list[Path]:
 def main(argv: list[str]) -> int:
     sections: dict[str, str] = {}
     if DOC.exists():
-        current = DOC.read_text(encoding="utf-8")
-        for part in current.split("\n## ")[1:]:
-            title, _, body = part.partition("\n")
-            sections[title.strip()] = body
+        # a section is a "## name" line at the start of a line and everything up to the next one
+        for match in SECTION.finditer(DOC.read_text(encoding="utf-8")):
+            sections[match["name"].strip()] = "\n" + match["body"].strip() + "\n\n"
     failed = 0
     for path in benchmarks(argv):
         print(f"==> {path.stem}", flush=True)
