@@ -86,31 +86,40 @@ def attribute(runtime: Runtime, conversation: Conversation, message: InboundMess
 
 
 def _clicked(runtime: Runtime, message: InboundMessage) -> tuple[Attribution | None, str | None, str | None]:
-    """The click a message comes from: a click reference in Telegram's start payload, or one in the text.
+    """The click a message comes from: a click reference in the start payload (Telegram's ``/start``, an m.me or
+    ig.me link's ``ref``, also when it rides on a message, as a Click-to-Messenger ad's does), or one in the text.
 
     Returns:
         The click's touch (None when there is none, or its reference is unknown), the start payload's
         language (None without one), and the message's text with the click reference taken out.
     """
     text = message.text
-    if message.kind == "start" and message.start_payload:
-        match = _PAYLOAD.match(message.start_payload)
-        if match is None:
-            return None, None, text
-        if match.group("only"):
-            return None, match.group("only"), text
-        touch = None
-        click = load_click(runtime.redis, match.group("code"))
-        if click is not None:
-            touch = _click_touch(match.group("code").upper(), click, message.timestamp)
-            touch.start_payload = message.start_payload
-        return touch, match.group("lang"), text
+    if message.start_payload:
+        touch, language = _from_payload(runtime, message)
+        # a start is read from its payload alone; a message carrying one may still name a click in its text
+        if message.kind == "start" or touch is not None or language is not None:
+            return touch, language, text
     if text:
         found = find_code(runtime.redis, text)
         if found is not None:
             code, click, text = found
             return _click_touch(code, click, message.timestamp), None, text
     return None, None, text
+
+
+def _from_payload(runtime: Runtime, message: InboundMessage) -> tuple[Attribution | None, str | None]:
+    """The click and the language a start payload names: ``CODE``, ``CODE-de`` or ``lang_de``."""
+    match = _PAYLOAD.match(message.start_payload or "")
+    if match is None:
+        return None, None
+    if match.group("only"):
+        return None, match.group("only")
+    touch = None
+    click = load_click(runtime.redis, match.group("code"))
+    if click is not None:
+        touch = _click_touch(match.group("code").upper(), click, message.timestamp)
+        touch.start_payload = message.start_payload
+    return touch, match.group("lang")
 
 
 def _record_touch(conversation: Conversation, touch: Attribution, campaign: Campaign | None) -> None:

@@ -153,6 +153,29 @@ def test_messenger_and_instagram_refs_come_back_as_the_campaign(relay: Any, ever
     _attributed(every_channel, message, "dental-ig", "de")
 
 
+def test_a_ref_riding_on_a_message_comes_back_as_the_campaign(relay: Any, every_channel: Runtime) -> None:
+    """A Click-to-Messenger ad's ``ref`` arrives on the person's first message (``message.referral``), not on a
+    start: the click it names is the touch, the ad's own fields beside it; without a ref the ad alone is kept."""
+    from emulators.meta_messaging import MetaMessagingEmulator
+
+    with Receiver() as receiver:
+        meta = MetaMessagingEmulator(page_access_token="page-token", app_secret="s3cret", relay_url=receiver.url)
+        clicked = meta.patient("6123456789012399")
+        clicked.send_text("Hallo, ich interessiere mich für Implantate",
+                          ad={"ad_id": "120210000000001", "ref": code_in(follow(relay, "dental-de", "channel=messenger"))})
+        plain = meta.patient("6123456789012398")
+        plain.send_text("Hello", ad={"ad_id": "120210000000002"})
+        first, second = (w.body for w in receiver.received)
+    message = _parsed(every_channel, "messenger", first)
+    assert message.kind == "text" and message.start_payload
+    conversation = _attributed(every_channel, message, "dental-de", "de")
+    assert conversation.flow == "health_tourism_intake"
+    no_ref = _conversation(_parsed(every_channel, "messenger", second))
+    attribute(every_channel, no_ref, _parsed(every_channel, "messenger", second))
+    assert no_ref.last_touch is not None and no_ref.last_touch.ad_source_id == "120210000000002"
+    assert not no_ref.last_touch.click_ref
+
+
 def test_line_start_text_comes_back_as_the_campaign(relay: Any, every_channel: Runtime) -> None:
     from emulators.line import LineEmulator
 
