@@ -22,6 +22,7 @@ import requests
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from demo.channel_desks import PatientDesk
+from demo.providers import whatsapp_view
 
 blueprint = Blueprint("demo_channels", __name__)
 
@@ -143,10 +144,12 @@ def _target(channel: str, patient: str) -> str:
 
 @blueprint.get("/demo/api/channels")
 def channels() -> Response:
-    """The channels the phone's picker adds to WhatsApp and Telegram."""
+    """The channels the phone's picker adds to WhatsApp and Telegram, and WhatsApp's provider (its label in the
+    picker, and the webhook its emulator posts to)."""
     urls = _channel_urls()
+    emulators = json.loads(current_app.extensions["chat2crm"].settings.chat2crm_demo_emulators)
     return jsonify({"channels": [{"id": channel, "label": label} for channel, (_kind, label) in CHANNELS.items()
-                                 if channel in urls]})
+                                 if channel in urls], "whatsapp": whatsapp_view(emulators)})
 
 
 @blueprint.post("/demo/api/channels/send")

@@ -44,6 +44,7 @@ from demo.conversions import CRMS as CONVERSION_CRMS
 from demo.conversions import conversions_environment, demo_mapping, subscribe_stage_changes
 from demo.forms import LEAD_FORMS
 from demo.processes import RelayLog, Supervisor, access_line
+from demo.providers import BANNER_NAMES, WHATSAPP_PROVIDERS, provider_environment, register_webhook
 
 
 def port_problem(port: int) -> str | None:
@@ -92,14 +93,16 @@ def demo_config(crm: str, directory: Path) -> Path:
     return path
 
 
-def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[str, str]:
-    """Settings for the demo's web and worker: fresh secrets, emulator endpoints, JSON logs (for :class:`RelayLog`)."""
+def demo_environment(crm: str, port: int, redis_url: str, config: Path, whatsapp_provider: str = "meta",
+                     ) -> dict[str, str]:
+    """Settings for the demo's web and worker: fresh secrets, emulator endpoints, JSON logs (for :class:`RelayLog`);
+    with ``whatsapp_provider`` 360dialog, its channel plug-in and credentials (demo/providers.py)."""
     from demo.channels import channel_environment
     from demo.stack import hubspot_app_environment, pipedrive_app_environment  # the demo extra (checked for first)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TELEGRAM_", "HUBSPOT_",
                                                                     "SALESFORCE_", "PIPEDRIVE_", "META_", "TWILIO_",
-                                                                    "LINE_"))}
+                                                                    "LINE_", "DIALOG360_"))}
     env.update({
         "REDIS_URL": redis_url,
         "CHAT2CRM_CONFIG": str(config),
@@ -124,6 +127,7 @@ def demo_environment(crm: str, port: int, redis_url: str, config: Path) -> dict[
         "SALESFORCE_CLIENT_SECRET": secrets.token_hex(32),
         **channel_environment(),  # Twilio, Messenger, Instagram and LINE, on their emulators (demo/channels.py)
     })
+    env.update(provider_environment(whatsapp_provider, env["CHAT2CRM_CHANNELS"]))
     return env
 
 
@@ -224,9 +228,9 @@ def _start_redis(supervisor: Supervisor) -> tuple[str, str | None]:
     return server.url, server.url
 
 
-def _start(supervisor: Supervisor, crm: str, port: int) -> None:
+def _start(supervisor: Supervisor, crm: str, port: int, whatsapp_provider: str = "meta") -> None:
     """Start Redis, the emulators, the web app and a worker under ``supervisor``; print the banner once the web
-    app answers.
+    app answers (with 360dialog, once the relay's webhook is registered with it).
 
     Raises:
         click.ClickException: a process exited at start, or the web app did not answer in time.
@@ -240,16 +244,16 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     from demo.forms import start_meta_graph
     from demo.stack import install_crm_app, prepare_crm, start_emulators
 
-    env = demo_environment(crm, port, redis_url, config)
+    env = demo_environment(crm, port, redis_url, config, whatsapp_provider)
 
-    stack = start_emulators(crm, env, directory=workdir / "tls")
+    stack = start_emulators(crm, env, directory=workdir / "tls", whatsapp_provider=whatsapp_provider)
     supervisor.cleanups.append(stack.stop)
     env.update(stack.environment)
     channels = start_channels(env, f"http://127.0.0.1:{port}")
     supervisor.cleanups.append(channels.stop)
     env.update(channels.environment)
-    click.echo(f"    {'emulators':<10} WhatsApp, Telegram, Twilio, Messenger, Instagram, LINE, Meta lead forms, {crm} "
-               "(in this process)")
+    click.echo(f"    {'emulators':<10} {BANNER_NAMES[whatsapp_provider]}, Telegram, Twilio, Messenger, Instagram, LINE, "
+               f"Meta lead forms, {crm} (in this process)")
     meta = start_meta_graph(env, f"http://127.0.0.1:{port}")  # lead forms: the page's form reaches the relay
     supervisor.cleanups.append(meta.stop)
     env.update(meta.environment)
@@ -268,6 +272,11 @@ def _start(supervisor: Supervisor, crm: str, port: int) -> None:
     wait_until_up(f"{base}/healthz", supervisor)
     stack.connect(base)
     channels.connect(base)
+    if whatsapp_provider == "360dialog":  # as an integrator does: the webhook set through 360dialog's API
+        try:
+            click.echo(f"    {'whatsapp':<10} {register_webhook(env, base)}")
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from exc
     lines = stack.setup_lines
     if crm in ("hubspot", "pipedrive"):  # the agents' inbox: the app installed by OAuth, then set up
         click.echo(f"    {'inbox':<10} {install_crm_app(base, crm)}")
@@ -304,7 +313,11 @@ def _watch(supervisor: Supervisor) -> int:
               help="Which CRM emulator the relay writes to.")
 @click.option("--port", type=click.IntRange(1, 65535), envvar="PORT", default=8000, show_default=True,
               help="Port of the relay's web app (else $PORT; the option wins).")
-def command(crm: str, port: int) -> None:
+@click.option("--whatsapp-provider", type=click.Choice(WHATSAPP_PROVIDERS), envvar="CHAT2CRM_DEMO_WHATSAPP_PROVIDER",
+              default=WHATSAPP_PROVIDERS[0], show_default=True,
+              help="How the clinic's WhatsApp number is reached: Meta's Cloud API, or 360dialog in front of it "
+                   "(else $CHAT2CRM_DEMO_WHATSAPP_PROVIDER).")
+def command(crm: str, port: int, whatsapp_provider: str) -> None:
     """Run the whole product locally: Redis, emulators, web and worker. Ctrl-C stops everything."""
     # A non-interactive shell starts background jobs with SIGINT ignored, and Python then leaves it
     # ignored: without this, `./scripts/demo &` in a script could not be stopped with Ctrl-C or kill -INT.
@@ -320,7 +333,7 @@ def command(crm: str, port: int) -> None:
     code = 0
     try:
         click.echo("==> starting chat2crm demo")
-        _start(supervisor, crm, port)
+        _start(supervisor, crm, port, whatsapp_provider)
         code = _watch(supervisor)
     except KeyboardInterrupt:
         click.echo("\n==> stopping")

@@ -31,12 +31,12 @@ from connector.mapping import load_mapping, required_schema
 from connector.resources import shipped
 from core.settings import Settings
 from demo import DEMO_CRMS
+from demo.providers import api_environment, whatsapp_emulator
 from emulators.hubspot import HubSpotEmulator
 from emulators.pipedrive import PipedriveEmulator
 from emulators.salesforce import SalesforceCredentials, SalesforceEmulator, make_test_tls
 from emulators.server import ServedApp
 from emulators.telegram import TelegramEmulator
-from emulators.whatsapp import WhatsAppEmulator
 
 #: the environment variables holding each CRM's demo credentials (made fresh by the demo)
 CRM_SECRETS = {
@@ -205,12 +205,15 @@ class DemoStack:
     crm: RunningCRM | None = None
     whatsapp: Any = None
     telegram: Any = None
+    #: how the relay reaches WhatsApp (demo/providers.py): ``meta``, or ``360dialog``, whose webhook is registered
+    whatsapp_provider: str = "meta"
     #: what preparing the CRM said (one line per field, and the inbox's lines)
     setup_lines: list[str] = field(default_factory=list)
 
     def connect(self, relay_base: str) -> None:
         """Point the emulated patients at the relay's webhooks (and Pipedrive's app at the relay's panel)."""
-        self.whatsapp.relay_url = f"{relay_base}/webhooks/whatsapp"
+        if self.whatsapp_provider == "meta":  # 360dialog's webhook is registered through its API instead
+            self.whatsapp.relay_url = f"{relay_base}/webhooks/whatsapp"
         self.telegram.relay_url = f"{relay_base}/webhooks/telegram"
         if self.crm is not None and self.crm.name == "pipedrive":
             self.crm.emulator.panel_url = f"{relay_base}/crm/pipedrive/panel"
@@ -224,18 +227,18 @@ class DemoStack:
         self.served.clear()
 
 
-def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = None) -> DemoStack:
-    """Start the WhatsApp, Telegram and CRM emulators with the credentials in ``env``.
+def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = None,
+                    whatsapp_provider: str = "meta") -> DemoStack:
+    """Start the WhatsApp (reached through ``whatsapp_provider``: demo/providers.py), Telegram and CRM emulators
+    with the credentials in ``env``.
 
     Raises:
         ValueError: no emulator ships for ``crm``.
     """
     if crm not in DEMO_CRMS:
         raise ValueError(f"the demo has no {crm} emulator; available: {', '.join(DEMO_CRMS)}")
-    stack = DemoStack()
-    stack.whatsapp = WhatsAppEmulator(access_token=env["WHATSAPP_ACCESS_TOKEN"],
-                                      phone_number_id=env["WHATSAPP_PHONE_NUMBER_ID"],
-                                      app_secret=env["WHATSAPP_APP_SECRET"], status_webhooks=True)
+    stack = DemoStack(whatsapp_provider=whatsapp_provider)
+    stack.whatsapp = whatsapp_emulator(whatsapp_provider, env)
     stack.telegram = TelegramEmulator(token=env["TELEGRAM_BOT_TOKEN"], secret_token=env["TELEGRAM_SECRET_TOKEN"])
     add_fault_control(stack.whatsapp.app, stack.whatsapp)
     add_fault_control(stack.telegram.app, stack.telegram)
@@ -246,9 +249,11 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
     running = start_crm(crm, env, directory=directory, **({"package": True} if crm == "salesforce" else {}))
     stack.crm = running
     stack.crm_url = running.url
-    stack.environment = {"WHATSAPP_API_BASE": whatsapp.url, "TELEGRAM_API_BASE": telegram.url, **running.environment}
+    stack.environment = {**api_environment(whatsapp_provider, whatsapp.url), "TELEGRAM_API_BASE": telegram.url,
+                         **running.environment}
     stack.environment["CHAT2CRM_DEMO_EMULATORS"] = json.dumps(
-        {"whatsapp": whatsapp.url, "telegram": telegram.url, "crm": running.url, "crm_name": crm})
+        {"whatsapp": whatsapp.url, "whatsapp_provider": whatsapp_provider, "telegram": telegram.url,
+         "crm": running.url, "crm_name": crm})
     if crm != "pipedrive" or not env.get("PIPEDRIVE_JWT_SECRET"):  # Pipedrive's app: once it is installed
         stack.setup_lines = prepare_crm(crm, {**env, **stack.environment})
     if crm == "salesforce":

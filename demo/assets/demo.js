@@ -286,9 +286,11 @@ function newPatient() {
 
 // the picker's other channels, each through its emulator's signed webhooks (none when the demo runs none)
 async function setupChannels() {
-  let listed = [];
-  try { listed = (await api("channels")).channels; } catch (err) { return; }
+  let listed = [], whatsapp = null;
+  try { ({ channels: listed, whatsapp } = await api("channels")); } catch (err) { return; }
   const picker = document.getElementById("channel");
+  // WhatsApp's provider (Meta's Cloud API, or 360dialog in front of it: chat2crm demo --whatsapp-provider)
+  if (whatsapp) picker.querySelector('option[value="whatsapp"]').textContent = whatsapp.label;
   for (const c of listed) {
     OTHER_CHANNELS.add(c.id);
     picker.append(el("option", { value: c.id }, c.label));
