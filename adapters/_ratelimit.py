@@ -8,8 +8,12 @@ CRM says its budget is spent (``x-ratelimit-remaining: 0``) so that every worker
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from core.errors import RetryableError
@@ -31,6 +35,8 @@ local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
 _tickets = itertools.count()
+#: within :func:`spare_budget_only`: the share of a window's budget such calls may use (None: any, waiting)
+_SPARE: ContextVar[float | None] = ContextVar("chat2crm_spare_budget", default=None)
 #: the longest pause a CRM's answer can put every worker in (a longer wait is the job layer's)
 MAX_PAUSE = 60.0
 #: the calls made in one window of one API (a sorted set; ``window`` is ``all`` or a window of its own)
@@ -41,6 +47,25 @@ SEARCH_WINDOWS = family("ratelimit", "{api}:calls:search", ttl="options.search_r
                         holds_pii=False, owner=__name__)
 #: until when every worker waits before calling an API again
 PAUSES = family("ratelimit", "{api}:pause", ttl=int(MAX_PAUSE) + 1, holds_pii=False, owner=__name__)
+
+
+@contextlib.contextmanager
+def spare_budget_only(share: float = 0.5) -> Iterator[None]:
+    """Calls made in this block use only the budget nobody needs: each takes a slot at once while fewer than
+    ``share`` of the window's calls are spent, and otherwise fails at once (a :class:`RetryableError`) instead
+    of waiting. For calls that are a nicety (the bot's look-up of a returning patient): in a spike they step
+    aside, so that neither the patient's reply nor the lead writes wait for them.
+
+    Raises:
+        ValueError: ``share`` is not between 0 and 1.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be more than 0 and at most 1, got {share!r}")
+    token = _SPARE.set(share)
+    try:
+        yield
+    finally:
+        _SPARE.reset(token)
 
 
 class SharedRateLimiter:
@@ -76,20 +101,24 @@ class SharedRateLimiter:
         self.pause_key = PAUSES.key(api)
 
     def acquire(self) -> None:
-        """Wait for a slot.
+        """Wait for a slot (within :func:`spare_budget_only`: take a spare one now, or fail at once).
 
         Raises:
             RetryableError: no slot within ``max_wait`` (carries how long to wait).
         """
         if self.redis is None:
             return
+        share = _SPARE.get()
+        limit = self.requests if share is None else max(1, math.floor(self.requests * share))
         deadline = time.monotonic() + self.max_wait
         while True:
             now = time.time()
             wait = float(self.redis.eval(_SCRIPT, 2, self.key, self.pause_key, now, self.window_seconds,
-                                         self.requests, f"{now}:{id(self)}:{next(_tickets)}"))
+                                         limit, f"{now}:{id(self)}:{next(_tickets)}"))
             if wait <= 0:
                 return
+            if share is not None:
+                raise RetryableError(f"{self.api}: no spare budget for a call that can wait", retry_after=wait)
             if time.monotonic() + wait > deadline:
                 raise RetryableError(f"{self.api}: local rate limit busy", retry_after=wait)
             time.sleep(min(wait, 1.0) + 0.005)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import requests
 
+from adapters._ratelimit import spare_budget_only  # noqa: F401 - the SDK's way to make a call wait-free
 from core import metrics
 from core.errors import AuthError, FatalError, RetryableError, SkippableError, SyncError
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from adapters.session import spare_budget_only
 from connector import conversations, flood, inbox, leads, measures, outbox, rollout, threads
 from connector.attribution import attribute
 from connector.bot import engine
@@ -254,16 +255,19 @@ def _prefill_from_crm(runtime: Runtime, conversation: Conversation) -> None:
     """A returning patient: what the CRM already holds (name, e-mail, company, city and country when the
     mapping writes them) is not asked again.
 
-    Never holds the patient up: any CRM error is logged and the bot simply asks.
+    Never holds the patient up: any CRM error is logged and the bot simply asks. The look-up uses only the CRM
+    budget nobody needs (:func:`~adapters.session.spare_budget_only`): in a campaign spike it is skipped rather
+    than waited for, and the lead writes keep the budget.
     """
     mapping = runtime.mapping
     wanted = {crm: _PREFILL[spec.source] for crm, spec in mapping.contact.fields.items() if spec.source in _PREFILL}
     if not wanted:
         return
     try:
-        found = runtime.adapter.find_contact(
-            key=(mapping.contact.key_property, f"{conversation.channel}:{conversation.sender_id}"),
-            object=mapping.contact.object, properties=sorted(wanted))
+        with spare_budget_only():
+            found = runtime.adapter.find_contact(
+                key=(mapping.contact.key_property, f"{conversation.channel}:{conversation.sender_id}"),
+                object=mapping.contact.object, properties=sorted(wanted))
     except (RetryableError, FatalError, SkippableError) as exc:
         log.warning("CRM look-up skipped", extra={"error": type(exc).__name__})
         return

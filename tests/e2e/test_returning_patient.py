@@ -109,3 +109,23 @@ def test_a_returning_patient_is_not_asked_where_they_live_again(stack: Stack) ->
     assert _last_question(stack) == TRAVEL_QUESTION, _said(stack)[-1]
     answers = _conversation(stack).answers
     assert answers["location_city"] == "Amsterdam" and answers["location_country"] == "NL"
+
+
+def test_in_a_spike_the_crm_look_up_is_skipped_not_waited_for(stack: Stack) -> None:
+    """The look-up of a returning patient uses only the CRM budget nobody needs: with half of HubSpot's window
+    spent (lead writes waiting for the rest), the bot answers at once and asks, and no look-up is made."""
+    from adapters._ratelimit import SharedRateLimiter
+    from adapters.hubspot.options import HubSpotOptions
+
+    patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
+    _finish_first_request(stack, patient)
+    stack.runtime.redis.delete(*[k for k in stack.runtime.redis.scan_iter("c2c:conv:*")])  # expired
+    budget = HubSpotOptions.model_validate(stack.runtime.mapping.crm_options()).rate_limit
+    spent = SharedRateLimiter(stack.runtime.redis, "hubspot", budget.requests, budget.per_seconds)
+    for _ in range(budget.requests // 2):  # a spike: other workers' calls fill half the ten-second window
+        spent.acquire()
+    reads = len([c for c in stack.hubspot.calls if "/contacts/batch/read" in c["path"]])
+    patient.send_text("Hi, a question about dental implants")
+    stack.work()
+    assert _last_question(stack) == LOCATION_QUESTION  # asked: what the CRM knows was not looked up
+    assert len([c for c in stack.hubspot.calls if "/contacts/batch/read" in c["path"]]) == reads

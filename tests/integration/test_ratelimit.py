@@ -58,3 +58,26 @@ def test_without_redis_there_is_no_limit() -> None:
     limiter = SharedRateLimiter(None, "hubspot", 1, 60)
     limiter.acquire()
     limiter.acquire()
+
+
+def test_spare_budget_calls_step_aside_at_once(redis_client: redis.Redis) -> None:
+    """Within ``spare_budget_only(0.5)`` a call takes one of the first half of the window's slots, or fails at once
+    with how long it would have waited; outside it, calls still use the whole budget."""
+    from adapters._ratelimit import spare_budget_only
+
+    limiter = SharedRateLimiter(redis_client, "hubspot", 10, 30)
+    for _ in range(4):
+        limiter.acquire()
+    with spare_budget_only(0.5):
+        limiter.acquire()  # the fifth: still spare
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match="no spare budget") as refused:
+            limiter.acquire()
+        assert time.monotonic() - started < 1.0 and refused.value.retry_after
+    for _ in range(5):  # the writes keep the other half
+        limiter.acquire()
+    limiter.pause(20)
+    with spare_budget_only(), pytest.raises(RetryableError):  # a paused CRM: nothing spare either
+        limiter.acquire()
+    with pytest.raises(ValueError, match="share must be"), spare_budget_only(0):
+        pass
