@@ -43,8 +43,10 @@ def main(argv: list[str]) -> int:
     sections: dict[str, str] = {}
     if DOC.exists():
         # a section is a "## name" line at the start of a line and everything up to the next one
+        existing = {p.stem for p in benchmarks([])}
         for match in SECTION.finditer(DOC.read_text(encoding="utf-8")):
-            sections[match["name"].strip()] = "\n" + match["body"].strip() + "\n\n"
+            if match["name"].strip() in existing:  # a benchmark removed or renamed loses its section
+                sections[match["name"].strip()] = "\n" + match["body"].strip() + "\n\n"
     failed = 0
     for path in benchmarks(argv):
         print(f"==> {path.stem}", flush=True)

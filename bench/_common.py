@@ -26,9 +26,11 @@ def describe(values: list[float]) -> str:
 
 
 def settings_for(redis_url: str, **overrides: Any) -> Any:
+    from connector.resources import DEFAULT_CONFIG, shipped
     from core.settings import Settings
 
-    return Settings(**{**SECRETS, "redis_url": redis_url, **overrides})
+    # the shipped configuration: a benchmark runs from the checkout, where no chat2crm.yaml is looked for
+    return Settings(**{**SECRETS, "redis_url": redis_url, "chat2crm_config": shipped(DEFAULT_CONFIG), **overrides})
 
 
 class CrmStack:
@@ -54,13 +56,14 @@ class CrmStack:
         self.served = ServedApp(self.emulator.app).start()
         settings = settings_for(self.redis_server.url, hubspot_api_base=self.served.url)
         mapping = load_mapping(shipped("mappings", "hubspot.yaml"), crm="hubspot")
-        HubSpotAdapter(settings, options=mapping.crm_options()).setup(required_schema(mapping), apply=True)
+        HubSpotAdapter.from_settings(settings, options=mapping.crm_options()).setup(required_schema(mapping), apply=True)
         self.emulator.latency, self.emulator.rate_limit = latency, rate_limit
         self.emulator.calls.clear()
         self.redis = redis.Redis.from_url(self.redis_server.url)
         self.runtime = Runtime(settings, redis_client=self.redis)
         env = {**os.environ, **{k.upper(): v for k, v in SECRETS.items()}, "REDIS_URL": self.redis_server.url,
-               "HUBSPOT_API_BASE": self.served.url, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
+               "CHAT2CRM_CONFIG": str(settings.chat2crm_config), "HUBSPOT_API_BASE": self.served.url,
+               "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
         self.workers = [subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                         for _ in range(workers)]

@@ -9,7 +9,7 @@ from the first message until every queue is empty and every lead's note is in Hu
 patients go through first, uncounted, so the one-off work of the first lead (the CRM's tag options) is
 not in the figures. The emulators and the patients' side (this process) are not counted.
 
-Baseline in the same run: ``bench.direct_relay``, the least a relay can do ("webhook → contact, deal,
+Baseline in the same run: ``bench._direct_relay``, the least a relay can do ("webhook → contact, deal,
 note" with three synchronous HubSpot calls, as a generic workflow tool does it), served by the very same
 gunicorn command and fed one webhook per lead.
 """
@@ -91,7 +91,7 @@ def lead_webhook(i: int) -> bytes:
 
 def baseline(stack: RelayStack) -> tuple[float, int]:
     """(CPU seconds the direct relay's gunicorn processes spent on ``LEADS`` webhooks, HubSpot calls made)."""
-    proc, url = serve_gunicorn("bench.direct_relay:app", stack.env, WEB_WORKERS)
+    proc, url = serve_gunicorn("bench._direct_relay:app", stack.env, WEB_WORKERS)
     local = threading.local()
 
     def post(i: int) -> None:
@@ -124,6 +124,7 @@ def main() -> None:
         time.sleep(IDLE_SECONDS)  # what the product spends doing nothing, for reading the figures
         idle_rate = (sum(stack.cpu_seconds()) - idle0) / IDLE_SECONDS
         web0, workers0 = stack.cpu_seconds()
+        statuses0 = len(stack.whatsapp.statuses.posted)  # Meta's status webhooks (sent, delivered…) reach the web too
         sent0, read0, channel0, crm0 = (len(stack.whatsapp.sent), len(stack.whatsapp.read), stack.whatsapp.calls,
                                         len(stack.crm.calls))
         start = time.perf_counter()
@@ -131,6 +132,7 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         web1, workers1 = stack.cpu_seconds()
         replies_sent, receipts = len(stack.whatsapp.sent) - sent0, len(stack.whatsapp.read) - read0
+        statuses = len(stack.whatsapp.statuses.posted) - statuses0
         channel_calls, crm_calls = stack.whatsapp.calls - channel0, len(stack.crm.calls) - crm0
         direct_cpu, direct_calls = baseline(stack)
     finally:
@@ -149,7 +151,8 @@ def main() -> None:
           f"(goal: at most about {GOAL_MS:.0f} ms per lead)")
     print(f"of which idle time (the product at rest spends {idle_rate * 1000:.1f} ms CPU per second): "
           f"{idle_rate * elapsed * 1000 / LEADS:.1f} ms per lead")
-    print(f"exchanges per lead: {webhooks / LEADS:.0f} inbound webhooks; {channel_calls / LEADS:.1f} WhatsApp API "
+    print(f"exchanges per lead: {webhooks / LEADS:.0f} inbound message webhooks and {statuses / LEADS:.1f} status "
+          f"webhooks; {channel_calls / LEADS:.1f} WhatsApp API "
           f"calls ({replies_sent / LEADS:.1f} replies, {receipts / LEADS:.1f} read receipts); "
           f"{crm_calls / LEADS:.1f} HubSpot calls")
     print(f"baseline, direct relay (1 webhook → contact, deal, note; same gunicorn command): {direct:.1f} ms CPU "

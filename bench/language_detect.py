@@ -20,8 +20,8 @@ import resource, sys
 def rss(): return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024
 import connector.turn, connector.bot.engine, connector.attribution, adapters.hubspot, connector.mapping
 print(f"{rss():.0f}")
-from connector.attribution.language import detect_language
-detect_language("Merhaba, saç ekimi fiyatı nedir?", %r)
+from connector.attribution.language import detect_language, preload_detector
+preload_detector(%r)  # as a worker does at start (connector.worker.warm_up)
 for text in open(%r, encoding="utf-8").read().splitlines():
     detect_language(text.split("\\t", 1)[1], %r)
 print(f"{rss():.0f}")
@@ -29,10 +29,10 @@ print(f"{rss():.0f}")
 
 
 def main() -> None:
-    from connector.attribution.language import detect_language
+    from connector.attribution.language import detect_language, preload_detector
 
     rows = [line.split("\t", 1) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    detect_language("warm up", LANGUAGES)
+    preload_detector(LANGUAGES)  # as a worker does at start: every message is timed warm
     correct = asked = 0
     per_language: Counter[str] = Counter()
     wrong: list[str] = []

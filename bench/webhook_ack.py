@@ -95,7 +95,7 @@ def main() -> None:
                "CHAT2CRM_CONFIG": str(shipped(DEFAULT_CONFIG)), "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
                "WEB_CONCURRENCY": "2"}
         rows: list[tuple[str, dict[str, float], dict[str, float]]] = []
-        for name, app in (("bare", "bench.bare_app:app"), ("relay", "connector.wsgi:app")) * ROUNDS:
+        for name, app in (("bare", "bench._bare_app:app"), ("relay", "connector.wsgi:app")) * ROUNDS:
             proc, url = serve(app, env)
             try:
                 busy = wrk(url, THROUGHPUT_CONNECTIONS, script, prepared)

@@ -1,5 +1,5 @@
 """The baseline the webhook benchmark compares against: a bare Flask endpoint that answers 200, served
-by exactly the gunicorn command ``chat2crm serve`` runs (``gunicorn bench.bare_app:app``)."""
+by exactly the gunicorn command ``chat2crm serve`` runs (``gunicorn bench._bare_app:app``)."""
 
 from __future__ import annotations
 
