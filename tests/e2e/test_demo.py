@@ -139,13 +139,23 @@ def test_demo_runs_the_whole_product_and_stops_cleanly(crm: str) -> None:
         assert "chat2crm demo" in requests.get(f"{base}/demo", timeout=5).text
         _play_a_conversation(base, crm)
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-        output.append(rest)
+        stopped_cleanly(proc, output)
+
+
+def stopped_cleanly(proc: subprocess.Popen[str], output: list[str]) -> str:
+    """Ctrl-C the demo, then check that it said it left nothing running and that no process it started lives
+    on. Returns everything it printed."""
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    output.append(rest)
     text = "".join(output)
     assert proc.returncode == 0, text
     assert "nothing left running" in text
+    assert "Traceback" not in text, text
     pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
     assert len(pids) >= 3  # redis, web, worker
-    time.sleep(1.5)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and [pid for pid in pids if _alive(pid)]:
+        time.sleep(0.2)
     assert [pid for pid in pids if _alive(pid)] == []
+    return text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.test_demo import _alive, _wait_for_banner
+from tests.e2e.test_demo import _wait_for_banner, stopped_cleanly
 from tests.integration.test_docs_commands import _free_port
 
 pytestmark = pytest.mark.weight(25)  # seconds, about: see pytest_collection_modifyitems
@@ -76,16 +75,4 @@ def test_demo_reaches_whatsapp_through_360dialog_and_stops_cleanly() -> None:
         assert answers and answers[0]["status"] == "delivered" and "Demo Clinic" in answers[0]["text"], messages
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-        output.append(rest)
-    text = "".join(output)
-    assert proc.returncode == 0, text
-    assert "nothing left running" in text
-    assert "Traceback" not in text, text
-    pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
-    assert len(pids) >= 3  # redis, web, worker
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and [pid for pid in pids if _alive(pid)]:
-        time.sleep(0.2)
-    assert [pid for pid in pids if _alive(pid)] == []
+        stopped_cleanly(proc, output)
