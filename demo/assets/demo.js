@@ -303,9 +303,6 @@ async function init() {
   state.config = await api("config");
   document.getElementById("phone-title").textContent = state.config.clinic_name;
   document.getElementById("default-flow").textContent = state.config.default_flow;
-  const examples = document.getElementById("examples");
-  for (const x of state.config.examples) examples.append(el("button", { type: "button", class: "try", "data-example": x.id, onclick: () => tryExample(x) }, x.label));
-  setupLeadForm(examples);
   try {  // conversion events: only when the demo sends them (else the route answers 404 and nothing shows)
     state.stages = (await api("conversions")).stages;
     document.getElementById("meta-events").hidden = false;
@@ -328,6 +325,10 @@ async function init() {
     const text = input.value; input.value = "";
     send({ text });
   });
+  // the "Try" buttons last: a button that shows can be pressed (its campaign link is among the arrivals)
+  const examples = document.getElementById("examples");
+  for (const x of state.config.examples) examples.append(el("button", { type: "button", class: "try", "data-example": x.id, onclick: () => tryExample(x) }, x.label));
+  setupLeadForm(examples);
   setInterval(refresh, 1000);
   refresh();
 }

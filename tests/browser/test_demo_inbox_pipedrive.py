@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_demo_inbox import _patient_says, browser  # noqa: F401 - the fixture
+from tests.browser.demo_inbox_tour import _patient_says
 from tests.browser.test_demo_page import CHROMIUM, _demo, meeting_request_in_another_crm
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
+    pytest.mark.weight(40),
 ]
 
 
@@ -30,7 +31,7 @@ def demo() -> Iterator[str]:
         yield base
 
 
-def test_an_agent_answers_in_the_pipedrive_panel_and_hands_back_to_the_bot(demo: str, browser: object,  # noqa: F811
+def test_an_agent_answers_in_the_pipedrive_panel_and_hands_back_to_the_bot(demo: str, browser: object,
                                                                            artefacts: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore[attr-defined]
     errors: list[str] = []
@@ -84,6 +85,6 @@ def test_an_agent_answers_in_the_pipedrive_panel_and_hands_back_to_the_bot(demo:
     page.close()
 
 
-def test_the_meeting_request_in_pipedrive(demo: str, browser: object, artefacts: Path) -> None:  # noqa: F811
+def test_the_meeting_request_in_pipedrive(demo: str, browser: object, artefacts: Path) -> None:
     """The same Turkish meeting request as with HubSpot, on this demo after the agent's tour (a new patient)."""
     meeting_request_in_another_crm(demo, browser, artefacts, "pipedrive", "New enquiry", None)

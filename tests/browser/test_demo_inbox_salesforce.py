@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_demo_inbox import _agent_replies, _patient_says, browser  # noqa: F401 - the fixture
+from tests.browser.demo_inbox_tour import _agent_replies, _patient_says
 from tests.browser.test_demo_page import CHROMIUM, _demo, meeting_request_in_another_crm
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
-    pytest.mark.weight(35),
+    pytest.mark.weight(45),
 ]
 
 
@@ -83,7 +83,7 @@ def _closing_hands_back_to_the_bot(page: object) -> None:
     assert thread.locator(".imsg.patient", has_text="Hello again").count() == 0  # the bot's again, not the Lead's
 
 
-def test_an_agent_answers_on_the_salesforce_lead_and_hands_back_to_the_bot(demo: str, browser: object,  # noqa: F811
+def test_an_agent_answers_on_the_salesforce_lead_and_hands_back_to_the_bot(demo: str, browser: object,
                                                                           artefacts: Path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page.goto(f"{demo}/demo")
@@ -112,6 +112,6 @@ def test_an_agent_answers_on_the_salesforce_lead_and_hands_back_to_the_bot(demo:
     page.close()
 
 
-def test_the_meeting_request_in_salesforce(demo: str, browser: object, artefacts: Path) -> None:  # noqa: F811
+def test_the_meeting_request_in_salesforce(demo: str, browser: object, artefacts: Path) -> None:
     """The same Turkish meeting request as with HubSpot, on this demo after the agent's tour (a new patient)."""
     meeting_request_in_another_crm(demo, browser, artefacts, "salesforce", "New", "campaign member")

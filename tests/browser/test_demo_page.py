@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.browsing import CHROMIUM
+from tests.browser.demo_inbox_tour import (  # noqa: F401 - run here, on this module's demo
+    test_an_agent_answers_the_patient_from_the_inbox_and_hands_back_to_the_bot,
+)
+from tests.browser.demo_lead_form_checks import test_a_patient_fills_in_the_meta_lead_form  # noqa: F401
 from tests.integration.test_docs_commands import _free_port
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
-    pytest.mark.weight(40),
+    pytest.mark.weight(70),
 ]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @contextlib.contextmanager
@@ -59,18 +61,6 @@ def demo() -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
 def _say(page: object, text: str, expect: str) -> None:
     page.fill("#text", text)  # type: ignore[attr-defined]
     page.click("#send")  # type: ignore[attr-defined]
@@ -89,13 +79,12 @@ def test_turkish_meeting_request_through_the_page(demo: str, browser: object, ar
     _say(page, "Süreç otomasyonu ve raporlama.", "Şirketinizin adı ve e-posta adresiniz nedir?")
     _say(page, "ABC Lojistik, info@abc.com", "Hangi gün ve saat size uygun?")
     _say(page, "Çarşamba 11:00 uygun.", "numarasıyla kaydedildi")
-    record = page.locator(".card.record").first
-    record.wait_for(timeout=20_000)
+    record = page.locator(".card.record", has_text="Süreç otomasyonu ve raporlama").first  # the page's earlier
+    record.wait_for(timeout=20_000)  # checks (the agent's tour, the lead form) left records of their own
     text = record.inner_text()
-    assert "Süreç otomasyonu ve raporlama" in text and "New" in text
+    assert "New" in text
     assert "Çarşamba 11:00 uygun." in text and "meeting-tr" in text and "campaign" in text.lower()
-    contact = page.locator(".card.contact").first.inner_text()
-    assert "info@abc.com" in contact
+    assert page.locator(".card.contact", has_text="info@abc.com").count() >= 1
     # the note is written after the deal: the page shows it on one of its next polls
     page.locator("#crm", has_text="Note").wait_for(timeout=20_000)
     assert "ABC Lojistik" in page.locator("#crm").inner_text()

@@ -8,36 +8,10 @@ A screenshot is saved under artefacts/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.browser.test_demo_page import CHROMIUM, FLAGS, _demo
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
-]
-
-
-@pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
-    with _demo("hubspot") as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
+# Run by tests/browser/test_demo_page.py on its HubSpot demo (one demo start for the page's checks); the Salesforce
+# and Pipedrive tours use its helpers.
 
 
 def _patient_says(page: object, text: str) -> None:
