@@ -34,7 +34,8 @@ SURNAMES = ("Adler", "Becker", "Conrad", "Dorn", "Engel", "Fuchs", "Graf", "Hahn
 
 @pytest.fixture
 def stack_config() -> dict[str, Any]:
-    return {"default_flow": "meeting_request", "delivery.lost_job_seconds": 1}
+    # one language: the killed worker processes start without loading the detector's models (seconds each)
+    return {"default_flow": "meeting_request", "delivery.lost_job_seconds": 1, "languages": ["en"], "campaigns": None}
 
 
 def _kill_at(stack: Stack, point: str) -> None:

@@ -22,7 +22,9 @@ CONVERSATIONS, BURST, WORKERS = 12, 6, 4
 
 @pytest.fixture
 def stack_config() -> dict[str, Any]:
-    return {"default_flow": "meeting_request", "limits.per_sender_per_minute": 100}
+    # one language: the four worker processes start without loading the detector's models
+    return {"default_flow": "meeting_request", "limits.per_sender_per_minute": 100, "languages": ["en"],
+            "campaigns": None}
 
 
 def test_bursts_are_processed_in_order_by_four_workers(stack: Stack) -> None:

@@ -16,7 +16,8 @@ import redis
 
 from connector.runtime import Runtime
 from tests.conftest import make_settings
-from tests.paths import REPO, SHIPPED_CONFIG
+from tests.e2e.conftest import write_config
+from tests.paths import REPO
 
 pytestmark = pytest.mark.weight(50)  # seconds, about: see pytest_collection_modifyitems
 
@@ -25,7 +26,9 @@ JOBS = "tests.e2e.supervised_jobs"
 
 @pytest.fixture
 def worker(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "REDIS_URL": redis_url, "CHAT2CRM_CONFIG": str(SHIPPED_CONFIG), "LOG_FORMAT": "json",
+    # one language: the worker starts without loading the detector's models (these jobs are not bot turns)
+    config = write_config(tmp_path, languages=["en"], campaigns=None)
+    env = {**os.environ, "REDIS_URL": redis_url, "CHAT2CRM_CONFIG": str(config), "LOG_FORMAT": "json",
            "WORKER_HANG_GRACE_SECONDS": "1", "WORKER_MAX_MEMORY_MB": "64",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     log = (tmp_path / "worker.log").open("wb")
