@@ -6,34 +6,19 @@ the conversation back. A screenshot is saved under artefacts/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser.browsing import CHROMIUM
 from tests.e2e.pipedrive_app import PATIENT, PipedriveLoop, pipedrive_loop_fixture  # noqa: F401 - the fixture
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="needs Debian's 'chromium' package (./scripts/test installs it when run as root)"),
 ]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def test_an_agent_answers_the_patient_from_the_panel_in_pipedrive(pipedrive_loop: PipedriveLoop, browser: Any,
