@@ -9,6 +9,7 @@ A screenshot is saved under artefacts/."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 # Run by tests/browser/test_demo_page.py on its HubSpot demo (one demo start for the page's checks); the Salesforce
 # and Pipedrive tours use its helpers.
@@ -89,20 +90,25 @@ def _closing_hands_back_to_the_bot(page: object) -> None:
     assert answer.locator(".agent-name").count() == 0
 
 
-def test_an_agent_answers_the_patient_from_the_inbox_and_hands_back_to_the_bot(demo: str, browser: object,
-                                                                               artefacts: Path) -> None:
+def handed_over(demo: str, browser: object) -> tuple[Any, str, Any]:
+    """A new patient on the demo page writes, the bot answers, the patient asks for a person.
+    Returns the page, the patient and the phone pane."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page.goto(f"{demo}/demo")
     page.locator("#crm-tabs").wait_for(timeout=10_000)  # the configuration is read: the CRM has an inbox
     page.wait_for_function("state.patient !== null", timeout=10_000)
-    patient = page.evaluate("state.patient")
+    patient = str(page.evaluate("state.patient"))
     phone = page.locator("#chat")
-
-    # the patient writes, the bot answers; the patient asks for a person
     _patient_says(page, "Hi, price for hair transplant?")
     phone.locator(".msg.out", has_text="Which country and city do you live in?").wait_for(timeout=20_000)
     _patient_says(page, "human")
     phone.locator(".msg.out", has_text="passing you to a patient coordinator").wait_for(timeout=20_000)
+    return page, patient, phone
+
+
+def test_an_agent_answers_the_patient_from_the_inbox_and_hands_back_to_the_bot(demo: str, browser: object,
+                                                                               artefacts: Path) -> None:
+    page, patient, phone = handed_over(demo, browser)
 
     _the_thread_shows_the_history(page, patient)
     _the_reply_reaches_the_phone(page)

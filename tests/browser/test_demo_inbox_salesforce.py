@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.demo_inbox_tour import _agent_replies, _patient_says
+from tests.browser.demo_inbox_tour import _agent_replies, _patient_says, handed_over
 from tests.browser.test_demo_page import CHROMIUM, _demo, meeting_request_in_another_crm
 
 pytestmark = [
@@ -85,17 +85,7 @@ def _closing_hands_back_to_the_bot(page: object) -> None:
 
 def test_an_agent_answers_on_the_salesforce_lead_and_hands_back_to_the_bot(demo: str, browser: object,
                                                                           artefacts: Path) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    page.goto(f"{demo}/demo")
-    page.locator("#crm-tabs").wait_for(timeout=10_000)  # the configuration is read: the CRM has an inbox
-    page.wait_for_function("state.patient !== null", timeout=10_000)
-    patient = page.evaluate("state.patient")
-    phone = page.locator("#chat")
-
-    _patient_says(page, "Hi, price for hair transplant?")
-    phone.locator(".msg.out", has_text="Which country and city do you live in?").wait_for(timeout=20_000)
-    _patient_says(page, "human")
-    phone.locator(".msg.out", has_text="passing you to a patient coordinator").wait_for(timeout=20_000)
+    page, patient, phone = handed_over(demo, browser)
 
     _the_lead_shows_the_history(page, patient)
     _the_reply_reaches_the_phone(page)
