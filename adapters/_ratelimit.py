@@ -113,8 +113,9 @@ class SharedRateLimiter:
         deadline = time.monotonic() + self.max_wait
         while True:
             now = time.time()
-            wait = float(self.redis.eval(_SCRIPT, 2, self.key, self.pause_key, now, self.window_seconds,
-                                         limit, f"{now}:{id(self)}:{next(_tickets)}"))
+            wait = float(self.redis.register_script(_SCRIPT)(
+                keys=[self.key, self.pause_key],
+                args=[now, self.window_seconds, limit, f"{now}:{id(self)}:{next(_tickets)}"]))
             if wait <= 0:
                 return
             if share is not None:

@@ -1,12 +1,17 @@
 """A conversation's inbox: the patient's messages waiting to be handled, oldest first.
 
-The webhook appends each new message to its conversation's inbox and enqueues a job to drain it
-(:func:`enqueue_inbound`); the worker handles the head and pops it in the same transaction that
-saves what it did (:mod:`connector.turn`), so a message leaves its inbox only once it took effect.
-A message id seen before is dropped at the door, in the same atomic step that would queue it.
+The webhook appends each new message to its conversation's inbox (:func:`enqueue_inbound`, one small
+Lua call); the worker handles the head and pops it in the same transaction that saves what it did
+(:mod:`connector.turn`), so a message leaves its inbox only once it took effect. A message id seen
+before is dropped at the door, in the same atomic step that would queue it.
 
-The work list (:data:`DUE`) scores each conversation with messages waiting by the time its job could
-have been lost; the sweeper looks only at the ones due.
+The work list (:data:`DUE`) scores each conversation with messages waiting by the time its drain could
+have been lost; the sweeper looks only at the ones due. A conversation that joins the work list is
+also pushed, once, onto the ready list (:data:`READY`), which the job processes pop
+(:class:`connector.queues.RelayWorker`): a message costs no rq job, only its key on a list. While a
+conversation is listed, later messages only join its inbox: its drain (or its retry, after its backoff)
+takes them in order, and a drain that ends with messages left pushes it again
+(:func:`release_and_finish`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from connector import queues
+from connector.locks import Found, Lock, next_head, take_head
 from connector.transaction import Transaction
 from core.keys import family
 from core.models import Channel, InboundMessage, utcnow
@@ -30,11 +35,36 @@ SEEN = family("seen", "{channel}:{message_id}", ttl="retention.dedup_days", hold
 DUE = family("inboxes", ttl=None, holds_pii=True, owner=__name__,
              bounded_by="one member per conversation with messages waiting, removed when its inbox is drained")
 ATTEMPTS = family("inbox-attempts", "{conversation}", ttl=86400, holds_pii=True, owner=__name__)
+READY = family("ready", ttl=None, holds_pii=True, owner=__name__,
+               bounded_by="conversation keys waiting for a job process; pushed when a conversation joins the "
+                          "work list, popped by the job processes")
+
+# The webhook's one call: drop a redelivery (KEYS[1] set only if absent, when ARGV[1] is not 0), append
+# the message to its inbox, and list the conversation; a conversation that was not listed yet is also
+# pushed onto the ready list (one listed already has a drain or a retry on its way).
+# KEYS: seen, inbox, work list, ready list. ARGV: seen TTL (0: no check), message, inbox TTL, due time, key.
+_ENQUEUE = """
+if ARGV[1] ~= '0' and not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('rpush', KEYS[2], ARGV[2])
+redis.call('expire', KEYS[2], ARGV[3])
+if redis.call('zadd', KEYS[3], 'NX', ARGV[4], ARGV[5]) == 1 then redis.call('rpush', KEYS[4], ARGV[5]) end
+return 1
+"""
 
 # Remove a conversation from the work list only if its inbox is empty, in one step (a message pushed in
 # between keeps it listed).
 _DRAINED = """
 if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[2], ARGV[1]) return 1 end
+return 0
+"""
+# A drain that ends, in one call: release the conversation's lock (if still this drain's), then as _DRAINED,
+# and a conversation with messages left is made ready again.
+# KEYS: lock, inbox, work list, ready list. ARGV: token, key, due time.
+_RELEASE_AND_FINISH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+if redis.call('llen', KEYS[2]) == 0 then redis.call('zrem', KEYS[3], ARGV[2]) return 1 end
+redis.call('zadd', KEYS[3], ARGV[3], ARGV[2])
+redis.call('rpush', KEYS[4], ARGV[2])
 return 0
 """
 # The work list of earlier versions was a set: make it a sorted set, every member due now.
@@ -56,9 +86,10 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage, *, dedup_days: in
     """Queue one patient message for its conversation (called by the webhook).
 
     The message is appended to the conversation's inbox, so messages are handled in arrival order, and
-    a job is enqueued to drain it. With ``dedup_days``, the message id is remembered for that long and a
-    message seen before is dropped, in the same atomic step: a redelivery is never queued twice, and a
-    message is never marked seen without being queued. One Redis round trip.
+    the conversation is made ready for a job process unless it is already listed. With ``dedup_days``, the
+    message id is remembered for that long and a message seen before is dropped, in the same atomic step:
+    a redelivery is never queued twice, and a message is never marked seen without being queued. One
+    Redis round trip (a Lua script called by its SHA1).
 
     Returns:
         False when the message was a redelivery (nothing queued).
@@ -67,16 +98,39 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage, *, dedup_days: in
         redis.RedisError: Redis failed; nothing was queued or remembered (the channel redelivers).
     """
     key = message.conversation_key
-    tx = Transaction(runtime.redis)
-    if dedup_days is not None:
-        tx.require_absent(SEEN.key(message.channel, message.message_id), dedup_days * 86400)
-    pipe = tx.pipe
-    pipe.rpush(INBOX.key(key), message.model_dump_json())
-    pipe.expire(INBOX.key(key), runtime.config.retention.conversation_hours * 3600)
-    # A job is on its way: the sweeper leaves this conversation alone until it could have been lost.
-    pipe.zadd(DUE.key(), {key: time.time() + runtime.config.delivery.lost_job_seconds})
-    queues.enqueue(runtime, queues.INBOUND, queues.PROCESS_CONVERSATION, key, pipe=pipe, description="conversation")
-    return tx.commit()
+    seen_ttl = dedup_days * 86400 if dedup_days is not None else 0
+    if dedup_days is not None and seen_ttl <= 0:
+        raise ValueError(f"dedup_days must be more than 0, got {dedup_days!r}")
+    script = runtime.redis.register_script(_ENQUEUE)
+    return bool(script(
+        keys=[SEEN.key(message.channel, message.message_id), INBOX.key(key), DUE.key(), READY.key()],
+        args=[seen_ttl, message.model_dump_json(), runtime.config.retention.conversation_hours * 3600,
+              time.time() + runtime.config.delivery.lost_job_seconds, key]))
+
+
+def make_ready(runtime: Runtime, key: str, *, postpone_by: float | None = None) -> None:
+    """Push conversation ``key`` onto the ready list (the sweeper, a drain that ended with messages left);
+    with ``postpone_by``, the sweeper leaves it alone that many seconds."""
+    pipe = runtime.redis.pipeline(transaction=True)
+    if postpone_by is not None:
+        pipe.zadd(DUE.key(), {key: time.time() + postpone_by})
+    pipe.rpush(READY.key(), key)
+    pipe.execute()
+
+
+def pop_ready(client: redis.Redis, timeout: float | None) -> str | None:
+    """The next conversation to drain: waits up to ``timeout`` seconds (None: does not wait)."""
+    if timeout is None:
+        raw = client.lpop(READY.key())
+    else:
+        popped = client.blpop([READY.key()], timeout)
+        raw = popped[1] if popped else None
+    return None if raw is None else _text(raw)
+
+
+def ready_count(runtime: Runtime) -> int:
+    """Conversations waiting for a job process."""
+    return int(runtime.redis.llen(READY.key()))
 
 
 def enqueue_opt_out(runtime: Runtime, channel: Channel, account: str, sender_id: str) -> None:
@@ -131,8 +185,7 @@ def push_front(runtime: Runtime, raw: str) -> None:
     tx.pipe.lpush(INBOX.key(key), raw)
     tx.pipe.expire(INBOX.key(key), runtime.config.retention.conversation_hours * 3600)
     tx.pipe.zadd(DUE.key(), {key: time.time() + runtime.config.delivery.lost_job_seconds})
-    queues.enqueue(runtime, queues.INBOUND, queues.PROCESS_CONVERSATION, key, pipe=tx.pipe,
-                   description="conversation")
+    tx.pipe.rpush(READY.key(), key)
     tx.commit()
 
 
@@ -154,12 +207,36 @@ def postpone(runtime: Runtime, key: str, seconds: float) -> None:
 
 
 def finish(runtime: Runtime, key: str) -> bool:
-    """After a drain: drop the conversation from the work list if its inbox is empty.
+    """Drop the conversation from the work list if its inbox is empty.
 
     Returns:
-        True when messages are still waiting (they arrived while the drain ended).
+        True when messages are still waiting.
     """
     return not runtime.redis.eval(_DRAINED, 2, INBOX.key(key), DUE.key(), key)
+
+
+def take(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, bytes | None]:
+    """Take the conversation's ``lock`` with its inbox's head, in one call (see :func:`connector.locks.take_head`:
+    an empty inbox leaves the work list at once)."""
+    return take_head(lock, INBOX.key(key), DUE.key(), key)
+
+
+def next_message(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, bytes | None]:
+    """After a turn: the next message with the lock extended, or the lock let go and the conversation off
+    the work list (see :func:`connector.locks.next_head`)."""
+    return next_head(lock, INBOX.key(key), DUE.key(), key)
+
+
+def release_and_finish(runtime: Runtime, key: str, lock: Lock) -> bool:
+    """A drain that ends: let go of the conversation's lock, drop the conversation from the work list if its
+    inbox is empty, or else make it ready again (messages arrived as the drain ended), in one call.
+
+    Returns:
+        True when messages are still waiting.
+    """
+    script = runtime.redis.register_script(_RELEASE_AND_FINISH)
+    return not script(keys=[lock.key, INBOX.key(key), DUE.key(), READY.key()],
+                      args=[lock.token, key, time.time() + runtime.config.delivery.lost_job_seconds])
 
 
 def upgrade(runtime: Runtime) -> int:

@@ -54,20 +54,22 @@ log = logging.getLogger("chat2crm.jobs")
 def process_conversation(key: str) -> None:
     """Drain a conversation's inbox, one message at a time, in order, under its lock.
 
-    If another worker holds the lock, return at once: that worker drains the inbox and enqueues a new job
-    if messages arrived after it looked. A message whose turn fails transiently (Redis, or a retryable
+    Run by a job process for a conversation it popped from the ready list (or by rq, for a delayed retry).
+    If another worker holds the lock, return at once: that worker drains the inbox and makes the
+    conversation ready again if messages arrived after it looked. A message whose turn fails transiently (Redis, or a retryable
     error) stays at the head and the conversation is tried again after a backoff; one whose turn fails
     otherwise is set aside in the failed registry (``chat2crm failed list``) and the next goes on. If
-    Redis fails for longer, the job fails and the sweeper enqueues the conversation again.
+    Redis fails for longer, the drain fails and the sweeper makes the conversation ready again.
     """
     runtime = current_runtime()
     lock = conversations.lock(runtime, key)
-    if not lock.acquire():
-        return
+    found, raw = inbox.take(runtime, key, lock)  # the lock and the inbox's head, in one call
+    if found != "head" or raw is None:
+        return  # another worker drains it, or it was empty (and left the work list)
     crash_point("conversation-locked")
-    waiting = False
+    waiting = ended = False
     try:
-        while (raw := inbox.head(runtime, key)) is not None:
+        while True:
             try:
                 if not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
                     return  # the lock was lost: its new holder drains the inbox
@@ -77,11 +79,16 @@ def process_conversation(key: str) -> None:
                     return
             except Exception as exc:  # not retryable: the message is set aside, the ones after it go on
                 set_message_aside(runtime, key, raw, exc)
-            lock.extend()
+            # the next message with the lock extended; or the lock let go and the conversation done with
+            found, raw = inbox.next_message(runtime, key, lock)
+            if found != "head" or raw is None:
+                ended = True
+                return
     finally:
-        lock.release()
-        if not waiting and inbox.finish(runtime, key):
-            queues.enqueue(runtime, queues.INBOUND, queues.PROCESS_CONVERSATION, key, description="conversation")
+        if waiting:
+            lock.release()
+        elif not ended:  # left early: messages that arrived meanwhile make the conversation ready again
+            inbox.release_and_finish(runtime, key, lock)
 
 
 def _retry_conversation(runtime: Runtime, key: str, raw: bytes, exc: RetryableError | redis.RedisError) -> bool:

@@ -58,8 +58,8 @@ def lead_key(reference: str) -> str:
 def reserve_reference(runtime: Runtime, message: str) -> str:
     """The reference for the request completed by ``message`` (``channel:message_id:n``): the one kept for
     it, or a new one (``#1001``, ``#1002``…), kept for ``retention.conversation_hours``."""
-    value = runtime.redis.eval(_RESERVE, 2, RESERVED.key(message), SEQUENCE.key(),
-                               runtime.config.retention.conversation_hours * 3600)
+    value = runtime.redis.register_script(_RESERVE)(keys=[RESERVED.key(message), SEQUENCE.key()],
+                                                    args=[runtime.config.retention.conversation_hours * 3600])
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -3,11 +3,16 @@
 One class for every mutual exclusion of the relay: a conversation's turn, its outbox's delivery, a
 lead's CRM write, the sweeper's lease. The module that owns the lock's key family declares it (with
 its TTL); a lock never outlives its TTL, so a killed holder's lock frees itself.
+
+:func:`take_head` and :func:`next_head` drain a list (an inbox, an outbox) under a lock in two calls per
+item rather than four: taking the lock comes with the list's head, and each next head comes with the
+lock's extension, or, once the list is empty, with the lock let go and the list dropped from its work list.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 import redis
 
@@ -19,6 +24,31 @@ _EXTEND = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+# KEYS: the lock, the list, its work list. ARGV: the token, the lock's TTL (ms), the list's member there.
+_TAKE_HEAD = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local head = redis.call('lindex', KEYS[2], 0)
+if head then return {1, head} end
+redis.call('del', KEYS[1])
+redis.call('zrem', KEYS[3], ARGV[3])
+return {2}
+"""
+_NEXT_HEAD = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return {0} end
+local head = redis.call('lindex', KEYS[2], 0)
+if head then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return {1, head}
+end
+redis.call('del', KEYS[1])
+redis.call('zrem', KEYS[3], ARGV[3])
+return {2}
+"""
+#: what :func:`take_head` and :func:`next_head` found: the lock is another's (``"locked"``), the list's head
+#: with the lock held (``"head"``), or an empty list, the lock let go and the work list without it (``"done"``)
+Found = Literal["locked", "head", "done"]
+_FOUND: tuple[Found, ...] = ("locked", "head", "done")
 
 
 class Lock:
@@ -59,3 +89,31 @@ class Lock:
         """Whether this owner holds the lock now."""
         value = self.client.get(self.key)
         return value is not None and (value.decode() if isinstance(value, bytes) else str(value)) == self.token
+
+
+def take_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[Found, bytes | None]:
+    """Take ``lock`` and read the head of the list ``list_key``, in one call. An empty list is dropped from
+    ``work_list`` (a sorted set where it is ``member``) and the lock let go at once.
+
+    Returns:
+        What was found, and the head when it is ``"head"``.
+    """
+    return _found(lock.client.register_script(_TAKE_HEAD)(
+        keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+
+
+def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[Found, bytes | None]:
+    """After an item: the list's new head with ``lock`` held for another full TTL, or, when the list is
+    empty, the lock let go and the list dropped from ``work_list``, in one call; ``"locked"`` when the lock
+    was lost (its new holder goes on).
+
+    Returns:
+        What was found, and the head when it is ``"head"``.
+    """
+    return _found(lock.client.register_script(_NEXT_HEAD)(
+        keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+
+
+def _found(answer: list[int | bytes]) -> tuple[Found, bytes | None]:
+    head = answer[1] if len(answer) > 1 else None
+    return _FOUND[int(answer[0])], head if isinstance(head, bytes) or head is None else str(head).encode()

@@ -64,6 +64,23 @@ redis.call('del', KEYS[2])
 return step or ''
 """
 
+# A committed turn: claim the drop-off as _CLAIM does (returned: the waiting record, '' when none was kept,
+# nil when nothing was due), then record where the conversation now waits (ARGV[3]: its record, '' when it
+# waits for no answer). KEYS: the waiting list, the conversation's record. ARGV: key, now, record, TTL, deadline.
+_CLAIM_AND_MARK = """
+local claimed = false
+local score = redis.call('zscore', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then claimed = redis.call('get', KEYS[2]) or '' end
+if ARGV[3] ~= '' then
+  redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  redis.call('zadd', KEYS[1], ARGV[5], ARGV[1])
+else
+  redis.call('zrem', KEYS[1], ARGV[1])
+  redis.call('del', KEYS[2])
+end
+return claimed
+"""
+
 
 def flow_label(runtime: Runtime, flow: str | None) -> str:
     """``flow`` when the configuration has it, else ``other``."""
@@ -125,7 +142,19 @@ def _record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
     client, conversation, now = runtime.redis, decision.conversation, time.time()
     kept = rollout.current(conversation) or rollout.Assignment(NONE)  # as decided when the conversation started
     level, group = rollout_labels(runtime, kept.level, kept.group).values()
-    _claim(runtime, key, now)  # it had gone quiet past its deadline and is back before the sweep counted it
+    # where the conversation now waits, and (it had gone quiet past its deadline and is back before the sweep
+    # counted it) its drop-off claimed, in one call
+    if conversation.status == "bot" and conversation.step and not conversation.opted_out:
+        deadline = conversation.updated_at.timestamp() + runtime.config.bot.resume_window_minutes * 60
+        waiting = json.dumps({"flow": conversation.flow, "step": conversation.step, "rollout": kept.level,
+                              "group": kept.group})
+    else:
+        deadline, waiting = 0.0, ""
+    claimed = client.register_script(_CLAIM_AND_MARK)(
+        keys=[IDLE.key(), STEP.key(key)],
+        args=[key, now, waiting, runtime.config.retention.conversation_hours * 3600, deadline])
+    if claimed is not None:
+        _count_dropoff(runtime, claimed)
     for event in decision.events:
         if isinstance(event, LeadReady):
             lead = event.lead
@@ -138,22 +167,16 @@ def _record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
         elif isinstance(event, HandedOver):
             metrics.incr(client, "handoffs", flow=flow_label(runtime, conversation.flow),
                          reason=reason_label(runtime, conversation.flow, event.reason), rollout=level, group=group)
-    pipe = client.pipeline(transaction=False)
-    if conversation.status == "bot" and conversation.step and not conversation.opted_out:
-        deadline = conversation.updated_at.timestamp() + runtime.config.bot.resume_window_minutes * 60
-        waiting = json.dumps({"flow": conversation.flow, "step": conversation.step, "rollout": kept.level,
-                              "group": kept.group})
-        pipe.set(STEP.key(key), waiting, ex=runtime.config.retention.conversation_hours * 3600)
-        pipe.zadd(IDLE.key(), {key: deadline})
-    else:
-        pipe.zrem(IDLE.key(), key)
-        pipe.delete(STEP.key(key))
-    pipe.execute()
 
 
 def _claim(runtime: Runtime, key: str, now: float) -> bool:
     """Count the drop-off of ``key`` if it is due and not counted yet. Returns whether it was counted."""
     waiting = runtime.redis.eval(_CLAIM, 2, IDLE.key(), STEP.key(key), key, now)
+    return _count_dropoff(runtime, waiting)
+
+
+def _count_dropoff(runtime: Runtime, waiting: bytes | str | None) -> bool:
+    """Count a claimed drop-off (its waiting record; '' for one listed before the record was kept)."""
     if not waiting:
         return False
     where = json.loads(waiting)

@@ -8,6 +8,8 @@ from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from connector.inbox import READY
+from connector.runtime import QUEUE_INBOUND
 from core.metrics import RedisCollector
 
 blueprint = Blueprint("metrics", __name__)
@@ -34,5 +36,7 @@ def metrics() -> Response:
     require_admin()
     runtime = current_app.extensions["chat2crm"]
     registry = CollectorRegistry()
-    registry.register(RedisCollector(runtime.redis, runtime.queues()))
+    # patients' messages wait on the ready list, not as rq jobs: they count as the inbound queue's depth
+    inbound = runtime.queue(QUEUE_INBOUND).name
+    registry.register(RedisCollector(runtime.redis, runtime.queues(), also_waiting={inbound: READY.key()}))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

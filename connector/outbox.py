@@ -32,7 +32,7 @@ from connector.channels import client_for
 from connector.coalesce import coalesce
 from connector.conversations import short
 from connector.crash import crash_point
-from connector.locks import Lock
+from connector.locks import Lock, next_head, take_head
 from core import metrics
 from core.errors import RetryableError, SyncError
 from core.inbox import FileRef
@@ -69,6 +69,14 @@ return 1
 _DRAINED = """
 if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[2], ARGV[1]) return 1 end
 return 0
+"""
+
+# Mark a reply as being sent unless it was sent and recorded before; returns what the mark was.
+# KEYS: the sent mark. ARGV: the sending mark, its TTL.
+_MARK_SENDING = """
+local mark = redis.call('get', KEYS[1])
+if mark == false or mark == ARGV[1] then redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+return mark
 """
 
 
@@ -221,9 +229,10 @@ def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool
             agent_sender: AgentSender | None = None) -> int:
     """Send the outbox of conversation ``key``, in order, under its lock; returns how many entries were sent.
 
-    If another worker holds the lock, return at once: that worker sends what is queued and enqueues a new
-    job if entries arrived after it looked. An entry the channel refuses goes to ``on_failure`` (with the
-    lock held), which either schedules a retry (delivery stops: the order is kept) or sets it aside. A head
+    If another worker holds the lock, return at once: that worker sends what is queued, entries that arrive
+    meanwhile included (it looks for the next entry and lets go of the lock in one step). An entry the
+    channel refuses goes to ``on_failure`` (with the lock held), which either schedules a retry (delivery
+    stops: the order is kept) or sets it aside. A head
     waiting for its retry stops every delivery but that retry's own (``retrying``; rq may start it up to a
     second early, as it schedules by whole seconds). Agents' entries are sent by ``agent_sender``.
 
@@ -231,37 +240,37 @@ def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool
         redis.RedisError: Redis failed; the entry stays at the head (the sweeper enqueues the outbox again).
     """
     held = lock(runtime, key)
-    if not held.acquire():
-        return 0
-    sent, stopped = 0, False
+    found, raw = take_head(held, OUTBOX.key(key), DUE.key(), key)  # the lock and the head, in one call
+    sent = 0
     try:
-        while (raw := runtime.redis.lindex(OUTBOX.key(key), 0)) is not None:
-            raw = raw if isinstance(raw, bytes) else str(raw).encode()
+        while found == "head" and raw is not None:
             entry = Entry.model_validate_json(raw)
             if entry.not_before > time.time() and not retrying:
-                stopped = True  # its retry is scheduled; the entries after it wait, in order
-                break
+                break  # its retry is scheduled; the entries after it wait, in order
             retrying = False  # only the head it was scheduled for
             try:
-                if entry.kind == "agent":
-                    if agent_sender is None:
-                        raise ValueError(f"entry {entry.id} is an agent's reply and no agent sender was given")
-                    sent += agent_sender(runtime, key, raw, entry)
-                else:
-                    sent += _send(runtime, key, raw, entry)
+                sent += _send_one(runtime, key, raw, entry, agent_sender)
             except redis.RedisError:
                 raise
             except Exception as exc:  # the channel refused it (or it cannot be rendered): the policy says
                 if not on_failure(entry, raw, exc):
-                    stopped = True
                     break
-            held.extend()
+            # the next entry with the lock extended; or, the outbox empty, the lock let go and the work list
+            # without it; or the lock lost (its new holder goes on)
+            found, raw = next_head(held, OUTBOX.key(key), DUE.key(), key)
     finally:
-        held.release()
-    if not stopped and finish(runtime, key):
-        # entries arrived after the loop looked; their own job found the lock taken and returned
-        queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, key, description="replies")
+        if found == "head":  # stopped at an entry (its retry is scheduled), or failed: the lock is let go
+            held.release()
     return sent
+
+
+def _send_one(runtime: Runtime, key: str, raw: bytes, entry: Entry, agent_sender: AgentSender | None) -> int:
+    """Send the head entry (an agent's by ``agent_sender``). Returns 1 when a message went out, else 0."""
+    if entry.kind != "agent":
+        return _send(runtime, key, raw, entry)
+    if agent_sender is None:
+        raise ValueError(f"entry {entry.id} is an agent's reply and no agent sender was given")
+    return agent_sender(runtime, key, raw, entry)
 
 
 def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
@@ -284,16 +293,16 @@ def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
                         extra={"conversation": short(key), "error": type(exc).__name__})
         _ack(runtime, key, raw, entry, "")
         return 0
-    mark = client.get(SENT.key(entry.id))
+    if entry.reply is None:
+        raise ValueError(f"entry {entry.id} is a reply without a reply")
+    # read the mark and set it to "sending" in one call, unless it says the reply went out before
+    mark = client.register_script(_MARK_SENDING)(keys=[SENT.key(entry.id)], args=[SENDING, _sent_ttl(runtime)])
     if mark is not None and mark != SENDING:  # sent before and recorded: it only has to leave the outbox
         _ack(runtime, key, raw, entry, "")
         return 0
     if mark == SENDING:
         log.warning("reply sent again: an earlier send's outcome is unknown (the patient may see it twice)",
                     extra={"conversation": short(key), "entry": entry.id})
-    if entry.reply is None:
-        raise ValueError(f"entry {entry.id} is a reply without a reply")
-    client.set(SENT.key(entry.id), SENDING, ex=_sent_ttl(runtime))
     crash_point("reply-sending")
     try:
         ids = channel.send(entry.recipient(), [entry.reply])
@@ -309,8 +318,8 @@ def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
 
 
 def _ack(runtime: Runtime, key: str, raw: bytes, entry: Entry, ids: str) -> bool:
-    return bool(runtime.redis.eval(_ACK, 3, OUTBOX.key(key), SENT.key(entry.id), DUE.key(), raw, ids,
-                                   _sent_ttl(runtime), key))
+    return bool(runtime.redis.register_script(_ACK)(keys=[OUTBOX.key(key), SENT.key(entry.id), DUE.key()],
+                                                    args=[raw, ids, _sent_ttl(runtime), key]))
 
 
 def _sent_ttl(runtime: Runtime) -> int:

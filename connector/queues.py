@@ -19,14 +19,16 @@ messages behind a CRM that is slow. Job descriptions (``lead #1002``, ``conversa
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, SimpleWorker, get_current_job
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
 from rq.registry import (
     DeferredJobRegistry,
@@ -35,7 +37,10 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.timeouts import JobTimeoutException
+from rq.worker import WorkerStatus
 
+from connector import inbox
 from connector.supervisor import Slots, over_memory, rss_bytes
 from core import metrics
 from core.errors import ErrorSummary
@@ -298,28 +303,112 @@ def erase_jobs(runtime: Runtime, names_person: Callable[[str], bool]) -> int:
 
 
 # -- the worker ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConversationWork:
+    """A conversation popped from the ready list (:data:`connector.inbox.READY`): drained in the job process
+    that popped it, with no rq job of its own. What :meth:`RelayWorker.dequeue_job_and_maintain_ttl` hands
+    to :meth:`RelayWorker.execute_job` in place of a job."""
+
+    key: str
+
+
 class RelayWorker(SimpleWorker):
     """rq's in-process worker (no fork per job: the process's warm caches and connections serve every job),
-    reporting each job to its supervisor and retiring itself after a job once it has grown too large.
+    which also drains the conversations on the relay's ready list, reports each piece of work to its
+    supervisor, and retires itself after one once it has grown too large.
+
+    Patients' messages do not travel as rq jobs: the webhook appends a message to its conversation's inbox
+    and pushes the conversation onto the ready list, one small Lua call. A job process pops from that list
+    and from rq's queues in one blocking call, taking the two kinds in turns, and drains a popped
+    conversation here (``drain``) under the same time-out and supervision as a job. rq still carries
+    replies, CRM writes, delayed retries and failed work (``chat2crm failed``).
 
     Args:
+        drain: drains one conversation (:func:`connector.jobs.process_conversation`).
+        drain_timeout: seconds a drain may take (the conversation lock's life).
         slot: ``(slots, index)`` to publish job start and deadline in (see :mod:`connector.supervisor`).
         max_growth: bytes this process may grow beyond its size when it started; None: no limit.
     """
 
-    def __init__(self, *args: Any, slot: tuple[Slots, int] | None = None, max_growth: int | None = None,
-                 **kwargs: Any) -> None:
+    #: rq's worker key is refreshed at most this often (rq beats around every job: three commands each)
+    HEARTBEAT_SECONDS = 10.0
+
+    def __init__(self, *args: Any, drain: Callable[[str], object] | None = None, drain_timeout: int = 120,
+                 slot: tuple[Slots, int] | None = None, max_growth: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._drain = drain
+        self._drain_timeout = drain_timeout
         self._slot = slot
         self._max_growth = max_growth
         self._base_rss = rss_bytes()
+        self._ready_first = False  # replies and CRM writes first, as rq's queues alone were served
+        self._beaten_at = 0.0
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run ``job`` here, under its time-out; then stop taking work if this process grew too large."""
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """rq's heartbeat, at most every :attr:`HEARTBEAT_SECONDS` when it is only the routine one (rq's
+        worker key lives seven minutes: a beat around every message was most of the queue's cost)."""
+        if timeout is None and pipeline is None:
+            if time.monotonic() - self._beaten_at < self.HEARTBEAT_SECONDS:
+                return
+            self._beaten_at = time.monotonic()
+        super().heartbeat(timeout, pipeline)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> tuple[Any, Queue] | None:
+        """The next piece of work: a ready conversation or an rq job, whichever comes first, the two kinds
+        taken in turns when both wait. Waits up to ``timeout`` seconds at a time (None: does not wait,
+        a burst run), as rq's own does, keeping the worker's heartbeat and maintenance going."""
+        if self._drain is None:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        ready_key = inbox.READY.key()
+        if self._state != WorkerStatus.IDLE:  # rq writes it on every call: once is enough
+            self.set_state(WorkerStatus.IDLE)
+        idle_since = time.monotonic()
+        wait = 1.0
+        while True:
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                keys = [queue.key for queue in self._ordered_queues]
+                keys = [ready_key, *keys] if self._ready_first else [*keys, ready_key]
+                if timeout is not None and max_idle_time is not None:
+                    timeout = max(1, min(timeout, math.ceil(max_idle_time - (time.monotonic() - idle_since))))
+                popped = self.queue_class.lpop(keys, timeout, connection=self.connection)
+                if popped is None:
+                    return None  # a burst run found nothing
+                key, value = (part.decode() if isinstance(part, bytes) else str(part) for part in popped)
+                if key == ready_key:
+                    self._ready_first = False
+                    return ConversationWork(value), self._ordered_queues[0]
+                self._ready_first = True
+                fetched = self.queue_class._fetch_dequeued_job(  # rq's own step after its pop
+                    self.connection, key, value, job_class=self.job_class, serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class)
+                if fetched is None:
+                    continue  # the job was deleted while it waited
+                self.reorder_queues(reference_queue=next(q for q in self._ordered_queues if q.key == key))
+                return fetched
+            except DequeueTimeout:
+                if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
+                    return None
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.error("Redis not reachable: trying again", extra={"error": type(exc).__name__,
+                                                                       "delay_s": wait})
+                time.sleep(wait)
+                wait = min(wait * 2, 60.0)
+
+    def execute_job(self, job: Job | ConversationWork, queue: Queue) -> None:
+        """Run ``job`` (or drain a ready conversation) here, under its time-out; then stop taking work if this
+        process grew too large."""
+        deadline = self._drain_timeout if isinstance(job, ConversationWork) else job.timeout
         if self._slot is not None:
-            self._slot[0].busy(self._slot[1], job.timeout if isinstance(job.timeout, int | float) else None)
+            self._slot[0].busy(self._slot[1], deadline if isinstance(deadline, int | float) else None)
         try:
-            super().execute_job(job, queue)
+            if isinstance(job, ConversationWork):
+                self._drain_here(job.key)
+            else:
+                super().execute_job(job, queue)
         finally:
             if self._slot is not None:
                 self._slot[0].idle(self._slot[1])
@@ -328,18 +417,34 @@ class RelayWorker(SimpleWorker):
                         extra={"worker": self.name, "limit_mb": self._max_growth // 2**20})
             self._stop_requested = True
 
+    def _drain_here(self, key: str) -> None:
+        """Drain one conversation under the drain's time-out. A failure is the drain's to handle (it sets a
+        message aside, or leaves it at the head for a retry); what escapes it, Redis gone for one, leaves
+        the conversation listed, and the sweeper makes it ready again."""
+        assert self._drain is not None
+        # No BUSY/IDLE state written to rq's worker hash around a drain (two commands a message): the
+        # supervisor's slot is what says this process is busy, and until when.
+        try:
+            with self.death_penalty_class(self._drain_timeout, JobTimeoutException, job_id="conversation"):
+                self._drain(key)
+        except Exception as exc:
+            log.error("conversation drain failed", extra={"error": type(exc).__name__})
+
 
 def work(runtime: Runtime, *, burst: bool, name: str | None, slot: tuple[Slots, int] | None = None,
          max_growth: int | None = None) -> bool:
-    """Run a :class:`RelayWorker` (with rq's scheduler, for delayed retries) on the relay's queues,
-    round-robin, until stopped (or, with ``burst``, until they are empty).
+    """Run a :class:`RelayWorker` (with rq's scheduler, for delayed retries) on the relay's ready list and
+    queues, round-robin, until stopped (or, with ``burst``, until they are empty).
 
     Returns:
         True when the worker did any work (rq's own answer).
     """
+    from connector.jobs import process_conversation  # here: the jobs import this module
+
     queues = [runtime.queue(q) for q in ORDER]
     # Maintenance (which also restarts a scheduler whose worker died) every minute, not every ten.
     worker = RelayWorker(queues, connection=runtime.redis, name=name, maintenance_interval=60, slot=slot,
-                         max_growth=max_growth)
+                         max_growth=max_growth, drain=process_conversation,
+                         drain_timeout=runtime.config.delivery.job_timeout_seconds)
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING",
                             dequeue_strategy="round_robin"))  # type: ignore[arg-type]

@@ -94,8 +94,7 @@ def sweep(runtime: Runtime) -> dict[str, int]:
         if locked is not None:  # being drained right now, or its drainer died: look again once its lock is free
             inbox.postpone(runtime, key, locked + 1)
             continue
-        inbox.postpone(runtime, key, lost)
-        queues.enqueue(runtime, queues.INBOUND, queues.PROCESS_CONVERSATION, key, description="conversation")
+        inbox.make_ready(runtime, key, postpone_by=lost)
         conversations += 1
     for key in outbox.due(runtime, now):
         if not outbox.finish(runtime, key):

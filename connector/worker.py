@@ -27,6 +27,7 @@ from connector.runtime import Runtime, current_runtime, set_current_runtime
 from connector.supervisor import Slots, Supervisor
 from connector.sweeper import SWEEP_SECONDS, Sweeper
 from connector.templating import strings_in, warm_templates
+from core import metrics
 from core.errors import ConfigurationError, RetryableError
 from core.keys import family
 from core.models import utcnow
@@ -116,10 +117,15 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
 
     def child(index: int, slots: Slots) -> int:
         prepare_adapter(runtime)
+        # a busy job process writes its counts once a second, not with a command per count
+        metrics.batch_in_process(runtime.redis)
         child_name = f"{name}-{index}" if name else None
-        _run_sweeping(runtime, child_name, sweep_every,
-                      lambda: queues.work(runtime, burst=False, name=child_name, slot=(slots, index),
-                                          max_growth=max_growth))
+        try:
+            _run_sweeping(runtime, child_name, sweep_every,
+                          lambda: queues.work(runtime, burst=False, name=child_name, slot=(slots, index),
+                                              max_growth=max_growth))
+        finally:
+            metrics.flush()
         return 0
 
     Supervisor(count, child, hang_grace=settings.worker_hang_grace_seconds, max_growth=max_growth).run()

@@ -150,7 +150,8 @@ def _text(value: object) -> str:
 
 
 def _link(client: redis.Redis, channel: str, ttl: int, *args: str) -> Identity:
-    found = client.eval(_LINK, 0, ALIAS.key(channel, ""), PERSON.key(channel, ""), ttl, *args)
+    # by its SHA1 (EVALSHA): the script's text is not sent with every webhook
+    found = client.register_script(_LINK)(keys=[], args=[ALIAS.key(channel, ""), PERSON.key(channel, ""), ttl, *args])
     sender, phone, user_id, merged = (_text(part) for part in found)
     return Identity(sender, phone or None, user_id or None, merged == "1")
 

@@ -137,12 +137,11 @@ def erase(runtime: Runtime, who: str) -> ErasureAudit:
     for fam, keys in found.items():
         for key in keys:
             kind = _text(client.type(key))
-            if kind in ("set", "zset") and not fam.fields:  # a shared list: only the person's members go
+            if kind in ("set", "zset", "list") and not fam.fields:  # a shared list: only the person's members go
                 members = _members(runtime, key, kind)
-                mine = [m for m in members if person.named_in_word(m)]
+                mine = sorted({m for m in members if person.named_in_word(m)})
                 if mine:
-                    removed = client.zrem(key, *mine) if kind == "zset" else client.srem(key, *mine)
-                    audit.other_keys += int(removed)
+                    audit.other_keys += _remove_members(runtime, key, kind, mine)
                 continue
             named = person.named_in_key(fam, key) or any(person.named_in(r) for r in _records(runtime, key, kind))
             if named and client.delete(key):
@@ -209,8 +208,20 @@ def _keys_of(runtime: Runtime, fam: KeyFamily) -> Iterator[str]:
 
 
 def _members(runtime: Runtime, key: str, kind: str) -> list[str]:
-    raw = runtime.redis.zrange(key, 0, -1) if kind == "zset" else runtime.redis.smembers(key)
+    client = runtime.redis
+    raw = (client.zrange(key, 0, -1) if kind == "zset" else client.lrange(key, 0, -1) if kind == "list"
+           else client.smembers(key))
     return [_text(m) for m in raw]
+
+
+def _remove_members(runtime: Runtime, key: str, kind: str, members: list[str]) -> int:
+    """Remove ``members`` from the shared set, sorted set or list ``key``. Returns how many went."""
+    client = runtime.redis
+    if kind == "zset":
+        return int(client.zrem(key, *members))
+    if kind == "set":
+        return int(client.srem(key, *members))
+    return sum(int(client.lrem(key, 0, member)) for member in members)
 
 
 def _text(value: object) -> str:

@@ -23,7 +23,7 @@ import redis
 import requests
 from click.testing import CliRunner
 
-from connector import conversations
+from connector import conversations, inbox
 from connector.app import create_app
 from connector.cli import main
 from connector.conversations import CONVERSATION
@@ -225,9 +225,12 @@ def test_a_reply_whatsapp_would_refuse_shows_failed_in_hubspot_with_the_reason(l
     patient.send_text("Hello, I would like to talk to a person")
     loop.work()
     patient.send_text("human")
-    loop.until(lambda: bool(loop.hubspot.inbox_view()), "the thread opens in HubSpot's inbox")
-    thread = loop.thread()
+    loop.whatsapp.wait_for_webhooks(5.0)
     key = f"whatsapp:{loop.runtime.settings.whatsapp_phone_number_id}:{PATIENT}"
+    # the patient's last message handled before they fall silent (its turn would move the 24 hours on)
+    loop.until(lambda: bool(loop.hubspot.inbox_view()) and not inbox.messages(loop.runtime, key),
+               "the thread opens in HubSpot's inbox, the patient's messages handled")
+    thread = loop.thread()
     conversation = conversations.load(loop.runtime, key)
     assert conversation is not None
     # the patient last wrote 25 hours ago, and no template is configured for English

@@ -26,7 +26,7 @@ import pytest
 import redis
 import requests
 
-from connector import conversations
+from connector import conversations, inbox
 from connector.app import create_app
 from connector.bot.after import RELEASED
 from connector.conversations import CONVERSATION
@@ -245,7 +245,10 @@ def test_a_reply_whatsapp_would_refuse_shows_failed_on_the_record_with_the_reaso
     patient.send_text("Hello, I would like to talk to a person")
     loop.work()
     patient.send_text("human")
-    loop.until(lambda: len(loop.thread()) >= 2, "the conversation appears on the Lead")
+    loop.whatsapp.wait_for_webhooks(5.0)
+    # the patient's last message handled before they fall silent (its turn would move the 24 hours on)
+    loop.until(lambda: len(loop.thread()) >= 2 and not inbox.messages(loop.runtime, _key(loop)),
+               "the conversation appears on the Lead, the patient's messages handled")
     conversation = conversations.load(loop.runtime, _key(loop))
     assert conversation is not None
     # the patient last wrote 25 hours ago, and no template is configured for English

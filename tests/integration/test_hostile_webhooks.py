@@ -21,7 +21,7 @@ import redis
 import requests
 
 from connector.channels.whatsapp import sign
-from connector.inbox import DUE
+from connector.inbox import DUE, ready_count
 from connector.inbox import messages as inbox_messages
 from connector.runtime import Runtime
 from core import metrics
@@ -118,7 +118,7 @@ def test_nan_or_infinity_anywhere_is_refused(relay: tuple[str, Runtime], literal
     update = json.dumps(tg_update(801)).replace('"date": 1763800000', f'"date": 1763800000, "x": [{literal}]')
     telegram = post_tg(url, update.encode())
     assert (telegram.status_code, telegram.json()) == (400, {"error": "body holds NaN or Infinity"})
-    assert queued(runtime) == 0 and runtime.queue("inbound").count == 0
+    assert queued(runtime) == 0 and ready_count(runtime) == 0
     assert metrics.read(runtime.redis, "webhooks_rejected") == {("whatsapp", "400"): 1.0, ("telegram", "400"): 1.0}
     assert "webhook rejected" in caplog.text
     assert SENDER not in caplog.text and "Мария" not in caplog.text
@@ -145,7 +145,7 @@ def test_a_whatsapp_envelope_whose_lists_are_not_lists_is_refused(relay: tuple[s
     response = post_wa(url, json.dumps(body).encode())
     assert response.status_code == 400
     assert response.json() == {"error": f"not a WhatsApp webhook: '{field}' list expected"}
-    assert queued(runtime) == 0 and runtime.queue("inbound").count == 0
+    assert queued(runtime) == 0 and ready_count(runtime) == 0
 
 
 # -- inside a valid batch: the bad message is dropped, the rest is queued ---------------------------------
@@ -245,7 +245,7 @@ def test_a_chunked_body_over_the_limit_gets_413_not_a_cut(relay: tuple[str, Runt
     assert answer.startswith(b"HTTP/1.1 413 ") and answer.endswith(b'{"error": "body too large"}')
     # and with a Content-Length that says so: refused before the body is read
     assert post_wa(url, body).status_code == 413
-    assert queued(runtime) == 0 and runtime.queue("inbound").count == 0
+    assert queued(runtime) == 0 and ready_count(runtime) == 0
     assert metrics.read(runtime.redis, "webhooks_rejected") == {("whatsapp", "413"): 2.0, ("telegram", "413"): 1.0}
     assert "request body refused" in caplog.text and "wamid.BIG" not in caplog.text
 

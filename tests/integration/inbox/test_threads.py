@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connector import conversations, leads, queues, threads
+from connector import conversations, inbox, leads, threads
 from connector.crash import ENVIRONMENT_VARIABLE
 from connector.jobs import publish_thread
 from tests.e2e.conftest import Stack
@@ -165,6 +165,9 @@ def test_a_crash_after_the_crm_took_a_message_loses_nothing(stack: Stack, crm: R
 
 def run_worker_inbound_only(stack: Stack) -> None:
     """Run the conversation's turn only (its thread's job stays queued for the test to run)."""
-    from rq import SimpleWorker
+    from connector.jobs import process_conversation
+    from connector.runtime import set_current_runtime
 
-    SimpleWorker([stack.runtime.queue(queues.INBOUND)], connection=stack.runtime.redis).work(burst=True)
+    set_current_runtime(stack.runtime)
+    while (key := inbox.pop_ready(stack.runtime.redis, None)) is not None:
+        process_conversation(key)
