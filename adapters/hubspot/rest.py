@@ -24,6 +24,7 @@ from adapters.hubspot.options import HubSpotCredentials, HubSpotOptions
 from adapters.hubspot.session import ERRORS, ConflictError
 from adapters.session import Answer, RequestsSession
 from core.errors import AuthError, RetryableError, SyncError
+from core.http import session as http_session
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -70,7 +71,7 @@ class HubSpotRest(RequestsSession):
         super().__init__("hubspot", redis=redis, timeouts=options.timeouts(), errors=ERRORS, limiter=limiter)
         self.credentials = credentials
         self.base = credentials.api_base.rstrip("/")
-        self.http = requests.Session()
+        self.http = http_session()
         self.http.headers["Accept"] = "application/json"
         #: set by the adapter once the app's OAuth is built (None: the app is not configured)
         self.tokens: TokenSource | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,28 @@ class ConflictError(FatalError):
         self.existing_id = existing_id
 
 
+def _kept_apis() -> Callable[[Any, str, dict[str, Any]], Any]:
+    """The client's API factory, keeping each API it makes (with its ``ApiClient`` and connection pool).
+
+    The official client builds a new ``ApiClient`` on every attribute access (``client.crm.objects.batch_api``):
+    a new configuration, a package-metadata read for its user agent, and a new urllib3 pool, so every call
+    opened a new connection. Its settings are this session's and never change, so one of each is kept.
+    """
+    from hubspot.discovery.discovery_base import DiscoveryBase
+
+    kept: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def factory(package: Any, api_name: str, config: dict[str, Any]) -> Any:
+        key = (package.__name__, api_name)
+        with lock:
+            if key not in kept:
+                kept[key] = DiscoveryBase._default_api_factory(package, api_name, config)
+            return kept[key]
+
+    return factory
+
+
 class HubSpotSession(VendorSession):
     """HubSpot's chokepoint: the official client, built with this session's settings (base URL, the
     token, no retries: they belong to the job layer); every call sends the session's timeouts.
@@ -58,7 +81,7 @@ class HubSpotSession(VendorSession):
         super().__init__("hubspot", redis=redis, timeouts=options.timeouts(), errors=ERRORS, limiter=limiter)
         token = credentials.access_token.get_secret_value() if credentials.access_token else ""
         self.client = HubSpot(access_token=token, host=credentials.api_base.rstrip("/"),
-                              retry=Retry(total=0, raise_on_status=False))
+                              retry=Retry(total=0, raise_on_status=False), api_factory=_kept_apis())
 
     def request(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call one method of the client, with the session's timeouts.

@@ -33,6 +33,7 @@ from adapters.inbox import OAuthInstall
 from adapters.oauth_tokens import OAuthTokenStore, StoreKeys
 from adapters.pipedrive.keys import APP, INSTALLS, TOKEN_LOCKS
 from core.errors import AuthError, FatalError, RetryableError
+from core.http import session as http_session
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -116,7 +117,7 @@ class PipedriveOAuth(OAuthInstall):
         self.margin = REFRESH_MARGIN
         #: how long a worker waits for another one's refresh before it gives the job back (seconds)
         self.lock_wait = 10.0
-        self.http = requests.Session()
+        self.http = http_session()
 
     # -- the install ---------------------------------------------------------------------------
     def authorize_url(self, *, state: str, redirect_uri: str) -> str:

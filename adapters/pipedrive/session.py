@@ -23,6 +23,7 @@ from adapters._ratelimit import SharedRateLimiter
 from adapters.pipedrive.options import PipedriveCredentials, PipedriveOptions
 from adapters.session import Answer, ErrorTable, RequestsSession, rule
 from core.errors import AuthError, RetryableError, SyncError
+from core.http import session as http_session
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -90,7 +91,7 @@ class PipedriveSession(RequestsSession):
         self.search_limiter = SharedRateLimiter(redis, "pipedrive", search.requests, search.per_seconds,
                                                 window="search")
         self.rate_seconds = limit.per_seconds
-        self.http = requests.Session()
+        self.http = http_session()
         if credentials.oauth_token is not None and credentials.oauth_token.get_secret_value():
             self.http.headers["Authorization"] = f"Bearer {credentials.oauth_token.get_secret_value()}"
             self.credential_setting = PipedriveCredentials.setting("oauth_token")

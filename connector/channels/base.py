@@ -16,6 +16,7 @@ from tenacity import Retrying, retry_if_exception, retry_if_result, stop_after_a
 from urllib3.exceptions import NewConnectionError
 
 from core.errors import AuthError, FatalError, RetryableError
+from core.http import session as http_session
 from core.models import Conversation, InboundMessage, MediaFile, Reply
 
 log = logging.getLogger("chat2crm.channels")
@@ -123,7 +124,7 @@ class HttpChannel:
     def __init__(self, api: str, token_setting: str, session: requests.Session | None = None) -> None:
         self.api = api
         self.token_setting = token_setting
-        self.session = session or requests.Session()
+        self.session = session or http_session()
         self.calls = 0
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:

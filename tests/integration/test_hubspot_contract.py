@@ -259,3 +259,19 @@ def test_a_note_the_crm_writes_after_the_retry_looked_is_archived(env: AdapterEn
     again = contract.sync(env, make_lead("#1043"))
     assert again.note is not None and not again.note.created
     assert env.count("note") == notes + 1
+
+
+def test_the_client_keeps_its_apis_and_their_connections(env: AdapterEnv,
+                                                         hubspot: tuple[HubSpotEmulator, HubSpotAdapter]) -> None:
+    """The official client makes a new API client, and a new connection pool, on every attribute access; the
+    adapter keeps each one, so leads after the first open no connection."""
+    _emulator, adapter = hubspot
+    client = adapter.client
+    assert client.crm.objects.batch_api is client.crm.objects.batch_api
+    for number in range(4):
+        AdapterContract().sync(env, make_lead(f"#12{number:02d}", sender=f"49151000000{number:02d}"))
+    apis = [client.crm.objects.batch_api, client.crm.objects.basic_api, client.crm.objects.search_api,
+            client.crm.associations.v4.basic_api]
+    opened = [pool.num_connections for api in apis
+              for pool in api.api_client.rest_client.pool_manager.pools._container.values()]
+    assert opened and max(opened) == 1  # one connection per API, used by every call since
