@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+from core import lua
 from core.errors import RetryableError
 from core.keys import family
 
@@ -113,7 +114,8 @@ class SharedRateLimiter:
         deadline = time.monotonic() + self.max_wait
         while True:
             now = time.time()
-            wait = float(self.redis.register_script(_SCRIPT)(
+            wait = float(lua.run(
+                self.redis, _SCRIPT,
                 keys=[self.key, self.pause_key],
                 args=[now, self.window_seconds, limit, f"{now}:{id(self)}:{next(_tickets)}"]))
             if wait <= 0:

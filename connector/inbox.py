@@ -24,6 +24,7 @@ import redis
 
 from connector.locks import Found, Lock, next_head, take_head
 from connector.transaction import Transaction
+from core import lua
 from core.keys import family
 from core.models import Channel, InboundMessage, utcnow
 
@@ -101,9 +102,8 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage, *, dedup_days: in
     seen_ttl = dedup_days * 86400 if dedup_days is not None else 0
     if dedup_days is not None and seen_ttl <= 0:
         raise ValueError(f"dedup_days must be more than 0, got {dedup_days!r}")
-    script = runtime.redis.register_script(_ENQUEUE)
-    return bool(script(
-        keys=[SEEN.key(message.channel, message.message_id), INBOX.key(key), DUE.key(), READY.key()],
+    return bool(lua.run(
+        runtime.redis, _ENQUEUE, keys=[SEEN.key(message.channel, message.message_id), INBOX.key(key), DUE.key(), READY.key()],
         args=[seen_ttl, message.model_dump_json(), runtime.config.retention.conversation_hours * 3600,
               time.time() + runtime.config.delivery.lost_job_seconds, key]))
 
@@ -234,9 +234,8 @@ def release_and_finish(runtime: Runtime, key: str, lock: Lock) -> bool:
     Returns:
         True when messages are still waiting.
     """
-    script = runtime.redis.register_script(_RELEASE_AND_FINISH)
-    return not script(keys=[lock.key, INBOX.key(key), DUE.key(), READY.key()],
-                      args=[lock.token, key, time.time() + runtime.config.delivery.lost_job_seconds])
+    return not lua.run(runtime.redis, _RELEASE_AND_FINISH, keys=[lock.key, INBOX.key(key), DUE.key(), READY.key()],
+                       args=[lock.token, key, time.time() + runtime.config.delivery.lost_job_seconds])
 
 
 def upgrade(runtime: Runtime) -> int:

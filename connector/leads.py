@@ -23,6 +23,7 @@ from connector import conversions, queues
 from connector.bot.fields import whatsapp_id_to_e164
 from connector.locks import Lock
 from connector.mapping import opt_out_plan, plan
+from core import lua
 from core.keys import family
 from core.models import Conversation, Lead, utcnow
 from core.plan import OptOutMark
@@ -58,7 +59,7 @@ def lead_key(reference: str) -> str:
 def reserve_reference(runtime: Runtime, message: str) -> str:
     """The reference for the request completed by ``message`` (``channel:message_id:n``): the one kept for
     it, or a new one (``#1001``, ``#1002``…), kept for ``retention.conversation_hours``."""
-    value = runtime.redis.register_script(_RESERVE)(keys=[RESERVED.key(message), SEQUENCE.key()],
+    value = lua.run(runtime.redis, _RESERVE, keys=[RESERVED.key(message), SEQUENCE.key()],
                                                     args=[runtime.config.retention.conversation_hours * 3600])
     return value.decode() if isinstance(value, bytes) else str(value)
 

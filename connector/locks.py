@@ -16,6 +16,8 @@ from typing import Literal
 
 import redis
 
+from core import lua
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -98,8 +100,8 @@ def take_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[F
     Returns:
         What was found, and the head when it is ``"head"``.
     """
-    return _found(lock.client.register_script(_TAKE_HEAD)(
-        keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+    return _found(lua.run(
+        lock.client, _TAKE_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
 
 
 def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[Found, bytes | None]:
@@ -110,8 +112,8 @@ def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[F
     Returns:
         What was found, and the head when it is ``"head"``.
     """
-    return _found(lock.client.register_script(_NEXT_HEAD)(
-        keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+    return _found(lua.run(
+        lock.client, _NEXT_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
 
 
 def _found(answer: list[int | bytes]) -> tuple[Found, bytes | None]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from connector import rollout
 from connector.bot.engine import LANGUAGE_STEP, HandedOver, LeadReady
 from connector.config import ROLLOUT_LEVELS
-from core import metrics
+from core import lua, metrics
 from core.keys import family
 from core.models import Conversation
 
@@ -150,8 +150,8 @@ def _record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
                               "group": kept.group})
     else:
         deadline, waiting = 0.0, ""
-    claimed = client.register_script(_CLAIM_AND_MARK)(
-        keys=[IDLE.key(), STEP.key(key)],
+    claimed = lua.run(
+        client, _CLAIM_AND_MARK, keys=[IDLE.key(), STEP.key(key)],
         args=[key, now, waiting, runtime.config.retention.conversation_hours * 3600, deadline])
     if claimed is not None:
         _count_dropoff(runtime, claimed)

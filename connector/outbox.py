@@ -33,7 +33,7 @@ from connector.coalesce import coalesce
 from connector.conversations import short
 from connector.crash import crash_point
 from connector.locks import Lock, next_head, take_head
-from core import metrics
+from core import lua, metrics
 from core.errors import RetryableError, SyncError
 from core.inbox import FileRef
 from core.keys import family
@@ -296,7 +296,7 @@ def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
     if entry.reply is None:
         raise ValueError(f"entry {entry.id} is a reply without a reply")
     # read the mark and set it to "sending" in one call, unless it says the reply went out before
-    mark = client.register_script(_MARK_SENDING)(keys=[SENT.key(entry.id)], args=[SENDING, _sent_ttl(runtime)])
+    mark = lua.run(client, _MARK_SENDING, keys=[SENT.key(entry.id)], args=[SENDING, _sent_ttl(runtime)])
     if mark is not None and mark != SENDING:  # sent before and recorded: it only has to leave the outbox
         _ack(runtime, key, raw, entry, "")
         return 0
@@ -318,7 +318,7 @@ def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
 
 
 def _ack(runtime: Runtime, key: str, raw: bytes, entry: Entry, ids: str) -> bool:
-    return bool(runtime.redis.register_script(_ACK)(keys=[OUTBOX.key(key), SENT.key(entry.id), DUE.key()],
+    return bool(lua.run(runtime.redis, _ACK, keys=[OUTBOX.key(key), SENT.key(entry.id), DUE.key()],
                                                     args=[raw, ids, _sent_ttl(runtime), key]))
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from core import lua
+
 # KEYS: one per guard. ARGV: the number of guards, then each guard's operator and argument, then the
 # buffered commands, each as its length followed by its words. "absent" guards set their key (with a TTL in
 # seconds) after every other guard held, so a failed guard leaves nothing behind.
@@ -97,5 +99,4 @@ class Transaction:
             flat.append(len(args))
             flat.extend(args)
         self.pipe.reset()
-        script = self.client.register_script(_SCRIPT)  # sent once, then called by its SHA1
-        return bool(script(keys=self._keys, args=flat))
+        return bool(lua.run(self.client, _SCRIPT, keys=self._keys, args=flat))  # by its SHA1

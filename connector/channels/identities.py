@@ -34,6 +34,7 @@ from typing import Any
 import redis
 
 from connector.channels.base import ChannelClient
+from core import lua
 from core.errors import FatalError
 from core.keys import family
 from core.models import Conversation, InboundMessage, MediaFile, Reply
@@ -151,7 +152,7 @@ def _text(value: object) -> str:
 
 def _link(client: redis.Redis, channel: str, ttl: int, *args: str) -> Identity:
     # by its SHA1 (EVALSHA): the script's text is not sent with every webhook
-    found = client.register_script(_LINK)(keys=[], args=[ALIAS.key(channel, ""), PERSON.key(channel, ""), ttl, *args])
+    found = lua.run(client, _LINK, args=[ALIAS.key(channel, ""), PERSON.key(channel, ""), ttl, *args])
     sender, phone, user_id, merged = (_text(part) for part in found)
     return Identity(sender, phone or None, user_id or None, merged == "1")
 
