@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from connector import completeness, conversations, measures, outbox, queues
+from connector.channels import STATUS as STATUS_OF
 from connector.channels import client_for
 from connector.channels.base import StatusUpdate
 from connector.config import Retention
@@ -46,7 +47,7 @@ from connector.conversations import short
 from connector.crash import crash_point
 from connector.locks import Lock
 from connector.transaction import Transaction
-from core import metrics
+from core import lua, metrics
 from core.errors import ConfigurationError, FatalError, RetryableError, SyncError
 from core.inbox import AgentReply, DeliveryReport, DeliveryStatus
 from core.keys import family
@@ -285,17 +286,41 @@ def report_failure(runtime: Runtime, entry: outbox.Entry, exc: BaseException) ->
 
 
 # -- statuses and reports -------------------------------------------------------------------------
-def on_status(runtime: Runtime, status: StatusUpdate) -> bool:
-    """A channel's status webhook: if it is about an agent's reply (by its tracking or its message id),
-    confirm a send whose outcome was unknown and queue the report. Returns whether it was an agent's."""
+# A status webhook in one call: the message's latest status kept, the status counted, and what makes it an agent's
+# reply read. KEYS: the message's status, its tracked entry ('' when untracked), its agent-sent record, the count's
+# hash. ARGV: the status, the status's TTL, the count's field, '1' when tracked. Returns the two records ('' when
+# absent).
+_SEEN = """
+local rank = {sent = 1, delivered = 2, read = 3, failed = 4}
+local current = redis.call('get', KEYS[1])
+if not current or (rank[ARGV[1]] or 0) >= (rank[current] or 0) then
+  redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+redis.call('hincrbyfloat', KEYS[4], ARGV[3], 1)
+local entry = false
+if ARGV[4] == '1' then entry = redis.call('get', KEYS[2]) end
+return {entry or '', redis.call('get', KEYS[3]) or ''}
+"""
+
+
+def on_status(runtime: Runtime, status: StatusUpdate, *, counted_as: tuple[str, str]) -> bool:
+    """A channel's status webhook: the message's latest status kept (statuses arrive out of order, a later one
+    never overwritten by an earlier one), the status counted in ``counted_as`` (a counter's hash and field,
+    :func:`core.metrics.counter_field`), and, if it is about an agent's reply (by its tracking or its message
+    id), a send whose outcome was unknown confirmed and the report queued. Returns whether it was an agent's.
+
+    The status, the count and the look-ups of an agent's reply are one call: most statuses are of the bot's
+    replies, two or three for every one of them, so they are most of the webhooks a clinic receives.
+    """
     client = runtime.redis
-    crm_id, tracking = None, status.tracking
-    if tracking:
-        raw = client.get(ENTRY.key(tracking))
-        crm_id = json.loads(raw).get("crm_message_id") if raw else None
+    tracking = status.tracking
+    entry_raw, sent_raw = lua.run(client, _SEEN, keys=[
+        STATUS_OF.key(status.channel, status.message_id), ENTRY.key(tracking) if tracking else "",
+        SENT_IDS.key(status.channel, status.message_id), counted_as[0],
+    ], args=[status.status, _ttl(runtime), counted_as[1], "1" if tracking else ""])
+    crm_id = json.loads(entry_raw).get("crm_message_id") if entry_raw else None
     if crm_id is None:
-        raw = client.get(SENT_IDS.key(status.channel, status.message_id))
-        crm_id = json.loads(raw).get("crm_message_id") if raw else None
+        crm_id = json.loads(sent_raw).get("crm_message_id") if sent_raw else None
     if not crm_id or status.status not in _RANK:
         return False
     ttl = _ttl(runtime)

@@ -28,7 +28,6 @@ from pydantic import BaseModel
 
 from connector import agent, routing
 from connector.channels import plugin as plugins
-from connector.channels import record_status
 from connector.channels.base import ParsedWebhook
 from connector.channels.plugin import ChannelContext, ChannelPlugin, Route, WebhookRequest
 from connector.channels.whatsapp_plugin import _CHALLENGE  # noqa: F401  (the lead forms' handshake checks its challenge alike)
@@ -122,9 +121,9 @@ def _accept(plugin: ChannelPlugin, parsed: ParsedWebhook) -> dict[str, int]:
             continue
         queued += 1
     for status in parsed.statuses:
-        record_status(client, status, ttl)
-        agent.on_status(runtime, status)  # an agent's reply: the CRM is told what became of it
-        metrics.incr(client, "statuses", channel=name, status=status.status)
+        # kept, counted, and (an agent's reply) told to the CRM: one call
+        agent.on_status(runtime, status, counted_as=metrics.counter_field("statuses", channel=name,
+                                                                        status=status.status))
         for error in status.errors:
             log.warning("delivery failed", extra={"channel": name, "code": error.get("code"),
                                                   "title": str(error.get("title", ""))[:120]})

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: how many other words ``..`` stands for at most
 GAP = 3
@@ -67,18 +67,25 @@ def fold(text: str | None) -> str:
     return " ".join(_WORD.findall(_APOSTROPHES.sub("", text)))
 
 
+def _pattern(alternatives: Iterable[tuple[str, str]]) -> str:
+    """A regular expression a whole token matches when it is one of ``alternatives`` (mode, folded stem)."""
+    shapes = {"exact": "{}", "prefix": "{}.*", "suffix": ".*{}", "contains": ".*{}.*"}
+    return "|".join(shapes[mode].format(re.escape(stem)) for mode, stem in alternatives)
+
+
 @dataclass(frozen=True)
 class _Word:
     """One word of a phrase: its alternatives, each as (how it is compared, the folded stem)."""
 
     alternatives: tuple[tuple[str, str], ...]
+    #: the alternatives as one compiled expression (a token is compared in one call)
+    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", re.compile(_pattern(self.alternatives), re.DOTALL))
 
     def matches(self, token: str) -> bool:
-        for mode, stem in self.alternatives:
-            if ((mode == "exact" and token == stem) or (mode == "prefix" and token.startswith(stem))
-                    or (mode == "suffix" and token.endswith(stem)) or (mode == "contains" and stem in token)):
-                return True
-        return False
+        return self.compiled.fullmatch(token) is not None
 
 
 _Part = _Word | None  # None: a gap of up to GAP words
@@ -147,6 +154,11 @@ class Intents:
         self.words = {name: {fold(w) for ws in words.get(name, {}).values() for w in ws} - {""} for name in NAMES}
         self.phrases = {name: [parse_phrase(p) for ps in phrases.get(name, {}).values() for p in ps]
                         for name in NAMES}
+        # the first words of a command's phrases, as one expression: a message with none of them holds none of
+        # the command's phrases, and is passed over without trying each phrase at each word
+        self._openers = {name: re.compile(_pattern(alt for parts in found if isinstance(parts[0], _Word)
+                                                   for alt in parts[0].alternatives), re.DOTALL)
+                         for name, found in self.phrases.items() if found}
 
     def find(self, *texts: str | None) -> str | None:
         """The command that any of ``texts`` (a message's text; a button's label and payload) is, or None."""
@@ -166,6 +178,9 @@ class Intents:
         return bool(plain) and plain in self.words[name]
 
     def _inside(self, name: str, tokens: list[str]) -> bool:
+        opener = self._openers.get(name)
+        if opener is None or not any(opener.fullmatch(token) for token in tokens):
+            return False
         for parts in self.phrases[name]:
             for start, end in spans(parts, tokens):
                 if name == "human" and _negated(tokens, start, end):

@@ -17,7 +17,8 @@
   chat that blocked the bot).
 - Redeliveries are dropped by :func:`connector.inbox.enqueue_inbound`, which remembers message
   and update ids in the same atomic step that queues them.
-- :func:`record_status` keeps delivery statuses for metrics and delivery tracking.
+- :data:`STATUS` keeps each sent message's latest delivery status (:func:`connector.agent.on_status` writes it,
+  :func:`delivery_status` reads it).
 """
 
 from __future__ import annotations
@@ -71,19 +72,10 @@ def client_for(runtime: ClientHost, channel: str) -> ChannelClient:
         plugin.client(context(plugin, runtime.settings)), runtime.redis))
 
 
-def record_status(client: redis.Redis, update: StatusUpdate, ttl_days: int = 7) -> None:
-    """Keep the latest delivery status of a message we sent (statuses arrive out of order)."""
-    order = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
-    key = STATUS.key(update.channel, update.message_id)
-    current = client.get(key)
-    if current is None or order.get(update.status, 0) >= order.get(_text(current), 0):
-        client.set(key, update.status, ex=ttl_days * 86400)
-
-
 def delivery_status(client: redis.Redis, channel: str, message_id: str) -> str | None:
     """The latest known delivery status of a message we sent."""
     value = client.get(STATUS.key(channel, message_id))
     return _text(value) if value else None
 
 
-__all__ = ["ChannelClient", "ClientHost", "StatusUpdate", "client_for", "delivery_status", "record_status"]
+__all__ = ["ChannelClient", "ClientHost", "StatusUpdate", "client_for", "delivery_status"]

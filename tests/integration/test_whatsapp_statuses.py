@@ -141,3 +141,42 @@ def test_status_webhooks_are_off_unless_asked_for(whatsapp_emulator: Any) -> Non
     whatsapp_emulator.wait_for_webhooks(timeout=0.5)
     assert whatsapp_emulator.statuses.posted == [] and whatsapp_emulator.messages_to(PATIENT)[0].tracking == (
         "agent-reply:11")
+
+
+def test_a_status_webhook_is_kept_counted_and_looked_up_in_one_redis_call(runtime: Runtime,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Statuses are two thirds of the webhooks a clinic receives (sent, delivered, read for every reply): each
+    costs one round trip, and a late "sent" never overwrites "read"."""
+    import json
+
+    from connector.app import create_app
+    from connector.channels.whatsapp import sign
+    from core import metrics
+
+    app = create_app({"TESTING": True}, runtime=runtime).test_client()
+    calls: list[str] = []
+    original = type(runtime.redis).execute_command
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0]))
+        return original(self, *args, **kwargs)
+
+    def post(status: str) -> None:
+        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+            "field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {
+                "display_phone_number": "1", "phone_number_id": ACCOUNT}, "statuses": [{
+                    "id": "wamid.OUT7", "status": status, "timestamp": "1763800000", "recipient_id": PATIENT}]}}]}]})
+        answer = app.post("/webhooks/whatsapp", data=body, headers={
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(body.encode(), TEST_SECRETS["whatsapp_app_secret"])})
+        assert answer.status_code == 200 and answer.json["statuses"] == 1
+
+    post("delivered")  # the first call also loads the script into Redis
+    monkeypatch.setattr(type(runtime.redis), "execute_command", counted)
+    post("read")
+    post("sent")  # late: kept out
+    assert calls == ["EVALSHA", "EVALSHA"]
+    monkeypatch.undo()
+    assert delivery_status(runtime.redis, "whatsapp", "wamid.OUT7") == "read"
+    assert metrics.read(runtime.redis, "statuses") == {
+        ("whatsapp", "delivered"): 1.0, ("whatsapp", "read"): 1.0, ("whatsapp", "sent"): 1.0}
