@@ -3,8 +3,10 @@
 The command warms up once (configuration, language models, date patterns, templates), then forks
 ``WORKER_PROCESSES`` long-lived job processes under a supervisor (:mod:`connector.supervisor`) that
 replaces one that dies, hangs or grows too large. Each runs jobs in-process, serving the
-``outbound``, ``crm`` and ``inbound`` queues round-robin (:func:`connector.queues.work`), so replies,
-CRM writes and new messages each get their turn however long the others' backlog. A sweeper thread in
+``outbound``, ``crm`` and ``inbound`` queues round-robin and, in turns with them, the conversations on the
+ready list (:func:`connector.queues.work`), so replies, CRM writes and new messages each get their turn
+however long the others' backlog. Each adds its counts up and writes them once a second
+(:func:`core.metrics.batch_in_process`). A sweeper thread in
 every job process stands for election; the one holding the lease re-enqueues what a killed process
 left behind (:mod:`connector.sweeper`).
 """
