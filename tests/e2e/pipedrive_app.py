@@ -5,6 +5,7 @@ fields set up, as a clinic's admin leaves them."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class PipedriveLoop:
         deadline = time.monotonic() + timeout
         while not check():
             assert time.monotonic() < deadline, f"never: {what}"
-            self.whatsapp.wait_for_webhooks(1.0)
+            with contextlib.suppress(TimeoutError):  # still posting on a loaded machine: this loop's deadline rules
+                self.whatsapp.wait_for_webhooks(1.0)
             self.work()
             time.sleep(0.05)
 

@@ -10,6 +10,7 @@ closes the thread and the bot answers the patient's next message. HubSpot's rede
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class Loop:
         while not check():
             assert time.monotonic() < deadline, f"never: {what}"
             self.hubspot.wait_for_deliveries(1.0)
-            self.whatsapp.wait_for_webhooks(1.0)
+            with contextlib.suppress(TimeoutError):  # still posting on a loaded machine: this loop's deadline rules
+                self.whatsapp.wait_for_webhooks(1.0)
             self.work()
 
     def thread(self) -> dict[str, Any]:
