@@ -118,16 +118,6 @@ def make_ready(runtime: Runtime, key: str, *, postpone_by: float | None = None) 
     pipe.execute()
 
 
-def pop_ready(client: redis.Redis, timeout: float | None) -> str | None:
-    """The next conversation to drain: waits up to ``timeout`` seconds (None: does not wait)."""
-    if timeout is None:
-        raw = client.lpop(READY.key())
-    else:
-        popped = client.blpop([READY.key()], timeout)
-        raw = popped[1] if popped else None
-    return None if raw is None else _text(raw)
-
-
 def ready_count(runtime: Runtime) -> int:
     """Conversations waiting for a job process."""
     return int(runtime.redis.llen(READY.key()))
@@ -155,12 +145,6 @@ def waiting(runtime: Runtime) -> list[str]:
     return [_text(k) for k in runtime.redis.zrange(DUE.key(), 0, -1)]
 
 
-def head(runtime: Runtime, key: str) -> bytes | None:
-    """The oldest message of the inbox, as stored (None when it is empty)."""
-    raw = runtime.redis.lindex(INBOX.key(key), 0)
-    return None if raw is None else raw if isinstance(raw, bytes) else str(raw).encode()
-
-
 def guard(tx: Transaction, key: str, raw: bytes) -> None:
     """Make ``tx`` apply only while ``raw`` is still the head of the inbox (a turn commits once)."""
     tx.require_head(INBOX.key(key), raw)
@@ -179,7 +163,7 @@ def pop_if_head(runtime: Runtime, key: str, raw: bytes) -> bool:
 
 
 def push_front(runtime: Runtime, raw: str) -> None:
-    """Put a message back at the head of its inbox and enqueue its conversation (a replayed failure)."""
+    """Put a message back at the head of its inbox and make its conversation ready (a replayed failure)."""
     key = InboundMessage.model_validate_json(raw).conversation_key
     tx = Transaction(runtime.redis)
     tx.pipe.lpush(INBOX.key(key), raw)

@@ -169,5 +169,5 @@ def run_worker_inbound_only(stack: Stack) -> None:
     from connector.runtime import set_current_runtime
 
     set_current_runtime(stack.runtime)
-    while (key := inbox.pop_ready(stack.runtime.redis, None)) is not None:
-        process_conversation(key)
+    while (key := stack.runtime.redis.lpop(inbox.READY.key())) is not None:
+        process_conversation(key.decode())
