@@ -422,13 +422,18 @@ class RelayWorker(SimpleWorker):
         message aside, or leaves it at the head for a retry); what escapes it, Redis gone for one, leaves
         the conversation listed, and the sweeper makes it ready again."""
         assert self._drain is not None
-        # No BUSY/IDLE state written to rq's worker hash around a drain (two commands a message): the
-        # supervisor's slot is what says this process is busy, and until when.
+        # Busy in this process's eyes, so that a stop signal waits for the drain to end (rq raises StopRequested
+        # at once in a worker it thinks idle: inside a turn, that would set the message aside). Not written to
+        # rq's worker hash (two commands a message): the supervisor's slot says this process is busy, and until
+        # when.
+        self._state = WorkerStatus.BUSY
         try:
             with self.death_penalty_class(self._drain_timeout, JobTimeoutException, job_id="conversation"):
                 self._drain(key)
         except Exception as exc:
             log.error("conversation drain failed", extra={"error": type(exc).__name__})
+        finally:
+            self._state = WorkerStatus.IDLE
 
 
 def work(runtime: Runtime, *, burst: bool, name: str | None, slot: tuple[Slots, int] | None = None,

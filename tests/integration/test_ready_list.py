@@ -141,3 +141,28 @@ def test_ready_conversations_count_in_the_inbound_queue_depth(runtime: Runtime) 
     collector = RedisCollector(runtime.redis, runtime.queues(), also_waiting={inbound: inbox.READY.key()})
     (depth,) = [family for family in collector.collect() if family.name == "chat2crm_queue_depth"]
     assert {sample.labels["queue"]: sample.value for sample in depth.samples}[inbound] == 4
+
+
+def test_a_stop_signal_during_a_drain_lets_it_finish_then_stops(runtime: Runtime) -> None:
+    """A deploy's SIGTERM in the middle of a turn: the drain ends as it would have (the message is not cut off
+    and set aside as failed), and the process takes nothing more."""
+    import os
+    import signal
+
+    finished: list[str] = []
+
+    def drain(key: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the drain runs
+        time.sleep(0.2)
+        finished.append(key)
+
+    inbox.make_ready(runtime, "whatsapp:1:first")
+    inbox.make_ready(runtime, "whatsapp:1:second")
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _worker(runtime, drain).work(burst=True, with_scheduler=False)
+    finally:  # rq leaves its own handlers installed
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert finished == ["whatsapp:1:first"]  # the first ran to its end; the second waits for the next process
+    assert _ready(runtime) == ["whatsapp:1:second"]
