@@ -333,7 +333,7 @@ class RelayWorker(SimpleWorker):
     #: rq's worker key is refreshed at most this often (rq beats around every job: three commands each)
     HEARTBEAT_SECONDS = 10.0
 
-    def __init__(self, *args: Any, drain: Callable[[str], object] | None = None, drain_timeout: int = 120,
+    def __init__(self, *args: Any, drain: Callable[[str], object], drain_timeout: int = 120,
                  slot: tuple[Slots, int] | None = None, max_growth: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drain = drain
@@ -358,8 +358,6 @@ class RelayWorker(SimpleWorker):
         """The next piece of work: a ready conversation or an rq job, whichever comes first, the two kinds
         taken in turns when both wait. Waits up to ``timeout`` seconds at a time (None: does not wait,
         a burst run), as rq's own does, keeping the worker's heartbeat and maintenance going."""
-        if self._drain is None:
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         ready_key = inbox.READY.key()
         if self._state != WorkerStatus.IDLE:  # rq writes it on every call: once is enough
             self.set_state(WorkerStatus.IDLE)
@@ -421,7 +419,6 @@ class RelayWorker(SimpleWorker):
         """Drain one conversation under the drain's time-out. A failure is the drain's to handle (it sets a
         message aside, or leaves it at the head for a retry); what escapes it, Redis gone for one, leaves
         the conversation listed, and the sweeper makes it ready again."""
-        assert self._drain is not None
         # Busy in this process's eyes, so that a stop signal waits for the drain to end (rq raises StopRequested
         # at once in a worker it thinks idle: inside a turn, that would set the message aside). Not written to
         # rq's worker hash (two commands a message): the supervisor's slot says this process is busy, and until

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from core import lua
 from core.keys import family
 
 #: a campaign click, by its code (campaign, UTM parameters, click ids; nothing about the person)
@@ -72,13 +73,12 @@ def store_click(client: redis.Redis, data: dict[str, Any], ttl_days: int, *, mos
     Args:
         most: the most click records kept; storing one more drops the oldest (``limits.stored_clicks``).
     """
-    script = client.register_script(_STORE)  # sent once, then called by its SHA1
     record = json.dumps(data, ensure_ascii=False, default=str)
     prefix = CLICK.key("{code}").removesuffix("{code}")  # the script deletes the oldest records by their codes
     for _ in range(10):
         code = new_code()
-        if script(keys=[CLICK.key(code), STORED.key()],
-                  args=[code, record, ttl_days * 86400, time.time_ns() // 1000, most, prefix]):
+        if lua.run(client, _STORE, keys=[CLICK.key(code), STORED.key()],
+                   args=[code, record, ttl_days * 86400, time.time_ns() // 1000, most, prefix]):
             return code
     raise RuntimeError("could not allocate a click code")
 
