@@ -1,9 +1,11 @@
 """A conversation's inbox: the patient's messages waiting to be handled, oldest first.
 
-The webhook appends each new message to its conversation's inbox (:func:`enqueue_inbound`, one small
-Lua call); the worker handles the head and pops it in the same transaction that saves what it did
+Each new message of a webhook body (read by a job process, :mod:`connector.received`) is appended to
+its conversation's inbox (:func:`enqueue_inbound`, one small Lua call); a channel's intake, where the
+webhook keeps the raw bodies, is an inbox of the same kind under the key ``@<channel>`` (:func:`append`).
+The worker handles the head and pops it in the same transaction that saves what it did
 (:mod:`connector.turn`), so a message leaves its inbox only once it took effect. A message id seen
-before is dropped at the door, in the same atomic step that would queue it.
+before is dropped, in the same atomic step that would queue it.
 
 The work list (:data:`DUE`) scores each conversation with messages waiting by the time its drain could
 have been lost; the sweeper looks only at the ones due. A conversation that joins the work list is
@@ -40,7 +42,7 @@ READY = family("ready", ttl=None, holds_pii=True, owner=__name__,
                bounded_by="conversation keys waiting for a job process; pushed when a conversation joins the "
                           "work list, popped by the job processes")
 
-# The webhook's one call: drop a redelivery (KEYS[1] set only if absent, when ARGV[1] is not 0), append
+# One call per message or body kept: drop a redelivery (KEYS[1] set only if absent, when ARGV[1] is not 0), append
 # the message to its inbox, and list the conversation; a conversation that was not listed yet is also
 # pushed onto the ready list (one listed already has a drain or a retry on its way).
 # KEYS: seen, inbox, work list, ready list. ARGV: seen TTL (0: no check), message, inbox TTL, due time, key.
@@ -84,7 +86,7 @@ return 0
 
 
 def enqueue_inbound(runtime: Runtime, message: InboundMessage, *, dedup_days: int | None = None) -> bool:
-    """Queue one patient message for its conversation (called by the webhook).
+    """Queue one patient message for its conversation (called when a webhook's body is read).
 
     The message is appended to the conversation's inbox, so messages are handled in arrival order, and
     the conversation is made ready for a job process unless it is already listed. With ``dedup_days``, the
@@ -96,15 +98,22 @@ def enqueue_inbound(runtime: Runtime, message: InboundMessage, *, dedup_days: in
         False when the message was a redelivery (nothing queued).
 
     Raises:
-        redis.RedisError: Redis failed; nothing was queued or remembered (the channel redelivers).
+        redis.RedisError: Redis failed; nothing was queued or remembered.
     """
-    key = message.conversation_key
     seen_ttl = dedup_days * 86400 if dedup_days is not None else 0
     if dedup_days is not None and seen_ttl <= 0:
         raise ValueError(f"dedup_days must be more than 0, got {dedup_days!r}")
+    return append(runtime, message.conversation_key, message.model_dump_json().encode(),
+                  seen_key=SEEN.key(message.channel, message.message_id), seen_seconds=seen_ttl)
+
+
+def append(runtime: Runtime, key: str, item: bytes, *, seen_key: str, seen_seconds: int) -> bool:
+    """Append ``item`` to the inbox ``key`` (a conversation's, or a channel's intake of webhook bodies) and
+    list it, in one call: when ``seen_seconds`` is more than 0, only if ``seen_key`` was not set within that
+    time (it is then set). Returns False when it was (nothing appended)."""
     return bool(lua.run(
-        runtime.redis, _ENQUEUE, keys=[SEEN.key(message.channel, message.message_id), INBOX.key(key), DUE.key(), READY.key()],
-        args=[seen_ttl, message.model_dump_json(), runtime.config.retention.conversation_hours * 3600,
+        runtime.redis, _ENQUEUE, keys=[seen_key, INBOX.key(key), DUE.key(), READY.key()],
+        args=[seen_seconds, item, runtime.config.retention.conversation_hours * 3600,
               time.time() + runtime.config.delivery.lost_job_seconds, key]))
 
 
@@ -123,16 +132,19 @@ def ready_count(runtime: Runtime) -> int:
     return int(runtime.redis.llen(READY.key()))
 
 
-def enqueue_opt_out(runtime: Runtime, channel: Channel, account: str, sender_id: str) -> None:
+def enqueue_opt_out(runtime: Runtime, channel: Channel, account: str, sender_id: str, *,
+                    message_id: str | None = None) -> None:
     """Record a channel-level opt-out (WhatsApp ``user_preferences``) as a message of its conversation.
 
-    It travels through the same inbox, so it is ordered with the patient's other messages.
+    It travels through the same inbox, so it is ordered with the patient's other messages. With
+    ``message_id`` (derived from the webhook's body), an opt-out recorded under that id before is not
+    recorded again: a body read twice records it once.
     """
     message = InboundMessage(
-        channel=channel, account=account, sender_id=sender_id, message_id=f"opt-out:{uuid.uuid4().hex}",
+        channel=channel, account=account, sender_id=sender_id, message_id=message_id or f"opt-out:{uuid.uuid4().hex}",
         timestamp=utcnow(), kind="unsupported", raw_type="opt_out",
     )
-    enqueue_inbound(runtime, message)
+    enqueue_inbound(runtime, message, dedup_days=runtime.config.retention.dedup_days if message_id else None)
 
 
 def messages(runtime: Runtime, key: str) -> list[InboundMessage]:
@@ -164,7 +176,11 @@ def pop_if_head(runtime: Runtime, key: str, raw: bytes) -> bool:
 
 def push_front(runtime: Runtime, raw: str) -> None:
     """Put a message back at the head of its inbox and make its conversation ready (a replayed failure)."""
-    key = InboundMessage.model_validate_json(raw).conversation_key
+    push_front_to(runtime, InboundMessage.model_validate_json(raw).conversation_key, raw)
+
+
+def push_front_to(runtime: Runtime, key: str, raw: str) -> None:
+    """Put ``raw`` back at the head of the inbox ``key`` and make it ready (a replayed failure)."""
     tx = Transaction(runtime.redis)
     tx.pipe.lpush(INBOX.key(key), raw)
     tx.pipe.expire(INBOX.key(key), runtime.config.retention.conversation_hours * 3600)
@@ -209,6 +225,12 @@ def next_message(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, bytes |
     """After a turn: the next message with the lock extended, or the lock let go and the conversation off
     the work list (see :func:`connector.locks.next_head`)."""
     return next_head(lock, INBOX.key(key), DUE.key(), key)
+
+
+def pop_and_next(runtime: Runtime, key: str, lock: Lock, done: bytes) -> tuple[Found, bytes | None]:
+    """After an item handled outside a turn (a webhook's body): pop it if it is still the head and forget its
+    failed tries, then as :func:`next_message`, in one call."""
+    return next_head(lock, INBOX.key(key), DUE.key(), key, popping=done, attempts=ATTEMPTS.key(key))
 
 
 def release_and_finish(runtime: Runtime, key: str, lock: Lock) -> bool:

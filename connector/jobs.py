@@ -33,6 +33,7 @@ from connector import (
     leads,
     outbox,
     queues,
+    received,
     retry,
     threads,
     turn,
@@ -54,7 +55,8 @@ log = logging.getLogger("chat2crm.jobs")
 def process_conversation(key: str) -> None:
     """Drain a conversation's inbox, one message at a time, in order, under its lock.
 
-    Run by a job process for a conversation it popped from the ready list (or by rq, for a delayed retry).
+    Run by a job process for a conversation it popped from the ready list (or by rq, for a delayed retry);
+    an intake (``@<channel>``, :mod:`connector.received`) is drained alike, each body read and popped.
     If another worker holds the lock, return at once: that worker drains the inbox and makes the
     conversation ready again if messages arrived after it looked. A message whose turn fails transiently (Redis, or a retryable
     error) stays at the head and the conversation is tried again after a backoff; one whose turn fails
@@ -62,6 +64,7 @@ def process_conversation(key: str) -> None:
     Redis fails for longer, the drain fails and the sweeper makes the conversation ready again.
     """
     runtime = current_runtime()
+    intake = received.is_intake(key)  # a channel's webhook bodies waiting to be read, not a conversation
     lock = conversations.lock(runtime, key)
     found, raw = inbox.take(runtime, key, lock)  # the lock and the inbox's head, in one call
     if found != "head" or raw is None:
@@ -71,7 +74,9 @@ def process_conversation(key: str) -> None:
     try:
         while True:
             try:
-                if not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
+                if intake:
+                    received.handle(runtime, raw)
+                elif not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
                     return  # the lock was lost: its new holder drains the inbox
             except (RetryableError, redis.RedisError) as exc:  # the message stays at the head
                 waiting = _retry_conversation(runtime, key, raw, exc)
@@ -79,8 +84,10 @@ def process_conversation(key: str) -> None:
                     return
             except Exception as exc:  # not retryable: the message is set aside, the ones after it go on
                 set_message_aside(runtime, key, raw, exc)
-            # the next message with the lock extended; or the lock let go and the conversation done with
-            found, raw = inbox.next_message(runtime, key, lock)
+            # the next message with the lock extended (a body read is popped first: a turn pops its own);
+            # or the lock let go and the conversation done with
+            found, raw = (inbox.pop_and_next(runtime, key, lock, raw) if intake
+                          else inbox.next_message(runtime, key, lock))
             if found != "head" or raw is None:
                 ended = True
                 return
@@ -110,20 +117,28 @@ def _retry_conversation(runtime: Runtime, key: str, raw: bytes, exc: RetryableEr
 
 def set_message_aside(runtime: Runtime, key: str, raw: bytes, exc: BaseException) -> None:
     """Move the inbox head to the failed registry as a replayable job (kept ``retention.transcript_days``,
-    like the transcript it would have joined), then pop it."""
+    like the transcript it would have joined), then pop it. The head of an intake is a webhook's body."""
     summary = ErrorSummary.of(exc)
     reason = f"{summary.kind}: {summary.message}"
-    queues.set_aside(runtime, queues.INBOUND, queues.REPLAY_MESSAGE, raw.decode("utf-8"),
-                     description="conversation message", reason=reason, meta={"conversation": short(key)},
-                     ttl=runtime.config.retention.transcript_days * 86400)
+    if received.is_intake(key):
+        func, description, meta = queues.REPLAY_WEBHOOK, "webhook body", {"channel": received.channel_of(raw)}
+    else:
+        func, description, meta = queues.REPLAY_MESSAGE, "conversation message", {"conversation": short(key)}
+    queues.set_aside(runtime, queues.INBOUND, func, raw.decode("utf-8"), description=description, reason=reason,
+                     meta=meta, ttl=runtime.config.retention.transcript_days * 86400)
     inbox.pop_if_head(runtime, key, raw)
     metrics.incr(runtime.redis, "jobs_failed", queue=runtime.queue(queues.INBOUND).name)
-    log.error("message failed", extra={"conversation": short(key), "reason": reason})
+    log.error("message failed", extra={**meta, "reason": reason})
 
 
 def replay_message(raw: str) -> None:
     """Put a failed message back at the head of its conversation's inbox (``chat2crm failed replay``)."""
     inbox.push_front(current_runtime(), raw)
+
+
+def replay_webhook(raw: str) -> None:
+    """Put a webhook's body that failed back at the head of its channel's intake (``chat2crm failed replay``)."""
+    received.replay(raw)
 
 
 # -- outboxes ------------------------------------------------------------------------------------

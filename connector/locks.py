@@ -47,6 +47,23 @@ redis.call('del', KEYS[1])
 redis.call('zrem', KEYS[3], ARGV[3])
 return {2}
 """
+# As _NEXT_HEAD, the item just handled popped first (if still the head) and its failed tries forgotten.
+# KEYS: the lock, the list, its work list, the tries' counter. ARGV: as _NEXT_HEAD, then the item.
+_POP_NEXT_HEAD = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return {0} end
+if redis.call('lindex', KEYS[2], 0) == ARGV[4] then
+  redis.call('lpop', KEYS[2])
+  redis.call('del', KEYS[4])
+end
+local head = redis.call('lindex', KEYS[2], 0)
+if head then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return {1, head}
+end
+redis.call('del', KEYS[1])
+redis.call('zrem', KEYS[3], ARGV[3])
+return {2}
+"""
 #: what :func:`take_head` and :func:`next_head` found: the lock is another's (``"locked"``), the list's head
 #: with the lock held (``"head"``), or an empty list, the lock let go and the work list without it (``"done"``)
 Found = Literal["locked", "head", "done"]
@@ -104,14 +121,21 @@ def take_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[F
         lock.client, _TAKE_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
 
 
-def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[Found, bytes | None]:
+def next_head(lock: Lock, list_key: str, work_list: str, member: str, *, popping: bytes | None = None,
+              attempts: str = "") -> tuple[Found, bytes | None]:
     """After an item: the list's new head with ``lock`` held for another full TTL, or, when the list is
     empty, the lock let go and the list dropped from ``work_list``, in one call; ``"locked"`` when the lock
-    was lost (its new holder goes on).
+    was lost (its new holder goes on, and handles the item again).
+
+    With ``popping``, the item just handled is popped first, if it is still the head and the lock still this
+    owner's, and the key ``attempts`` (its failed tries) deleted with it.
 
     Returns:
         What was found, and the head when it is ``"head"``.
     """
+    if popping is not None:
+        return _found(lua.run(lock.client, _POP_NEXT_HEAD, keys=[lock.key, list_key, work_list, attempts],
+                              args=[lock.token, lock.ttl_ms, member, popping]))
     return _found(lua.run(
         lock.client, _NEXT_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
 

@@ -62,6 +62,8 @@ DELIVER_OUTBOX = "connector.jobs.deliver_outbox"
 SYNC_LEAD = "connector.jobs.sync_lead"
 SYNC_OPT_OUT = "connector.jobs.sync_opt_out"
 REPLAY_MESSAGE = "connector.jobs.replay_message"
+#: puts a webhook's body that failed back at the head of its channel's intake (:mod:`connector.received`)
+REPLAY_WEBHOOK = "connector.jobs.replay_webhook"
 REPLAY_REPLY = "connector.jobs.replay_reply"
 PUBLISH_THREAD = "connector.jobs.publish_thread"
 REPLAY_THREAD = "connector.jobs.replay_thread_message"
@@ -317,8 +319,9 @@ class RelayWorker(SimpleWorker):
     which also drains the conversations on the relay's ready list, reports each piece of work to its
     supervisor, and retires itself after one once it has grown too large.
 
-    Patients' messages do not travel as rq jobs: the webhook appends a message to its conversation's inbox
-    and pushes the conversation onto the ready list, one small Lua call. A job process pops from that list
+    Patients' messages do not travel as rq jobs: the webhook appends its raw body to its channel's intake
+    and pushes the intake onto the ready list, one small Lua call; reading a body appends each message to
+    its conversation's inbox and pushes the conversation likewise. A job process pops from that list
     and from rq's queues in one blocking call, taking the two kinds in turns, and drains a popped
     conversation here (``drain``) under the same time-out and supervision as a job. rq still carries
     replies, CRM writes, delayed retries and failed work (``chat2crm failed``).

@@ -1,6 +1,7 @@
 """Which of a webhook's messages the relay serves, and which conversation each one belongs to.
 
-Run by the webhook on every parsed body, before anything is queued (:func:`route`):
+Run on every webhook body a job process reads, before anything is queued (:func:`route`, called by
+:mod:`connector.received`):
 
 - **WhatsApp numbers.** Only the business numbers the deployment serves are answered
   (``channels.whatsapp.numbers`` and ``WHATSAPP_PHONE_NUMBER_ID``), routed by
@@ -47,7 +48,7 @@ def route(runtime: Runtime, channel: str, parsed: ParsedWebhook) -> ParsedWebhoo
     """``parsed`` with only what the relay serves, each message addressed to its person's conversation.
 
     Raises:
-        redis.RedisError: Redis failed (the webhook answers 5xx and the channel delivers again).
+        redis.RedisError: Redis failed (the body stays in its intake and is read again).
     """
     if channel == "whatsapp":
         _serve_numbers(runtime, parsed)

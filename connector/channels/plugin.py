@@ -3,10 +3,11 @@
 A channel is a :class:`ChannelPlugin` registered under the entry-point group ``chat2crm.channels``
 (``[project.entry-points."chat2crm.channels"] whatsapp = "connector.channels.whatsapp_plugin:WhatsAppPlugin"``).
 The relay never names a channel: the web app serves ``POST /webhooks/<name>`` (and the extra routes a
-plug-in declares) for every enabled plug-in, checks the request with the plug-in's verifier, decodes the
-raw body, asks the plug-in to parse it into a :class:`~connector.channels.base.ParsedWebhook`, and queues
-what it holds (:mod:`connector.webhooks`); the worker sends through the plug-in's
-:class:`~connector.channels.base.ChannelClient` (:func:`connector.channels.client_for`).
+plug-in declares) for every enabled plug-in, checks the request with the plug-in's verifier and keeps
+the raw body (:mod:`connector.webhooks`); a job process decodes it, asks the plug-in to parse it into a
+:class:`~connector.channels.base.ParsedWebhook`, and queues what it holds (:mod:`connector.received`);
+the worker sends through the plug-in's :class:`~connector.channels.base.ChannelClient`
+(:func:`connector.channels.client_for`).
 
 A plug-in owns:
 
@@ -268,7 +269,8 @@ class ChannelPlugin(ABC):
     def parse_request(self, request: WebhookRequest, body: Any, ctx: ChannelContext) -> ParsedWebhook:
         """What the relay calls for a webhook: :meth:`parse` of the decoded ``body``. A plug-in whose vendor
         carries something in the URL it calls (Twilio's status callback: the relay's tracking in the query)
-        overrides it to read ``request`` too."""
+        overrides it to read ``request`` too. Called in a job process, from the body the webhook kept:
+        ``request`` holds the query's parameters and the raw body only (no headers, no URL)."""
         return self.parse(body, ctx)
 
     @abstractmethod

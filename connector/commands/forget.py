@@ -23,11 +23,11 @@ from typing import Any
 
 import click
 
-from connector import agent, conversations, flood, inbox, leads, outbox, queues, threads  # noqa: F401 - their families must be registered
+from connector import agent, conversations, flood, inbox, leads, outbox, queues, received, threads  # noqa: F401 - their families must be registered
 from connector.logs import configure_logging
 from connector.mapping import contact_key_field
 from connector.runtime import Runtime
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, RetryableError
 from core.keys import KeyFamily, family_of, pii_families
 from core.models import Conversation, Lead
 from core.settings import load_settings
@@ -125,8 +125,14 @@ def erase(runtime: Runtime, who: str) -> ErasureAudit:
 
     Raises:
         redis.RedisError: Redis failed (run the command again: erasing twice is harmless).
+        RetryableError: webhooks received before the call were still unread after 30 s (nothing erased).
     """
     client = runtime.redis
+    # webhooks received and not read yet hold the person's messages as the vendor sent them: read them
+    # first, so that each message is in its conversation's inbox, erased there with the rest
+    if not received.read_through(runtime):
+        raise RetryableError("webhooks received earlier are still waiting to be read (is a worker stuck?); "
+                             "nothing was erased: run the command again once the worker reads them")
     person = Person(set(identities_for(who)))
     found = {fam: list(_keys_of(runtime, fam)) for fam in pii_families()}
     _link(runtime, person, found)
@@ -260,7 +266,10 @@ def command(who: str, in_crm: bool, mode: str) -> None:
     settings = load_settings()
     configure_logging("text", "WARNING")
     runtime = Runtime(settings)
-    audit = erase(runtime, who)
+    try:
+        audit = erase(runtime, who)
+    except RetryableError as exc:
+        raise click.ClickException(str(exc)) from None
     crm_done: list[str] = []
     if in_crm:
         adapter = runtime.adapter

@@ -20,9 +20,10 @@ from pydantic import SecretStr
 
 from connector import queues
 from connector.channels import whatsapp as wa
+from connector.received import decode as _decode
 from connector.runtime import Runtime
 from connector.transaction import Transaction
-from connector.webhooks import _CHALLENGE, _decode, _raw_body, _reject, _runtime, _warn_insecure
+from connector.webhooks import _CHALLENGE, _raw_body, _reject, _runtime, _warn_insecure
 from core import metrics
 from core.errors import WebhookRejectedError
 from core.keys import family

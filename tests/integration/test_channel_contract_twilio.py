@@ -24,6 +24,7 @@ from emulators.server import ServedApp
 from emulators.twilio import TwilioEmulator
 from tests.channel_contract import Capture, ChannelContract, ChannelEnv
 from tests.conftest import TEST_SECRETS, make_settings
+from tests.intake import read
 from tests.integration.channel_servers import Receiver
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -114,5 +115,6 @@ def test_a_status_callback_reaches_the_agents_reply_by_its_tracking(
                                          sender_id=PATIENT), [Reply(text="Merhaba")], tracking=tracking)
         assert emulator.sent[-1].get("StatusCallback") == f"{relay.url}{WEBHOOK_PATH}?t={tracking}"
         emulator.wait_for_webhooks()
+    assert read(runtime)["statuses"] == 2  # the tracking travelled with each body, from the query it came with
     reports = [(r.crm_message_id, r.status, r.channel_message_ids) for r in agent.reports(runtime)]
     assert reports == [("crm-msg-7", "sent", [sid]), ("crm-msg-7", "delivered", [sid])]

@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 import requests
 
+from connector import received
 from connector.channels import delivery_status
 from connector.channels.base import StatusUpdate
 from connector.channels.whatsapp import WhatsAppClient, parse_payload, verify_signature
+from connector.inbox import INBOX
 from connector.runtime import Runtime
 from core.models import Attachment, Conversation, Reply, utcnow
 from emulators.server import ServedApp
 from emulators.whatsapp import WhatsAppEmulator
 from tests.conftest import TEST_SECRETS, make_settings
+from tests.intake import kept, read
 from tests.integration.channel_servers import Receiver
 
 ACCOUNT = TEST_SECRETS["whatsapp_phone_number_id"]
@@ -128,9 +131,11 @@ def test_the_relay_records_the_statuses_it_is_sent(emulator: WhatsAppEmulator, r
         client = WhatsAppClient(make_settings("unix:///x", whatsapp_api_base=emulator.url))  # type: ignore[attr-defined]
         (message_id,) = client.send(CONVERSATION, [Reply(text="Merhaba")], tracking="agent-reply:10")
         emulator.wait_for_webhooks()
+        read(runtime)  # as a job process reads what the webhook kept
         assert delivery_status(runtime.redis, "whatsapp", message_id) == "delivered"
         emulator.patient(PATIENT).read_all()
         emulator.wait_for_webhooks()
+        read(runtime)
         assert delivery_status(runtime.redis, "whatsapp", message_id) == "read"
     assert [p["http_status"] for p in emulator.statuses.posted] == [200, 200, 200]
 
@@ -146,7 +151,7 @@ def test_status_webhooks_are_off_unless_asked_for(whatsapp_emulator: Any) -> Non
 def test_a_status_webhook_is_kept_counted_and_looked_up_in_one_redis_call(runtime: Runtime,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Statuses are two thirds of the webhooks a clinic receives (sent, delivered, read for every reply): each
-    costs one round trip, and a late "sent" never overwrites "read"."""
+    costs one round trip at the door and one when read, and a late "sent" never overwrites "read"."""
     import json
 
     from connector.app import create_app
@@ -169,13 +174,18 @@ def test_a_status_webhook_is_kept_counted_and_looked_up_in_one_redis_call(runtim
         answer = app.post("/webhooks/whatsapp", data=body, headers={
             "Content-Type": "application/json",
             "X-Hub-Signature-256": sign(body.encode(), TEST_SECRETS["whatsapp_app_secret"])})
-        assert answer.status_code == 200 and answer.json["statuses"] == 1
+        assert kept(answer)
 
-    post("delivered")  # the first call also loads the script into Redis
+    post("delivered")  # the first calls also load the scripts into Redis
+    assert read(runtime)["statuses"] == 1
     monkeypatch.setattr(type(runtime.redis), "execute_command", counted)
     post("read")
     post("sent")  # late: kept out
-    assert calls == ["EVALSHA", "EVALSHA"]
+    assert calls == ["EVALSHA", "EVALSHA"]  # the door: one call a webhook
+    bodies = runtime.redis.lrange(INBOX.key(received.intake_key("whatsapp")), 0, -1)
+    calls.clear()
+    assert [received.handle(runtime, body)["statuses"] for body in bodies] == [1, 1]
+    assert calls == ["EVALSHA", "EVALSHA"]  # reading: one call a status
     monkeypatch.undo()
     assert delivery_status(runtime.redis, "whatsapp", "wamid.OUT7") == "read"
     assert metrics.read(runtime.redis, "statuses") == {
