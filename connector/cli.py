@@ -4,8 +4,9 @@ The core commands live here (``serve``, ``worker``, ``check``); every module in
 :mod:`connector.commands` that defines ``command`` (a click command or group) is added too, so a
 capability brings its own commands, and so is every command another package registers in the entry
 point group ``chat2crm.commands`` (``chat2crm demo`` comes from the ``demo`` package this way: the relay
-never imports it). Configuration errors are printed as one list and exit 1,
-never as a traceback.
+never imports it). Those are found by name and imported only when named (or for ``--help``): a command
+pays for its own imports, not for every other command's, the relay's runtime included. Configuration
+errors are printed as one list and exit 1, never as a traceback.
 """
 
 from __future__ import annotations
@@ -14,23 +15,37 @@ import importlib
 import os
 import pkgutil
 import sys
+from collections.abc import Callable
+from functools import cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from connector import __version__, commands
-from connector.logs import configure_logging
-from connector.runtime import Runtime
 from core.errors import ConfigurationError
-from core.settings import load_settings
+
+if TYPE_CHECKING:
+    from connector.runtime import Runtime
 
 #: the entry point group through which other packages add commands to ``chat2crm``
 COMMANDS_GROUP = "chat2crm.commands"
 
 
 class Chat2CrmGroup(click.Group):
-    """A click group that turns ConfigurationError into a clean message and exit code 1."""
+    """A click group that turns ConfigurationError into a clean message and exit code 1, and loads the
+    commands of :mod:`connector.commands` and of the entry points when they are named (:func:`discovered`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *discovered()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in discovered():
+            found = discovered()[cmd_name]()
+            if found is not None:
+                self.add_command(found, cmd_name)
+        return found
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -47,6 +62,11 @@ def main() -> None:
 
 
 def _runtime() -> Runtime:
+    # imported here: a command that needs no runtime (keygen, init, --help) does not pay for it
+    from connector.logs import configure_logging
+    from connector.runtime import Runtime
+    from core.settings import load_settings
+
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     return Runtime(settings)
@@ -142,25 +162,37 @@ def check(online: bool) -> None:
         click.echo(f"{config.crm}: the mapping matches the live CRM")
 
 
-def _discover() -> None:
-    """Add the ``command`` of every module of :mod:`connector.commands`, then every click command registered
-    in the entry point group :data:`COMMANDS_GROUP` (by name, so the help lists them in a stable order)."""
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"connector.commands.{info.name}")
-        command = getattr(module, "command", None)
-        if isinstance(command, click.Command):
-            main.add_command(command)
-    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+@cache
+def discovered() -> dict[str, Callable[[], click.Command | None]]:
+    """The commands found without importing them, by name: each module of :mod:`connector.commands` (a
+    module is named as its command), then each entry point of :data:`COMMANDS_GROUP`. Each maps to what
+    loads it: the module's ``command``, or the entry point's object (None when it is not a click
+    command, or, for an entry point, when its package is not installed: said on stderr)."""
+    found: dict[str, Callable[[], click.Command | None]] = {}
+    for info in pkgutil.iter_modules(commands.__path__):
+        found[info.name] = _module_command(f"connector.commands.{info.name}")
+    for entry in entry_points(group=COMMANDS_GROUP):
+        found.setdefault(entry.name, _entry_command(entry))
+    return found
+
+
+def _module_command(module_name: str) -> Callable[[], click.Command | None]:
+    def load() -> click.Command | None:
+        command = getattr(importlib.import_module(module_name), "command", None)
+        return command if isinstance(command, click.Command) else None
+    return load
+
+
+def _entry_command(entry: Any) -> Callable[[], click.Command | None]:
+    def load() -> click.Command | None:
         try:
             command = entry.load()
         except ImportError as exc:  # a plug-in that is registered but not installed must not stop the others
             print(f"chat2crm: command {entry.name!r} not available ({exc})", file=sys.stderr)
-            continue
-        if isinstance(command, click.Command):
-            main.add_command(command, entry.name)
+            return None
+        return command if isinstance(command, click.Command) else None
+    return load
 
-
-_discover()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
