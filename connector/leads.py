@@ -165,11 +165,16 @@ def crm_contact(runtime: Runtime, reference: str) -> tuple[bool, str | None]:
     """``(waiting, contact id)`` of lead ``reference``: the CRM contact its write recorded (``waiting``
     False), or nothing yet while it waits for the CRM (``waiting`` True), or nothing ever (not written, and
     no longer pending: failed for good, skipped, or expired)."""
-    raw = runtime.redis.get(SYNCED.key(reference.lstrip("#")))
+    # both read at one instant (MULTI): read apart, a write marked synced between the two reads (it leaves the
+    # pending list in the same step) would look like a lead that will never be written
+    pipe = runtime.redis.pipeline(transaction=True)
+    pipe.get(SYNCED.key(reference.lstrip("#")))
+    pipe.zscore(PENDING.key(), reference)
+    raw, pending = pipe.execute()
     if raw:
         contact = json.loads(raw).get("contact") or {}
         return False, str(contact["id"]) if contact.get("id") else None
-    return runtime.redis.zscore(PENDING.key(), reference) is not None, None
+    return pending is not None, None
 
 
 def unpend(runtime: Runtime, reference: str) -> None:
