@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import redis
 
-from connector.locks import Found, Lock, next_head, take_head
+from connector.locks import Found, Lock, next_head, next_heads, take_head, take_heads
 from connector.transaction import Transaction
 from core import lua
 from core.keys import family
@@ -227,10 +228,16 @@ def next_message(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, bytes |
     return next_head(lock, INBOX.key(key), DUE.key(), key)
 
 
-def pop_and_next(runtime: Runtime, key: str, lock: Lock, done: bytes) -> tuple[Found, bytes | None]:
-    """After an item handled outside a turn (a webhook's body): pop it if it is still the head and forget its
-    failed tries, then as :func:`next_message`, in one call."""
-    return next_head(lock, INBOX.key(key), DUE.key(), key, popping=done, attempts=ATTEMPTS.key(key))
+def take_batch(runtime: Runtime, key: str, lock: Lock, count: int) -> tuple[Found, list[bytes]]:
+    """Take the ``lock`` of inbox ``key`` with up to ``count`` heads (a channel's intake, read in batches: see
+    :func:`connector.locks.take_heads`)."""
+    return take_heads(lock, INBOX.key(key), DUE.key(), key, count)
+
+
+def next_batch(runtime: Runtime, key: str, lock: Lock, handled: Sequence[bytes], count: int) -> tuple[Found, list[bytes]]:
+    """After a batch: pop the ``handled`` items and forget their failed tries, then the next ``count`` heads,
+    in one call (see :func:`connector.locks.next_heads`: ``count`` 0 only pops)."""
+    return next_heads(lock, INBOX.key(key), DUE.key(), key, handled=handled, attempts=ATTEMPTS.key(key), count=count)
 
 
 def release_and_finish(runtime: Runtime, key: str, lock: Lock) -> bool:

@@ -56,7 +56,7 @@ def process_conversation(key: str) -> None:
     """Drain a conversation's inbox, one message at a time, in order, under its lock.
 
     Run by a job process for a conversation it popped from the ready list (or by rq, for a delayed retry);
-    an intake (``@<channel>``, :mod:`connector.received`) is drained alike, each body read and popped.
+    an intake (``@<channel>``, :mod:`connector.received`) is read in batches instead (:func:`_read_intake`).
     If another worker holds the lock, return at once: that worker drains the inbox and makes the
     conversation ready again if messages arrived after it looked. A message whose turn fails transiently (Redis, or a retryable
     error) stays at the head and the conversation is tried again after a backoff; one whose turn fails
@@ -64,7 +64,9 @@ def process_conversation(key: str) -> None:
     Redis fails for longer, the drain fails and the sweeper makes the conversation ready again.
     """
     runtime = current_runtime()
-    intake = received.is_intake(key)  # a channel's webhook bodies waiting to be read, not a conversation
+    if received.is_intake(key):
+        _read_intake(runtime, key)
+        return
     lock = conversations.lock(runtime, key)
     found, raw = inbox.take(runtime, key, lock)  # the lock and the inbox's head, in one call
     if found != "head" or raw is None:
@@ -74,9 +76,7 @@ def process_conversation(key: str) -> None:
     try:
         while True:
             try:
-                if intake:
-                    received.handle(runtime, raw)
-                elif not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
+                if not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
                     return  # the lock was lost: its new holder drains the inbox
             except (RetryableError, redis.RedisError) as exc:  # the message stays at the head
                 waiting = _retry_conversation(runtime, key, raw, exc)
@@ -84,10 +84,8 @@ def process_conversation(key: str) -> None:
                     return
             except Exception as exc:  # not retryable: the message is set aside, the ones after it go on
                 set_message_aside(runtime, key, raw, exc)
-            # the next message with the lock extended (a body read is popped first: a turn pops its own);
-            # or the lock let go and the conversation done with
-            found, raw = (inbox.pop_and_next(runtime, key, lock, raw) if intake
-                          else inbox.next_message(runtime, key, lock))
+            # the next message with the lock extended; or the lock let go and the conversation done with
+            found, raw = inbox.next_message(runtime, key, lock)
             if found != "head" or raw is None:
                 ended = True
                 return
@@ -95,6 +93,53 @@ def process_conversation(key: str) -> None:
         if waiting:
             lock.release()
         elif not ended:  # left early: messages that arrived meanwhile make the conversation ready again
+            inbox.release_and_finish(runtime, key, lock)
+
+
+#: webhook bodies read per call to Redis (the ones handled popped with the next ones read)
+INTAKE_BATCH = 20
+
+
+def _read_intake(runtime: Runtime, key: str) -> None:
+    """Read a channel's intake (:mod:`connector.received`) under its lock, in order, in batches: one call
+    pops the bodies read and brings the next ones. A body that fails as a message's turn would is handled
+    as one: the bodies read before it are popped first, then it waits at the head for a retry (Redis, or a
+    retryable error) or is set aside (``chat2crm failed``). A job process killed half-way leaves its batch in
+    the intake; reading a body twice queues nothing twice."""
+    lock = conversations.lock(runtime, key)
+    found, items = inbox.take_batch(runtime, key, lock, INTAKE_BATCH)
+    if found != "head":
+        return
+    waiting = ended = False
+    try:
+        while True:
+            handled: list[bytes] = []
+            for item in items:
+                try:
+                    received.handle(runtime, item)
+                except (RetryableError, redis.RedisError) as exc:
+                    if inbox.next_batch(runtime, key, lock, handled, 0)[0] != "head":
+                        return  # the lock was lost: its new holder reads on
+                    waiting = _retry_conversation(runtime, key, item, exc)
+                    if waiting:
+                        return
+                    handled = []  # set aside (popped): read on from what is now the head
+                    break
+                except Exception as exc:
+                    if inbox.next_batch(runtime, key, lock, handled, 0)[0] != "head":
+                        return
+                    set_message_aside(runtime, key, item, exc)
+                    handled = []
+                    break
+                handled.append(item)
+            found, items = inbox.next_batch(runtime, key, lock, handled, INTAKE_BATCH)
+            if found != "head":
+                ended = True
+                return
+    finally:
+        if waiting:
+            lock.release()
+        elif not ended:
             inbox.release_and_finish(runtime, key, lock)
 
 

@@ -11,7 +11,9 @@ lock's extension, or, once the list is empty, with the lock let go and the list 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 import redis
@@ -47,18 +49,39 @@ redis.call('del', KEYS[1])
 redis.call('zrem', KEYS[3], ARGV[3])
 return {2}
 """
-# As _NEXT_HEAD, the item just handled popped first (if still the head) and its failed tries forgotten.
-# KEYS: the lock, the list, its work list, the tries' counter. ARGV: as _NEXT_HEAD, then the item.
-_POP_NEXT_HEAD = """
+# A batch of heads (a channel's intake): the lock taken with up to ARGV[4] heads.
+# KEYS: the lock, the list, its work list. ARGV: the token, the lock's TTL (ms), the list's member, how many.
+_TAKE_HEADS = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local heads = redis.call('lrange', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+if #heads > 0 then return {1, unpack(heads)} end
+redis.call('del', KEYS[1])
+redis.call('zrem', KEYS[3], ARGV[3])
+return {2}
+"""
+# After a batch: the ARGV[4] items handled popped, if the lock is still this owner's and they are still the
+# first ones (the first and the last compared by SHA1: a replay may have put an item in front), with their
+# failed tries forgotten; then up to ARGV[7] heads with the lock extended (0: none, the lock only extended),
+# or the list empty, the lock let go and the list off its work list.
+# KEYS: the lock, the list, its work list, the tries' counter. ARGV: token, TTL (ms), member, handled count,
+# SHA1 of the first handled, SHA1 of the last handled, how many heads.
+_POP_NEXT_HEADS = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return {0} end
-if redis.call('lindex', KEYS[2], 0) == ARGV[4] then
-  redis.call('lpop', KEYS[2])
-  redis.call('del', KEYS[4])
+local done = tonumber(ARGV[4])
+if done > 0 then
+  local first = redis.call('lindex', KEYS[2], 0)
+  local last = redis.call('lindex', KEYS[2], done - 1)
+  if first and last and redis.sha1hex(first) == ARGV[5] and redis.sha1hex(last) == ARGV[6] then
+    redis.call('ltrim', KEYS[2], done, -1)
+    redis.call('del', KEYS[4])
+  end
 end
-local head = redis.call('lindex', KEYS[2], 0)
-if head then
+local want = tonumber(ARGV[7])
+local heads = {}
+if want > 0 then heads = redis.call('lrange', KEYS[2], 0, want - 1) end
+if want == 0 or #heads > 0 then
   redis.call('pexpire', KEYS[1], ARGV[2])
-  return {1, head}
+  return {1, unpack(heads)}
 end
 redis.call('del', KEYS[1])
 redis.call('zrem', KEYS[3], ARGV[3])
@@ -121,23 +144,42 @@ def take_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[F
         lock.client, _TAKE_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
 
 
-def next_head(lock: Lock, list_key: str, work_list: str, member: str, *, popping: bytes | None = None,
-              attempts: str = "") -> tuple[Found, bytes | None]:
+def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[Found, bytes | None]:
     """After an item: the list's new head with ``lock`` held for another full TTL, or, when the list is
     empty, the lock let go and the list dropped from ``work_list``, in one call; ``"locked"`` when the lock
-    was lost (its new holder goes on, and handles the item again).
-
-    With ``popping``, the item just handled is popped first, if it is still the head and the lock still this
-    owner's, and the key ``attempts`` (its failed tries) deleted with it.
+    was lost (its new holder goes on).
 
     Returns:
         What was found, and the head when it is ``"head"``.
     """
-    if popping is not None:
-        return _found(lua.run(lock.client, _POP_NEXT_HEAD, keys=[lock.key, list_key, work_list, attempts],
-                              args=[lock.token, lock.ttl_ms, member, popping]))
     return _found(lua.run(
         lock.client, _NEXT_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+
+
+def take_heads(lock: Lock, list_key: str, work_list: str, member: str, count: int) -> tuple[Found, list[bytes]]:
+    """As :func:`take_head`, with up to ``count`` heads, oldest first (a list whose items are handled in
+    batches: a channel's intake)."""
+    return _batch(lua.run(lock.client, _TAKE_HEADS, keys=[lock.key, list_key, work_list],
+                          args=[lock.token, lock.ttl_ms, member, count]))
+
+
+def next_heads(lock: Lock, list_key: str, work_list: str, member: str, *, handled: Sequence[bytes], attempts: str,
+               count: int) -> tuple[Found, list[bytes]]:
+    """After a batch: pop the ``handled`` items (if the lock is still this owner's and they are still the
+    list's first ones) and delete the key ``attempts`` (their failed tries), then return up to ``count`` heads
+    with the lock held for another full TTL, in one call. With ``count`` 0 no head is read and the lock is
+    kept whatever is left (``"head"``, no items); otherwise an empty list lets the lock go and leaves
+    ``work_list`` (``"done"``). ``"locked"``: the lock was lost, nothing popped (its new holder handles the
+    items again).
+    """
+    first = hashlib.sha1(handled[0], usedforsecurity=False).hexdigest() if handled else ""
+    last = hashlib.sha1(handled[-1], usedforsecurity=False).hexdigest() if handled else ""
+    return _batch(lua.run(lock.client, _POP_NEXT_HEADS, keys=[lock.key, list_key, work_list, attempts],
+                          args=[lock.token, lock.ttl_ms, member, len(handled), first, last, count]))
+
+
+def _batch(answer: list[int | bytes]) -> tuple[Found, list[bytes]]:
+    return _FOUND[int(answer[0])], [item if isinstance(item, bytes) else str(item).encode() for item in answer[1:]]
 
 
 def _found(answer: list[int | bytes]) -> tuple[Found, bytes | None]:

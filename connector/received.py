@@ -5,12 +5,12 @@ received, to its channel's intake in one small Lua call (:func:`receive`): no JS
 parsing, no routing in the web process. The intake is a list like a conversation's inbox, under the
 key ``@<channel>`` (no conversation key starts with ``@``), so it travels the same road: the work list,
 the ready list, the lock and the sweeper (:mod:`connector.inbox`). A job process drains it in arrival
-order (:func:`connector.jobs.process_conversation`) and, for each body (:func:`handle`), does what the
+order, in batches (:func:`connector.jobs.process_conversation`) and, for each body (:func:`handle`), does what the
 webhook used to do: decode it strictly, parse it with the channel's typed parser, route its messages
 to their people's conversations, queue each new message, keep and count statuses, record opt-outs.
 
-Nothing is lost or doubled on the way: a body leaves the intake only after it was handled (the pop
-comes with the next head, in one call), and handling a body twice (a job process killed after some of
+Nothing is lost or doubled on the way: a body leaves the intake only after it was handled (the bodies
+read are popped with the next ones, in one call), and handling a body twice (a job process killed after some of
 its messages were queued) is harmless, because each message is queued under its id only once and an
 opt-out's id is derived from the body. A body whose bytes were already received within the hour is
 dropped at the door (a vendor's retry after a lost answer).
@@ -160,12 +160,15 @@ def accept_waiting(runtime: Runtime, channels: list[str] | None = None) -> Count
     for name in channels if channels is not None else served(runtime):
         key = intake_key(name)
         lock = conversations.lock(runtime, key)
-        found, item = inbox.take(runtime, key, lock)
+        found, items = inbox.take_batch(runtime, key, lock, 50)
         ended = found != "head"
         try:
-            while item is not None and not ended:
-                totals.update(handle(runtime, item))
-                found, item = inbox.pop_and_next(runtime, key, lock, item)
+            while not ended:
+                handled: list[bytes] = []
+                for item in items:
+                    totals.update(handle(runtime, item))
+                    handled.append(item)
+                found, items = inbox.next_batch(runtime, key, lock, handled, 50)
                 ended = found != "head"
         finally:
             if not ended:

@@ -61,25 +61,61 @@ def test_the_door_keeps_the_body_and_makes_the_intake_ready_once(client: Any, ru
 
 def test_redis_failing_while_a_body_is_read_keeps_it_for_later(client: Any, runtime: Runtime,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    assert kept(post(client, body("first")))
+    """Mid-batch: the bodies read before the failing one are popped, it waits at the head, and each body is
+    read exactly once in all."""
+    for number, text in enumerate(["first", "second", "third"]):
+        assert kept(post(client, body(text, first=number)))
     original = received.handle
+    seen: list[bytes] = []
 
-    def failing(rt: Runtime, item: bytes) -> received.Counts:
-        raise redis.ConnectionError("Redis went away")
+    def failing_on_second(rt: Runtime, item: bytes) -> received.Counts:
+        if b'"second"' in item:
+            raise redis.ConnectionError("Redis went away")
+        seen.append(item)
+        return original(rt, item)
 
-    monkeypatch.setattr(received, "handle", failing)
+    monkeypatch.setattr(received, "handle", failing_on_second)
     process_conversation(INTAKE)
-    assert runtime.redis.llen(inbox.INBOX.key(INTAKE)) == 1  # the body waits at the head
+    assert texts(runtime) == ["first"]
+    assert [b'"second"' in i for i in runtime.redis.lrange(inbox.INBOX.key(INTAKE), 0, -1)] == [True, False]
     assert [job.description for _q, job in queues.failed_jobs(runtime)] == []
     assert runtime.queue(QUEUE_INBOUND).scheduled_job_registry.count == 1  # tried again after a backoff
-    monkeypatch.setattr(received, "handle", original)
+    monkeypatch.setattr(received, "handle", lambda rt, item: (seen.append(item), original(rt, item))[1])
     process_conversation(INTAKE)  # the retry
-    assert texts(runtime) == ["first"]
+    assert texts(runtime) == ["first", "second", "third"]
+    assert len(seen) == 3 == len(set(seen))  # none read twice
+
+
+def test_the_bodies_read_are_popped_only_if_they_are_still_the_first(runtime: Runtime) -> None:
+    """A replayed body put in front while a batch is read: the batch is not popped blindly (the replayed
+    body would go unread); it is read again, which queues nothing twice."""
+    from connector import conversations
+
+    for number in range(3):
+        assert received.receive(runtime, "whatsapp", {}, body(f"#{number}", first=number))
+    lock = conversations.lock(runtime, INTAKE)
+    found, items = inbox.take_batch(runtime, INTAKE, lock, 10)
+    assert found == "head" and len(items) == 3
+    runtime.redis.lpush(inbox.INBOX.key(INTAKE), b"replayed")
+    found, heads = inbox.next_batch(runtime, INTAKE, lock, items, 10)
+    assert found == "head" and heads == [b"replayed", *items]  # nothing popped
+    found, heads = inbox.next_batch(runtime, INTAKE, lock, [b"replayed"], 2)
+    assert found == "head" and heads == items[:2]  # popped once it was the first
+    found, heads = inbox.next_batch(runtime, INTAKE, lock, items, 2)
+    assert (found, heads) == ("done", []) and not runtime.redis.exists(lock.key)
+    assert INTAKE not in inbox.waiting(runtime)
+    # a lock lost meanwhile: nothing popped
+    assert received.receive(runtime, "whatsapp", {}, body("#9", first=9))
+    found, items = inbox.take_batch(runtime, INTAKE, lock, 10)
+    runtime.redis.set(lock.key, "another job process")
+    assert inbox.next_batch(runtime, INTAKE, lock, items, 10) == ("locked", [])
+    assert runtime.redis.llen(inbox.INBOX.key(INTAKE)) == 1
 
 
 def test_a_body_the_relay_fails_on_is_set_aside_and_replayed(client: Any, runtime: Runtime,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               caplog: pytest.LogCaptureFixture) -> None:
+    assert kept(post(client, body("before", first=0)))
     assert kept(post(client, body("broken", first=1)))
     assert kept(post(client, body("fine", first=2)))
     original = received.handle
@@ -92,9 +128,12 @@ def test_a_body_the_relay_fails_on_is_set_aside_and_replayed(client: Any, runtim
             raise KeyError("a bug met this body")
         return original(rt, item)
 
-    monkeypatch.setattr(received, "handle", once_broken)
+    def once_broken_on_second(rt: Runtime, item: bytes) -> received.Counts:
+        return original(rt, item) if b'"broken"' not in item else once_broken(rt, item)
+
+    monkeypatch.setattr(received, "handle", once_broken_on_second)
     process_conversation(INTAKE)
-    assert texts(runtime) == ["fine"]  # the next body went on
+    assert texts(runtime) == ["before", "fine"]  # read once each; the next body went on
     [(queue, job)] = list(queues.failed_jobs(runtime))
     assert job.description == "webhook body" and job.meta["channel"] == "whatsapp"
     assert "broken" not in caplog.text and "905321112233" not in caplog.text  # logs carry no patient data
@@ -102,7 +141,7 @@ def test_a_body_the_relay_fails_on_is_set_aside_and_replayed(client: Any, runtim
     assert queue.get_job_ids() == [job.id]
     job.perform()  # ...and a job process runs it: the body is back at the head of its intake
     process_conversation(INTAKE)
-    assert texts(runtime) == ["fine", "broken"]
+    assert texts(runtime) == ["before", "fine", "broken"]
 
 
 def test_forget_reads_the_bodies_received_before_it(client: Any, runtime: Runtime) -> None:
