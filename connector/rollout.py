@@ -131,7 +131,7 @@ def off_turn(conversation: Conversation, message: InboundMessage, *, flow: Flow,
     """A turn of a conversation whose bot is ``off``: the message is recorded, and the conversation goes to an
     agent (a lead with hand-off reason ``rollout_off``, the transcript so far) unless it is with them already;
     the bot says nothing. Pure, like the engine."""
-    conv = conversation.model_copy(deep=True)
+    conv = conversation.deep_copy()
     turn = Turn(conv)
     now = ctx.now
     idle = now - conv.updated_at if conv.transcript else now - now

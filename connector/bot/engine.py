@@ -110,7 +110,7 @@ class Turn:
 
 def handle(conversation: Conversation, message: InboundMessage, *, flow: Flow, ctx: EngineContext) -> Turn:
     """Handle one patient message. Never raises for anything the patient writes."""
-    return _Run(conversation.model_copy(deep=True), flow, ctx).run(message)
+    return _Run(conversation.deep_copy(), flow, ctx).run(message)
 
 
 class _Run:
@@ -249,7 +249,7 @@ class _Run:
 
     def _reads(self, step: Step, message: InboundMessage) -> bool:
         """Whether ``message`` reads as an answer to ``step`` (tried on a copy: nothing is said or kept)."""
-        _, error = _Run(self.conv.model_copy(deep=True), self.flow, self.ctx)._read(step, message, message.text or "")
+        _, error = _Run(self.conv.deep_copy(), self.flow, self.ctx)._read(step, message, message.text or "")
         return error in (None, "confirm", validate.QUESTION)
 
     def _command(self, message: InboundMessage) -> str | None:
