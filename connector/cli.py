@@ -132,7 +132,9 @@ def listen(crm: str) -> None:
     """Keep the CRM's event stream open and take agents' replies from it (Salesforce: its Pub/Sub API).
     One per deployment: a second one waits as a standby and takes over if the first stops."""
     from connector.listen import listen as run_listener
+    from connector.supervisor import stop_with_launcher
 
+    stop_with_launcher()  # started by `chat2crm demo`: not outliving it
     runtime = _runtime()
     _require_valid(runtime)
     raise SystemExit(run_listener(runtime, crm))

@@ -17,6 +17,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from connector.logs import access_line
+from connector.supervisor import stop_with_launcher as _stop_with_launcher
 
 #: seconds a worker may go silent before the arbiter replaces it
 timeout = 30
@@ -56,3 +57,8 @@ class SafeLogger(Logger):
         for logger in (self.error_log, self.access_log):
             if not any(isinstance(f, _SafeLines) for f in logger.filters):
                 logger.addFilter(_SafeLines())
+
+
+def when_ready(server: Any) -> None:
+    """In the master, once it listens: stop with the launcher that started it (``chat2crm demo``), if any."""
+    _stop_with_launcher()

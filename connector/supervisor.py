@@ -245,6 +245,23 @@ def _stop_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="chat2crm-parent-watch", daemon=True).start()
 
 
+#: set by a launcher (``chat2crm demo``) in the environment of the processes it starts: its process id
+LAUNCHER_ENV = "CHAT2CRM_STOP_WITH_PID"
+
+
+def stop_with_launcher() -> None:
+    """Stop this process (SIGTERM, its own clean shut-down) once the launcher named in :data:`LAUNCHER_ENV`
+    is no longer its parent: a demo killed outright (SIGKILL, a closed terminal) leaves no web server or
+    worker running on its own. Nothing happens without the variable, or when this process is not the
+    launcher's child (a command copied into another shell)."""
+    try:
+        launcher = int(os.environ.get(LAUNCHER_ENV, ""))
+    except ValueError:
+        return
+    if launcher == os.getppid():
+        _stop_with_parent(launcher)
+
+
 def over_memory(base_rss: int | None, max_growth: int) -> bool:
     """Whether this process grew more than ``max_growth`` bytes beyond ``base_rss`` (False when unknown)."""
     rss = rss_bytes()

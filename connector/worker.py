@@ -26,7 +26,7 @@ from connector.bot.datetimes import warm_dates
 from connector.bot.places import warm_places
 from connector.mapping import required_schema
 from connector.runtime import Runtime, current_runtime, set_current_runtime
-from connector.supervisor import Slots, Supervisor
+from connector.supervisor import Slots, Supervisor, stop_with_launcher
 from connector.sweeper import SWEEP_SECONDS, Sweeper
 from connector.templating import strings_in, warm_templates
 from core import metrics
@@ -102,6 +102,7 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
         ConfigurationError: the configuration is invalid.
     """
     set_current_runtime(runtime)
+    stop_with_launcher()  # started by `chat2crm demo`: not outliving it
     # Stopped while still warming up (seconds: the language models load): nothing was taken, exit cleanly.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)

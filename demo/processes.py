@@ -25,6 +25,7 @@ from typing import IO, Any
 import click
 import redis
 
+from connector.supervisor import LAUNCHER_ENV
 from demo.web import PROBLEMS_KEPT, PROBLEMS_KEY, is_duplicate, is_problem
 
 #: the demo page's own requests (it polls every second) and health checks: not conversation events
@@ -109,6 +110,8 @@ class Supervisor:
     def spawn(self, name: str, args: list[str], env: dict[str, str], *, stdout: Shown | None = None,
               stderr: Shown | None = None) -> subprocess.Popen[bytes]:
         """Start ``args``; its standard output and error, when given a :data:`Shown`, go through it (to ours)."""
+        # each child stops by itself if this process dies without stopping it (SIGKILL, a closed terminal)
+        env = {**env, LAUNCHER_ENV: str(os.getpid())}
         proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if stdout else None, stderr=subprocess.PIPE if stderr else None)
         self.children.append((name, proc))

@@ -138,6 +138,30 @@ def test_sigint_stops_a_demo_started_in_the_background_of_a_script(tmp_path: Pat
     assert [pid for pid in pids if _alive(pid)] == []
 
 
+def test_a_demo_killed_outright_leaves_nothing_running(tmp_path: Path) -> None:
+    """SIGKILL (or a terminal closed under it) gives the demo no chance to stop its processes: each of them
+    stops by itself once the demo is gone (the worker within its supervisor's stop time-out: its job
+    processes cannot reach the demo's Redis, gone with the demo, to sign off)."""
+    port = _free_port()
+    proc = subprocess.Popen([*DEMO, "--port", str(port)], env=_env(), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = Output(proc.stdout)
+    try:
+        output.wait_for("chat2crm is running")
+        pids = {name: int(pid) for name, pid in re.findall(r"^\s+(\w+)\s+pid (\d+)", output.text, re.M)}
+        assert {"web", "worker"} <= set(pids), output.text
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and [p for p in pids.values() if _alive(p)]:
+            time.sleep(0.2)
+        assert {name: pid for name, pid in pids.items() if _alive(pid)} == {}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output.finish()
+
+
 # -- 3, 4, 5. the banner's commands, failures on the page, the terminal's event lines -----------------
 @pytest.fixture(scope="module")
 def demo() -> Iterator[tuple[str, Output]]:
