@@ -44,7 +44,7 @@ from connector.leadforms import intake
 from connector.logs import pii_scope
 from connector.runtime import Runtime, current_runtime
 from core import metrics
-from core.errors import Chat2CrmError, ErrorSummary, RetryableError
+from core.errors import Chat2CrmError, ErrorSummary
 from core.inbox import DeliveryReport
 from core.models import Lead, utcnow
 
@@ -78,7 +78,7 @@ def process_conversation(key: str) -> None:
             try:
                 if not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
                     return  # the lock was lost: its new holder drains the inbox
-            except (RetryableError, redis.RedisError) as exc:  # the message stays at the head
+            except retry.TRANSIENT as exc:  # the message stays at the head (a slow CRM look-up past the time-out too)
                 waiting = _retry_conversation(runtime, key, raw, exc)
                 if waiting:
                     return
@@ -117,7 +117,7 @@ def _read_intake(runtime: Runtime, key: str) -> None:
             for item in items:
                 try:
                     received.handle(runtime, item)
-                except (RetryableError, redis.RedisError) as exc:
+                except retry.TRANSIENT as exc:
                     if inbox.next_batch(runtime, key, lock, handled, 0)[0] != "head":
                         return  # the lock was lost: its new holder reads on
                     waiting = _retry_conversation(runtime, key, item, exc)
@@ -143,7 +143,7 @@ def _read_intake(runtime: Runtime, key: str) -> None:
             inbox.release_and_finish(runtime, key, lock)
 
 
-def _retry_conversation(runtime: Runtime, key: str, raw: bytes, exc: RetryableError | redis.RedisError) -> bool:
+def _retry_conversation(runtime: Runtime, key: str, raw: bytes, exc: Exception) -> bool:
     """The head failed transiently: try the conversation again later (the message stays at the head, so the
     order is kept). Returns False when the retries are spent (the message was set aside instead)."""
     attempt = inbox.failed_try(runtime, key)

@@ -1,8 +1,10 @@
 """Retry policy, the one place: what a failure of kind X on attempt N means (pure: no I/O, no clock).
 
-- :class:`~core.errors.RetryableError` (429, 5xx, time-outs), or Redis failing under the work
-  (a restart, a fail-over): again after an exponential backoff with full jitter, never sooner than
-  the API's ``retry_after``, up to ``delivery.max_retries``; then the work is given up (``exhausted``);
+- :class:`~core.errors.RetryableError` (429, 5xx, time-outs), Redis failing under the work (a restart,
+  a fail-over), or the work running past the job time-out (rq's ``JobTimeoutException``: a CRM slow
+  enough that its calls, each within its own time-out, add up past it; the work is idempotent): again
+  after an exponential backoff with full jitter, never sooner than the API's ``retry_after``, up to
+  ``delivery.max_retries``; then the work is given up (``exhausted``);
 - :class:`~core.errors.SkippableError`: the work is moot (``skip``);
 - anything else (:class:`~core.errors.FatalError`, a bug): retrying cannot help (``fail``).
 
@@ -17,9 +19,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
+from rq.timeouts import JobTimeoutException
 
 from connector.config import Delivery
 from core.errors import RetryableError, SkippableError
+
+#: the failures worth trying again, the work left where it was (a message at its inbox's head, a lead pending)
+TRANSIENT = (RetryableError, redis.RedisError, JobTimeoutException)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ def decide(exc: BaseException, attempt: int, delivery: Delivery) -> Decision:
     """
     if attempt < 0:
         raise ValueError(f"attempt must be 0 or more, got {attempt!r}")
-    if isinstance(exc, RetryableError | redis.RedisError):
+    if isinstance(exc, TRANSIENT):
         if attempt >= delivery.max_retries:
             return Decision("exhausted")
         retry_after = exc.retry_after if isinstance(exc, RetryableError) else None

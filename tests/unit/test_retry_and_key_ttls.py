@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from rq.timeouts import JobTimeoutException
 
 from connector.config import Delivery
 from connector.retry import backoff_delay, decide
@@ -21,6 +22,9 @@ def test_each_kind_of_failure_has_one_answer() -> None:
     assert decide(FatalError("400"), 0, DELIVERY).action == "fail"
     assert decide(AuthError("401", setting="HUBSPOT_ACCESS_TOKEN"), 0, DELIVERY).action == "fail"
     assert decide(KeyError("a bug"), 0, DELIVERY).action == "fail"
+    # the work ran past the job time-out (a slow CRM, each call within its own time-out): tried again
+    assert decide(JobTimeoutException("Task exceeded maximum timeout value (10 seconds)"), 0, DELIVERY).action == "retry"
+    assert decide(JobTimeoutException("again"), 3, DELIVERY).action == "exhausted"
     with pytest.raises(ValueError, match="attempt must be 0 or more"):
         decide(FatalError("x"), -1, DELIVERY)
 
