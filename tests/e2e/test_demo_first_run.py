@@ -266,8 +266,14 @@ def test_a_failed_crm_write_and_a_failed_send_show_on_the_page(demo: tuple[str, 
                     final["text"]), final
     assert "chat2crm failed replay" in final["hint"]
     output.wait_for("ERROR  job failed  job=lead #", timeout=10)  # the terminal says it too, in one line
-    failed_list = _run_printed(_printed(output, " failed list"))
-    assert re.search(r"lead #\d+\s+FatalError: hubspot: request rejected", failed_list), failed_list
+    # the banner's command lists it (rq files the job as failed just after the worker's line)
+    command = _printed(output, " failed list")
+
+    def listed() -> str | None:
+        text = _run_printed(command)
+        return text if re.search(r"lead #\d+\s+FatalError: hubspot: request rejected", text) else None
+
+    _until(listed, timeout=10, what="the lead in `chat2crm failed list`")
     # WhatsApp throttles a reply: the relay retries the send (not the bot's turn), and the patient gets the answer.
     _fault(base, "whatsapp-429")
     _say(base, "905321110003", "Hello")
