@@ -138,14 +138,18 @@ def test_sigint_stops_a_demo_started_in_the_background_of_a_script(tmp_path: Pat
     assert [pid for pid in pids if _alive(pid)] == []
 
 
-def test_a_demo_killed_outright_leaves_nothing_running(tmp_path: Path) -> None:
+def _start_demo(port: int) -> tuple[subprocess.Popen[str], Output]:
+    """`chat2crm demo --port PORT`, started; its output read as it comes."""
+    proc = subprocess.Popen([*DEMO, "--port", str(port)], env=_env(), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return proc, Output(proc.stdout)
+
+
+def test_a_demo_killed_outright_leaves_nothing_running() -> None:
     """SIGKILL (or a terminal closed under it) gives the demo no chance to stop its processes: each of them
     stops by itself once the demo is gone (the worker within its supervisor's stop time-out: its job
     processes cannot reach the demo's Redis, gone with the demo, to sign off)."""
-    port = _free_port()
-    proc = subprocess.Popen([*DEMO, "--port", str(port)], env=_env(), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = Output(proc.stdout)
+    proc, output = _start_demo(_free_port())
     try:
         output.wait_for("chat2crm is running")
         pids = {name: int(pid) for name, pid in re.findall(r"^\s+(\w+)\s+pid (\d+)", output.text, re.M)}
@@ -166,9 +170,7 @@ def test_a_demo_killed_outright_leaves_nothing_running(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def demo() -> Iterator[tuple[str, Output]]:
     port = _free_port()
-    proc = subprocess.Popen([*DEMO, "--port", str(port)], env=_env(), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = Output(proc.stdout)
+    proc, output = _start_demo(port)
     try:
         output.wait_for("one line per conversation event")
         yield f"http://127.0.0.1:{port}", output
