@@ -117,19 +117,17 @@ def _read_intake(runtime: Runtime, key: str) -> None:
             for item in items:
                 try:
                     received.handle(runtime, item)
-                except retry.TRANSIENT as exc:
+                except Exception as exc:
+                    # the bodies read before it go first, so that it is the head its retry or its setting aside needs
                     if inbox.next_batch(runtime, key, lock, handled, 0)[0] != "head":
                         return  # the lock was lost: its new holder reads on
-                    waiting = _retry_conversation(runtime, key, item, exc)
-                    if waiting:
-                        return
+                    if isinstance(exc, retry.TRANSIENT):
+                        waiting = _retry_conversation(runtime, key, item, exc)
+                        if waiting:
+                            return
+                    else:
+                        set_message_aside(runtime, key, item, exc)
                     handled = []  # set aside (popped): read on from what is now the head
-                    break
-                except Exception as exc:
-                    if inbox.next_batch(runtime, key, lock, handled, 0)[0] != "head":
-                        return
-                    set_message_aside(runtime, key, item, exc)
-                    handled = []
                     break
                 handled.append(item)
             found, items = inbox.next_batch(runtime, key, lock, handled, INTAKE_BATCH)

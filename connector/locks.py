@@ -29,27 +29,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 return 0
 """
 
-# KEYS: the lock, the list, its work list. ARGV: the token, the lock's TTL (ms), the list's member there.
-_TAKE_HEAD = """
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-local head = redis.call('lindex', KEYS[2], 0)
-if head then return {1, head} end
-redis.call('del', KEYS[1])
-redis.call('zrem', KEYS[3], ARGV[3])
-return {2}
-"""
-_NEXT_HEAD = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return {0} end
-local head = redis.call('lindex', KEYS[2], 0)
-if head then
-  redis.call('pexpire', KEYS[1], ARGV[2])
-  return {1, head}
-end
-redis.call('del', KEYS[1])
-redis.call('zrem', KEYS[3], ARGV[3])
-return {2}
-"""
-# A batch of heads (a channel's intake): the lock taken with up to ARGV[4] heads.
+# The lock taken with up to ARGV[4] heads (one: an inbox, an outbox; a batch: a channel's intake).
 # KEYS: the lock, the list, its work list. ARGV: the token, the lock's TTL (ms), the list's member, how many.
 _TAKE_HEADS = """
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
@@ -59,10 +39,10 @@ redis.call('del', KEYS[1])
 redis.call('zrem', KEYS[3], ARGV[3])
 return {2}
 """
-# After a batch: the ARGV[4] items handled popped, if the lock is still this owner's and they are still the
-# first ones (the first and the last compared by SHA1: a replay may have put an item in front), with their
-# failed tries forgotten; then up to ARGV[7] heads with the lock extended (0: none, the lock only extended),
-# or the list empty, the lock let go and the list off its work list.
+# After an item or a batch: the ARGV[4] items handled popped (none: a turn pops its own), if the lock is
+# still this owner's and they are still the first ones (the first and the last compared by SHA1: a replay
+# may have put an item in front), with their failed tries forgotten; then up to ARGV[7] heads with the lock
+# extended (0: none, the lock only extended), or the list empty, the lock let go and the list off its work list.
 # KEYS: the lock, the list, its work list, the tries' counter. ARGV: token, TTL (ms), member, handled count,
 # SHA1 of the first handled, SHA1 of the last handled, how many heads.
 _POP_NEXT_HEADS = """
@@ -140,8 +120,8 @@ def take_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[F
     Returns:
         What was found, and the head when it is ``"head"``.
     """
-    return _found(lua.run(
-        lock.client, _TAKE_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+    found, heads = take_heads(lock, list_key, work_list, member, 1)
+    return found, heads[0] if heads else None
 
 
 def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[Found, bytes | None]:
@@ -152,8 +132,8 @@ def next_head(lock: Lock, list_key: str, work_list: str, member: str) -> tuple[F
     Returns:
         What was found, and the head when it is ``"head"``.
     """
-    return _found(lua.run(
-        lock.client, _NEXT_HEAD, keys=[lock.key, list_key, work_list], args=[lock.token, lock.ttl_ms, member]))
+    found, heads = next_heads(lock, list_key, work_list, member, handled=(), attempts="", count=1)
+    return found, heads[0] if heads else None
 
 
 def take_heads(lock: Lock, list_key: str, work_list: str, member: str, count: int) -> tuple[Found, list[bytes]]:
@@ -180,8 +160,3 @@ def next_heads(lock: Lock, list_key: str, work_list: str, member: str, *, handle
 
 def _batch(answer: list[int | bytes]) -> tuple[Found, list[bytes]]:
     return _FOUND[int(answer[0])], [item if isinstance(item, bytes) else str(item).encode() for item in answer[1:]]
-
-
-def _found(answer: list[int | bytes]) -> tuple[Found, bytes | None]:
-    head = answer[1] if len(answer) > 1 else None
-    return _FOUND[int(answer[0])], head if isinstance(head, bytes) or head is None else str(head).encode()

@@ -113,10 +113,10 @@ def handle(runtime: Runtime, item: bytes) -> Counts:
         metrics.incr(runtime.redis, "webhooks_rejected", channel=name, reason=str(exc.status))
         log.warning("webhook dropped", extra={"channel": name, "status": exc.status, "reason": exc.message})
         return Counts(rejected=1)
-    return _accept(runtime, plugin, parsed, hashlib.sha1(item, usedforsecurity=False).hexdigest())
+    return _accept(runtime, plugin, parsed, item)
 
 
-def _accept(runtime: Runtime, plugin: ChannelPlugin, parsed: ParsedWebhook, body_id: str) -> Counts:
+def _accept(runtime: Runtime, plugin: ChannelPlugin, parsed: ParsedWebhook, item: bytes) -> Counts:
     """Queue every new message; drop redeliveries; record statuses and opt-outs."""
     client = runtime.redis
     ttl = runtime.config.retention.dedup_days
@@ -139,6 +139,7 @@ def _accept(runtime: Runtime, plugin: ChannelPlugin, parsed: ParsedWebhook, body
         for error in status.errors:
             log.warning("delivery failed", extra={"channel": name, "code": error.get("code"),
                                                   "title": str(error.get("title", ""))[:120]})
+    body_id = hashlib.sha1(item, usedforsecurity=False).hexdigest() if parsed.opt_outs else ""
     for index, (account, sender) in enumerate(parsed.opt_outs):
         # its id comes from the body: a body read twice records the opt-out once
         inbox.enqueue_opt_out(runtime, plugin.network, account, sender, message_id=f"opt-out:{body_id}:{index}")
