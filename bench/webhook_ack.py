@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from bench._common import SECRETS, serve_gunicorn
+from bench._common import SECRETS, cpu_seconds, serve_gunicorn
 from connector.channels.whatsapp import sign
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
@@ -95,10 +95,17 @@ def main() -> None:
                "CHAT2CRM_CONFIG": str(shipped(DEFAULT_CONFIG)), "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
                "WEB_CONCURRENCY": "2"}
         rows: list[tuple[str, dict[str, float], dict[str, float]]] = []
+        assert redis_server.process is not None
+        redis_pid = redis_server.process.pid
         for name, app in (("bare", "bench._bare_app:app"), ("relay", "connector.wsgi:app")) * ROUNDS:
             proc, url = serve(app, env)
             try:
+                before = cpu_seconds(proc.pid), cpu_seconds(redis_pid)
                 busy = wrk(url, THROUGHPUT_CONNECTIONS, script, prepared)
+                # CPU per request at c=32: the server's processes, and Redis's
+                done = busy["rps"] * SECONDS
+                busy["server_us"] = (cpu_seconds(proc.pid) - before[0]) / done * 1e6
+                busy["redis_us"] = (cpu_seconds(redis_pid) - before[1]) / done * 1e6
                 quiet = wrk(url, LATENCY_CONNECTIONS, script, prepared)
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -111,7 +118,8 @@ def main() -> None:
     print(f"load average after the runs (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for name, busy, quiet in rows:
         print(f"{name:<6} c={THROUGHPUT_CONNECTIONS}: {busy['rps']:7.0f} req/s, p99 {busy['p99_ms']:6.1f} ms, "
-              f"errors {busy['errors']:.0f} | c={LATENCY_CONNECTIONS}: {quiet['rps']:7.0f} req/s, "
+              f"errors {busy['errors']:.0f}, CPU a request: server {busy['server_us']:.0f} µs, "
+              f"Redis {busy['redis_us']:.0f} µs | c={LATENCY_CONNECTIONS}: {quiet['rps']:7.0f} req/s, "
               f"p50 {quiet['p50_ms']:.2f} ms, p99 {quiet['p99_ms']:.1f} ms")
     bare = sorted(busy["rps"] for name, busy, _ in rows if name == "bare")
     relay = sorted(busy["rps"] for name, busy, _ in rows if name == "relay")

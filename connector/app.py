@@ -41,7 +41,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, runtime: Runtime | 
     runtime = runtime or Runtime()
     app.extensions["chat2crm"] = runtime
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
-    app.wsgi_app = BodyLimit(app.wsgi_app, max_bytes=runtime.settings.max_body_bytes,  # type: ignore[method-assign]
+    # the channels' webhooks are answered before Flask (webhooks.Door), their bodies read whole before that
+    app.wsgi_app = BodyLimit(webhooks.Door(app.wsgi_app, runtime), max_bytes=runtime.settings.max_body_bytes,  # type: ignore[method-assign]
                              timeout=runtime.settings.body_timeout_seconds,
                              on_refused=lambda environ, status, reason: _refused(runtime, environ, status, reason))
 
@@ -68,7 +69,7 @@ def _refused(runtime: Runtime, environ: dict[str, Any], status: int, reason: str
 
 def _blueprint_modules() -> list[Any]:
     """The modules whose ``blueprint`` the app serves, in registration order."""
-    return [webhooks, leadforms, crm_web, links, metrics_web, transcripts, panel_web]
+    return [leadforms, crm_web, links, metrics_web, transcripts, panel_web]
 
 
 def runtime_of(app: Flask | None = None) -> Runtime:

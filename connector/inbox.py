@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 
@@ -43,16 +43,25 @@ READY = family("ready", ttl=None, holds_pii=True, owner=__name__,
                bounded_by="conversation keys waiting for a job process; pushed when a conversation joins the "
                           "work list, popped by the job processes")
 
-# One call per message or body kept: drop a redelivery (KEYS[1] set only if absent, when ARGV[1] is not 0), append
-# the message to its inbox, and list the conversation; a conversation that was not listed yet is also
-# pushed onto the ready list (one listed already has a drain or a retry on its way).
-# KEYS: seen, inbox, work list, ready list. ARGV: seen TTL (0: no check), message, inbox TTL, due time, key.
+# One call for one or several messages or bodies, each: drop a redelivery (its seen key set only if absent, when
+# its seen TTL is not 0), append it to its inbox, and list the inbox; an inbox not listed yet is also pushed
+# onto the ready list (one listed already has a drain or a retry on its way). Returns 1 (kept) or 0 for each.
+# KEYS: work list, ready list, then for each item its seen key and its inbox.
+# ARGV: inbox TTL, due time, then for each item its seen TTL (0: no check), the item, and the inbox's name.
 _ENQUEUE = """
-if ARGV[1] ~= '0' and not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-redis.call('rpush', KEYS[2], ARGV[2])
-redis.call('expire', KEYS[2], ARGV[3])
-if redis.call('zadd', KEYS[3], 'NX', ARGV[4], ARGV[5]) == 1 then redis.call('rpush', KEYS[4], ARGV[5]) end
-return 1
+local kept = {}
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local seen, inbox, ttl, item, key = KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  if ttl ~= '0' and not redis.call('set', seen, '1', 'NX', 'EX', ttl) then
+    kept[i + 1] = 0
+  else
+    redis.call('rpush', inbox, item)
+    redis.call('expire', inbox, ARGV[1])
+    if redis.call('zadd', KEYS[1], 'NX', ARGV[2], key) == 1 then redis.call('rpush', KEYS[2], key) end
+    kept[i + 1] = 1
+  end
+end
+return kept
 """
 
 # Remove a conversation from the work list only if its inbox is empty, in one step (a message pushed in
@@ -112,10 +121,32 @@ def append(runtime: Runtime, key: str, item: bytes, *, seen_key: str, seen_secon
     """Append ``item`` to the inbox ``key`` (a conversation's, or a channel's intake of webhook bodies) and
     list it, in one call: when ``seen_seconds`` is more than 0, only if ``seen_key`` was not set within that
     time (it is then set). Returns False when it was (nothing appended)."""
-    return bool(lua.run(
-        runtime.redis, _ENQUEUE, keys=[seen_key, INBOX.key(key), DUE.key(), READY.key()],
-        args=[seen_seconds, item, runtime.config.retention.conversation_hours * 3600,
-              time.time() + runtime.config.delivery.lost_job_seconds, key]))
+    return append_many(runtime, [Entry(key, item, seen_key, seen_seconds)])[0]
+
+
+class Entry(NamedTuple):
+    """One item for :func:`append_many`: its inbox, the item, and its seen key and how long it is kept."""
+
+    key: str
+    item: bytes
+    seen_key: str
+    seen_seconds: int
+
+
+def append_many(runtime: Runtime, entries: Sequence[Entry]) -> list[bool]:
+    """:func:`append` for several items in one call, in their order (the same item twice: the second is
+    dropped when it has a seen key). Returns, for each, whether it was appended.
+
+    Raises:
+        redis.RedisError: Redis failed; nothing was appended or remembered.
+    """
+    keys: list[str] = [DUE.key(), READY.key()]
+    args: list[Any] = [runtime.config.retention.conversation_hours * 3600,
+                       time.time() + runtime.config.delivery.lost_job_seconds]
+    for entry in entries:
+        keys += [entry.seen_key, INBOX.key(entry.key)]
+        args += [entry.seen_seconds, entry.item, entry.key]
+    return [bool(kept) for kept in lua.run(runtime.redis, _ENQUEUE, keys=keys, args=args)]
 
 
 def make_ready(runtime: Runtime, key: str, *, postpone_by: float | None = None) -> None:

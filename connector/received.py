@@ -37,6 +37,7 @@ from connector import agent, conversations, inbox, routing
 from connector.channels import plugin as plugins
 from connector.channels.base import ParsedWebhook
 from connector.channels.plugin import ChannelContext, ChannelPlugin, WebhookRequest
+from connector.keeper import keeper
 from connector.runtime import current_runtime
 from core import metrics, strictjson
 from core.errors import WebhookRejectedError
@@ -68,7 +69,8 @@ def is_intake(key: str) -> bool:
 
 
 def receive(runtime: Runtime, channel: str, args: dict[str, str], raw: bytes) -> bool:
-    """Keep one verified webhook body for the job processes (the door's only Redis call).
+    """Keep one verified webhook body for the job processes (the door's only Redis call, shared with the
+    process's other requests in flight: :mod:`connector.keeper`).
 
     The body must be UTF-8 (checked by the caller); the query's parameters travel with it (a vendor that
     carries something in the URL it calls). Returns False when the same bytes arrived within
@@ -78,8 +80,8 @@ def receive(runtime: Runtime, channel: str, args: dict[str, str], raw: bytes) ->
         redis.RedisError: Redis failed; nothing was kept (the webhook answers 5xx and the vendor retries).
     """
     digest = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
-    return inbox.append(runtime, intake_key(channel), frame(channel, args, raw),
-                        seen_key=inbox.SEEN.key(channel, f"body:{digest}"), seen_seconds=BODY_SEEN_SECONDS)
+    return keeper(runtime).keep(inbox.Entry(intake_key(channel), frame(channel, args, raw),
+                                            inbox.SEEN.key(channel, f"body:{digest}"), BODY_SEEN_SECONDS))
 
 
 def frame(channel: str, args: dict[str, str], raw: bytes) -> bytes:

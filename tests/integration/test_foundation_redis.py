@@ -13,7 +13,8 @@ from rq import Queue
 
 from connector.redis_server import EmbeddedRedis
 from connector.runtime import Runtime
-from connector.worker import heartbeat, run_worker
+from connector.worker import HEARTBEAT, heartbeat, run_worker
+from tests.conftest import make_settings
 from tests.paths import SHIPPED_CONFIG
 
 
@@ -72,8 +73,15 @@ def test_worker_process_stops_cleanly_on_sigterm(redis_url: str, tmp_path: Path)
     proc = subprocess.Popen([str(Path(os.sys.executable)), "-c",
                              "from connector.runtime import Runtime; from connector.worker import run_worker;"
                              "run_worker(Runtime())"], env=env)
-    time.sleep(2.0)
-    assert proc.poll() is None
+    # stopped only once it works (a heartbeat job run): a loaded machine may take seconds to import it,
+    # and a SIGTERM before its handlers are installed would test nothing
+    runtime = Runtime(make_settings(redis_url))
+    runtime.redis.delete(HEARTBEAT.key())
+    runtime.queue("crm").enqueue(heartbeat)
+    deadline = time.monotonic() + 60
+    while not runtime.redis.exists(HEARTBEAT.key()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None and runtime.redis.exists(HEARTBEAT.key())
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
 
