@@ -102,3 +102,23 @@ def test_other_requests_still_reach_the_app(client: Any) -> None:
     challenge = client.get("/webhooks/whatsapp", query_string={
         "hub.mode": "subscribe", "hub.verify_token": TEST_SECRETS["whatsapp_verify_token"], "hub.challenge": "42"})
     assert (challenge.status_code, challenge.text) == (200, "42")
+
+
+def test_a_count_redis_refuses_does_not_change_the_answer(runtime: Runtime, redis_url: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The body's fate is decided before its count: a count that fails (here a Redis user not allowed to
+    write the counters) still answers a duplicate 200 and a forged signature 401."""
+    runtime.redis.execute_command("ACL", "SETUSER", "nocounts", "on", "nopass", "~*", "&*", "+@all", "-hincrbyfloat")
+    try:
+        limited = redis.Redis.from_url(redis_url, username="nocounts", password="")
+        client = create_app({"TESTING": True}, runtime=Runtime(runtime.settings, redis_client=limited)).test_client()
+        with caplog.at_level(logging.WARNING, logger="chat2crm.webhooks"):
+            assert post(client, body(4)).json == {"received": True, "duplicate": False}
+            again = post(client, body(4))
+            forged = client.post("/webhooks/whatsapp", data=body(5), headers={
+                "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64})
+        assert (again.status_code, again.json) == (200, {"received": True, "duplicate": True})
+        assert forged.status_code in (401, 403)
+        assert caplog.text.count("metric not recorded") == 2  # both counts failed, neither answer changed
+    finally:
+        runtime.redis.execute_command("ACL", "DELUSER", "nocounts")
