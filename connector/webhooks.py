@@ -78,12 +78,8 @@ def _warn_insecure(channel: str) -> None:
 
 
 def _webhook_request(raw: bytes) -> WebhookRequest:
-    """The request as plug-ins see it; its URL as the vendor called it (``PUBLIC_BASE_URL``, path, query)."""
-    base = _runtime().settings.public_base_url.rstrip("/")
-    query = request.query_string.decode("latin-1")
-    return WebhookRequest(method=request.method, path=request.path,
-                          headers={name.lower(): value for name, value in request.headers.items()},
-                          args=request.args.to_dict(), raw=raw, url=f"{base}{request.path}" + (f"?{query}" if query else ""))
+    """The Flask request being served, as plug-ins see it (:func:`_environ_request`)."""
+    return _environ_request(request.environ, raw, _runtime().settings.public_base_url)
 
 
 class Door:
@@ -150,7 +146,8 @@ def _read(environ: dict[str, Any], limit: int) -> bytes:
 
 
 def _environ_request(environ: dict[str, Any], raw: bytes, public_base_url: str) -> WebhookRequest:
-    """The request as plug-ins see it, from the WSGI environ (as :func:`_webhook_request` does from Flask's)."""
+    """The request as plug-ins see it, from its WSGI environ: header names lower-cased, the first of a
+    repeated query parameter, and its URL as the vendor called it (``PUBLIC_BASE_URL``, path, query)."""
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
@@ -161,7 +158,7 @@ def _environ_request(environ: dict[str, Any], raw: bytes, public_base_url: str) 
         args.setdefault(key, value)  # the first of a repeated parameter, as Flask's ``args.to_dict()``
     # PATH_INFO is the path's bytes as latin-1 (PEP 3333); the plug-ins see it decoded, as Flask shows it
     path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-    return WebhookRequest(method="POST", path=path, headers=headers, args=args, raw=raw,
+    return WebhookRequest(method=environ.get("REQUEST_METHOD", "POST"), path=path, headers=headers, args=args, raw=raw,
                           url=f"{public_base_url.rstrip('/')}{path}" + (f"?{query}" if query else ""))
 
 
