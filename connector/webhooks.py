@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -101,8 +102,8 @@ class Door:
         if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(_PREFIX) or not name or "/" in name:
             return self.app(environ, start_response)
         status, body, extra = self.answer(environ, name)
-        start_response(_STATUS[status], [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                         *extra])
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra]
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
 
     def answer(self, environ: dict[str, Any], name: str) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -133,8 +134,6 @@ class Door:
 
 
 _PREFIX = "/webhooks/"
-_STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
-           404: "404 Not Found", 413: "413 Content Too Large", 503: "503 Service Unavailable"}
 
 
 def _read(environ: dict[str, Any], limit: int) -> bytes:
