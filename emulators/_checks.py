@@ -112,6 +112,9 @@ def _known_gaps(schemas: dict[str, Any]) -> None:
     - A list reply has a ``description`` only when the row had one.
     - The ``user_preferences`` webhook (a user stops or resumes marketing messages), documented in Meta's
       webhook reference, is not in v23 at all: it is described here from that reference.
+    - A completed WhatsApp Flow (``interactive.type`` ``nfm_reply``, with ``name``, ``body`` and the string
+      ``response_json``) is not in v23's interactive replies: it is described here from Meta's Flows reference
+      ("Response Message Webhook").
     """
     base = schemas["BaseMessageProperties_1"]
     base["properties"]["from_user_id"] = {"type": "string"}
@@ -131,6 +134,14 @@ def _known_gaps(schemas: dict[str, Any]) -> None:
         "required": ["messaging_product", "metadata", "errors"],
         "not": {"anyOf": [{"required": ["messages"]}, {"required": ["statuses"]}, {"required": ["groups"]}]}})
     schemas["InteractiveListReplyContent"]["properties"]["list_reply"]["required"] = ["id", "title"]
+    reply = next(b for b in schemas["InteractiveMessageReply"]["allOf"] if "properties" in b)["properties"]
+    reply["interactive"]["properties"]["type"]["enum"].append("nfm_reply")
+    reply["interactive"].setdefault("allOf", []).append({
+        "if": {"properties": {"type": {"const": "nfm_reply"}}, "required": ["type"]},
+        "then": {"properties": {"nfm_reply": {
+            "type": "object",
+            "properties": {"name": {"const": "flow"}, "body": {"type": "string"}, "response_json": {"type": "string"}},
+            "required": ["name", "body", "response_json"]}}, "required": ["nfm_reply"]}})
     schemas["Change"]["properties"]["field"]["enum"].append("user_preferences")
     schemas["Change"]["properties"]["value"]["oneOf"].append({
         "type": "object",

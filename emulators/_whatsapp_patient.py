@@ -11,13 +11,21 @@ shows it (``contacts[].profile.username``) and, when Meta withholds their number
 or ``wa_id``. A patient may write to any of the account's numbers, react to a message, share contact
 cards (their own, or someone else's), and change number (the ``system`` notice ``user_changed_number``,
 which carries no ``contacts``).
+
+A patient fills in the form of a WhatsApp Flow the relay sent (:meth:`Patient.fill_flow`): the values are checked as
+the WhatsApp client checks them before the form can be submitted, and the relay gets the message Meta sends on
+completion (Receiving Flow Response, developers.facebook.com/docs/whatsapp/flows/guides/receiveflowresponse): type
+``interactive``, ``interactive.type`` ``nfm_reply`` with ``name`` ``flow``, ``body`` ``Sent`` and the ``complete``
+payload and ``flow_token`` as the string ``response_json``, in ``context`` the business number and the flow message.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from emulators._samples import sample_jpeg
@@ -146,6 +154,32 @@ class Patient:
         reply = {"id": row_id, "title": title, **({"description": description} if description else {})}
         return self.post(self.payload([self.message("interactive", {"type": "list_reply", "list_reply": reply},
                                                      context=self._context(carrier))]))
+
+    def fill_flow(self, values: Mapping[str, Any], *, message: Sent | None = None) -> int:
+        """Fill in and submit the form of the last WhatsApp Flow message sent to this patient (or ``message``).
+
+        ``values`` are the form's fields by ``name`` (text as strings, a choice as its option id, ticked boxes as a
+        list of ids, a date as ``YYYY-MM-DD``, an opt-in as a bool), over every screen the form's Footers lead
+        through from the message's ``flow_action_payload.screen`` (else the first screen), that screen's data being
+        the payload's ``data``. The response is the Footer's ``complete`` payload with each binding replaced, and
+        ``flow_token`` (the message's, else Meta's default ``unused``); a field left empty is left out of it (see
+        :func:`emulators._whatsapp_flows.submission`).
+
+        Returns:
+            The relay's HTTP status for the ``nfm_reply`` webhook.
+
+        Raises:
+            ValueError: no flow message was sent to the patient, its flow cannot be opened, or WhatsApp would not let
+                these values through (a required field empty, an option the form does not offer, an implausible
+                e-mail, a field the form does not have, …).
+        """
+        carrier = message if message is not None else self._carrier("flow")
+        if carrier is None:
+            raise ValueError("no WhatsApp Flow was sent to this patient")
+        answers = self.emulator.flows.response_to(carrier.payload, values)
+        reply = {"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent",
+                                                   "response_json": json.dumps(answers, ensure_ascii=False)}}
+        return self.post(self.payload([self.message("interactive", reply, context=self._context(carrier))]))
 
     def share_location(self, latitude: float, longitude: float, name: str | None = None,
                        address: str | None = None) -> int:

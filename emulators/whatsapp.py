@@ -25,8 +25,17 @@ exactly as Meta sends them, with real bytes behind every photo, document and voi
 (a webhook Meta would never send is recorded as a violation), signs it with the app secret
 (``X-Hub-Signature-256``) and posts it to the relay.
 
+WhatsApp Flows (:mod:`emulators._whatsapp_flows`, Flow JSON checks in :mod:`emulators._whatsapp_flow_json`): the
+Flows API on Meta's paths (create, list, details, metadata, delete, upload the Flow JSON with Meta's
+``validation_errors``, publish, deprecate) on the account's :attr:`WhatsAppEmulator.flows`; a ``flow`` message is
+refused as Meta refuses it (unknown or deprecated flow, draft without ``mode: "draft"``, a screen the flow does not
+have, empty ``data``); a patient fills the form (:meth:`Patient.fill_flow`) and the relay gets the ``nfm_reply``
+webhook Meta sends, with the ``complete`` payload and the ``flow_token`` in ``response_json``.
+
 Control endpoints (JSON, for the demo page): ``GET /_emulator/messages?to=<wa_id>``,
-``POST /_emulator/patients/<wa_id>/send``, ``POST /_emulator/patients/<wa_id>/read``.
+``POST /_emulator/patients/<wa_id>/send``, ``POST /_emulator/patients/<wa_id>/read``,
+``POST /_emulator/patients/<wa_id>/flow`` (``{"values": {...}}``; 400 with the reason WhatsApp would not let them
+through), ``GET /_emulator/flows`` (every flow with its Flow JSON).
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ import requests
 from flask import Flask, Response, jsonify, request
 
 from emulators._checks import whatsapp_message_errors, whatsapp_webhook_errors
+from emulators._whatsapp_flows import FlowsApiError, FlowStore, describe, wanted_fields
+from emulators._whatsapp_flows import register as register_flows
 from emulators._whatsapp_media import (
     LINK_SECONDS,
     MediaStore,
@@ -131,7 +142,10 @@ class WhatsAppEmulator:
         self.lock = threading.Lock()
         self.media = MediaStore(self.media_link_seconds)
         self.statuses = StatusWebhooks(lambda body: self.post_webhook(body)[0], self._status_envelope)
+        #: the WhatsApp Flows of the business account (:mod:`emulators._whatsapp_flows`)
+        self.flows = FlowStore()
         self.app = self._make_app()
+        register_flows(self, self.app)
 
     # -- faults --------------------------------------------------------------------------------
     def fail_next(self, count: int = 1, kind: str = "500") -> None:
@@ -145,11 +159,12 @@ class WhatsAppEmulator:
         with self.lock:
             self.faults.append(Fault(kind, count))
 
-    def _take_fault(self) -> str | None:
+    def _take_fault(self, only: frozenset[str] | None = None) -> str | None:
+        """The fault this call meets, if any; with ``only``, a fault of another kind is left for a later call."""
         with self.lock:
             while self.faults and self.faults[0].remaining <= 0:
                 self.faults.pop(0)
-            if not self.faults:
+            if not self.faults or (only is not None and self.faults[0].kind not in only):
                 return None
             self.faults[0].remaining -= 1
             return self.faults[0].kind
@@ -270,6 +285,22 @@ class WhatsAppEmulator:
         return jsonify({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                         "messages": [{"id": message.id}]}), 200
 
+    def _flow_problems(self, body: dict[str, Any]) -> list[str]:
+        """Why Meta refuses a ``flow`` message for the flow it names (:meth:`FlowStore.message_error`)."""
+        refusal = self.flows.message_error(body)
+        return [refusal] if refusal is not None else []
+
+    def _flow_details(self, flow_id: str, args: dict[str, str]) -> tuple[Response, int]:
+        """``GET /{Version}/{Flow-ID}``: the flow's details, the ``fields`` asked for."""
+        flow = self.flows.get(flow_id)
+        problems = query_errors("/{Version}/{Flow-ID}", "get", args)
+        if flow is None or problems:
+            return self._invalid({"query": args}, problems or [f"{flow_id}: no such flow"])
+        try:
+            return jsonify(describe(flow, wanted_fields(args), self)), 200
+        except FlowsApiError as error:
+            return self._invalid({"query": args}, [error.message])
+
     def _make_app(self) -> Flask:
         app = Flask("whatsapp-emulator")
 
@@ -284,7 +315,7 @@ class WhatsAppEmulator:
                 return self._error(400, 100, "(#100) Invalid parameter",
                                    error_data={"details": "Unknown phone number id or version"})
             body: dict[str, Any] = request.get_json(silent=True) or {}
-            problems = whatsapp_message_errors(body) or message_errors(body)
+            problems = whatsapp_message_errors(body) or message_errors(body) or self._flow_problems(body)
             if problems:
                 return self._invalid({"body": body}, problems)
             if "status" in body:
@@ -310,6 +341,8 @@ class WhatsAppEmulator:
             if refused is not None:
                 return refused
             args = request.args.to_dict()
+            if version.startswith("v") and self.flows.get(media_id) is not None:
+                return self._flow_details(media_id, args)  # a flow shares the path: /{Version}/{Flow-ID}
             problems = query_errors("/{Version}/{Media-ID}", "get", args)
             if problems:
                 return self._invalid({"query": args}, problems)
@@ -368,7 +401,6 @@ class WhatsAppEmulator:
         @app.get("/_emulator/state")
         def state() -> Response:
             return jsonify({"sent": len(self.sent), "read": len(self.read), "violations": self.violations[-20:]})
-
         return app
 
     # -- patients ------------------------------------------------------------------------------
