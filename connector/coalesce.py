@@ -9,7 +9,7 @@ repeats, so a greeting, a note and a question can leave as one message.
 
 A joined text is only kept when the message that carries it holds it whole, as the channel renders
 it (:mod:`connector.channels.whatsapp`, :mod:`connector.channels.telegram`): a WhatsApp text body
-holds 4096 characters, the body of its reply buttons or list 1024, numbered options 4096 with the
+holds 4096 characters, the body of its reply buttons, list or form 1024, numbered options 4096 with the
 numbered lines; a Telegram message 4096. Anything longer stays as separate messages, exactly as the
 engine wrote them. A template reply is never joined with anything: outside WhatsApp's 24-hour window
 it is sent as its approved template, which could not carry another reply's text.
@@ -52,7 +52,7 @@ def coalesce(channel: Channel, replies: list[Reply]) -> list[Reply]:
 def is_plain(reply: Reply) -> bool:
     """Whether ``reply`` is only text: nothing the patient taps, no template, no request for data."""
     return not (reply.options or reply.template or reply.request_phone or reply.request_location
-                or reply.list_button)
+                or reply.list_button or reply.form)
 
 
 def _joinable(first: Reply, second: Reply) -> bool:
@@ -64,6 +64,8 @@ def fits(channel: Channel, reply: Reply) -> bool:
     """Whether one message of ``channel`` carries the whole text of ``reply``, as the channel renders it."""
     if channel == "telegram":
         return len(reply.text) <= telegram.MAX_TEXT
+    if reply.form is not None:  # a form's message is interactive: its body is as short as the buttons'
+        return len(reply.text) <= whatsapp.MAX_BODY
     if not reply.options:
         return len(reply.text) <= WHATSAPP_MAX_TEXT
     if _whatsapp_interactive(reply):

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters.session import spare_budget_only
-from connector import conversations, flood, inbox, leads, measures, outbox, rollout, threads
+from connector import conversations, flood, forms, inbox, leads, measures, outbox, rollout, threads
 from connector.attribution import attribute
 from connector.bot import engine
 from connector.bot.engine import (
@@ -144,7 +144,7 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
         reservations.append(f"{message.channel}:{message.message_id}:{len(reservations)}")
         return leads.reserve_reference(runtime, reservations[-1])
 
-    ctx = engine_context(runtime, new_reference)
+    ctx = engine_context(runtime, new_reference, channel=conversation.channel)
     flow = runtime.flows[flow_name]
     # the level the bot works at, kept from the conversation's start (docs/rollout.md); `off` never runs the bot
     assignment = rollout.settle(config.rollout, conversation)
@@ -235,9 +235,13 @@ def report(runtime: Runtime, key: str, decision: Decision) -> None:
             log.info("message for the agents", extra={"conversation": short, "reference": conversation.reference})
 
 
-def engine_context(runtime: Runtime, new_reference: Callable[[], str]) -> EngineContext:
-    """The bot engine's context for one turn (clock, zone, languages, references, transcript links)."""
+def engine_context(runtime: Runtime, new_reference: Callable[[], str], *, channel: str = "") -> EngineContext:
+    """The bot engine's context for one turn (clock, zone, languages, references, transcript links, and on
+    WhatsApp the published forms)."""
     config = runtime.config
+    extra: dict[str, Any] = {}
+    if channel == "whatsapp":  # forms are WhatsApp Flows, published to Meta's WhatsApp Business Account
+        extra["form_id"] = forms.published(runtime).form_id
     return EngineContext(
         now=utcnow(), timezone=config.zone, languages=list(config.languages),
         fallback_language=config.fallback_language,
@@ -248,6 +252,7 @@ def engine_context(runtime: Runtime, new_reference: Callable[[], str]) -> Engine
         clinic_name=config.clinic_name,
         inbox=runtime.inbox is not None,
         inbox_idle=timedelta(hours=config.inbox.idle_hours),
+        **extra,
     )
 
 

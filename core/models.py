@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 #: a messaging channel's name (``whatsapp``, ``telegram``, or a plug-in's: channels are found through the
 #: ``chat2crm.channels`` entry points, so the model cannot list them)
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
-MessageKind = Literal["text", "choice", "location", "media", "contact", "start", "reaction", "unsupported"]
+MessageKind = Literal["text", "choice", "location", "media", "contact", "start", "reaction", "form", "unsupported"]
 ConversationStatus = Literal["bot", "handoff", "closed"]
 LeadStatus = Literal["new", "reviewing", "planned", "done", "on_hold"]
 LanguageSource = Literal["utm_lang", "campaign", "ad", "start_payload", "detected", "channel_hint", "asked",
@@ -127,6 +127,10 @@ class InboundMessage(_Model):
     #: the flow of the business number written to, for a conversation that starts with this message (set by
     #: the relay from ``channels.whatsapp.numbers``; None: ``default_flow``)
     number_flow: str | None = None
+    #: a form's answers (``kind == "form"``: a WhatsApp Flow sent back), by the field of the bot flow they answer
+    form: dict[str, Any] | None = None
+    #: the token the form was sent with, naming the request it belongs to
+    form_token: str | None = None
 
     @property
     def conversation_key(self) -> str:
@@ -165,6 +169,18 @@ class MediaFile(_Model):
     name: str | None = None
 
 
+class FormOffer(_Model):
+    """A published form (a WhatsApp Flow) the patient opens from the message: several answers in one exchange."""
+
+    flow_id: str
+    #: comes back with the answers (``InboundMessage.form_token``): which request they belong to
+    token: str
+    #: the form's first screen
+    screen: str
+    #: the label of the button that opens it
+    button: str
+
+
 class Reply(_Model):
     """One message the bot sends. The channel renders it in the richest form it allows.
 
@@ -182,6 +198,8 @@ class Reply(_Model):
     template_params: list[str] = Field(default_factory=list)
     #: files sent with the text (an agent's attachments); the text goes as the first file's caption or before it
     attachments: list[Attachment] = Field(default_factory=list)
+    #: a form to open with a button (a WhatsApp Flow); a channel without forms sends ``text`` alone
+    form: FormOffer | None = None
 
 
 class Attribution(_Model):

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     whatsapp_phone_number_id: str | None = None
     whatsapp_api_base: str = "https://graph.facebook.com"
     whatsapp_api_version: str = "v23.0"
+    whatsapp_business_account_id: str | None = Field(
+        default=None, description="The WhatsApp Business Account (WABA) id: where `chat2crm forms` publishes the "
+                                  "bot flows' forms (WhatsApp Flows); unset: forms are not published and their "
+                                  "steps are asked as questions (docs/forms.md).")
 
     # -- Meta lead forms (Lead Ads) -------------------------------------------------------------
     meta_app_secret: SecretStr | None = Field(

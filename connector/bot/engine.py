@@ -17,16 +17,19 @@ Order of business for each message:
 4. with no language yet, the bot asks with buttons; a patient may ask for another language at any
    step, in words or from the language menu (:mod:`connector.bot.language_step`): the current step is
    asked again in it, the answers kept;
-5. otherwise the message answers the current step: typed values for other steps (an e-mail,
+5. a form sent back (a WhatsApp Flow, :mod:`connector.bot.form`) answers the steps it was offered for;
+   otherwise the message answers the current step: typed values for other steps (an e-mail,
    a phone number) are taken from it first, the rest answers the step; a bad answer is asked
    again with the reason, and after ``max_attempts`` the conversation is handed over;
 6. the next step is the first one not answered, not known already, whose ``when`` holds and
-   which consent allows; when none is left the request is complete: a reference number, a
+   which consent allows (where the flow's form has it and the channel has the form, the form is offered
+   with that question); when none is left the request is complete: a reference number, a
    summary, a confirmation, and a :class:`LeadReady` event.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,17 +37,21 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connector.bot import fields as readers
+from connector.bot import form as form_module
 from connector.bot import kinds, language_step, places, questions, returning, validate, when
 from connector.bot.after import ForAgent, for_agents
-from connector.bot.flows import ERROR_TEXTS, Flow, Step
+from connector.bot.flows import ERROR_TEXTS, Flow, Step, form_text
+from connector.bot.form import form_steps
 from connector.bot.language_step import LANGUAGE_STEP
 from connector.bot.lead import build_lead, describe
 from connector.bot.questions import SKIP_ID, YES_NO_TITLES
 from connector.bot.reading import Reading, match_option, norm, read_answer, take_typed_values
-from core.models import Consent, Conversation, InboundMessage, Lead, Option, Reply, TranscriptEntry
+from core.models import Consent, Conversation, FormOffer, InboundMessage, Lead, Option, Reply, TranscriptEntry
 
 #: answers carried over when a new request starts (:mod:`connector.bot.returning`)
 REMEMBERED = returning.REMEMBERED
+#: ``Conversation.pending``: the form offered in this request (its token, the fields open then, whether it came back)
+FORM = "form"
 #: ``Conversation.known``: the patient's Telegram username (the lead's contact carries it)
 TELEGRAM_USERNAME = "telegram_username"
 
@@ -66,6 +73,9 @@ class EngineContext:
     inbox: bool = False
     #: after a completed request, a patient silent this long is the bot's again (with the inbox on)
     inbox_idle: timedelta = timedelta(hours=72)
+    #: the published form (a WhatsApp Flow's id) of a flow in a language on this conversation's channel, or None:
+    #: then the form's steps are questions (:mod:`connector.forms`)
+    form_id: Callable[[str, str], str | None] = field(default=lambda flow, language: None)
 
 
 @dataclass
@@ -155,6 +165,8 @@ class _Run:
         if kinds.quiet(message):  # a reaction
             return self.turn
         decided = self._obey(command, message)
+        if decided is None and message.kind == "form":
+            decided = self._take_form(message)
         if decided is None:
             decided = self._start_again_if_due(message, idle)
         if decided is None:
@@ -326,6 +338,12 @@ class _Run:
             self._ask(step)
             return
         conv.attempts.pop(step.field, None)
+        if self._keep(step, value, message):
+            self._advance()
+
+    def _keep(self, step: Step, value: Any, message: InboundMessage) -> bool:
+        """Keep a good answer to ``step``; False when it hands the conversation over (an option that does)."""
+        conv = self.conv
         if step.type == "consent":
             conv.consent = Consent(given=bool(value), text_version=step.version or "", at=self.ctx.now)
             if not value and "consent_declined" in self.flow.texts:
@@ -339,8 +357,8 @@ class _Run:
             self._store_choice(step, option)
             if option.handoff:
                 self._handoff(f"option:{option.id}")
-                return
-        self._advance()
+                return False
+        return True
 
     def _is_topic(self, step: Step) -> bool:
         """A free-text answer that names what the request is about (kept without trailing punctuation)."""
@@ -406,9 +424,60 @@ class _Run:
                 conv.answers[step.field] = known
                 places.known(conv, step.field, step.type == "location", self.lang)
                 continue
-            self._ask(step)
+            if not self._offer_form(step):
+                self._ask(step)
             return
         self._complete()
+
+    def _offer_form(self, step: Step) -> bool:
+        """Ask ``step`` and the form's other open steps in one form, where the flow has one with ``step`` in it,
+        it was not offered yet in this request, at least two of its steps are still open, and the channel has it
+        published in the patient's language. The message also asks ``step`` itself: a patient who writes
+        instead answers it, and the rest are questions as without a form."""
+        conv, form = self.conv, self.flow.form
+        if form is None or step.field not in form.steps or FORM in conv.pending:
+            return False
+        open_fields = [s.field for s in form_steps(self.flow)
+                       if s.field not in conv.answers and self._allowed(s) and self._known(s) is None]
+        if len(open_fields) < 2:
+            return False
+        flow_id = self.ctx.form_id(self.flow.name, self.lang)
+        if not flow_id:
+            return False
+        token = hashlib.sha256(f"{conv.key}|{conv.started_at.isoformat()}".encode()).hexdigest()[:20]
+        conv.pending[FORM] = {"token": token, "open": open_fields}
+        conv.step = step.field
+        prompt, options, _ = questions.question(step, language=self.lang, pick=self._pick, system=self.text)
+        # the first question as text under the offer (its options numbered: a number or a title answers it)
+        asked = "\n".join([prompt, *(f"{k}. {o.title}" for k, o in enumerate(options, 1))])
+        self.say(f"{self._pick(form_text(self.flow, 'intro'))}\n\n{asked}", form=FormOffer(
+            flow_id=flow_id, token=token, screen=form_module.SCREEN, button=self._pick(form_text(self.flow, "button"))))
+        return True
+
+    def _take_form(self, message: InboundMessage) -> Turn:
+        """A form sent back: each open step it answers well is kept as if asked (the same reading, the same
+        checks); a step it leaves empty or answers badly is asked in the chat afterwards. A form of an earlier
+        request, or the same form sent twice, changes nothing (it stays in the transcript)."""
+        conv = self.conv
+        offered = conv.pending.get(FORM)
+        if (not isinstance(offered, dict) or offered.get("token") != message.form_token or offered.get("taken")
+                or conv.status != "bot" or conv.step is None):
+            return self.turn
+        offered["taken"] = True
+        values = message.form or {}
+        for name in offered.get("open", []):
+            step, raw = self.flow.step(name), values.get(name)
+            if step is None or name in conv.answers or raw in (None, "", []) or not self._allowed(step):
+                continue
+            said = raw if isinstance(raw, str) else str(raw)
+            kind = "choice" if step.type in ("choice", "yes_no") else "text"
+            answer = message.model_copy(update={"kind": kind, "text": said, "choice_id": said if kind == "choice"
+                                                else None, "form": None})
+            value, error = self._read(step, answer, said)
+            if error is None and not self._keep(step, value, answer):
+                return self.turn  # an option that hands over
+        self._advance()
+        return self.turn
 
     def _known(self, step: Step) -> Any:
         return questions.known_value(self.conv, step, self.lang)

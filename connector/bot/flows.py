@@ -124,6 +124,28 @@ class Commands(_Base):
         return self._intents
 
 
+#: step types a form can collect (a day and time, dates, files, consent and the language stay questions in the chat:
+#: they are confirmed, kept or recorded there)
+FORM_TYPES = frozenset({"text", "name", "email", "phone", "number", "choice", "yes_no", "location", "note"})
+#: WhatsApp's limits on a form's words (Flow JSON components; the message's ``flow_cta``)
+FORM_LIMITS = {"label": 20, "title": 30, "button": 20, "submit": 35, "option": 30}
+
+
+class Form(_Base):
+    """``form``: on WhatsApp, several steps collected in one form inside the chat (a WhatsApp Flow) instead of one
+    question each. Where no form is published (other channels, a language without one) the steps are questions,
+    and a patient who writes instead of opening the form answers the first of them."""
+
+    steps: list[str] = Field(min_length=2, description="The fields of the steps the form collects, in its order.")
+    labels: dict[str, Texts] = Field(default_factory=dict, description="A short label for each field (at most 20 "
+                                     "characters) per language; name, email, phone, note and location have one.")
+    title: Texts | None = Field(default=None, description="The form's title (at most 30 characters).")
+    intro: Texts | None = Field(default=None, description="The message that offers the form; the first question "
+                                "follows it, for a patient who would rather write.")
+    button: Texts | None = Field(default=None, description="The button that opens the form (at most 20 characters).")
+    submit: Texts | None = Field(default=None, description="The form's send button (at most 35 characters).")
+
+
 class Flow(_Base):
     """A question set."""
 
@@ -142,6 +164,7 @@ class Flow(_Base):
     tags: list[str] = Field(default_factory=list, description="Jinja2 templates; empty results are dropped.")
     topic_field: str | None = Field(default=None, description="The answer that is the request's topic.")
     steps: list[Step] = Field(min_length=1)
+    form: Form | None = Field(default=None, description="WhatsApp: several steps in one form (a WhatsApp Flow).")
 
     REQUIRED_TEXTS: ClassVar[tuple[str, ...]] = ("greeting", "done", "handoff", "stopped", "skip", "welcome_back",
                                        "choose_language", "confirm_time")
@@ -203,6 +226,107 @@ ERROR_TEXTS: dict[str, Texts] = {
 #: (the system text ``options``) gives one
 OPTIONS_TEXTS: Texts = {"tr": "Seçenekler", "en": "Options", "de": "Optionen", "ar": "الخيارات", "ru": "Варианты"}
 
+#: a form's own words, when the flow gives none (``form.title``, ``intro``, ``button``, ``submit``)
+FORM_TEXTS: dict[str, Texts] = {
+    "title": {"tr": "Talebiniz", "en": "Your request", "de": "Ihre Anfrage", "ar": "طلبك", "ru": "Ваша заявка"},
+    "intro": {"tr": "Kalan soruları tek bir formda doldurabilir ya da burada tek tek yanıtlayabilirsiniz.",
+              "en": "You can fill in the remaining questions in one form, or answer them here one by one.",
+              "de": "Sie können die übrigen Fragen in einem Formular ausfüllen oder hier einzeln beantworten.",
+              "ar": "يمكنك ملء الأسئلة المتبقية في نموذج واحد، أو الإجابة عنها هنا واحدًا تلو الآخر.",
+              "ru": "Оставшиеся вопросы можно заполнить в одной форме или ответить здесь по одному."},
+    "button": {"tr": "Formu doldur", "en": "Fill in the form", "de": "Formular öffnen", "ar": "املأ النموذج",
+               "ru": "Заполнить форму"},
+    "submit": {"tr": "Gönder", "en": "Send", "de": "Senden", "ar": "إرسال", "ru": "Отправить"},
+}
+#: a form field's label when the flow gives none: by step type, or by field name (``location``)
+FORM_LABELS: dict[str, Texts] = {
+    "name": {"tr": "Ad soyad", "en": "Full name", "de": "Vor- und Nachname", "ar": "الاسم الكامل",
+             "ru": "Имя и фамилия"},
+    "email": {"tr": "E-posta", "en": "E-mail", "de": "E-Mail", "ar": "البريد الإلكتروني", "ru": "E-mail"},
+    "phone": {"tr": "Telefon", "en": "Phone", "de": "Telefon", "ar": "الهاتف", "ru": "Телефон"},
+    "note": {"tr": "Not", "en": "Note", "de": "Notiz", "ar": "ملاحظة", "ru": "Примечание"},
+    "location": {"tr": "Şehir ve ülke", "en": "City and country", "de": "Stadt und Land", "ar": "المدينة والبلد",
+                 "ru": "Город и страна"},
+}
+
+
+def form_label(flow: Flow, step: Step) -> Texts:
+    """A form field's label per language: the flow's own, else the bot's for its type or field name, else the
+    step's prompt (only usable when that is short enough: :func:`load_flow` says so)."""
+    assert flow.form is not None
+    own = flow.form.labels.get(step.field)
+    if own:
+        return own
+    return FORM_LABELS.get(step.type) or FORM_LABELS.get(step.field) or step.prompt
+
+
+def form_text(flow: Flow, key: str) -> Texts:
+    """One of a form's own words (``title``, ``intro``, ``button``, ``submit``): the flow's, else the bot's."""
+    assert flow.form is not None
+    return getattr(flow.form, key) or FORM_TEXTS[key]
+
+
+def _check_form(flow: Flow, problem: Any) -> None:
+    form = flow.form
+    if form is None:
+        return
+    for k, field in enumerate(form.steps):
+        step = flow.step(field)
+        if step is None:
+            problem(("form", "steps", k), f"no step collects {field!r}")
+        else:
+            _check_form_step(flow, k, step, problem)
+    if len(set(form.steps)) != len(form.steps):
+        problem(("form", "steps"), "a field is in the form twice")
+    for key in ("title", "button", "submit", "intro"):
+        texts = form_text(flow, key)
+        for lang in flow.languages:
+            text = texts.get(lang)
+            if text is None:
+                problem(("form", key), f"no {key} in {lang}", hint=f"form.{key}.{lang}")
+            elif key in FORM_LIMITS and len(text) > FORM_LIMITS[key]:
+                problem(("form", key), f"the form's {key} in {lang} is longer than {FORM_LIMITS[key]} characters")
+
+
+def _check_form_step(flow: Flow, k: int, step: Step, problem: Any) -> None:
+    """One step of the form: a kind a form collects, not health information, not hanging on another form field,
+    options and a label short enough."""
+    assert flow.form is not None
+    form, field = flow.form, step.field
+    position = next(i for i, s in enumerate(flow.steps) if s.field == field)
+    if step.type not in FORM_TYPES:
+        problem(("form", "steps", k), f"a {step.type} step cannot be in a form",
+                hint=f"a form collects {', '.join(sorted(FORM_TYPES))}; the others are asked in the chat")
+    if step.health:
+        problem(("form", "steps", k), f"{field!r} is health information, asked only after consent in the chat")
+    if step.when and step.when.field in form.steps:
+        problem(("form", "steps", k), f"{field!r} depends on {step.when.field!r}, which the same form collects",
+                hint="a form cannot show a field depending on another field's answer: leave one of them out")
+    if len(step.options) > 200:
+        problem(("form", "steps", k), "a form's list takes at most 200 options")
+    for j, option in enumerate(step.options):
+        for lang, title in option.title.items():
+            if len(title) > FORM_LIMITS["option"]:
+                problem(("steps", position, "options", j, "title", lang),
+                        f"{title!r} is longer than a form's option ({FORM_LIMITS['option']} characters)")
+    if step.type in FORM_TYPES:
+        _check_form_label(flow, step, problem)
+
+
+def _check_form_label(flow: Flow, step: Step, problem: Any) -> None:
+    field, limit = step.field, FORM_LIMITS["label"]
+    label = form_label(flow, step)
+    labelled = label is not step.prompt  # else the question itself stands in for a label, if it is short enough
+    hint = f"form.labels.{field}.<language>: a few words, at most {limit} characters"
+    for lang in flow.languages:
+        text = label.get(lang)
+        if text is None or (not labelled and len(text) > limit):
+            problem(("form", "labels"), f"no label for {field!r} in {lang}"
+                    + ("" if text is None else " (its question is too long to be one)"), hint=hint)
+        elif len(text) > limit:
+            problem(("form", "labels"), f"the label of {field!r} in {lang} is longer than {limit} characters: "
+                    f"{text!r}", hint=hint)
+
 LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English", "de": "Deutsch", "ar": "العربية", "ru": "Русский",
                   "fr": "Français", "es": "Español", "it": "Italiano", "nl": "Nederlands", "pl": "Polski",
                   "uk": "Українська", "fa": "فارسی", "az": "Azərbaycanca", "ka": "ქართული"}
@@ -259,6 +383,7 @@ def _cross_check(flow: Flow, path: Path, line_of: Any) -> list[Problem]:
                     hint="conditions may only look at answers given before")
         fields_so_far.append(step.field)
     _check_phrases(flow, problem)
+    _check_form(flow, problem)
     if flow.topic_field and flow.topic_field not in fields_so_far:
         problem(("topic_field",), f"topic_field names {flow.topic_field!r}, which no step collects")
     for loc, source in [(("summary",), flow.summary), *[(("tags", k), t) for k, t in enumerate(flow.tags)]]:

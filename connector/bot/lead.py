@@ -32,6 +32,8 @@ def describe(message: InboundMessage) -> str:
         return "👤 " + ", ".join(c.name or (c.phones[0] if c.phones else "contact") for c in message.contacts)
     if message.kind == "reaction":
         return message.reaction or "(reaction)"
+    if message.kind == "form" and message.form is not None:
+        return "📝 " + " · ".join(f"{name}: {value}" for name, value in message.form.items() if value not in ("", None))
     return f"({message.raw_type or message.kind})"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from connector.channels.whatsapp_payload import (
     Change,
     Contact,
     Entry,
+    FlowReply,
     Message,
     Status,
     SystemChange,
@@ -65,6 +67,8 @@ P = TypeVar("P", bound=BaseModel)
 MAX_BUTTONS, MAX_BUTTON_TITLE = 3, 20
 MAX_ROWS, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION, MAX_LIST_BUTTON = 10, 24, 72, 20
 MAX_BODY = 1024
+#: the button that opens a form (Meta advises at most 20 characters, and allows 30)
+MAX_FLOW_CTA = 30
 WINDOW = timedelta(hours=24)
 #: ``biz_opaque_callback_data``: at most 512 characters (Meta's /messages reference)
 MAX_TRACKING = 512
@@ -197,7 +201,7 @@ def _canonical(message: Message, account: str, profiles: dict[str, Contact]) -> 
             fields.update(kind="choice", choice_id=_nonempty(reply.id), choice_title=_nonempty(reply.title),
                           text=_nonempty(reply.title), raw_type=content.type or kind_raw)
         elif content.nfm_reply is not None:
-            fields.update(kind="text", text=content.nfm_reply.body or "")
+            fields.update(_form_answers(content.nfm_reply))
     elif message.button is not None and kind_raw == "button":  # a template's quick-reply button
         button = message.button
         fields.update(kind="choice", choice_id=_nonempty(button.payload), choice_title=_nonempty(button.text),
@@ -254,6 +258,21 @@ def _system(change: SystemChange, phone: str | None, user_id: str | None) -> tup
     return "system", phone, user_id
 
 
+def _form_answers(reply: FlowReply) -> dict[str, Any]:
+    """A WhatsApp Flow sent back (``nfm_reply``): its ``response_json`` is a JSON object of the answers, by the
+    names the form's ``complete`` action gave them, with the ``flow_token`` the form was sent with. Anything else
+    is kept as a message the bot does not read."""
+    try:
+        answers = json.loads(reply.response_json)
+    except ValueError:
+        answers = None
+    if not isinstance(answers, dict):
+        return {"kind": "unsupported", "raw_type": "nfm_reply"}
+    token = answers.pop("flow_token", None)
+    return {"kind": "form", "raw_type": "nfm_reply", "form": answers, "text": _nonempty(reply.body),
+            "form_token": token if isinstance(token, str) and token else None}
+
+
 def _digits(value: str | None) -> bool:
     return bool(value) and value.isascii() and value.isdigit()  # type: ignore[union-attr]
 
@@ -277,6 +296,13 @@ def render(reply: Reply) -> list[dict[str, Any]]:
     """The message objects (without recipient) that carry ``reply``: buttons, a list, or numbered text."""
     options = reply.options
     body = _cut(reply.text, MAX_BODY)
+    if reply.form is not None:  # a WhatsApp Flow opened from a button (Meta's interactive `flow` message)
+        offer = reply.form
+        return [{"type": "interactive", "interactive": {"type": "flow", "body": {"text": body}, "action": {
+            "name": "flow", "parameters": {
+                "flow_message_version": "3", "flow_id": offer.flow_id, "flow_cta": _cut(offer.button, MAX_FLOW_CTA),
+                "flow_token": offer.token, "flow_action": "navigate",
+                "flow_action_payload": {"screen": offer.screen}}}}}]
     if not options:
         return [{"type": "text", "text": {"body": reply.text[:4096], "preview_url": False}}]
     if len(options) <= MAX_BUTTONS and all(len(o.title) <= MAX_BUTTON_TITLE for o in options):
