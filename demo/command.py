@@ -26,6 +26,7 @@ import shlex
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -258,6 +259,8 @@ def _start(supervisor: Supervisor, crm: str, port: int, whatsapp_provider: str =
     supervisor.cleanups.append(meta.stop)
     env.update(meta.environment)
     env.update(conversions_environment(meta.emulator))  # the Conversions API's token: events reach the emulator
+    if env.get("WHATSAPP_BUSINESS_ACCOUNT_ID"):
+        click.echo(f"    {'forms':<10} {publish_forms(env)}")
     relay_log = RelayLog(redis_url)
     # the relay's web app with the demo page added (demo.wsgi), validated and served as `chat2crm serve` does
     supervisor.spawn("web", [sys.executable, "-m", "demo.serve", "--port", str(port)], env, stdout=access_line,
@@ -292,6 +295,24 @@ def _start(supervisor: Supervisor, crm: str, port: int, whatsapp_provider: str =
     for line in banner_lines(base=base, crm=crm, crm_url=stack.crm_url, redis_url=own_redis, config=config,
                              admin_token=env["ADMIN_TOKEN"]):
         click.echo(line)
+
+
+def publish_forms(env: dict[str, str]) -> str:
+    """Publish the bot flows' WhatsApp forms to the emulator's business account, as ``chat2crm forms`` does.
+
+    Raises:
+        click.ClickException: the command failed (its own message).
+    """
+    done = subprocess.run([sys.executable, "-m", "connector.cli", "forms"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise click.ClickException(f"chat2crm forms: {(done.stderr or done.stdout).strip()[-500:]}")
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
+    published = [row for row in rows if len(row) > 3]
+    if not published:
+        return done.stdout.strip()
+    languages = ", ".join(row[1] for row in published)
+    return f"{len(published)} WhatsApp forms published ({languages}): `chat2crm forms`"
 
 
 #: the set-up lines about the agents' inbox (the others are the mapping's fields)

@@ -251,6 +251,8 @@ def start_emulators(crm: str, env: dict[str, str], *, directory: Path | None = N
     stack.crm_url = running.url
     stack.environment = {**api_environment(whatsapp_provider, whatsapp.url), "TELEGRAM_API_BASE": telegram.url,
                          **running.environment}
+    if whatsapp_provider == "meta":  # the bot's forms are published to the emulator's business account
+        stack.environment["WHATSAPP_BUSINESS_ACCOUNT_ID"] = stack.whatsapp.waba_id
     stack.environment["CHAT2CRM_DEMO_EMULATORS"] = json.dumps(
         {"whatsapp": whatsapp.url, "whatsapp_provider": whatsapp_provider, "telegram": telegram.url,
          "crm": running.url, "crm_name": crm})

@@ -164,7 +164,12 @@ def _whatsapp_out(payload: dict[str, Any]) -> dict[str, Any]:
             {"name": media.get("filename") or link.rsplit("/", 1)[-1] or payload["type"], "url": link or None}]}
     interactive = payload["interactive"]
     shown: dict[str, Any] = {"text": interactive["body"]["text"]}
-    if interactive["type"] == "button":
+    if interactive["type"] == "flow":  # a WhatsApp form: a button that opens its screen
+        parameters = interactive["action"]["parameters"]
+        screen = (parameters.get("flow_action_payload") or {}).get("screen")
+        shown["form"] = {"button": parameters.get("flow_cta", "Open"),
+                         **_form_screen(str(parameters.get("flow_id", "")), screen)}
+    elif interactive["type"] == "button":
         shown["buttons"] = [b["reply"] for b in interactive["action"]["buttons"]]
     else:
         shown["list"] = {"button": interactive["action"]["button"],
@@ -172,11 +177,64 @@ def _whatsapp_out(payload: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+#: the fields a form's screen shows (Meta's Flow JSON components), as the page draws them
+_FORM_FIELDS = ("TextInput", "TextArea", "RadioButtonsGroup", "Dropdown")
+#: published forms never change: what the page read of each, by the flow's id
+_forms_seen: dict[str, dict[str, Any]] = {}
+
+
+def _form_screen(flow_id: str, screen: str | None) -> dict[str, Any]:
+    """A published form's screen as the page draws it: its title, fields and send button (read once per flow)."""
+    if flow_id not in _forms_seen:
+        found = next((f for f in _get(f"{_emulators()['whatsapp']}/_emulator/flows") if f["id"] == flow_id), None)
+        if found is None or not found.get("flow_json"):
+            return {"title": "", "fields": [], "submit": "Send"}
+        _forms_seen[flow_id] = found["flow_json"]
+    screens = _forms_seen[flow_id].get("screens") or [{}]
+    chosen = next((s for s in screens if s.get("id") == screen), screens[0])
+    fields: list[dict[str, Any]] = []
+    submit = "Send"
+
+    def walk(children: list[dict[str, Any]]) -> None:
+        nonlocal submit
+        for child in children:
+            if child.get("type") in _FORM_FIELDS:
+                fields.append({key: child.get(key) for key in ("type", "name", "label", "required", "input-type",
+                                                               "helper-text", "data-source")})
+            elif child.get("type") == "Footer":
+                submit = str(child.get("label") or submit)
+            elif isinstance(child.get("children"), list):  # a Form component holds its fields
+                walk(child["children"])
+
+    walk((chosen.get("layout") or {}).get("children") or [])
+    return {"title": chosen.get("title") or "", "fields": fields, "submit": submit}
+
+
+@blueprint.post("/demo/api/form")
+def send_form() -> Response | tuple[Response, int]:
+    """The patient fills in and sends the last form the clinic sent them (WhatsApp's own checks first)."""
+    emulators = _emulators()
+    data = request.get_json(silent=True) or {}
+    patient = str(data.get("patient", ""))
+    values = data.get("values")
+    if not patient.isdigit() or not isinstance(values, dict):
+        abort(400)
+    filled = {k: v for k, v in values.items() if v not in ("", None)}
+    answer = requests.post(f"{emulators['whatsapp']}/_emulator/patients/{patient}/flow",
+                           json={"name": "Demo Patient", "values": filled}, timeout=10)
+    return jsonify(answer.json()), answer.status_code
+
+
 def _whatsapp_in(payload: dict[str, Any]) -> dict[str, Any]:
     message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
     kind = message["type"]
     if kind == "text":
         text = message["text"]["body"]
+    elif kind == "interactive" and message["interactive"].get("type") == "nfm_reply":  # a form sent back
+        answers: dict[str, Any] = {}
+        with contextlib.suppress(ValueError, TypeError):
+            answers = json.loads(message["interactive"]["nfm_reply"].get("response_json") or "{}")
+        text = "📝 " + " · ".join(str(v) for k, v in answers.items() if k != "flow_token" and v not in ("", None))
     elif kind == "interactive":
         reply = message["interactive"].get("button_reply") or message["interactive"].get("list_reply") or {}
         text = reply.get("title", "")

@@ -48,6 +48,47 @@ function openList(list) {
   document.body.append(sheet);
 }
 
+// a WhatsApp form (a Flow): its screen's fields in a sheet; WhatsApp's own checks answer a bad value
+function openForm(form) {
+  const sheet = document.getElementById("list-dialog").content.firstElementChild.cloneNode(true);
+  sheet.classList.add("form-sheet");
+  sheet.querySelector(".sheet-title").textContent = form.title || form.button;
+  const box = sheet.querySelector(".rows");
+  const inputs = {};
+  for (const f of form.fields) {
+    const label = el("label", { class: "field" }, f.label + (f.required ? " *" : ""));
+    let input;
+    if (f.type === "TextArea") input = el("textarea", { name: f.name, rows: "3" });
+    else if (f.type === "RadioButtonsGroup" || f.type === "Dropdown") {
+      input = el("select", { name: f.name }, el("option", { value: "" }, "—"),
+        ...(f["data-source"] || []).map((o) => el("option", { value: o.id }, o.title)));
+    } else {
+      const types = { email: "email", phone: "tel", number: "number" };
+      input = el("input", { name: f.name, type: types[f["input-type"]] || "text" });
+    }
+    inputs[f.name] = input;
+    label.append(input);
+    if (f["helper-text"]) label.append(el("small", {}, f["helper-text"]));
+    box.append(label);
+  }
+  const error = el("div", { class: "form-error", role: "alert" });
+  const submit = el("button", { type: "button", class: "form-send" }, form.submit || "Send");
+  submit.addEventListener("click", async () => {
+    const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) => [name, input.value.trim()]));
+    try {
+      await api("form", { patient: state.patient, values });
+      sheet.remove();
+      setTimeout(refresh, 150);
+    } catch (err) {
+      const said = String(err.message).replace(/^form: \d+ [A-Z ]*/, "");
+      try { error.textContent = JSON.parse(said).error || said; } catch { error.textContent = said; }
+    }
+  });
+  box.append(error, submit);
+  sheet.querySelector(".close").addEventListener("click", () => sheet.remove());
+  document.body.append(sheet);
+}
+
 // WhatsApp's ticks on an agent's message, from the status Meta reported: ✓ sent, ✓✓ delivered, blue ✓✓ read.
 const TICKS = { sent: ["✓", "sent"], delivered: ["✓✓", "delivered"], read: ["✓✓", "read"], failed: ["!", "not delivered"] };
 
@@ -65,6 +106,7 @@ function renderMessage(m) {
     for (const b of m.buttons) box.append(el("button", { type: "button", onclick: () => send({ button: b }) }, b.title));
     node.append(box);
   }
+  if (m.form) node.append(el("div", { class: "buttons" }, el("button", { type: "button", class: "form-open", onclick: () => openForm(m.form) }, "📝 " + m.form.button)));
   if (m.list) node.append(el("div", { class: "buttons" }, el("button", { type: "button", class: "list-open", onclick: () => openList(m.list) }, "☰ " + (m.list.button || "Options"))));
   if (m.keyboard && m.keyboard.length) {
     const kb = el("div", { class: "kb" });

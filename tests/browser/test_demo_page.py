@@ -120,6 +120,31 @@ def test_health_intake_with_buttons_and_lists(demo: str, browser: object, artefa
     page.close()
 
 
+def test_health_intake_through_the_whatsapp_form(demo: str, browser: object, artefacts: Path) -> None:
+    """The demo publishes the bot's WhatsApp forms at start: the first answer offers the form, whose fields the
+    page shows in a sheet; WhatsApp's own check refuses a bad e-mail, and the sent form answers three questions."""
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    page.goto(f"{demo}/demo")
+    page.click("#new-patient")
+    _say(page, "Hi, I would like dental implants", "Which country and city do you live in?")
+    page.locator(".msg.out").last.locator(".form-open").click()
+    sheet = page.locator(".form-sheet")
+    assert "Contact language" in sheet.inner_text()
+    sheet.locator("input[name=location]").fill("Vienna, Austria")
+    sheet.locator("input[name=name]").fill("Anna Gruber")
+    sheet.locator("input[name=email]").fill("anna@")
+    sheet.locator("select[name=contact_language]").select_option("de")
+    sheet.locator(".form-send").click()
+    sheet.locator(".form-error").filter(has_text=re.compile(r"\S")).wait_for(timeout=10_000)
+    sheet.locator("input[name=email]").fill("anna@example.at")
+    sheet.locator(".form-send").click()
+    page.locator(".msg.in", has_text="Vienna, Austria").wait_for(timeout=20_000)
+    page.locator(".msg.out", has_text="When are you thinking of travelling?").wait_for(timeout=20_000)
+    assert page.locator(".form-sheet").count() == 0
+    page.screenshot(path=str(artefacts / "demo-whatsapp-form.png"), full_page=True)
+    page.close()
+
+
 def meeting_request_in_another_crm(base: str, browser: object, artefacts: Path, crm: str, stage: str,
                                    extra: str | None) -> None:
     """`chat2crm demo --crm salesforce|pipedrive`: the Turkish meeting request, the record as that CRM holds it.
