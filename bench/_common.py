@@ -195,7 +195,8 @@ class RelayStack:
     gunicorn command in its own processes, ``chat2crm worker`` processes, and the WhatsApp, Telegram and
     CRM emulators (served in this process) its calls go to."""
 
-    def __init__(self, *, crm: str = "hubspot", web_workers: int = 2, worker_processes: int = 2) -> None:
+    def __init__(self, *, crm: str = "hubspot", web_workers: int = 2, worker_processes: int = 2,
+                 forms: bool = True) -> None:
         import subprocess
         import sys
         import time
@@ -217,6 +218,11 @@ class RelayStack:
         assert self.emulators.crm is not None  # start_emulators always starts the CRM's
         self.crm: Any = self.emulators.crm.emulator
         self.redis = redis.Redis.from_url(self.redis_server.url)
+        if forms:  # as a clinic on Meta's Cloud API runs it: the bot's WhatsApp forms published first
+            subprocess.run([sys.executable, "-m", "connector.cli", "forms"], env=self.env, check=True,
+                           stdout=subprocess.DEVNULL, timeout=120)
+        else:
+            self.env.pop("WHATSAPP_BUSINESS_ACCOUNT_ID", None)
         self.web, self.url = serve_gunicorn("connector.wsgi:app", self.env, web_workers)
         self.emulators.connect(self.url)
         self.worker = subprocess.Popen([sys.executable, "-m", "connector.cli", "worker", "--processes",
@@ -253,25 +259,42 @@ INTAKE: tuple[tuple[str, str, str], ...] = (
     ("text", "patient{n}@example.com", ""), ("list_reply", "en", "English"), ("button_reply", "yes", "I agree"),
     ("button_reply", "__skip__", "Skip"), ("text", "Bench note {n}", ""))
 
+#: the same intake where WhatsApp forms are published: the bot offers the form with its first question, and
+#: the patient sends the city, name, e-mail and contact language in it (a ``form`` answer: the fields' values)
+FORM_INTAKE: tuple[tuple[str, Any, str], ...] = (
+    ("text", "Hi, price for hair transplant?", ""),
+    ("form", {"location": "Berlin, Germany", "name": "Bench Patient", "email": "patient{n}@example.com",
+              "contact_language": "en"}, ""),
+    ("text", "10-17 March", ""), ("button_reply", "yes", "I agree"), ("button_reply", "__skip__", "Skip"),
+    ("text", "Bench note {n}", ""))
+
 
 class IntakeSender:
     """Posts the intake's webhooks to the relay as Meta does: signed bodies, one message each, sent over
     one keep-alive connection per sending thread."""
 
-    def __init__(self, whatsapp: Any, relay_url: str) -> None:
+    def __init__(self, whatsapp: Any, relay_url: str, steps: tuple[tuple[str, Any, str], ...] = INTAKE) -> None:
         import threading
 
-        self.whatsapp, self.url = whatsapp, f"{relay_url}/webhooks/whatsapp"
+        self.whatsapp, self.url, self.steps = whatsapp, f"{relay_url}/webhooks/whatsapp", steps
         self._local = threading.local()
 
     def body(self, wa_id: str, step: int) -> bytes:
         """The webhook carrying answer ``step`` of the intake of the patient ``wa_id``."""
         import json
 
-        kind, value, title = INTAKE[step]
+        kind, value, title = self.steps[step]
         patient = self.whatsapp.patient(wa_id, "Bench Patient")
         if kind == "text":
             message = patient.message("text", {"body": value.format(n=wa_id)})
+        elif kind == "form":  # the form of the last WhatsApp Flow message sent to the patient, as WhatsApp sends it
+            carrier = next(m for m in reversed(self.whatsapp.messages_to(wa_id))
+                           if m.payload.get("type") == "interactive" and m.payload["interactive"]["type"] == "flow")
+            answers = self.whatsapp.flows.response_to(carrier.payload, {
+                k: v.format(n=wa_id) if isinstance(v, str) else v for k, v in value.items()})
+            message = patient.message("interactive", {"type": "nfm_reply", "nfm_reply": {
+                "name": "flow", "body": "Sent", "response_json": json.dumps(answers, ensure_ascii=False)}},
+                context={"from": self.whatsapp.display_phone_number, "id": carrier.id})
         else:  # a tap on the row or button the bot's last message offered
             message = patient.message("interactive", {"type": kind, kind: {"id": value, "title": title}},
                                       context={"from": self.whatsapp.display_phone_number, "id": f"wamid.{wa_id}"})

@@ -3,11 +3,12 @@ production runs it: the web app under the production gunicorn command and ``chat
 with the WhatsApp and HubSpot emulators (no added latency) answering in this process.
 
 Patients go through the complete health intake (the default flow) over WhatsApp, several at a time,
-each answering once the bot has asked. The CPU counted (user + system, from /proc) is that of the
-gunicorn processes and of the worker processes (the supervisor, its job processes and their children),
-from the first message until every queue is empty and every lead's note is in HubSpot; a couple of
-patients go through first, uncounted, so the one-off work of the first lead (the CRM's tag options) is
-not in the figures. The emulators and the patients' side (this process) are not counted.
+each answering once the bot has asked, with the bot's WhatsApp form published (``chat2crm forms``) as a
+clinic on Meta's Cloud API runs it: the city, name, e-mail and contact language come in one form.
+The CPU counted (user + system, from /proc) is that of the gunicorn processes and of the worker processes (the
+supervisor, its job processes and their children), from the first message until every queue is empty and every
+lead's note is in HubSpot; a couple of patients go through first, uncounted, so the one-off work of the first
+lead (the CRM's tag options) is not in the figures. The emulators and the patients' side (this process) are not counted.
 
 Baseline in the same run: ``bench._direct_relay``, the least a relay can do ("webhook → contact, deal,
 note" with three synchronous HubSpot calls, as a generic workflow tool does it), served by the very same
@@ -27,7 +28,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from bench._common import (
-    INTAKE,
+    FORM_INTAKE,
     SECRETS,
     IntakeSender,
     RelayStack,
@@ -54,7 +55,7 @@ def idle(stack: RelayStack) -> bool:
 
 def intake(wa_id: str, sender: IntakeSender, replies: RepliesSeen) -> None:
     """One patient's whole intake, each answer sent once the bot has answered the previous one."""
-    for step in range(len(INTAKE)):
+    for step in range(len(sender.steps)):
         expected = replies.per_recipient[wa_id] + 1
         sender.send(wa_id, step)
         deadline = time.monotonic() + 120
@@ -117,7 +118,7 @@ def main() -> None:
     stack = RelayStack(web_workers=WEB_WORKERS, worker_processes=WORKER_PROCESSES)
     try:
         replies = stack.whatsapp.sent = RepliesSeen(stack.whatsapp.sent)
-        sender = IntakeSender(stack.whatsapp, stack.url)
+        sender = IntakeSender(stack.whatsapp, stack.url, FORM_INTAKE)
         run_intakes(stack, sender, replies, 0, WARM_UP)
         time.sleep(1.0)
         idle0 = sum(stack.cpu_seconds())
@@ -139,10 +140,11 @@ def main() -> None:
         stack.stop()
     web, workers = web1 - web0, workers1 - workers0
     per_lead = (web + workers) * 1000 / LEADS
-    webhooks = LEADS * len(INTAKE)
+    webhooks = LEADS * len(FORM_INTAKE)
     direct = direct_cpu * 1000 / LEADS
     load = os.getloadavg()
-    print(f"{LEADS} complete health intakes over WhatsApp ({len(INTAKE)} messages each, {AT_ONCE} patients at a time) "
+    print(f"{LEADS} complete health intakes over WhatsApp, with the bot's WhatsApp form ({len(FORM_INTAKE)} messages "
+          f"each, {AT_ONCE} patients at a time) "
           f"in {elapsed:.1f} s; HubSpot emulator, no added latency; web: gunicorn ({WEB_WORKERS} processes), "
           f"workers: `chat2crm worker --processes {WORKER_PROCESSES}`; {os.cpu_count()} cores; "
           f"load average after (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
