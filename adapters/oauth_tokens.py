@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core import lua
 from core.errors import AuthError, ConfigurationError, Problem, RetryableError
 
 if TYPE_CHECKING:
@@ -181,4 +182,4 @@ class OAuthTokenStore:
         try:
             yield
         finally:
-            db.eval(_RELEASE, 1, key, owner)
+            lua.run(db, _RELEASE, [key], [owner])

@@ -325,7 +325,7 @@ def on_status(runtime: Runtime, status: StatusUpdate, *, counted_as: tuple[str, 
         return False
     ttl = _ttl(runtime)
     if tracking:
-        client.eval(_CONFIRM, 1, outbox.SENT.key(tracking), TRACKED + status.message_id, ttl)
+        lua.run(client, _CONFIRM, [outbox.SENT.key(tracking)], [TRACKED + status.message_id, ttl])
     code, reason = _failure(status) if status.status == "failed" else (None, None)
     pipe = client.pipeline(transaction=True)
     pipe.multi()
@@ -436,8 +436,9 @@ def drain_reports(runtime: Runtime, crm: CRMInbox, on_failure: OnReportFailure, 
 def _reported(runtime: Runtime, raw: bytes, status: str) -> None:
     """The head report is done with: pop it, remember the status it told, forget its failed tries."""
     report = DeliveryReport.model_validate_json(raw)
-    runtime.redis.eval(_REPORTED, 4, REPORTS.key(), STATUS.key(report.crm_message_id), REPORTS_DUE.key(),
-                       REPORTS_HOLD.key(), raw, status, _ttl(runtime))
+    lua.run(runtime.redis, _REPORTED,
+            [REPORTS.key(), STATUS.key(report.crm_message_id), REPORTS_DUE.key(), REPORTS_HOLD.key()],
+            [raw, status, _ttl(runtime)])
 
 
 def hold_reports(runtime: Runtime, delay: float, attempt: int) -> None:

@@ -203,7 +203,7 @@ def stage_pop(pipe: redis.client.Pipeline, key: str) -> None:
 def pop_if_head(runtime: Runtime, key: str, raw: bytes) -> bool:
     """Pop the head if it is still ``raw`` (a message set aside as failed). Returns whether it was popped."""
     runtime.redis.delete(ATTEMPTS.key(key))
-    return bool(runtime.redis.eval(_POP_IF_HEAD, 1, INBOX.key(key), raw))
+    return bool(lua.run(runtime.redis, _POP_IF_HEAD, [INBOX.key(key)], [raw]))
 
 
 def push_front(runtime: Runtime, raw: str) -> None:
@@ -244,7 +244,7 @@ def finish(runtime: Runtime, key: str) -> bool:
     Returns:
         True when messages are still waiting.
     """
-    return not runtime.redis.eval(_DRAINED, 2, INBOX.key(key), DUE.key(), key)
+    return not lua.run(runtime.redis, _DRAINED, [INBOX.key(key), DUE.key()], [key])
 
 
 def take(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, bytes | None]:
@@ -285,7 +285,7 @@ def release_and_finish(runtime: Runtime, key: str, lock: Lock) -> bool:
 def upgrade(runtime: Runtime) -> int:
     """Turn an earlier version's work list (a set) into this one's (a sorted set by due time), every
     conversation due at once; the worker does it when it starts. Returns how many were carried over."""
-    return int(runtime.redis.eval(_UPGRADE, 1, DUE.key(), time.time()))
+    return int(lua.run(runtime.redis, _UPGRADE, [DUE.key()], [time.time()]))
 
 
 def _text(value: object) -> str:

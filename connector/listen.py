@@ -48,7 +48,7 @@ import redis
 from adapters.inbox import InboxStream, StreamBatch, StreamPositionLost
 from connector import crm_events, handback
 from connector.locks import Lock
-from core import metrics
+from core import lua, metrics
 from core.errors import AuthError, ConfigurationError, FatalError, Problem, RetryableError
 from core.keys import family
 
@@ -269,7 +269,7 @@ class Listener:
             log.info("listener took a batch", extra={"crm": self.crm, "received": batch.received, **counts})
         if self.on_taken is not None:
             self.on_taken(batch)
-        if not self.runtime.redis.eval(_CHECKPOINT, 2, LEASE.key(self.crm), key, self.lease.token, batch.position):
+        if not lua.run(self.runtime.redis, _CHECKPOINT, [LEASE.key(self.crm), key], [self.lease.token, batch.position]):
             self._lost.set()
             self._close_all()
             raise RetryableError("the listener's lease was lost: the position was not stored")

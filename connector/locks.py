@@ -101,11 +101,11 @@ class Lock:
 
     def extend(self) -> bool:
         """Hold the lock for another full TTL. Returns False when it was lost (expired, taken by another)."""
-        return bool(self.client.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms))
+        return bool(lua.run(self.client, _EXTEND, [self.key], [self.token, self.ttl_ms]))
 
     def release(self) -> None:
         """Let go of the lock if this owner still holds it (never frees another owner's lock)."""
-        self.client.eval(_RELEASE, 1, self.key, self.token)
+        lua.run(self.client, _RELEASE, [self.key], [self.token])
 
     def held(self) -> bool:
         """Whether this owner holds the lock now."""

@@ -171,7 +171,7 @@ def _record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
 
 def _claim(runtime: Runtime, key: str, now: float) -> bool:
     """Count the drop-off of ``key`` if it is due and not counted yet. Returns whether it was counted."""
-    waiting = runtime.redis.eval(_CLAIM, 2, IDLE.key(), STEP.key(key), key, now)
+    waiting = lua.run(runtime.redis, _CLAIM, [IDLE.key(), STEP.key(key)], [key, now])
     return _count_dropoff(runtime, waiting)
 
 

@@ -210,7 +210,7 @@ def postpone(runtime: Runtime, key: str, seconds: float) -> None:
 
 def finish(runtime: Runtime, key: str) -> bool:
     """Drop the conversation from the work list if its outbox is empty. Returns True when entries wait."""
-    return not runtime.redis.eval(_DRAINED, 2, OUTBOX.key(key), DUE.key(), key)
+    return not lua.run(runtime.redis, _DRAINED, [OUTBOX.key(key), DUE.key()], [key])
 
 
 def lock(runtime: Runtime, key: str) -> Lock:
@@ -331,7 +331,7 @@ def retry_later(runtime: Runtime, key: str, raw: bytes, entry: Entry, delay: flo
     Returns False when the head changed meanwhile."""
     later = entry.model_copy(update={"attempts": entry.attempts + 1, "not_before": time.time() + delay})
     postpone(runtime, key, delay + runtime.config.delivery.lost_job_seconds)
-    return bool(runtime.redis.eval(_REPLACE_HEAD, 1, OUTBOX.key(key), raw, later.model_dump_json()))
+    return bool(lua.run(runtime.redis, _REPLACE_HEAD, [OUTBOX.key(key)], [raw, later.model_dump_json()]))
 
 
 def set_aside(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> bool:

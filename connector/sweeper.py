@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from connector import agent, inbox, leads, measures, outbox, queues, threads
 from connector.conversations import LOCK as CONVERSATION_LOCK
+from core import lua
 from core.keys import family
 
 if TYPE_CHECKING:
@@ -64,11 +65,11 @@ class Sweeper:
 
     def elected(self) -> bool:
         """Take the lease if it is free, or renew it if this candidate holds it. Returns whether it holds it."""
-        return bool(self.runtime.redis.eval(_TAKE_OR_RENEW, 1, LEASE.key(), self.token, LEASE_SECONDS))
+        return bool(lua.run(self.runtime.redis, _TAKE_OR_RENEW, [LEASE.key()], [self.token, LEASE_SECONDS]))
 
     def resign(self) -> None:
         """Give the lease up (a worker that stops), so that another takes over at once."""
-        self.runtime.redis.eval(_GIVE_UP, 1, LEASE.key(), self.token)
+        lua.run(self.runtime.redis, _GIVE_UP, [LEASE.key()], [self.token])
 
     def run_once(self) -> dict[str, int] | None:
         """Sweep if elected. Returns what was enqueued again, or None when another process sweeps."""

@@ -42,6 +42,7 @@ from connector.channels import client_for
 from connector.conversations import short
 from connector.crash import crash_point
 from connector.locks import Lock
+from core import lua
 from core.errors import RetryableError, SyncError
 from core.inbox import Direction, FileRef, ThreadMessage, thread_id
 from core.keys import family
@@ -273,7 +274,7 @@ def _publish_one(runtime: Runtime, key: str, head: _Head, crm: CRMInbox) -> int 
     # each file's CRM id is kept in the waiting entry as soon as it is stored: a retry never uploads it twice
     while (stored := _store_next_file(runtime, crm, entry)) is not None:
         new_raw = stored.model_dump_json().encode()
-        if not runtime.redis.eval(_REPLACE_HEAD, 1, THREAD.key(key), raw, new_raw):
+        if not lua.run(runtime.redis, _REPLACE_HEAD, [THREAD.key(key)], [raw, new_raw]):
             return 0  # the head changed under us (set aside by a replay): look again
         raw, entry, message = new_raw, stored, stored.message
         head.raw, head.entry = raw, entry  # a failure from here on is the updated entry's
@@ -338,8 +339,8 @@ def _ack(runtime: Runtime, key: str, raw: bytes, message: ThreadMessage, *, crm_
         maps.append(BY_CONTACT.key(message.contact_id))
     seconds = THREAD.seconds(runtime.config) or 0
     value = json.dumps({"conversation": key})
-    return bool(runtime.redis.eval(_ACK, 3 + len(maps), THREAD.key(key), PUBLISHED.key(key), DUE.key(), *maps,
-                                   raw, message.id, crm_id, seconds, key, value))
+    return bool(lua.run(runtime.redis, _ACK, [THREAD.key(key), PUBLISHED.key(key), DUE.key(), *maps],
+                        [raw, message.id, crm_id, seconds, key, value]))
 
 
 def retry_later(runtime: Runtime, key: str, raw: bytes, entry: Pending, delay: float) -> bool:
@@ -347,12 +348,12 @@ def retry_later(runtime: Runtime, key: str, raw: bytes, entry: Pending, delay: f
     when the head changed meanwhile."""
     later = entry.model_copy(update={"attempts": entry.attempts + 1, "not_before": time.time() + delay})
     postpone(runtime, key, delay + runtime.config.delivery.lost_job_seconds)
-    return bool(runtime.redis.eval(_REPLACE_HEAD, 1, THREAD.key(key), raw, later.model_dump_json()))
+    return bool(lua.run(runtime.redis, _REPLACE_HEAD, [THREAD.key(key)], [raw, later.model_dump_json()]))
 
 
 def set_aside(runtime: Runtime, key: str, raw: bytes) -> bool:
     """Take the head out of the thread (recorded as failed elsewhere). Returns False when it had changed."""
-    return bool(runtime.redis.eval(_POP_IF_HEAD, 1, THREAD.key(key), raw))
+    return bool(lua.run(runtime.redis, _POP_IF_HEAD, [THREAD.key(key)], [raw]))
 
 
 def push_front(runtime: Runtime, raw: str) -> None:
@@ -380,7 +381,7 @@ def postpone(runtime: Runtime, key: str, seconds: float) -> None:
 
 def finish(runtime: Runtime, key: str) -> bool:
     """Drop the conversation from the work list if its thread is empty. Returns True when messages wait."""
-    return not runtime.redis.eval(_DRAINED, 2, THREAD.key(key), DUE.key(), key)
+    return not lua.run(runtime.redis, _DRAINED, [THREAD.key(key), DUE.key()], [key])
 
 
 def _head(runtime: Runtime, key: str) -> bytes | None:

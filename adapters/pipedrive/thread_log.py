@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from adapters.pipedrive.keys import PANEL_LOG, PANEL_SECONDS, PANEL_STATUS
+from core import lua
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -60,7 +61,7 @@ class PanelLog:
     def add(self, person: str, entry: dict[str, Any]) -> bool:
         """Append ``entry`` (it has an ``id`` and a ``conversation``) to the person's log unless it is there."""
         text = json.dumps(entry, default=_iso)
-        return bool(self.redis.eval(_ADD, 1, PANEL_LOG.key(person), entry["id"], text, PANEL_SECONDS))
+        return bool(lua.run(self.redis, _ADD, [PANEL_LOG.key(person)], [entry["id"], text, PANEL_SECONDS]))
 
     def entry(self, person: str, entry_id: str) -> dict[str, Any] | None:
         """One entry of the person's log (None: not there)."""
@@ -71,7 +72,7 @@ class PanelLog:
         """Record what became of an agent's reply; False when it said more already."""
         rank = RANK.get(status, 0)
         value = json.dumps({"status": status, "rank": rank, "reason": reason, "code": code})
-        return bool(self.redis.eval(_STATUS, 1, PANEL_STATUS.key(reply), value, rank, PANEL_SECONDS))
+        return bool(lua.run(self.redis, _STATUS, [PANEL_STATUS.key(reply)], [value, rank, PANEL_SECONDS]))
 
     def status(self, reply: str) -> dict[str, Any] | None:
         """An agent's reply's last status (None: none reported yet)."""

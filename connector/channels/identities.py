@@ -206,7 +206,7 @@ def person(client: redis.Redis, channel: str, sender: str) -> dict[str, Any]:
 
 def set_blocked(client: redis.Redis, channel: str, sender: str, blocked: bool, *, ttl: int) -> None:
     """Record that ``sender`` blocked the bot (nothing is sent to them), or started it again."""
-    client.eval(_BLOCK, 1, PERSON.key(channel, sender), sender, "1" if blocked else "0", ttl)
+    lua.run(client, _BLOCK, [PERSON.key(channel, sender)], [sender, "1" if blocked else "0", ttl])
 
 
 def _record(raw: object) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connector.channels.base import HttpChannel
 from connector.logs import register_secret
+from core import lua
 from core.errors import AuthError, FatalError, RetryableError, SkippableError
 from core.keys import family
 from core.settings import Settings
@@ -122,7 +123,7 @@ def take_read(client: redis.Redis, per_hour: int, now: float | None = None) -> f
         0 when the read may go now, else the seconds until a token is there (nothing was taken).
     """
     moment = int((now if now is not None else time.time()) * 1000)
-    wait_ms = client.eval(_TAKE, 1, READS.key(), per_hour, per_hour / 3_600_000, moment, BUCKET_TTL)
+    wait_ms = lua.run(client, _TAKE, [READS.key()], [per_hour, per_hour / 3_600_000, moment, BUCKET_TTL])
     return int(wait_ms) / 1000.0
 
 

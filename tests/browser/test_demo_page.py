@@ -126,8 +126,12 @@ def test_health_intake_through_the_whatsapp_form(demo: str, browser: object, art
     page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
     page.goto(f"{demo}/demo")
     page.click("#new-patient")
-    _say(page, "Hi, I would like dental implants", "Which country and city do you live in?")
-    page.locator(".msg.out").last.locator(".form-open").click()
+    page.fill("#text", "Hi, I would like dental implants")
+    page.click("#send")
+    page.locator(".msg.out").first.wait_for(timeout=40_000)
+    offer = page.locator(".msg.out").last
+    assert "Which country and city do you live in?" in offer.inner_text(), offer.inner_text()
+    offer.locator(".form-open").click()
     sheet = page.locator(".form-sheet")
     assert "Contact language" in sheet.inner_text()
     sheet.locator("input[name=location]").fill("Vienna, Austria")

@@ -73,6 +73,7 @@ def test_forms_are_published_once_per_language_and_found_again(stack: Stack) -> 
 
 def test_a_form_collects_several_answers_in_one_exchange_and_the_lead_has_them(stack: Stack) -> None:
     forms.publish(_publisher(stack))
+    stack.runtime.redis.config_resetstat()
     patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
     patient.send_text("Hi, what is the price for a hair transplant?")
     stack.work()
@@ -103,6 +104,9 @@ def test_a_form_collects_several_answers_in_one_exchange_and_the_lead_has_them(s
     assert record["_id"]
     (note,) = stack.crm.notes()
     assert "Berlin" in note
+    # every script of the whole way ran by its digest (EVALSHA), never sent as text per call (EVAL)
+    calls = stack.runtime.redis.info("commandstats")
+    assert calls.get("cmdstat_evalsha", {}).get("calls", 0) > 10 and "cmdstat_eval" not in calls
 
 
 def test_a_patient_who_writes_instead_is_asked_the_questions(stack: Stack) -> None:
