@@ -811,6 +811,14 @@ class _FlowsApi:
     def flow(self, version: str, flow_id: str) -> Flow | None:
         return self.store.get(flow_id) if version.startswith("v") else None
 
+    def reached(self, version: str, flow_id: str, method: str) -> Flow | tuple[Response, int]:
+        """The flow a call names, or the answer instead: an injected fault, or Graph's unknown object."""
+        answer = self.refused()
+        if answer is not None:
+            return answer
+        flow = self.flow(version, flow_id)
+        return self.unknown(flow_id, method) if flow is None else flow
+
     def account(self, version: str, waba_id: str) -> bool:
         return version.startswith("v") and waba_id == self.emulator.waba_id
 
@@ -864,12 +872,9 @@ class _FlowsApi:
 
     # -- one flow ----------------------------------------------------------------------------------------------
     def update_flow(self, version: str, flow_id: str) -> tuple[Response, int]:
-        answer = self.refused()
-        if answer is not None:
-            return answer
-        flow = self.flow(version, flow_id)
-        if flow is None:
-            return self.unknown(flow_id, "post")
+        flow = self.reached(version, flow_id, "post")
+        if not isinstance(flow, Flow):
+            return flow
         fields, files, data = _body()
         record = {"form": fields} if data is None else {"body": data}
         try:
@@ -887,12 +892,9 @@ class _FlowsApi:
         return self.transition(version, flow_id, self.store.delete, "delete")
 
     def list_assets(self, version: str, flow_id: str) -> tuple[Response, int]:
-        answer = self.refused()
-        if answer is not None:
-            return answer
-        flow = self.flow(version, flow_id)
-        if flow is None:
-            return self.unknown(flow_id, "get")
+        flow = self.reached(version, flow_id, "get")
+        if not isinstance(flow, Flow):
+            return flow
         if flow.text is None:
             return jsonify({"data": []}), 200
         cursor = _cursor(f"{flow.id}:asset")
@@ -901,12 +903,9 @@ class _FlowsApi:
                         "paging": {"cursors": {"before": cursor, "after": cursor}}}), 200
 
     def upload_asset(self, version: str, flow_id: str) -> tuple[Response, int]:
-        answer = self.refused()
-        if answer is not None:
-            return answer
-        flow = self.flow(version, flow_id)
-        if flow is None:
-            return self.unknown(flow_id, "post")
+        flow = self.reached(version, flow_id, "post")
+        if not isinstance(flow, Flow):
+            return flow
         fields, files = request.form.to_dict(), request.files.to_dict()
         try:
             problems = form_errors("/{Version}/{Flow-ID}/assets", "post", fields, files)
@@ -926,12 +925,9 @@ class _FlowsApi:
 
     def transition(self, version: str, flow_id: str, change: Callable[[Flow], None],
                    method: str = "post") -> tuple[Response, int]:
-        answer = self.refused()
-        if answer is not None:
-            return answer
-        flow = self.flow(version, flow_id)
-        if flow is None:
-            return self.unknown(flow_id, method)
+        flow = self.reached(version, flow_id, method)
+        if not isinstance(flow, Flow):
+            return flow
         try:
             change(flow)
         except FlowsApiError as error:
