@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from adapters.session import spare_budget_only
 from connector import conversations, flood, forms, inbox, leads, measures, outbox, rollout, threads
@@ -239,9 +239,6 @@ def engine_context(runtime: Runtime, new_reference: Callable[[], str], *, channe
     """The bot engine's context for one turn (clock, zone, languages, references, transcript links, and on
     WhatsApp the published forms)."""
     config = runtime.config
-    extra: dict[str, Any] = {}
-    if channel == "whatsapp":  # forms are WhatsApp Flows, published to Meta's WhatsApp Business Account
-        extra["form_id"] = forms.published(runtime).form_id
     return EngineContext(
         now=utcnow(), timezone=config.zone, languages=list(config.languages),
         fallback_language=config.fallback_language,
@@ -252,8 +249,14 @@ def engine_context(runtime: Runtime, new_reference: Callable[[], str], *, channe
         clinic_name=config.clinic_name,
         inbox=runtime.inbox is not None,
         inbox_idle=timedelta(hours=config.inbox.idle_hours),
-        **extra,
+        # forms are WhatsApp Flows, published to the clinic's WhatsApp Business Account
+        form_id=forms.published(runtime).form_id if channel == "whatsapp" else _no_form,
     )
+
+
+def _no_form(flow: str, language: str) -> None:
+    """A channel without forms: every step is a question."""
+    return None
 
 
 def _prefill_from_crm(runtime: Runtime, conversation: Conversation) -> None:

@@ -307,12 +307,8 @@ def publish_forms(env: dict[str, str]) -> str:
                           text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise click.ClickException(f"chat2crm forms: {(done.stderr or done.stdout).strip()[-500:]}")
-    rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
-    published = [row for row in rows if len(row) > 3]
-    if not published:
-        return done.stdout.strip()
-    languages = ", ".join(row[1] for row in published)
-    return f"{len(published)} WhatsApp forms published ({languages}): `chat2crm forms`"
+    summary = done.stdout.strip().splitlines()[-1:]  # the command's last line says what it did
+    return f"{summary[0] if summary else 'nothing published'}: `chat2crm forms`"
 
 
 #: the set-up lines about the agents' inbox (the others are the mapping's fields)

@@ -31,3 +31,6 @@ def command() -> None:
     for outcome in outcomes:
         click.echo(f"{outcome.flow:<24} {outcome.language:<3} {outcome.action:<18} {outcome.flow_id:<18} "
                    f"{outcome.name}")
+    now = sum(1 for o in outcomes if o.action == "published")
+    languages = ", ".join(sorted({o.language for o in outcomes}))
+    click.echo(f"{len(outcomes)} forms ({languages}): {now} published now, {len(outcomes) - now} already published")

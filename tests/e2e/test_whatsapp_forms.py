@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from connector import conversations, forms
 from connector.bot.form import form_name
+from connector.cli import main
 from connector.runtime import Runtime
 from core.errors import ConfigurationError
 from tests.e2e.conftest import Stack
@@ -69,6 +71,19 @@ def test_forms_are_published_once_per_language_and_found_again(stack: Stack) -> 
     assert {o.action for o in again} == {"already published"}
     assert {o.flow_id for o in again} == {o.flow_id for o in first}
     assert len(stack.whatsapp.flows.all()) == len(first)
+
+
+def test_the_command_says_what_it_published(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {**stack.env(), "WHATSAPP_BUSINESS_ACCOUNT_ID": stack.whatsapp.waba_id}.items():
+        monkeypatch.setenv(key, value)
+    first = CliRunner().invoke(main, ["forms"])
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines()[-1] == "5 forms (ar, de, en, ru, tr): 5 published now, 0 already published"
+    again = CliRunner().invoke(main, ["forms"])
+    assert again.output.splitlines()[-1] == "5 forms (ar, de, en, ru, tr): 0 published now, 5 already published"
+    monkeypatch.delenv("WHATSAPP_BUSINESS_ACCOUNT_ID")
+    missing = CliRunner().invoke(main, ["forms"])
+    assert missing.exit_code != 0 and "WHATSAPP_BUSINESS_ACCOUNT_ID" in missing.output
 
 
 def test_a_form_collects_several_answers_in_one_exchange_and_the_lead_has_them(stack: Stack) -> None:
