@@ -125,10 +125,11 @@ def test_health_intake_through_the_whatsapp_form(demo: str, browser: object, art
     page shows in a sheet; WhatsApp's own check refuses a bad e-mail, and the sent form answers three questions."""
     page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
     page.goto(f"{demo}/demo")
+    page.locator("button.try").first.wait_for(timeout=10_000)  # the page has set itself up (its Send included)
     page.click("#new-patient")
     page.fill("#text", "Hi, I would like dental implants")
     page.click("#send")
-    page.locator(".msg.out").first.wait_for(timeout=40_000)
+    page.locator(".msg.out").first.wait_for(timeout=20_000)
     offer = page.locator(".msg.out").last
     assert "Which country and city do you live in?" in offer.inner_text(), offer.inner_text()
     offer.locator(".form-open").click()
