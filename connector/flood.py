@@ -46,16 +46,30 @@ class Verdict:
 
 def check(runtime: Runtime, message: InboundMessage) -> Verdict:
     """Count ``message`` against both limits and say whether it is held back."""
-    limits = runtime.config.limits
-    now = time.time()
-    sender_key = SENDER.key(message.conversation_key, int(now // 60))
-    global_key = GLOBAL.key(int(now))
+    sender_key, global_key = keys(message.conversation_key, time.time())
     pipe = runtime.redis.pipeline(transaction=False)
     pipe.incr(sender_key)
     pipe.expire(sender_key, SENDER.ttl)  # type: ignore[arg-type]
     pipe.incr(global_key)
     pipe.expire(global_key, GLOBAL.ttl)  # type: ignore[arg-type]
     sender_count, _, global_count, _ = pipe.execute()
+    return judge(runtime, sender_count, global_count)
+
+
+def keys(conversation_key: str, now: float) -> tuple[str, str]:
+    """The two counters a message of ``conversation_key`` counts in at ``now``: its patient's minute and the
+    relay's second (the turn counts them where it takes its message: :func:`connector.inbox.take_turn`)."""
+    return SENDER.key(conversation_key, int(now // 60)), GLOBAL.key(int(now))
+
+
+def ttls() -> tuple[int, int]:
+    """How long each counter of :func:`keys` is kept, in seconds."""
+    return SENDER.ttl, GLOBAL.ttl  # type: ignore[return-value]
+
+
+def judge(runtime: Runtime, sender_count: int, global_count: int) -> Verdict:
+    """The verdict on a message that made its patient's counter ``sender_count`` and the relay's ``global_count``."""
+    limits = runtime.config.limits
     if sender_count > limits.per_sender_per_minute:
         return Verdict("sender", notify=sender_count == limits.per_sender_per_minute + 1)
     if global_count > limits.global_per_second:

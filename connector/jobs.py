@@ -68,27 +68,37 @@ def process_conversation(key: str) -> None:
         _read_intake(runtime, key)
         return
     lock = conversations.lock(runtime, key)
-    found, raw = inbox.take(runtime, key, lock)  # the lock and the inbox's head, in one call
-    if found != "head" or raw is None:
+    # the lock, the inbox's head, the conversation and the flood counters, in one call
+    found, head = turn.take(runtime, key, lock)
+    if found != "head" or head is None:
         return  # another worker drains it, or it was empty (and left the work list)
     crash_point("conversation-locked")
     waiting = ended = False
     try:
         while True:
             try:
-                if not turn.handle(runtime, key, raw, lock, deliver=lambda: deliver_outbox(key)):
+                outcome = turn.handle(runtime, key, head, lock,
+                                      deliver=lambda taken: deliver_outbox(key, taken=taken))
+                if not outcome.committed:
                     return  # the lock was lost: its new holder drains the inbox
+                # the commit brought the next message with the lock extended, or let the lock go
+                if outcome.next is not None:
+                    head = outcome.next
+                    continue
+                ended = True
+                return
             except retry.TRANSIENT as exc:  # the message stays at the head (a slow CRM look-up past the time-out too)
-                waiting = _retry_conversation(runtime, key, raw, exc)
+                waiting = _retry_conversation(runtime, key, head.raw, exc)
                 if waiting:
                     return
             except Exception as exc:  # not retryable: the message is set aside, the ones after it go on
-                set_message_aside(runtime, key, raw, exc)
+                set_message_aside(runtime, key, head.raw, exc)
             # the next message with the lock extended; or the lock let go and the conversation done with
             found, raw = inbox.next_message(runtime, key, lock)
             if found != "head" or raw is None:
                 ended = True
                 return
+            head = turn.Head(raw)
     finally:
         if waiting:
             lock.release()
@@ -185,10 +195,11 @@ def replay_webhook(raw: str) -> None:
 
 
 # -- outboxes ------------------------------------------------------------------------------------
-def deliver_outbox(key: str, retrying: bool = False) -> int:
+def deliver_outbox(key: str, retrying: bool = False, taken: outbox.Taken | None = None) -> int:
     """Send a conversation's outbox, in order. A reply the channel refuses for now is retried with backoff
     (the replies after it wait); one refused for good, or out of retries, is recorded as failed and the
-    rest go on. Returns how many replies were sent."""
+    rest go on. Returns how many replies were sent. ``taken``: the outbox's lock, taken by the turn's commit
+    that just ran in this job (:func:`connector.turn.handle`)."""
     runtime = current_runtime()
 
     def on_failure(entry: outbox.Entry, raw: bytes, exc: Exception) -> bool:
@@ -218,7 +229,7 @@ def deliver_outbox(key: str, retrying: bool = False) -> int:
         return True
 
     try:
-        return outbox.deliver(runtime, key, on_failure, retrying=retrying, agent_sender=agent.send)
+        return outbox.deliver(runtime, key, on_failure, retrying=retrying, agent_sender=agent.send, taken=taken)
     except redis.RedisError as exc:  # the entry stays at the head; the sweeper enqueues the outbox again
         log.warning("delivery interrupted", extra={"conversation": short(key), "error": type(exc).__name__})
         return 0

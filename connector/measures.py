@@ -35,6 +35,7 @@ from core.models import Conversation
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime
+    from connector.transaction import Transaction
     from connector.turn import Decision
 
 log = logging.getLogger("chat2crm.measures")
@@ -130,30 +131,39 @@ def rollout_labels(runtime: Runtime, level: str | None, group: str | None) -> di
     return {"rollout": level if level in ROLLOUT_LEVELS else NONE, "group": named if group else NONE}
 
 
-def record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
-    """Count what a committed turn did: requests finished, hand-offs, and where the conversation now waits."""
-    try:
-        _record_turn(runtime, key, decision)
-    except Exception as exc:  # a figure is never worth a failed turn
-        log.warning("figures not recorded", extra={"error": type(exc).__name__})
+#: the claim-and-mark of :data:`_CLAIM_AND_MARK` as a step of the turn's commit (:meth:`Transaction.then`)
+_CLAIM_AND_MARK_STEP = "function(KEYS, ARGV)" + _CLAIM_AND_MARK + "end"
 
 
-def _record_turn(runtime: Runtime, key: str, decision: Decision) -> None:
-    client, conversation, now = runtime.redis, decision.conversation, time.time()
+def stage_turn(runtime: Runtime, tx: Transaction, key: str, conversation: Conversation) -> int:
+    """Where the conversation now waits (and its drop-off claimed, when it had gone quiet past its deadline
+    and is back before the sweep counted it), recorded in the turn's commit itself. Returns the index of the
+    step's answer, for :func:`record_turn`."""
     kept = rollout.current(conversation) or rollout.Assignment(NONE)  # as decided when the conversation started
-    level, group = rollout_labels(runtime, kept.level, kept.group).values()
-    # where the conversation now waits, and (it had gone quiet past its deadline and is back before the sweep
-    # counted it) its drop-off claimed, in one call
     if conversation.status == "bot" and conversation.step and not conversation.opted_out:
         deadline = conversation.updated_at.timestamp() + runtime.config.bot.resume_window_minutes * 60
         waiting = json.dumps({"flow": conversation.flow, "step": conversation.step, "rollout": kept.level,
                               "group": kept.group})
     else:
         deadline, waiting = 0.0, ""
-    claimed = lua.run(
-        client, _CLAIM_AND_MARK, keys=[IDLE.key(), STEP.key(key)],
-        args=[key, now, waiting, runtime.config.retention.conversation_hours * 3600, deadline])
-    if claimed is not None:
+    return tx.then(_CLAIM_AND_MARK_STEP, [IDLE.key(), STEP.key(key)],
+                   [key, time.time(), waiting, runtime.config.retention.conversation_hours * 3600, deadline])
+
+
+def record_turn(runtime: Runtime, key: str, decision: Decision, claimed: object = None) -> None:
+    """Count what a committed turn did: requests finished, hand-offs, and the drop-off its commit claimed
+    (``claimed``, the answer of :func:`stage_turn`'s step)."""
+    try:
+        _record_turn(runtime, key, decision, claimed)
+    except Exception as exc:  # a figure is never worth a failed turn
+        log.warning("figures not recorded", extra={"error": type(exc).__name__})
+
+
+def _record_turn(runtime: Runtime, key: str, decision: Decision, claimed: object) -> None:
+    client, conversation = runtime.redis, decision.conversation
+    kept = rollout.current(conversation) or rollout.Assignment(NONE)  # as decided when the conversation started
+    level, group = rollout_labels(runtime, kept.level, kept.group).values()
+    if isinstance(claimed, bytes | str):
         _count_dropoff(runtime, claimed)
     for event in decision.events:
         if isinstance(event, LeadReady):

@@ -21,18 +21,19 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector import queues
-from connector.channels import client_for
+from connector.channels import client_for, identities
 from connector.coalesce import coalesce
 from connector.conversations import short
 from connector.crash import crash_point
-from connector.locks import Lock, next_head, take_head
+from connector.locks import Found, Lock, next_head, take_head
 from core import lua, metrics
 from core.errors import RetryableError, SyncError
 from core.inbox import FileRef
@@ -41,6 +42,7 @@ from core.models import Channel, Conversation, InboundMessage, Reply, utcnow
 
 if TYPE_CHECKING:
     from connector.runtime import Runtime
+    from connector.transaction import Transaction
 
 log = logging.getLogger("chat2crm.outbox")
 
@@ -61,6 +63,48 @@ if ARGV[2] ~= '' then redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
 if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[3], ARGV[4]) end
 return 1
 """
+# _ACK and the next head in one call: the next entry with the lock extended; or, the outbox empty, the lock let
+# go and the conversation off the work list ({2}); or the lock lost ({0}: its new holder goes on).
+# KEYS: the outbox, the entry's sent mark, the work list, the lock. ARGV: the entry, the channel's ids ('' for
+# none), the mark's TTL, the conversation, the lock's token and TTL (ms).
+_ACK_NEXT = """
+if redis.call('lindex', KEYS[1], 0) == ARGV[1] then
+  redis.call('lpop', KEYS[1])
+  if ARGV[2] ~= '' then redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+end
+if redis.call('get', KEYS[4]) ~= ARGV[5] then
+  if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[3], ARGV[4]) end
+  return {0}
+end
+local head = redis.call('lindex', KEYS[1], 0)
+if head then
+  redis.call('pexpire', KEYS[4], ARGV[6])
+  return {1, head}
+end
+redis.call('del', KEYS[4])
+redis.call('zrem', KEYS[3], ARGV[4])
+return {2}
+"""
+# A step of the turn's commit (:meth:`Transaction.then`) for the delivery that follows it in the same job: the
+# outbox's lock with its head; when the head is the turn's first entry and a reply, its sending mark read and set
+# as _MARK_SENDING does; and the patient's record in the identity book (where they can be reached now).
+# K: the lock, the outbox, the first entry's sent mark, the person's record. A: token, lock TTL (ms), the first
+# entry, '1' when it is a reply, the sending mark, its TTL.
+_TAKE_STEP = """function(K, A)
+  if not redis.call('set', K[1], A[1], 'NX', 'PX', A[2]) then return {0} end
+  local head = redis.call('lindex', K[2], 0)
+  if not head then
+    redis.call('del', K[1])
+    return {0}
+  end
+  local marked, mark = 0, false
+  if head == A[3] and A[4] == '1' then
+    marked = 1
+    mark = redis.call('get', K[3])
+    if mark == false or mark == A[5] then redis.call('set', K[3], A[5], 'EX', A[6]) end
+  end
+  return {1, head, marked, mark, redis.call('get', K[4]) or ''}
+end"""
 _REPLACE_HEAD = """
 if redis.call('lindex', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('lset', KEYS[1], 0, ARGV[2])
@@ -146,16 +190,58 @@ def entries(conversation: Conversation, message: InboundMessage, replies: list[R
     return made
 
 
-def stage(runtime: Runtime, pipe: redis.client.Pipeline, key: str, new: list[Entry], *, enqueue: bool = True) -> None:
+def stage(runtime: Runtime, pipe: redis.client.Pipeline, key: str, new: list[Entry], *,
+          enqueue: bool = True) -> list[str]:
     """Append ``new`` to the outbox, as part of the turn's transaction, and enqueue its delivery (unless the
-    caller delivers it itself right after the commit: the outbox is due for the sweeper either way)."""
+    caller delivers it itself right after the commit: the outbox is due for the sweeper either way). Returns
+    the entries as stored."""
     if not new:
-        return
-    pipe.rpush(OUTBOX.key(key), *(e.model_dump_json() for e in new))
+        return []
+    raws = [e.model_dump_json() for e in new]
+    pipe.rpush(OUTBOX.key(key), *raws)
     pipe.expire(OUTBOX.key(key), runtime.config.retention.conversation_hours * 3600)
     pipe.zadd(DUE.key(), {key: time.time() + runtime.config.delivery.lost_job_seconds})
     if enqueue:
         queues.enqueue(runtime, queues.OUTBOUND, queues.DELIVER_OUTBOX, key, pipe=pipe, description="replies")
+    return raws
+
+
+@dataclass
+class Taken:
+    """The outbox's lock, taken in a turn's commit, with what the commit read for the delivery that follows."""
+
+    lock: Lock
+    #: the outbox's head
+    head: bytes
+    #: the head's sending mark as it was before the commit set it (``(None,)``: none), when the commit read it
+    mark: tuple[bytes | None] | None
+    #: the patient's record in the identity book (where they can be reached)
+    person: dict[str, Any]
+
+
+class TakeStep(NamedTuple):
+    """A :func:`stage_take` staged in a transaction: the lock it takes and where its answer lands."""
+
+    lock: Lock
+    slot: int
+
+    def taken(self, tx: Transaction) -> Taken | None:
+        """What the committed step took (None: another delivery holds the outbox, or it was emptied)."""
+        answer = tx.answers[self.slot]
+        if not answer or int(answer[0]) != 1:
+            return None
+        _, head, marked, mark, person = answer
+        return Taken(self.lock, head, (mark or None,) if int(marked) else None, identities.record(person))
+
+
+def stage_take(runtime: Runtime, tx: Transaction, key: str, first: Entry, raw: str) -> TakeStep:
+    """Take the outbox's lock in the turn's commit, for the delivery that follows in the same job (``first``, stored
+    as ``raw``, is the turn's first entry): see :func:`deliver`'s ``taken``."""
+    held = lock(runtime, key)
+    index = tx.then(_TAKE_STEP, [held.key, OUTBOX.key(key), SENT.key(first.id),
+                                 identities.PERSON.key(first.channel, first.sender_id)],
+                    [held.token, held.ttl_ms, raw, "1" if first.kind == "reply" else "0", SENDING, _sent_ttl(runtime)])
+    return TakeStep(held, index)
 
 
 def stage_discard(pipe: redis.client.Pipeline, key: str) -> None:
@@ -226,7 +312,7 @@ AgentSender = Callable[["Runtime", str, bytes, Entry], int]
 
 
 def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool = False,
-            agent_sender: AgentSender | None = None) -> int:
+            agent_sender: AgentSender | None = None, taken: Taken | None = None) -> int:
     """Send the outbox of conversation ``key``, in order, under its lock; returns how many entries were sent.
 
     If another worker holds the lock, return at once: that worker sends what is queued, entries that arrive
@@ -234,13 +320,20 @@ def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool
     channel refuses goes to ``on_failure`` (with the lock held), which either schedules a retry (delivery
     stops: the order is kept) or sets it aside. A head
     waiting for its retry stops every delivery but that retry's own (``retrying``; rq may start it up to a
-    second early, as it schedules by whole seconds). Agents' entries are sent by ``agent_sender``.
+    second early, as it schedules by whole seconds). Agents' entries are sent by ``agent_sender``. With
+    ``taken``, the lock is already held (a turn's commit took it, :func:`stage_take`), with what it read.
 
     Raises:
         redis.RedisError: Redis failed; the entry stays at the head (the sweeper enqueues the outbox again).
     """
-    held = lock(runtime, key)
-    found, raw = take_head(held, OUTBOX.key(key), DUE.key(), key)  # the lock and the head, in one call
+    found: Found
+    raw: bytes | None
+    if taken is None:
+        held = lock(runtime, key)
+        found, raw = take_head(held, OUTBOX.key(key), DUE.key(), key)  # the lock and the head, in one call
+        mark, person = None, None
+    else:
+        held, found, raw, mark, person = taken.lock, "head", taken.head, taken.mark, taken.person
     sent = 0
     try:
         while found == "head" and raw is not None:
@@ -248,33 +341,41 @@ def deliver(runtime: Runtime, key: str, on_failure: OnFailure, *, retrying: bool
             if entry.not_before > time.time() and not retrying:
                 break  # its retry is scheduled; the entries after it wait, in order
             retrying = False  # only the head it was scheduled for
+            after: tuple[Found, bytes | None] | None = None
             try:
-                sent += _send_one(runtime, key, raw, entry, agent_sender)
+                if entry.kind == "agent":
+                    sent += _send_agent(runtime, key, raw, entry, agent_sender)
+                else:
+                    count, after = _send(runtime, key, raw, entry, held, mark=mark, person=person)
+                    sent += count
             except redis.RedisError:
                 raise
             except Exception as exc:  # the channel refused it (or it cannot be rendered): the policy says
                 if not on_failure(entry, raw, exc):
                     break
+            mark = None  # read with the first entry only
             # the next entry with the lock extended; or, the outbox empty, the lock let go and the work list
-            # without it; or the lock lost (its new holder goes on)
-            found, raw = next_head(held, OUTBOX.key(key), DUE.key(), key)
+            # without it; or the lock lost (its new holder goes on): with the entry's acknowledgement, or else here
+            found, raw = after if after is not None else next_head(held, OUTBOX.key(key), DUE.key(), key)
     finally:
         if found == "head":  # stopped at an entry (its retry is scheduled), or failed: the lock is let go
             held.release()
     return sent
 
 
-def _send_one(runtime: Runtime, key: str, raw: bytes, entry: Entry, agent_sender: AgentSender | None) -> int:
-    """Send the head entry (an agent's by ``agent_sender``). Returns 1 when a message went out, else 0."""
-    if entry.kind != "agent":
-        return _send(runtime, key, raw, entry)
+def _send_agent(runtime: Runtime, key: str, raw: bytes, entry: Entry, agent_sender: AgentSender | None) -> int:
+    """Send an agent's entry by ``agent_sender``. Returns 1 when a message went out, else 0."""
     if agent_sender is None:
         raise ValueError(f"entry {entry.id} is an agent's reply and no agent sender was given")
     return agent_sender(runtime, key, raw, entry)
 
 
-def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
-    """Send one entry and record it. Returns 1 when a reply went out, else 0.
+def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry, held: Lock, *,
+          mark: tuple[bytes | None] | None = None, person: dict[str, Any] | None = None,
+          ) -> tuple[int, tuple[Found, bytes | None]]:
+    """Send one entry, record it, and go on to the next (:data:`_ACK_NEXT`). Returns 1 when a reply went out
+    (else 0), and what comes next. ``mark`` is the entry's sending mark when a turn's commit read (and set) it,
+    ``person`` the patient's record when it read that.
 
     Raises:
         SyncError: the channel refused a reply (a courtesy's failure is only logged).
@@ -291,30 +392,36 @@ def _send(runtime: Runtime, key: str, raw: bytes, entry: Entry) -> int:
         except SyncError as exc:
             log.warning("read receipt not sent" if entry.kind == "read" else "button acknowledgement not sent",
                         extra={"conversation": short(key), "error": type(exc).__name__})
-        _ack(runtime, key, raw, entry, "")
-        return 0
+        return 0, _ack_next(runtime, key, raw, entry, held, ids="")
     if entry.reply is None:
         raise ValueError(f"entry {entry.id} is a reply without a reply")
     # read the mark and set it to "sending" in one call, unless it says the reply went out before
-    mark = lua.run(client, _MARK_SENDING, keys=[SENT.key(entry.id)], args=[SENDING, _sent_ttl(runtime)])
-    if mark is not None and mark != SENDING:  # sent before and recorded: it only has to leave the outbox
-        _ack(runtime, key, raw, entry, "")
-        return 0
-    if mark == SENDING:
+    was = mark[0] if mark is not None else lua.run(client, _MARK_SENDING, keys=[SENT.key(entry.id)],
+                                                   args=[SENDING, _sent_ttl(runtime)])
+    if was is not None and was != SENDING:  # sent before and recorded: it only has to leave the outbox
+        return 0, _ack_next(runtime, key, raw, entry, held, ids="")
+    if was == SENDING:
         log.warning("reply sent again: an earlier send's outcome is unknown (the patient may see it twice)",
                     extra={"conversation": short(key), "entry": entry.id})
     crash_point("reply-sending")
     try:
-        ids = channel.send(entry.recipient(), [entry.reply])
+        ids = channel.send(entry.recipient(), [entry.reply], person=person)
     except Exception as exc:
         if not isinstance(exc, RetryableError) or "status" in exc.details:
             client.delete(SENT.key(entry.id))  # the channel answered: nothing went out (a time-out keeps the mark)
         raise
     crash_point("reply-sent")
-    _ack(runtime, key, raw, entry, ",".join(ids) or "sent")
+    after = _ack_next(runtime, key, raw, entry, held, ids=",".join(ids) or "sent")
     crash_point("reply-marked")
-    metrics.incr(client, "messages_out", channel=entry.channel, outcome="resent" if mark == SENDING else "sent")
-    return 1
+    metrics.incr(client, "messages_out", channel=entry.channel, outcome="resent" if was == SENDING else "sent")
+    return 1, after
+
+
+def _ack_next(runtime: Runtime, key: str, raw: bytes, entry: Entry, held: Lock, *, ids: str) -> tuple[Found, bytes | None]:
+    answer = lua.run(runtime.redis, _ACK_NEXT, keys=[OUTBOX.key(key), SENT.key(entry.id), DUE.key(), held.key],
+                     args=[raw, ids, _sent_ttl(runtime), key, held.token, held.ttl_ms])
+    found: Found = ("locked", "head", "done")[int(answer[0])]
+    return found, answer[1] if len(answer) > 1 else None
 
 
 def _ack(runtime: Runtime, key: str, raw: bytes, entry: Entry, ids: str) -> bool:

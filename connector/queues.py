@@ -37,6 +37,7 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.suspension import is_suspended
 from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
 
@@ -346,6 +347,7 @@ class RelayWorker(SimpleWorker):
         self._base_rss = rss_bytes()
         self._ready_first = False  # replies and CRM writes first, as rq's queues alone were served
         self._beaten_at = 0.0
+        self._suspension_checked_at = 0.0
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """rq's heartbeat, at most every :attr:`HEARTBEAT_SECONDS` when it is only the routine one (rq's
@@ -355,6 +357,22 @@ class RelayWorker(SimpleWorker):
                 return
             self._beaten_at = time.monotonic()
         super().heartbeat(timeout, pipeline)
+
+    #: ``rq suspend`` is looked for at most this often (rq looks before every job, with a heartbeat: six commands)
+    SUSPENSION_SECONDS = 1.0
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """rq's check for ``rq suspend``, at most every :attr:`SUSPENSION_SECONDS` (a suspension still takes
+        effect within that second); the heartbeat it carries stays at its own pace."""
+        if time.monotonic() - self._suspension_checked_at < self.SUSPENSION_SECONDS:
+            return
+        self._suspension_checked_at = time.monotonic()
+        if time.monotonic() - self._beaten_at >= self.HEARTBEAT_SECONDS:
+            super().check_for_suspension(burst)  # with rq's heartbeat in the same round trip
+            self._beaten_at = time.monotonic()
+            return
+        if is_suspended(self.connection):  # without the beat: one command
+            super().check_for_suspension(burst)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> tuple[Any, Queue] | None:

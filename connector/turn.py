@@ -15,6 +15,7 @@ A turn run again after a crash decides again, with the same reference number
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,11 +36,11 @@ from connector.bot.engine import (
     OptedOut,
 )
 from connector.crash import crash_point
-from connector.locks import Lock
+from connector.locks import Found, Lock
 from connector.logs import pii_scope
 from connector.transaction import Transaction
 from connector.transcripts import transcript_url
-from core import metrics
+from core import lua, metrics
 from core.errors import FatalError, RetryableError, SkippableError
 from core.inbox import ThreadMessage
 from core.models import Conversation, InboundMessage, Lead, utcnow
@@ -75,43 +76,132 @@ class Decision:
     dropped: list[str] = field(default_factory=list)
 
 
-def handle(runtime: Runtime, key: str, raw: bytes, lock: Lock, *, deliver: Callable[[], object] | None = None) -> bool:
-    """Handle the head message ``raw`` of conversation ``key``'s inbox; ``lock`` is the conversation's, held.
+# The lock with the inbox's head and what its turn reads (the conversation as stored, the flood counters with
+# the message counted), in one call; an empty inbox leaves the work list and lets the lock go at once.
+# KEYS: lock, inbox, work list, conversation, the patient's and the relay's flood counters. ARGV: token, lock
+# TTL (ms), the conversation, the counters' TTLs. Answers {0} (locked), {2} (empty) or {1, head, state, counts}.
+_TAKE = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local head = redis.call('lindex', KEYS[2], 0)
+if not head then
+  redis.call('del', KEYS[1])
+  redis.call('zrem', KEYS[3], ARGV[3])
+  return {2}
+end
+local sender = redis.call('incr', KEYS[5]) if sender == 1 then redis.call('expire', KEYS[5], ARGV[4]) end
+local relay = redis.call('incr', KEYS[6]) if relay == 1 then redis.call('expire', KEYS[6], ARGV[5]) end
+return {1, head, redis.call('get', KEYS[4]) or '', sender, relay}
+"""
+# A step of the turn's commit, after its pop: the next head with the lock extended and the flood counters with
+# it counted, or, the inbox empty, the lock let go and the conversation off the work list ({2}).
+# K: lock, inbox, work list, the two flood counters. A: token, lock TTL (ms), the conversation, the counters' TTLs.
+_NEXT_STEP = """function(K, A)
+  local head = redis.call('lindex', K[2], 0)
+  if not head then
+    redis.call('del', K[1])
+    redis.call('zrem', K[3], A[3])
+    return {2}
+  end
+  redis.call('pexpire', K[1], A[2])
+  local sender = redis.call('incr', K[4]) if sender == 1 then redis.call('expire', K[4], A[4]) end
+  local relay = redis.call('incr', K[5]) if relay == 1 then redis.call('expire', K[5], A[5]) end
+  return {1, head, sender, relay}
+end"""
 
-    With ``deliver``, the turn's replies are sent by calling it right after the commit, in this job, instead
-    of by a delivery job enqueued in the commit: the patient hears back sooner and the queue does less. The
-    outbox is still due for the sweeper, so replies of a process that dies in between are sent all the same.
+
+@dataclass
+class Head:
+    """An inbox's head message, with what its turn needs when it was read in the same call."""
+
+    raw: bytes
+    #: whether :attr:`conversation` was read with it (otherwise the turn reads it)
+    loaded: bool = False
+    #: the conversation as stored (None: none yet)
+    conversation: Conversation | None = None
+    #: the flood counters (the patient's minute, the relay's second) with this message counted, when counted
+    counts: tuple[int, int] | None = None
+
+
+@dataclass
+class Outcome:
+    """What :func:`handle` did: whether the turn committed, and the inbox's next head (with the lock extended)
+    when there is one; ``done`` when the inbox was empty and the lock let go in the commit."""
+
+    committed: bool
+    next: Head | None = None
+    done: bool = False
+
+
+def take(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, Head | None]:
+    """Take the conversation's ``lock`` with its inbox's head, the stored conversation and the message counted
+    against the flood limits, in one call (an empty inbox leaves the work list at once)."""
+    sender, relay = flood.keys(key, time.time())
+    answer = lua.run(runtime.redis, _TAKE, keys=[lock.key, inbox.INBOX.key(key), inbox.DUE.key(),
+                                                 conversations.CONVERSATION.key(key), sender, relay],
+                     args=[lock.token, lock.ttl_ms, key, *flood.ttls()])
+    found: Found = ("locked", "head", "done")[int(answer[0])]
+    if found != "head":
+        return found, None
+    _, raw, state, sender_count, relay_count = answer
+    conversation = Conversation.model_validate_json(state) if state else None
+    return found, Head(raw, loaded=True, conversation=conversation, counts=(int(sender_count), int(relay_count)))
+
+
+def handle(runtime: Runtime, key: str, head: Head | bytes, lock: Lock, *,
+           deliver: Callable[[outbox.Taken], object] | None = None) -> Outcome:
+    """Handle the head message of conversation ``key``'s inbox; ``lock`` is the conversation's, held.
+
+    The commit also brings the inbox's next head (with the lock extended, and the message counted against the
+    flood limits), or lets the lock go when the inbox is empty (:attr:`Outcome.done`). With ``deliver``, the
+    turn's replies are sent by calling it right after the commit, in this job, instead of by a delivery job
+    enqueued in the commit: the patient hears back sooner and the queue does less; the commit takes the outbox's
+    lock for it (given to ``deliver``, not called when another delivery has the outbox: that one sends these
+    replies too, as it lets go of the lock only once the outbox is empty). The outbox is still due for
+    the sweeper, so replies of a process that dies in between are sent all the same.
 
     Returns:
-        False when the turn could not commit (the lock was lost: another worker has the conversation).
+        ``committed`` False when the turn could not commit (the lock was lost: another worker has the
+        conversation).
 
     Raises:
         RetryableError: something transient failed before the commit (the message stays at the head).
         Exception: anything else (the caller sets the message aside as failed).
     """
+    if isinstance(head, bytes):
+        head = Head(head)
+    raw = head.raw
     message = InboundMessage.model_validate_json(raw)
-    conversation = conversations.load(runtime, key) or conversations.new_conversation(message)
+    conversation = head.conversation if head.loaded else conversations.load(runtime, key)
+    conversation = conversation or conversations.new_conversation(message)
     crash_point("state-loaded")
     with pii_scope(message.profile.name, message.text, message.sender_phone, message.sender_id):
-        decision = decide(runtime, conversation, message)
+        decision = decide(runtime, conversation, message, counts=head.counts)
         crash_point("turn-decided")
-        if not commit(runtime, key, raw, lock, decision, enqueue_delivery=deliver is None):
+        committed = commit(runtime, key, raw, lock, decision, enqueue_delivery=deliver is None, next_head=True)
+        if committed is None:
             log.warning("turn not committed: the conversation's lock was lost",
                         extra={"conversation": conversations.short(key)})
-            return False
+            return Outcome(False)
         crash_point("turn-committed")
-        report(runtime, key, decision)
-    if deliver is not None and decision.entries:
+        report(runtime, key, decision, claimed=committed.claimed)
+    # without the outbox's lock, the delivery that holds it sends these entries too (it lets go only once empty)
+    if deliver is not None and committed.outbox is not None:
         try:
-            deliver()
+            deliver(committed.outbox)
         except Exception:  # the turn is committed: its replies wait in the outbox, due for the sweeper
             log.exception("replies not sent at once", extra={"conversation": conversations.short(key)})
-    return True
+    if committed.next is None:
+        return Outcome(True, done=True)
+    # the next turn starts from the conversation as this one saved it (no need to read it back)
+    return Outcome(True, next=Head(committed.next[0], loaded=True, conversation=_saved(decision),
+                                   counts=committed.next[1]))
 
 
-def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage) -> Decision:
+def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage, *,
+           counts: tuple[int, int] | None = None) -> Decision:
     """What ``message`` changes (the only I/O: flood counters, click look-ups, a CRM look-up, references, and
-    how much of the transcript the CRM's thread already has)."""
+    how much of the transcript the CRM's thread already has). ``counts``: the flood counters with the message
+    counted, when they were read with it (:func:`take`)."""
     config = runtime.config
     if message.raw_type == "opt_out":  # WhatsApp's user_preferences: nothing more is sent, the CRM is told
         # a stop written (or tapped) just before may still have its confirmation waiting: that one is kept
@@ -121,7 +211,7 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
         conversation.updated_at = utcnow()
         return Decision(message, conversation, opt_out=True, events=[OptedOut()],
                         dropped=[] if already else outbox.bot_entries(runtime, conversation.key))
-    verdict = flood.check(runtime, message)
+    verdict = flood.judge(runtime, *counts) if counts is not None else flood.check(runtime, message)
     if verdict.limited:
         conversation.updated_at = utcnow()
         # an opted-out patient gets nothing after the stop confirmation, not even the pause notice
@@ -170,13 +260,27 @@ def decide(runtime: Runtime, conversation: Conversation, message: InboundMessage
         dropped=outbox.bot_entries(runtime, conversation.key) if opt_out and not was_opted_out else [])
 
 
+@dataclass
+class Committed:
+    """What a committed turn's commit read for what follows it."""
+
+    #: the drop-off the commit claimed (:func:`connector.measures.stage_turn`)
+    claimed: object = None
+    #: the outbox's lock, when the commit took it for the delivery that follows
+    outbox: outbox.Taken | None = None
+    #: the inbox's next head and its flood counts (None: the inbox was empty and the lock let go)
+    next: tuple[bytes, tuple[int, int]] | None = None
+
+
 def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision, *,
-           enqueue_delivery: bool = True) -> bool:
+           enqueue_delivery: bool = True, next_head: bool = False) -> Committed | None:
     """Apply ``decision`` in one transaction, only while ``raw`` is the inbox's head and ``lock`` is held
-    (and, with ``enqueue_delivery``, enqueue the job that sends its replies).
+    (and, with ``enqueue_delivery``, enqueue the job that sends its replies; without, take the outbox's lock
+    for the caller's delivery). With ``next_head``, the same call brings the inbox's next head, or lets the
+    lock go when there is none.
 
     Returns:
-        Whether it was applied.
+        What the commit read, or None when it was not applied.
 
     Raises:
         redis.RedisError: Redis failed; nothing was applied.
@@ -196,14 +300,35 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
     if decision.discard_outbox:
         outbox.stage_discard(pipe, key)
     outbox.stage_drop(pipe, key, decision.dropped)
-    outbox.stage(runtime, pipe, key, decision.entries, enqueue=enqueue_delivery)
+    stored = outbox.stage(runtime, pipe, key, decision.entries, enqueue=enqueue_delivery)
     threads.stage(runtime, pipe, conversation, decision.thread)
-    return tx.commit()
+    measured = measures.stage_turn(runtime, tx, key, conversation)
+    taking = outbox.stage_take(runtime, tx, key, decision.entries[0], stored[0]) \
+        if stored and not enqueue_delivery else None
+    following = -1
+    if next_head:
+        sender, relay = flood.keys(key, time.time())
+        following = tx.then(_NEXT_STEP, [lock.key, inbox.INBOX.key(key), inbox.DUE.key(), sender, relay],
+                            [lock.token, lock.ttl_ms, key, *flood.ttls()])
+    if not tx.commit():
+        return None
+    done = Committed(claimed=tx.answers[measured], outbox=taking.taken(tx) if taking is not None else None)
+    if following >= 0:
+        answer = tx.answers[following]
+        if int(answer[0]) == 1:
+            done.next = (answer[1], (int(answer[2]), int(answer[3])))
+    return done
 
 
-def report(runtime: Runtime, key: str, decision: Decision) -> None:
-    """Log and count what a committed turn did (once: a turn that did not commit is not reported)."""
-    measures.record_turn(runtime, key, decision)
+def _saved(decision: Decision) -> Conversation:
+    """The conversation as the commit saved it."""
+    return decision.conversation
+
+
+def report(runtime: Runtime, key: str, decision: Decision, *, claimed: object = None) -> None:
+    """Log and count what a committed turn did (once: a turn that did not commit is not reported); ``claimed``
+    is the drop-off its commit claimed."""
+    measures.record_turn(runtime, key, decision, claimed)
     client = runtime.redis
     short = conversations.short(key)
     message, conversation = decision.message, decision.conversation

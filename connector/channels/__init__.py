@@ -59,7 +59,7 @@ class ClientHost(Protocol):
         """``factory()``, made once per process under ``name``."""
 
 
-def client_for(runtime: ClientHost, channel: str) -> ChannelClient:
+def client_for(runtime: ClientHost, channel: str) -> ReachableClient:
     """The outbound client of ``channel`` (made once per process, in ``runtime``'s cache) from the enabled
     plug-in that carries it (:func:`connector.channels.plugin.sender_for`), sending where the identity book
     says the patient can be reached.

@@ -209,6 +209,11 @@ def set_blocked(client: redis.Redis, channel: str, sender: str, blocked: bool, *
     lua.run(client, _BLOCK, [PERSON.key(channel, sender)], [sender, "1" if blocked else "0", ttl])
 
 
+def record(raw: object) -> dict[str, Any]:
+    """A person's record as stored (``b''`` or None: none), read as :func:`person` reads it."""
+    return _record(raw or None)
+
+
 def _record(raw: object) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -219,15 +224,15 @@ def _record(raw: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def reachable(client: redis.Redis, conversation: Conversation) -> Conversation:
+def reachable(client: redis.Redis, conversation: Conversation, *, known: dict[str, Any] | None = None) -> Conversation:
     """``conversation`` addressed where its patient can be reached now: on WhatsApp their current number
     (it differs from the sender id once they changed number, or when they were first known by their
-    business-scoped id).
+    business-scoped id). ``known`` is the patient's record when the caller read it (:func:`record`).
 
     Raises:
         FatalError: the patient blocked the bot (nothing may be sent until they start it again).
     """
-    record = person(client, conversation.channel, conversation.sender_id)
+    record = known if known is not None else person(client, conversation.channel, conversation.sender_id)
     if record.get("blocked"):
         raise FatalError(f"{conversation.channel}: the patient blocked the bot; nothing is sent until they start it "
                          "again", details={"code": 403})
@@ -245,13 +250,15 @@ class ReachableClient:
     def __init__(self, client: ChannelClient, redis_client: redis.Redis) -> None:
         self.client, self.redis = client, redis_client
 
-    def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None) -> list[str]:
-        """Send ``replies`` to the patient's current address (see :class:`ChannelClient`).
+    def send(self, conversation: Conversation, replies: list[Reply], *, tracking: str | None = None,
+             person: dict[str, Any] | None = None) -> list[str]:
+        """Send ``replies`` to the patient's current address (see :class:`ChannelClient`); ``person`` is the
+        patient's record in the book when the caller read it already.
 
         Raises:
             FatalError: also when the patient blocked the bot (nothing is sent).
         """
-        return self.client.send(reachable(self.redis, conversation), replies, tracking=tracking)
+        return self.client.send(reachable(self.redis, conversation, known=person), replies, tracking=tracking)
 
     def fetch_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
         """Download a patient's file (see :class:`ChannelClient`)."""

@@ -166,3 +166,24 @@ def test_a_stop_signal_during_a_drain_lets_it_finish_then_stops(runtime: Runtime
             signal.signal(signum, handler)
     assert finished == ["whatsapp:1:first"]  # the first ran to its end; the second waits for the next process
     assert _ready(runtime) == ["whatsapp:1:second"]
+
+
+def test_rq_suspend_stops_the_job_process_taking_work_and_is_looked_for_once_a_second(runtime: Runtime) -> None:
+    from rq.suspension import resume, suspend
+    done: list[str] = []
+    for n in range(30):
+        inbox.make_ready(runtime, f"whatsapp:1:{n}")
+    before = runtime.redis.info("commandstats").get("cmdstat_exists", {}).get("calls", 0)
+    assert _worker(runtime, done.append).work(burst=True, with_scheduler=False)
+    looked = runtime.redis.info("commandstats").get("cmdstat_exists", {}).get("calls", 0) - before
+    assert len(done) == 30 and looked < 10  # not once per conversation (six commands each, with rq's beat)
+    suspend(runtime.redis)
+    inbox.make_ready(runtime, "whatsapp:1:later")
+    try:
+        # suspended: a burst run takes nothing and says so
+        assert _worker(runtime, done.append).work(burst=True, with_scheduler=False) is False
+        assert _ready(runtime) == ["whatsapp:1:later"]
+    finally:
+        resume(runtime.redis)
+    assert _worker(runtime, done.append).work(burst=True, with_scheduler=False)
+    assert done[-1] == "whatsapp:1:later"
