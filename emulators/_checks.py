@@ -69,6 +69,12 @@ def whatsapp_message_errors(body: Any) -> list[str]:
     if not isinstance(body, dict):
         return ["body must be a JSON object"]
     schema = "MarkMessageRequestPayload" if "status" in body else "Message"
+    if schema == "Message":
+        # the schema's OpenAPI discriminator: the message's `type` names the one schema it is checked against, as
+        # Meta reads it (an unknown or missing type is checked against them all, to say what is wrong)
+        mapping = whatsapp_spec()["components"]["schemas"]["Message"]["discriminator"]["mapping"]
+        named = mapping.get(body.get("type")) if isinstance(body.get("type"), str) else None
+        schema = named.removeprefix(_SCHEMAS) if named else schema
     validator = _whatsapp_validator(schema)
     errors = []
     for error in validator.iter_errors(body):
