@@ -18,6 +18,7 @@ adapters and the runtime can all use it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,12 @@ PREFIX = "c2c:"
 _FIELD = re.compile(r"\{([a-z_]+)\}")
 _SETTING = re.compile(r"[a-z_]+(\.[a-z_]+)*_(seconds|minutes|hours|days)")
 _UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+
+
+@functools.cache
+def _literals(shape: str) -> tuple[str, ...]:
+    """The text of ``shape`` around its placeholders (one more than there are placeholders)."""
+    return tuple(_FIELD.split(shape)[::2])
 
 
 def rkey(*parts: object) -> str:
@@ -92,12 +99,13 @@ class KeyFamily:
         Raises:
             ValueError: the number of values does not match the placeholders.
         """
-        if len(values) != len(self.fields):
+        literals = _literals(self.shape)  # a key is built on every Redis call: the shape is split once
+        if len(values) != len(literals) - 1:
             raise ValueError(f"family {self.name!r} takes {len(self.fields)} value(s) {self.fields}, got {len(values)}")
-        rest = self.shape
-        for value in values:
-            rest = _FIELD.sub(lambda _m, v=value: str(v), rest, count=1)  # type: ignore[misc]
-        return self._join(rest)
+        parts = [literals[0]]
+        for value, literal in zip(values, literals[1:], strict=True):
+            parts += (str(value), literal)
+        return self._join("".join(parts))
 
     def matches(self, key: str) -> bool:
         """Whether ``key`` belongs to this family."""
