@@ -11,6 +11,7 @@ gunicorn reads every module-level name that is one of its settings: keep other n
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -21,6 +22,10 @@ from connector.supervisor import stop_with_launcher as _stop_with_launcher
 
 #: seconds a worker may go silent before the arbiter replaces it
 timeout = 30
+# The app is loaded once, in the master, and its workers forked from it: they share its pages (about 50 MB
+# each otherwise), and a configuration error stops the server before any worker starts. A code change takes
+# a restart (``systemctl restart``), not a HUP.
+preload_app = True
 #: seconds an idle kept-alive connection is held open for its next request (in the poller, not a thread)
 keepalive = 2
 #: the request line (method, path, query) and one header at most this long, and at most this many headers
@@ -60,5 +65,8 @@ class SafeLogger(Logger):
 
 
 def when_ready(server: Any) -> None:
-    """In the master, once it listens: stop with the launcher that started it (``chat2crm demo``), if any."""
+    """In the master, once it listens: stop with the launcher that started it (``chat2crm demo``), if any; and,
+    the app loaded, freeze the heap, so that the workers' garbage collections do not copy the pages they
+    share with the master."""
     _stop_with_launcher()
+    gc.freeze()
