@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, SimpleWorker, get_current_job
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job
 from rq.registry import (
@@ -37,6 +39,7 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.scheduler import RQScheduler
 from rq.suspension import is_suspended
 from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
@@ -315,6 +318,31 @@ class ConversationWork:
     key: str
 
 
+class ThreadScheduler(RQScheduler):
+    """rq's scheduler (delayed retries moved to their queues, once a second) in a thread of the job process that
+    holds its locks, not in a process rq forks for it: a copy of the whole worker, language models included,
+    whose pages become its own as it runs (13 MB and more), for a loop that sleeps. It ends with its job
+    process (a daemon thread); the locks it held expire and another job process's maintenance takes them, as
+    for a scheduler process that died with its worker."""
+
+    def start(self) -> threading.Thread:
+        """Run the scheduler's loop in a daemon thread; returns it (rq asks it ``is_alive()``)."""
+        self._status = self.Status.STARTED
+        thread = threading.Thread(target=self._loop, name="rq-scheduler", daemon=True)
+        self._process = thread  # type: ignore[assignment]
+        thread.start()
+        return thread
+
+    def _loop(self) -> None:
+        try:
+            self.work()
+        except Exception as exc:  # the next maintenance (a minute) starts it again
+            log.error("rq's scheduler stopped", extra={"error": type(exc).__name__})
+
+    def _install_signal_handlers(self) -> None:
+        """None: signals belong to the job process, which stops this loop itself (``stop_scheduler``)."""
+
+
 class RelayWorker(SimpleWorker):
     """rq's in-process worker (no fork per job: the process's warm caches and connections serve every job),
     which also drains the conversations on the relay's ready list, reports each piece of work to its
@@ -357,6 +385,36 @@ class RelayWorker(SimpleWorker):
                 return
             self._beaten_at = time.monotonic()
         super().heartbeat(timeout, pipeline)
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                         log_format: str = DEFAULT_LOGGING_FORMAT) -> None:
+        """rq's own, with the scheduler in a thread (:class:`ThreadScheduler`)."""
+        self.scheduler = ThreadScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                         logging_level=logging_level if logging_level is not None else self.log.level,
+                                         date_format=date_format, log_format=log_format)
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:  # what is due now, then done (rq's burst run)
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
+    def stop_scheduler(self) -> None:
+        """Stop the scheduler's thread (it lets go of its locks) and wait for it, a few seconds at most."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        scheduler.request_stop()
+        thread = scheduler._process
+        if isinstance(thread, threading.Thread) and thread.is_alive():
+            thread.join(timeout=scheduler.interval * 3 + 1)
 
     #: ``rq suspend`` is looked for at most this often (rq looks before every job, with a heartbeat: six commands)
     SUSPENSION_SECONDS = 1.0

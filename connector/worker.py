@@ -8,7 +8,8 @@ ready list (:func:`connector.queues.work`), so replies, CRM writes and new messa
 however long the others' backlog. Each adds its counts up and writes them once a second
 (:func:`core.metrics.batch_in_process`). A sweeper thread in
 every job process stands for election; the one holding the lease re-enqueues what a killed process
-left behind (:mod:`connector.sweeper`).
+left behind (:mod:`connector.sweeper`). rq's scheduler, which moves delayed retries to their queues, is a
+thread of the job process that holds its locks (:class:`connector.queues.ThreadScheduler`).
 """
 
 from __future__ import annotations

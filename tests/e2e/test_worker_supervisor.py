@@ -114,3 +114,20 @@ def test_job_processes_stop_when_their_supervisor_is_killed(worker: subprocess.P
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     _wait(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), seconds=15)
+
+
+def test_a_delayed_retry_is_moved_by_a_scheduler_thread_not_a_process_of_its_own(
+        worker: subprocess.Popen[bytes], redis_client: redis.Redis) -> None:
+    from datetime import timedelta
+
+    from rq import Queue
+    _wait(lambda: len(_job_processes(worker)) == 2)
+    _wait(lambda: bool(redis_client.keys("rq:scheduler-lock:*")))  # one job process took the scheduler's locks
+    Queue("chat2crm-outbound", connection=redis_client).enqueue_in(timedelta(seconds=1), f"{JOBS}.record", "later")
+    _wait(lambda: "later" in _ran(redis_client), seconds=15)
+    # the job processes have no children: rq's scheduler runs as a thread of one of them
+    for pid in _job_processes(worker):
+        assert not Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=40) == 0
+    assert not redis_client.keys("rq:scheduler-lock:*")  # let go on the way out
