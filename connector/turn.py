@@ -76,37 +76,40 @@ class Decision:
     dropped: list[str] = field(default_factory=list)
 
 
+# What both scripts below do: count a message in a flood counter, its TTL set when the counter starts (a fixed
+# window), answering the count; and, the inbox empty, let the lock go and take the conversation off the work list.
+_COUNT = """local function count(key, ttl)
+  local n = redis.call('incr', key)
+  if n == 1 then redis.call('expire', key, ttl) end
+  return n
+end
+local function let_go(lock, work, member)
+  redis.call('del', lock)
+  redis.call('zrem', work, member)
+  return {2}
+end
+"""
 # The lock with the inbox's head and what its turn reads (the conversation as stored, the flood counters with
 # the message counted), in one call; an empty inbox leaves the work list and lets the lock go at once.
 # KEYS: lock, inbox, work list, conversation, the patient's and the relay's flood counters. ARGV: token, lock
 # TTL (ms), the conversation, the counters' TTLs. Answers {0} (locked), {2} (empty) or {1, head, state, counts}.
-_TAKE = """
+_TAKE = _COUNT + """
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
 local head = redis.call('lindex', KEYS[2], 0)
-if not head then
-  redis.call('del', KEYS[1])
-  redis.call('zrem', KEYS[3], ARGV[3])
-  return {2}
-end
-local sender = redis.call('incr', KEYS[5]) if sender == 1 then redis.call('expire', KEYS[5], ARGV[4]) end
-local relay = redis.call('incr', KEYS[6]) if relay == 1 then redis.call('expire', KEYS[6], ARGV[5]) end
-return {1, head, redis.call('get', KEYS[4]) or '', sender, relay}
+if not head then return let_go(KEYS[1], KEYS[3], ARGV[3]) end
+return {1, head, redis.call('get', KEYS[4]) or '', count(KEYS[5], ARGV[4]), count(KEYS[6], ARGV[5])}
 """
 # A step of the turn's commit, after its pop: the next head with the lock extended and the flood counters with
 # it counted, or, the inbox empty, the lock let go and the conversation off the work list ({2}).
 # K: lock, inbox, work list, the two flood counters. A: token, lock TTL (ms), the conversation, the counters' TTLs.
-_NEXT_STEP = """function(K, A)
+# (A step is an expression in the commit's script: the function is made inside one, with _COUNT's in its scope.)
+_NEXT_STEP = "(function()\n" + _COUNT + """return function(K, A)
   local head = redis.call('lindex', K[2], 0)
-  if not head then
-    redis.call('del', K[1])
-    redis.call('zrem', K[3], A[3])
-    return {2}
-  end
+  if not head then return let_go(K[1], K[3], A[3]) end
   redis.call('pexpire', K[1], A[2])
-  local sender = redis.call('incr', K[4]) if sender == 1 then redis.call('expire', K[4], A[4]) end
-  local relay = redis.call('incr', K[5]) if relay == 1 then redis.call('expire', K[5], A[5]) end
-  return {1, head, sender, relay}
-end"""
+  return {1, head, count(K[4], A[4]), count(K[5], A[5])}
+end
+end)()"""
 
 
 @dataclass
@@ -125,11 +128,10 @@ class Head:
 @dataclass
 class Outcome:
     """What :func:`handle` did: whether the turn committed, and the inbox's next head (with the lock extended)
-    when there is one; ``done`` when the inbox was empty and the lock let go in the commit."""
+    when there is one (None after a commit: the inbox was empty and the commit let the lock go)."""
 
     committed: bool
     next: Head | None = None
-    done: bool = False
 
 
 def take(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, Head | None]:
@@ -147,12 +149,12 @@ def take(runtime: Runtime, key: str, lock: Lock) -> tuple[Found, Head | None]:
     return found, Head(raw, loaded=True, conversation=conversation, counts=(int(sender_count), int(relay_count)))
 
 
-def handle(runtime: Runtime, key: str, head: Head | bytes, lock: Lock, *,
+def handle(runtime: Runtime, key: str, head: Head, lock: Lock, *,
            deliver: Callable[[outbox.Taken], object] | None = None) -> Outcome:
     """Handle the head message of conversation ``key``'s inbox; ``lock`` is the conversation's, held.
 
     The commit also brings the inbox's next head (with the lock extended, and the message counted against the
-    flood limits), or lets the lock go when the inbox is empty (:attr:`Outcome.done`). With ``deliver``, the
+    flood limits), or lets the lock go when the inbox is empty (:attr:`Outcome.next` None). With ``deliver``, the
     turn's replies are sent by calling it right after the commit, in this job, instead of by a delivery job
     enqueued in the commit: the patient hears back sooner and the queue does less; the commit takes the outbox's
     lock for it (given to ``deliver``, not called when another delivery has the outbox: that one sends these
@@ -167,8 +169,6 @@ def handle(runtime: Runtime, key: str, head: Head | bytes, lock: Lock, *,
         RetryableError: something transient failed before the commit (the message stays at the head).
         Exception: anything else (the caller sets the message aside as failed).
     """
-    if isinstance(head, bytes):
-        head = Head(head)
     raw = head.raw
     message = InboundMessage.model_validate_json(raw)
     conversation = head.conversation if head.loaded else conversations.load(runtime, key)
@@ -177,7 +177,7 @@ def handle(runtime: Runtime, key: str, head: Head | bytes, lock: Lock, *,
     with pii_scope(message.profile.name, message.text, message.sender_phone, message.sender_id):
         decision = decide(runtime, conversation, message, counts=head.counts)
         crash_point("turn-decided")
-        committed = commit(runtime, key, raw, lock, decision, enqueue_delivery=deliver is None, next_head=True)
+        committed = commit(runtime, key, raw, lock, decision, enqueue_delivery=deliver is None)
         if committed is None:
             log.warning("turn not committed: the conversation's lock was lost",
                         extra={"conversation": conversations.short(key)})
@@ -191,9 +191,9 @@ def handle(runtime: Runtime, key: str, head: Head | bytes, lock: Lock, *,
         except Exception:  # the turn is committed: its replies wait in the outbox, due for the sweeper
             log.exception("replies not sent at once", extra={"conversation": conversations.short(key)})
     if committed.next is None:
-        return Outcome(True, done=True)
+        return Outcome(True)
     # the next turn starts from the conversation as this one saved it (no need to read it back)
-    return Outcome(True, next=Head(committed.next[0], loaded=True, conversation=_saved(decision),
+    return Outcome(True, next=Head(committed.next[0], loaded=True, conversation=decision.conversation,
                                    counts=committed.next[1]))
 
 
@@ -273,11 +273,11 @@ class Committed:
 
 
 def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decision, *,
-           enqueue_delivery: bool = True, next_head: bool = False) -> Committed | None:
+           enqueue_delivery: bool = True) -> Committed | None:
     """Apply ``decision`` in one transaction, only while ``raw`` is the inbox's head and ``lock`` is held
     (and, with ``enqueue_delivery``, enqueue the job that sends its replies; without, take the outbox's lock
-    for the caller's delivery). With ``next_head``, the same call brings the inbox's next head, or lets the
-    lock go when there is none.
+    for the caller's delivery). The same call brings the inbox's next head, or lets the lock go when there
+    is none.
 
     Returns:
         What the commit read, or None when it was not applied.
@@ -305,24 +305,16 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
     measured = measures.stage_turn(runtime, tx, key, conversation)
     taking = outbox.stage_take(runtime, tx, key, decision.entries[0], stored[0]) \
         if stored and not enqueue_delivery else None
-    following = -1
-    if next_head:
-        sender, relay = flood.keys(key, time.time())
-        following = tx.then(_NEXT_STEP, [lock.key, inbox.INBOX.key(key), inbox.DUE.key(), sender, relay],
-                            [lock.token, lock.ttl_ms, key, *flood.ttls()])
+    sender, relay = flood.keys(key, time.time())
+    following = tx.then(_NEXT_STEP, [lock.key, inbox.INBOX.key(key), inbox.DUE.key(), sender, relay],
+                        [lock.token, lock.ttl_ms, key, *flood.ttls()])
     if not tx.commit():
         return None
-    done = Committed(claimed=tx.answers[measured], outbox=taking.taken(tx) if taking is not None else None)
-    if following >= 0:
-        answer = tx.answers[following]
-        if int(answer[0]) == 1:
-            done.next = (answer[1], (int(answer[2]), int(answer[3])))
-    return done
-
-
-def _saved(decision: Decision) -> Conversation:
-    """The conversation as the commit saved it."""
-    return decision.conversation
+    result = Committed(claimed=tx.answers[measured], outbox=taking.taken(tx) if taking is not None else None)
+    answer = tx.answers[following]
+    if int(answer[0]) == 1:
+        result.next = (answer[1], (int(answer[2]), int(answer[3])))
+    return result
 
 
 def report(runtime: Runtime, key: str, decision: Decision, *, claimed: object = None) -> None:
