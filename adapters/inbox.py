@@ -157,6 +157,9 @@ class CRMInbox(abc.ABC):
     #: the CRM's name (``hubspot``)
     name: str
     limits: InboxLimits = InboxLimits()
+    #: True when :meth:`publish` keeps a history line (``message.history``: the bot's part, on the lead's note
+    #: already) without calling the CRM: the relay then publishes a lead's history lines in one step
+    local_history: bool = False
 
     @abc.abstractmethod
     def publish(self, message: ThreadMessage) -> Published:

@@ -17,7 +17,10 @@ the patient's message for the agents (its id: the channel's message id; its file
    the CRM refuses, or gone from the channel is published as a line saying so;
 3. the message is published (idempotent on its id), then one atomic step records the CRM's message id
    (:data:`PUBLISHED`), maps the CRM's thread and contact back to the conversation (:data:`BY_THREAD`,
-   :data:`BY_CONTACT`: agents' replies and closed threads are found through them) and pops the entry.
+   :data:`BY_CONTACT`: agents' replies and closed threads are found through them), pops the entry and
+   brings the next one with the lock extended (or, none left, lets the lock go). An inbox that keeps the
+   bot's history without calling the CRM (``local_history``: it is on the lead's note) has a lead's
+   history lines published and recorded together, in that one step.
 
 Failures follow the retry policy (:mod:`connector.retry`) through the job; the work list (:data:`DUE`)
 lets the sweeper enqueue a thread whose job was lost.
@@ -66,18 +69,49 @@ BY_CONTACT = family("crm-contact", "{contact}", ttl="retention.transcript_days",
 #: the field of :data:`PUBLISHED` that says how many transcript lines are already on their way to the CRM
 _COVERED = "_covered"
 _MB = 1024 * 1024
+#: at most this many history lines are read and published in one step (:func:`_publish_history`)
+_HISTORY_RUN = 100
 
-# Pop the head if it is still the entry published, record its CRM id, map the CRM's ids back to the
-# conversation, and drop the conversation from the work list once nothing is left: one step.
-_ACK = """
-if redis.call('lindex', KEYS[1], 0) ~= ARGV[1] then return 0 end
-redis.call('lpop', KEYS[1])
-redis.call('hset', KEYS[2], ARGV[2], ARGV[3])
-redis.call('expire', KEYS[2], ARGV[4])
-for i = 4, #KEYS do redis.call('set', KEYS[i], ARGV[6], 'EX', ARGV[4]) end
-if redis.call('llen', KEYS[1]) == 0 then redis.call('zrem', KEYS[3], ARGV[5]) end
-return 1
+# The thread's head, and the CRM's id of its message when that was published before (a replay, a crash
+# after the CRM answered); or, the thread empty, the lock let go and the conversation off the work list.
+# KEYS: the lock, the thread, its published ids, the work list. ARGV[3]: the conversation (its member there).
+_HEAD = """
+local head = redis.call('lindex', KEYS[2], 0)
+if head then
+  local known = redis.call('hget', KEYS[3], cjson.decode(head)['message']['id'])
+  if known then return {1, head, 1, known} end
+  return {1, head, 0, ''}
+end
+redis.call('del', KEYS[1])
+redis.call('zrem', KEYS[4], ARGV[3])
+return {2}
 """
+# The lock taken with the head (ARGV: the lock's token, its TTL in ms, the conversation).
+_TAKE = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+""" + _HEAD
+# After a step, while the lock is this owner's: the ARGV[6] entries handled popped, if they are still the
+# first ones (a replay may have put one in front), each recorded as published (ARGV from 7 on: the entry, its
+# message id, its CRM id), and the keys from KEYS[5] on set to map the CRM's ids back (ARGV[5], for ARGV[4]
+# seconds); then the next head with the lock extended, as :data:`_HEAD`.
+_ACK_NEXT = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return {0} end
+local n = tonumber(ARGV[6])
+if n > 0 then
+  local heads = redis.call('lrange', KEYS[2], 0, n - 1)
+  local same = #heads == n
+  for i = 1, n do
+    if same and heads[i] ~= ARGV[4 + 3 * i] then same = false end
+  end
+  if same then
+    redis.call('ltrim', KEYS[2], n, -1)
+    for i = 1, n do redis.call('hset', KEYS[3], ARGV[5 + 3 * i], ARGV[6 + 3 * i]) end
+    redis.call('expire', KEYS[3], ARGV[4])
+    for i = 5, #KEYS do redis.call('set', KEYS[i], ARGV[5], 'EX', ARGV[4]) end
+  end
+end
+redis.call('pexpire', KEYS[1], ARGV[2])
+""" + _HEAD
 _REPLACE_HEAD = """
 if redis.call('lindex', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('lset', KEYS[1], 0, ARGV[2])
@@ -156,9 +190,11 @@ def _message(conversation: Conversation, message_id: str, *, direction: Directio
 
 
 def stage(runtime: Runtime, pipe: redis.client.Pipeline, conversation: Conversation,
-          messages: list[ThreadMessage]) -> None:
+          messages: list[ThreadMessage], *, lead_staged: bool = False) -> None:
     """Append ``messages`` to the conversation's thread, as part of the turn's transaction, note the
-    transcript lines now covered, and enqueue the thread's publishing on the CRM queue."""
+    transcript lines now covered, and enqueue the thread's publishing on the CRM queue, unless the same
+    transaction stages their lead (``lead_staged``): they wait for its CRM contact, and its write kicks
+    them (:func:`kick`); a job now would only find them waiting."""
     if not messages:
         return
     key, seconds = conversation.key, THREAD.seconds(runtime.config) or 0
@@ -168,7 +204,8 @@ def stage(runtime: Runtime, pipe: redis.client.Pipeline, conversation: Conversat
                                                         "lines": len(conversation.transcript)}))
     pipe.expire(PUBLISHED.key(key), seconds)
     pipe.zadd(DUE.key(), {key: time.time() + runtime.config.delivery.lost_job_seconds})
-    enqueue(runtime, key, pipe=pipe)
+    if not lead_staged:
+        enqueue(runtime, key, pipe=pipe)
 
 
 def enqueue(runtime: Runtime, key: str, pipe: redis.client.Pipeline | None = None) -> None:
@@ -212,77 +249,166 @@ def publish(runtime: Runtime, key: str, crm: CRMInbox, on_failure: OnFailure, *,
 
     Another worker holding the lock: return at once (it publishes what waits). A message the CRM refuses
     goes to ``on_failure``, which schedules a retry (publishing stops: the order is kept) or sets it aside.
-    A head waiting for its retry stops every job but that retry's own (``retrying``).
+    A head waiting for its retry stops every job but that retry's own (``retrying``). Each message costs one
+    call to Redis besides the CRM's (:data:`_ACK_NEXT`), and a run of history lines that the inbox keeps
+    without a call (:attr:`~adapters.inbox.CRMInbox.local_history`) one call in all.
 
     Raises:
         redis.RedisError: Redis failed; the message stays at the head (the sweeper enqueues the thread again).
     """
     held = lock(runtime, key)
-    if not held.acquire():
+    head = _found(lua.run(runtime.redis, _TAKE, _keys(key, held), [held.token, held.ttl_ms, key]))
+    if head is None:
         return 0
-    published, stopped = 0, False
+    published, contacts = 0, _Contacts(runtime)
     try:
-        while (raw := _head(runtime, key)) is not None:
-            head = _Head(raw, Pending.model_validate_json(raw))
+        while isinstance(head, _Head):
             if head.entry.not_before > time.time() and not retrying:
-                stopped = True
                 break
             retrying = False
             try:
-                done = _publish_one(runtime, key, head, crm)
+                done = _publish_run(runtime, key, head, crm, contacts)
             except redis.RedisError:
                 raise
             except Exception as exc:  # the CRM or the channel refused: the policy says
                 if not on_failure(head.entry, head.raw, exc):
-                    stopped = True
                     break
-                continue
-            if done is None:  # the lead is not in the CRM yet: its write enqueues the thread again
-                stopped = True
+                done = _Done(0, [], [])  # set aside: on with the next one
+            if done.acked is None:  # the lead is not in the CRM yet: its write enqueues the thread again
                 break
-            published += done
-            held.extend()
+            published += done.count
+            head = _ack_next(runtime, key, held, done)
     finally:
-        held.release()
-    if not stopped and finish(runtime, key):
-        enqueue(runtime, key)  # messages arrived after the loop looked; their job found the lock taken
+        if isinstance(head, _Head):  # stopped with the lock held (a head stays): let it go
+            held.release()
     return published
 
 
 @dataclass
 class _Head:
-    """The thread's head as stored (``raw``) and read; kept up to date as its files are stored."""
+    """The thread's head as stored (``raw``) and read, and the CRM's id when it was published before."""
 
     raw: bytes
     entry: Pending
+    known: str | None = None
 
 
-def _publish_one(runtime: Runtime, key: str, head: _Head, crm: CRMInbox) -> int | None:
-    """Publish the head entry. Returns 1 when published, 0 when it only had to leave (published before, or
-    changed under us), None when it must wait for its lead."""
+#: the lock was another's (or lost): its holder goes on
+_LOCKED = "locked"
+#: the thread is empty: the lock let go and the conversation off the work list
+_EMPTY = "empty"
+
+
+def _keys(key: str, held: Lock) -> list[str]:
+    return [held.key, THREAD.key(key), PUBLISHED.key(key), DUE.key()]
+
+
+def _found(answer: list[bytes]) -> _Head | str | None:
+    """A :data:`_HEAD` answer: the head, :data:`_EMPTY`, or None when the lock was another's."""
+    if int(answer[0]) == 0:
+        return None
+    if int(answer[0]) == 2:
+        return _EMPTY
+    raw = answer[1]
+    return _Head(raw, Pending.model_validate_json(raw), _text(answer[3]) if int(answer[2]) else None)
+
+
+@dataclass
+class _Done:
+    """What one step of the loop did: messages published (``count``), the entries to pop and record
+    (``acked``: (raw, message id, CRM id) each; None: nothing, the thread waits for its lead), and the keys that
+    lead back to the conversation from the CRM's ids (``maps``)."""
+
+    count: int
+    acked: list[tuple[bytes, str, str]] | None
+    maps: list[str]
+
+
+class _Contacts:
+    """The CRM contact of each lead the thread's messages name, read once per job."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._known: dict[str, tuple[bool, str | None]] = {}
+
+    def of(self, reference: str | None) -> tuple[bool, str | None]:
+        """``(waiting, contact id)`` as :func:`connector.leads.crm_contact` (nothing to wait for without one)."""
+        if not reference:
+            return False, None
+        if reference not in self._known:
+            self._known[reference] = leads.crm_contact(self.runtime, reference)
+        return self._known[reference]
+
+
+def _publish_run(runtime: Runtime, key: str, head: _Head, crm: CRMInbox, contacts: _Contacts) -> _Done:
+    """Publish the head entry (with the history lines after it, when the inbox keeps them without a call)."""
     raw, entry = head.raw, head.entry
     message = entry.message
-    known = runtime.redis.hget(PUBLISHED.key(key), message.id)
-    if known is not None:  # published before (a replay, or a crash after the CRM answered): only pop it
-        _ack(runtime, key, raw, message, crm_id=_text(known), answer=None)
-        return 0
-    waiting, contact = leads.crm_contact(runtime, message.reference) if message.reference else (False, None)
+    if head.known is not None:  # published before (a replay, or a crash after the CRM answered): only pop it
+        return _Done(0, [(raw, message.id, head.known)], [BY_THREAD.key(message.thread)])
+    waiting, contact = contacts.of(message.reference)
     if waiting:
         postpone(runtime, key, runtime.config.delivery.lost_job_seconds)
         log.info("thread waits for its lead", extra={"conversation": short(key), "reference": message.reference})
-        return None
+        return _Done(0, None, [])
+    if message.history and crm.local_history:
+        return _publish_history(runtime, key, head, crm, contact)
     # each file's CRM id is kept in the waiting entry as soon as it is stored: a retry never uploads it twice
     while (stored := _store_next_file(runtime, crm, entry)) is not None:
         new_raw = stored.model_dump_json().encode()
         if not lua.run(runtime.redis, _REPLACE_HEAD, [THREAD.key(key)], [raw, new_raw]):
-            return 0  # the head changed under us (set aside by a replay): look again
+            return _Done(0, [], [])  # the head changed under us (set aside by a replay): look again
         raw, entry, message = new_raw, stored, stored.message
         head.raw, head.entry = raw, entry  # a failure from here on is the updated entry's
     message = message.model_copy(update={"contact_id": contact})
     answer = crm.publish(message)
     crash_point("thread-published")
-    _ack(runtime, key, raw, message, crm_id=answer.crm_message_id, answer=answer)
-    return 1
+    return _Done(1, [(raw, message.id, answer.crm_message_id)], _maps(message, answer))
+
+
+def _publish_history(runtime: Runtime, key: str, head: _Head, crm: CRMInbox, contact: str | None) -> _Done:
+    """The head and the history lines of the same lead right after it, published together: the inbox keeps
+    them without calling the CRM, so a lead's dozen lines take one read and one step, not a dozen of each."""
+    run = [(head.raw, head.entry)]
+    for stored in runtime.redis.lrange(THREAD.key(key), 1, _HISTORY_RUN - 1):
+        raw = stored if isinstance(stored, bytes) else str(stored).encode()
+        entry = Pending.model_validate_json(raw)
+        line = entry.message
+        if not line.history or line.reference != head.entry.message.reference or entry.attempts:
+            break
+        run.append((raw, entry))
+    acked: list[tuple[bytes, str, str]] = []
+    answer: Published | None = None
+    message = head.entry.message
+    for raw, entry in run:
+        message = entry.message.model_copy(update={"contact_id": contact})
+        answer = crm.publish(message)
+        acked.append((raw, message.id, answer.crm_message_id))
+    crash_point("thread-published")
+    return _Done(len(acked), acked, _maps(message, answer))
+
+
+def _maps(message: ThreadMessage, answer: Published | None) -> list[str]:
+    """The keys that lead from the CRM's thread and contact back to the conversation."""
+    maps = [BY_THREAD.key(message.thread)]
+    if answer is not None and answer.crm_thread_id:
+        maps.append(BY_THREAD.key(answer.crm_thread_id))
+    if message.contact_id:
+        maps.append(BY_CONTACT.key(message.contact_id))
+    return maps
+
+
+def _ack_next(runtime: Runtime, key: str, held: Lock, done: _Done) -> _Head | str:
+    """Pop the entries ``done`` acked if they are still the first ones, record them as published, map the
+    CRM's ids back, and read the next head with the lock extended (or let the lock go when none is left):
+    one call."""
+    acked = done.acked or []
+    args: list[str | bytes | int] = [held.token, held.ttl_ms, key, THREAD.seconds(runtime.config) or 0,
+                                     json.dumps({"conversation": key}), len(acked)]
+    for raw, message_id, crm_id in acked:
+        args += [raw, message_id, crm_id]
+    found = _found(lua.run(runtime.redis, _ACK_NEXT, [*_keys(key, held), *done.maps], args))
+    return _LOCKED if found is None else found
 
 
 def _store_next_file(runtime: Runtime, crm: CRMInbox, entry: Pending) -> Pending | None:
@@ -329,20 +455,6 @@ def _size(limit: int) -> str:
     return f"{limit / _MB:g} MB"
 
 
-def _ack(runtime: Runtime, key: str, raw: bytes, message: ThreadMessage, *, crm_id: str,
-         answer: Published | None) -> bool:
-    """Pop the head if it is still ``raw``, record it as published, map the CRM's ids back (one step)."""
-    maps = [BY_THREAD.key(message.thread)]
-    if answer is not None and answer.crm_thread_id:
-        maps.append(BY_THREAD.key(answer.crm_thread_id))
-    if message.contact_id:
-        maps.append(BY_CONTACT.key(message.contact_id))
-    seconds = THREAD.seconds(runtime.config) or 0
-    value = json.dumps({"conversation": key})
-    return bool(lua.run(runtime.redis, _ACK, [THREAD.key(key), PUBLISHED.key(key), DUE.key(), *maps],
-                        [raw, message.id, crm_id, seconds, key, value]))
-
-
 def retry_later(runtime: Runtime, key: str, raw: bytes, entry: Pending, delay: float) -> bool:
     """Count a failed try of the head and hold it (and what follows) for ``delay`` seconds. Returns False
     when the head changed meanwhile."""
@@ -382,11 +494,6 @@ def postpone(runtime: Runtime, key: str, seconds: float) -> None:
 def finish(runtime: Runtime, key: str) -> bool:
     """Drop the conversation from the work list if its thread is empty. Returns True when messages wait."""
     return not lua.run(runtime.redis, _DRAINED, [THREAD.key(key), DUE.key()], [key])
-
-
-def _head(runtime: Runtime, key: str) -> bytes | None:
-    raw = runtime.redis.lindex(THREAD.key(key), 0)
-    return None if raw is None else raw if isinstance(raw, bytes) else str(raw).encode()
 
 
 def _text(value: object) -> str:

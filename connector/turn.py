@@ -301,7 +301,7 @@ def commit(runtime: Runtime, key: str, raw: bytes, lock: Lock, decision: Decisio
         outbox.stage_discard(pipe, key)
     outbox.stage_drop(pipe, key, decision.dropped)
     stored = outbox.stage(runtime, pipe, key, decision.entries, enqueue=enqueue_delivery)
-    threads.stage(runtime, pipe, conversation, decision.thread)
+    threads.stage(runtime, pipe, conversation, decision.thread, lead_staged=bool(decision.leads))
     measured = measures.stage_turn(runtime, tx, key, conversation)
     taking = outbox.stage_take(runtime, tx, key, decision.entries[0], stored[0]) \
         if stored and not enqueue_delivery else None

@@ -74,6 +74,7 @@ class HubSpotTimelineInbox(CRMInbox):
     """
 
     name = "hubspot"
+    local_history = True  # history lines go nowhere: the lead's note has them
 
     def __init__(self, adapter: HubSpotRecords, rest: HubSpotRest, *, credentials: HubSpotCredentials,
                  options: HubSpotOptions, limits: InboxLimits) -> None:

@@ -90,6 +90,7 @@ class PipedriveInbox(CRMInbox):
     """
 
     name = "pipedrive"
+    local_history = True  # history lines go to the panel's log in Redis, not to Pipedrive
 
     def __init__(self, adapter: PipedriveAdapter, *, mode: str, oauth: PipedriveOAuth | None,
                  store: PipedriveTokenStore, guard: PanelGuard | None, limits: InboxLimits) -> None:

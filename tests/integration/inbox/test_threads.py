@@ -171,3 +171,42 @@ def run_worker_inbound_only(stack: Stack) -> None:
     set_current_runtime(stack.runtime)
     while (key := stack.runtime.redis.lpop(inbox.READY.key())) is not None:
         process_conversation(key.decode())
+
+
+@pytest.mark.parametrize("local_history", [False, True], ids=["crm-call-per-line", "history-kept-locally"])
+def test_a_lead_s_history_costs_one_call_per_line_or_one_in_all(stack: Stack, crm: RecordingInbox, redis_url: str,
+                                                                 local_history: bool) -> None:
+    from bench._monitor import Monitor
+    from connector import queues
+    from connector.jobs import sync_lead
+
+    crm.local_history = local_history
+    patient = stack.whatsapp.patient(PATIENT, "Hans Müller")
+    for said in EXCHANGE:
+        patient.send_text(said)
+        run_worker_inbound_only(stack)
+    key = _key(stack)
+    lines = len(threads.pending(stack.runtime, key))
+    assert lines >= 8
+    # the turn that made the lead queued its write, not the thread's publishing: that would only find it waiting
+    crm_queue = stack.runtime.queue(queues.CRM)
+    (write,) = crm_queue.jobs
+    assert write.func_name == "connector.jobs.sync_lead"
+    crm_queue.remove(write)
+    sync_lead(*write.args)  # the lead's write (run here) kicks the thread
+    assert [job.func_name for job in crm_queue.jobs] == ["connector.jobs.publish_thread"]
+    with Monitor(redis_url) as seen:
+        assert publish_thread(key) == lines
+    assert threads.pending(stack.runtime, key) == [] and len(crm.order()) == lines
+    assert set(crm.publish_calls.values()) == {1}
+    assert stack.runtime.redis.zscore(threads.DUE.key(), key) is None  # off the work list, the lock let go
+    assert not stack.runtime.redis.exists(threads.LOCK.key(key))
+    contact = stack.hubspot.records("contacts")[0]["id"]
+    assert threads.conversation_of(stack.runtime, contact=contact) == key
+    # the lock with the first line; each line recorded with the next one brought (or all of them in one step);
+    # the lead's contact read once; nothing read line by line
+    steps = 1 + (1 if local_history else lines)
+    # (a script new to this Redis is loaded once: its first EVALSHA is refused, then it runs)
+    assert seen.sent["EVALSHA"] - seen.sent["SCRIPT"] == steps, seen.sent
+    assert seen.sent["LRANGE"] == (1 if local_history else 0), seen.sent
+    assert seen.sent["GET"] == seen.sent["ZSCORE"] == 1 and "LINDEX" not in seen.sent and "HGET" not in seen.sent
