@@ -76,9 +76,17 @@ class _Watch:
         with self._lock:
             self._done = True
 
+    @property
+    def finished(self) -> bool:
+        """Whether the read ended (in time or not): nothing left to watch."""
+        return self._done or self.expired
+
 
 class _Watchdog:
-    """One thread per process that stops the reads whose deadline has passed."""
+    """One thread per process that stops the reads whose deadline has passed.
+
+    It wakes only when a deadline is due (or a new one comes before every other): a body read in time costs
+    no wake-up of its own, since the reads that ended are dropped together the next time the thread wakes."""
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, _Watch]] = []
@@ -97,15 +105,21 @@ class _Watchdog:
             if self._pid != os.getpid():  # first use in this process
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="chat2crm-body-watchdog", daemon=True).start()
+            # the thread sleeps until the earliest deadline: only an earlier one needs it awake sooner
+            sooner = not self._due or watch.deadline < self._due[0][0]
             heapq.heappush(self._due, (watch.deadline, next(self._order), watch))
-            self._wake.notify()
+            if sooner:
+                self._wake.notify()
         return watch
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._due:
+                while self._due and self._due[0][2].finished:  # read in time: nothing to stop
+                    heapq.heappop(self._due)
+                if not self._due:
                     self._wake.wait()
+                    continue
                 deadline, _, watch = self._due[0]
                 delay = deadline - time.monotonic()
                 if delay > 0:
