@@ -97,10 +97,12 @@ def gunicorn_command(app: str, port: int, workers: int) -> list[str]:
 
     Benchmarks serve their baseline endpoint with exactly this command, so the two compare like with like.
     """
+    from connector.logs import ACCESS_LOG_FORMAT
+
     return [
         sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-",
-        "--access-logformat", '%(m)s %(U)s %(s)s %(L)ss', "--graceful-timeout", "10",
+        "--access-logformat", ACCESS_LOG_FORMAT, "--graceful-timeout", "10",
         "--config", "python:connector.gunicorn_conf",  # limits, time-outs, the redacting logger
         # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which
         # every server on a host would share; the relay does not use it (signals manage the server)

@@ -17,7 +17,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from connector.logs import access_line
+from connector.logs import ACCESS_LOG_FORMAT, access_line
 from connector.supervisor import stop_with_launcher as _stop_with_launcher
 
 #: seconds a worker may go silent before the arbiter replaces it
@@ -55,6 +55,17 @@ class SafeLogger(Logger):
     The access log's path is the decoded one: ``/t/%0d%0a`` arrives as a carriage return and a line feed,
     and is written as ``\\r\\n``; a transcript link's token is written as ``[token]``.
     """
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        """The values of the access line's atoms. For the relay's own line (:data:`ACCESS_LOG_FORMAT`) only
+        its four, not gunicorn's every header and environ variable and a formatted clock: those were most of
+        a webhook's logging, which is a sixth of its answer's CPU."""
+        if self.cfg.access_log_format != ACCESS_LOG_FORMAT:
+            return super().atoms(resp, req, environ, request_time)
+        status = resp.status
+        return {"m": environ.get("REQUEST_METHOD"), "U": environ.get("PATH_INFO"),
+                "s": status.split(None, 1)[0] if isinstance(status, str) else status,
+                "L": f"{request_time.seconds}.{request_time.microseconds:06d}"}
 
     def setup(self, cfg: Any) -> None:
         """Set gunicorn's loggers up, then install the filter on both (once, on a reload too)."""

@@ -92,6 +92,10 @@ def _escape(match: re.Match[str]) -> str:
     return named or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
+#: the access-log line ``chat2crm serve`` writes (gunicorn's atoms): method, path, status, seconds taken
+ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(L)ss"
+
+
 def access_line(line: str) -> str:
     """An access-log line as it may be written: redacted (:func:`redact`) and on one line (:func:`escape_controls`)."""
     return escape_controls(redact(line))
