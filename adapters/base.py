@@ -186,6 +186,13 @@ class CRMAdapter(abc.ABC):
         self.deployment = Deployment()
 
     @classmethod
+    def preload_modules(cls) -> None:
+        """Import now what the CRM's client would import on its first calls, making no connection and keeping
+        no object: a worker calls it before forking its job processes, which then share those modules
+        instead of each importing its own copy. The default: nothing (a client that imports all at once)."""
+        return None
+
+    @classmethod
     def from_settings(cls: type[A], settings: Settings, *, options: AdapterOptions | Mapping[str, Any] | None = None,
                       redis: Redis | None = None) -> A:
         """The adapter, given only its own credentials out of ``settings``.

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 
 import connector.jobs  # noqa: F401 - rq imports the jobs by name in each work-horse: loaded once, before the forks
+from adapters import load_adapter
 from connector import inbox, queues
 from connector.attribution.language import preload_detector
 from connector.bot.datetimes import warm_dates
@@ -57,7 +58,7 @@ def heartbeat() -> str:
 def warm_up(runtime: Runtime, *, for_forks: bool = True) -> None:
     """Load, once and before the job processes are forked, everything a job would otherwise load on first
     use: configuration, the language models, the date parser's patterns for the configured languages,
-    the compiled flow and mapping templates. The children share it (copy-on-write, heap frozen).
+    the compiled flow and mapping templates, the CRM client's modules. The children share it (copy-on-write, heap frozen).
 
     No connection to a CRM or a channel is opened here: a child must not inherit a half-used socket.
 
@@ -77,6 +78,7 @@ def warm_up(runtime: Runtime, *, for_forks: bool = True) -> None:
         warm_dates(languages)
         warm_places()  # the country names in every language: ~0.6 s of imports a fork would repeat
         warm_templates(strings_in([runtime.flows, runtime.mapping]))
+        load_adapter(runtime.config.crm).preload_modules()  # the CRM client's modules, imported on first use
     runtime.redis.connection_pool.disconnect()  # each child opens its own
 
 
