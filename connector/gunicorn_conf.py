@@ -19,6 +19,7 @@ from gunicorn.glogging import Logger
 
 from connector.logs import ACCESS_LOG_FORMAT, access_line
 from connector.supervisor import stop_with_launcher as _stop_with_launcher
+from connector.supervisor import trim_heap as _trim_heap
 
 #: seconds a worker may go silent before the arbiter replaces it
 timeout = 30
@@ -77,7 +78,9 @@ class SafeLogger(Logger):
 
 def when_ready(server: Any) -> None:
     """In the master, once it listens: stop with the launcher that started it (``chat2crm demo``), if any; and,
-    the app loaded, freeze the heap, so that the workers' garbage collections do not copy the pages they
-    share with the master."""
+    the app loaded, hand the C heap's free pages back and freeze the heap, so that the workers' garbage
+    collections do not copy the pages they share with the master."""
     _stop_with_launcher()
+    gc.collect()
+    _trim_heap()
     gc.freeze()
