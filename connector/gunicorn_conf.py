@@ -17,9 +17,9 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from connector.heap import trim_heap as _trim_heap
 from connector.logs import ACCESS_LOG_FORMAT, access_line
 from connector.supervisor import stop_with_launcher as _stop_with_launcher
-from connector.supervisor import trim_heap as _trim_heap
 
 #: seconds a worker may go silent before the arbiter replaces it
 timeout = 30

@@ -23,8 +23,6 @@ The parent runs no job and opens no connection the children could inherit half-u
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -36,6 +34,8 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import RawArray
 from types import FrameType
 from typing import Any
+
+from connector.heap import trim_heap
 
 log = logging.getLogger("chat2crm.supervisor")
 
@@ -54,21 +54,6 @@ def rss_bytes(pid: int | None = None) -> int | None:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def trim_heap() -> bool:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``); False where there is none.
-
-    Loading the language models leaves about a hundred megabytes of freed buffers (the models unpacked) in
-    the C heap, still resident: trimmed before the forks, neither the parent nor its children keep them.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to hand back this way
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
 
 
 class Slots:

@@ -26,6 +26,7 @@ import redis
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
 from connector.attribution.greetings import greeting_languages
+from connector.heap import trim_heap
 from core import metrics
 
 log = logging.getLogger("chat2crm.attribution")
@@ -118,6 +119,7 @@ def preload_detector(languages: list[str]) -> None:
     extended = _with_siblings(languages)
     if extended != tuple(sorted(languages)):
         _detector(extended, preload=True)
+    trim_heap()  # the buffers the models were unpacked from: freed, but resident until the heap is trimmed
 
 
 def identify_language(text: str, languages: list[str]) -> Detection:

@@ -1,11 +1,12 @@
-"""The worker hands the C heap's free pages back before it forks its job processes (:func:`trim_heap`):
-freed buffers in the middle of the heap stop being resident."""
+"""The C heap's free pages handed back (:func:`connector.heap.trim_heap`: after the language models load, and
+before the worker and the web server fork): freed buffers in the middle of the heap stop being resident."""
 
 from __future__ import annotations
 
 import pytest
 
-from connector.supervisor import rss_bytes, trim_heap
+from connector.heap import trim_heap
+from connector.supervisor import rss_bytes
 
 MB = 2**20
 
