@@ -82,21 +82,30 @@ class _Watch:
         return self._done or self.expired
 
 
+#: how late the watchdog may stop a read, at most, rather than wake up once more
+SLACK_SECONDS = 0.1
+#: how long the watchdog sleeps at most (it then drops the reads that ended meanwhile)
+POLL_SECONDS = 1.0
+
+
 class _Watchdog:
     """One thread per process that stops the reads whose deadline has passed.
 
-    It wakes only when a deadline is due (or a new one comes before every other): a body read in time costs
-    no wake-up of its own, since the reads that ended are dropped together the next time the thread wakes."""
+    It wakes when the earliest deadline is due, and at least once a second to drop the reads that ended
+    in time (so only the reads in progress, and a second of ended ones, are kept). A new read wakes it only
+    when its deadline comes before that: a body read in time, under any load, costs the thread nothing."""
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, _Watch]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._pid = 0
+        #: when the sleeping thread wakes next (0: it is awake, and looks at every deadline before it sleeps)
+        self._wakes_at = 0.0
 
     def reset(self) -> None:
         """Forget the parent's thread and lock in a forked child (its thread does not exist there)."""
-        self._due, self._wake, self._pid = [], threading.Condition(), 0
+        self._due, self._wake, self._pid, self._wakes_at = [], threading.Condition(), 0, 0.0
 
     def watch(self, sock: socket.socket, seconds: float) -> _Watch:
         """Watch a read on ``sock`` that must end within ``seconds``."""
@@ -105,28 +114,30 @@ class _Watchdog:
             if self._pid != os.getpid():  # first use in this process
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="chat2crm-body-watchdog", daemon=True).start()
-            # the thread sleeps until the earliest deadline: only an earlier one needs it awake sooner
-            sooner = not self._due or watch.deadline < self._due[0][0]
             heapq.heappush(self._due, (watch.deadline, next(self._order), watch))
-            if sooner:
+            if watch.deadline < self._wakes_at - SLACK_SECONDS:  # due before the thread would look again
                 self._wake.notify()
         return watch
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while self._due and self._due[0][2].finished:  # read in time: nothing to stop
-                    heapq.heappop(self._due)
-                if not self._due:
-                    self._wake.wait()
+                self._wakes_at = 0.0
+                now = time.monotonic()
+                late = []
+                while self._due and (self._due[0][2].finished or self._due[0][0] <= now):
+                    _, _, watch = heapq.heappop(self._due)
+                    if not watch.finished:
+                        late.append(watch)
+                if not late:
+                    wakes_at = now + POLL_SECONDS
+                    if self._due:
+                        wakes_at = min(wakes_at, self._due[0][0] + SLACK_SECONDS)
+                    self._wakes_at = wakes_at
+                    self._wake.wait(wakes_at - now)
                     continue
-                deadline, _, watch = self._due[0]
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)
-                    continue
-                heapq.heappop(self._due)
-            watch.expire()
+            for watch in late:
+                watch.expire()
 
 
 _watchdog = _Watchdog()

@@ -30,7 +30,8 @@ def test_reads_in_time_do_not_wake_the_watchdog_and_a_late_one_is_still_stopped(
         first.done()
         for ours, _theirs in pairs[1:40]:  # more bodies read in time (same timeout: each deadline after the last)
             watchdog.watch(ours, 0.3).done()
-        assert counting.notified == 1  # only the first: none of the others woke the thread
+            time.sleep(0.002)  # as requests come: the thread may look at them meanwhile, none wakes it
+        assert counting.notified == 0
         late, client = pairs[40]
         started = time.monotonic()
         watch = watchdog.watch(late, 0.5)
