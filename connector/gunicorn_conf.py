@@ -20,6 +20,7 @@ from gunicorn.glogging import Logger
 from connector.heap import trim_heap as _trim_heap
 from connector.logs import ACCESS_LOG_FORMAT, access_line
 from connector.supervisor import stop_with_launcher as _stop_with_launcher
+from core import metrics as _metrics
 
 #: seconds a worker may go silent before the arbiter replaces it
 timeout = 30
@@ -74,6 +75,29 @@ class SafeLogger(Logger):
         for logger in (self.error_log, self.access_log):
             if not any(isinstance(f, _SafeLines) for f in logger.filters):
                 logger.addFilter(_SafeLines())
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each worker, once forked: the relay's counts added up in memory and written once a second, as the
+    job processes do, so that no request makes a Redis call of its own for a metric (a vendor's duplicate,
+    a refused body)."""
+    runtime = _runtime(server)
+    if runtime is not None:
+        _metrics.batch_in_process(runtime.redis)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In a worker on its way out: the counts not yet written, written."""
+    _metrics.stop_batching()
+
+
+def _runtime(server: Any) -> Any:
+    """The relay's runtime behind the app gunicorn serves (None for another app)."""
+    try:
+        app = server.app.wsgi()
+    except Exception:  # not loadable here: the worker loads it itself, and reports why it cannot
+        return None
+    return getattr(app, "extensions", {}).get("chat2crm")
 
 
 def when_ready(server: Any) -> None:
