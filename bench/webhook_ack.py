@@ -28,7 +28,7 @@ from connector.channels.whatsapp import sign
 from connector.redis_server import EmbeddedRedis
 from connector.resources import DEFAULT_CONFIG, shipped
 
-SECONDS, THROUGHPUT_CONNECTIONS, LATENCY_CONNECTIONS, ROUNDS = 10, 32, 8, 3
+SECONDS, THROUGHPUT_CONNECTIONS, LATENCY_CONNECTIONS, ROUNDS = 10, 32, 8, 5
 #: distinct signed requests prepared per run (more than the relay can take in all rounds)
 PREPARED = 200_000
 
