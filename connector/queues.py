@@ -386,6 +386,30 @@ class RelayWorker(SimpleWorker):
             self._beaten_at = time.monotonic()
         super().heartbeat(timeout, pipeline)
 
+    def subscribe(self) -> None:
+        """rq's command channel (``rq`` stop and shutdown commands), on a connection pool of its own.
+
+        rq's own takes its connection from the process's pool and gives it back when the worker stops, while
+        its listening thread may still be reading it (the thread is given a second to end). A thread caught
+        reading reconnects that very connection, now back in the pool, and reads the next answer on it: the
+        answer to whichever thread took it next (a webhook's append, a sweep), which then waits forever.
+        A pool of its own keeps the channel's connection out of everyone else's hands.
+        """
+        shared = self.connection.connection_pool
+        own = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=shared.connection_class,
+                                                               **shared.connection_kwargs))
+        self.pubsub = own.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # rq declares it None
+            sleep_time=60, daemon=True, exception_handler=self._pubsub_exception_handler)
+
+    def unsubscribe(self) -> None:
+        """rq's own, then the channel's pool is closed (a thread still reading reaches only that pool)."""
+        pubsub = self.pubsub
+        super().unsubscribe()
+        if pubsub is not None:
+            pubsub.connection_pool.disconnect()
+
     def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
                          date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
                          log_format: str = DEFAULT_LOGGING_FORMAT) -> None:
