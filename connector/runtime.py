@@ -50,6 +50,8 @@ class Runtime:
         settings: the environment's settings (read from the environment when omitted).
         config: the main configuration (read from ``settings.chat2crm_config`` when omitted).
         redis_client: a Redis connection (made from ``settings.redis_url`` when omitted).
+        redis_timeout: seconds to wait on one Redis answer, or to connect, before that connection is given up
+            (None: no limit). The web server sets :data:`WEB_REDIS_TIMEOUT_SECONDS`.
     """
 
     def __init__(
@@ -58,10 +60,12 @@ class Runtime:
         *,
         config: AppConfig | None = None,
         redis_client: redis.Redis | None = None,
+        redis_timeout: float | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self._config = config
         self._redis = redis_client
+        self._redis_timeout = redis_timeout
         self._injected_redis = redis_client is not None
         self._lock = threading.RLock()  # loaders nest (campaigns need flows)
         self._cache: dict[str, Any] = {}
@@ -173,7 +177,7 @@ class Runtime:
                     "REDIS_URL is not set", file="environment", path="REDIS_URL",
                     hint="point it at your Redis, e.g. redis://localhost:6379/0; the demo starts its own",
                 ))
-            self._redis = connect_redis(self.settings.redis_url)
+            self._redis = connect_redis(self.settings.redis_url, timeout=self._redis_timeout)
         return self._redis
 
     @functools.cached_property
@@ -201,13 +205,26 @@ class Runtime:
 REDIS_RETRIES = 25
 
 
-def connect_redis(url: str, retries: int = REDIS_RETRIES) -> redis.Redis:
-    """A client for ``url`` that rides out a Redis restart: connection errors, time-outs and ``LOADING``
-    answers are retried with backoff for about 20 s, so a job or a webhook in flight waits instead of
-    failing (a webhook answered 500 is redelivered; a failed job would need the sweeper)."""
-    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries,
-                  supported_errors=(redis.ConnectionError, redis.TimeoutError, BusyLoadingError))
-    return redis.Redis.from_url(url, retry=retry)
+def connect_redis(url: str, retries: int = REDIS_RETRIES, *, timeout: float | None = None) -> redis.Redis:
+    """A client for ``url`` that rides out a Redis restart: connection errors and ``LOADING`` answers are
+    retried with backoff for about 20 s, so a job or a webhook in flight waits instead of failing (a webhook
+    answered 500 is redelivered; a failed job would need the sweeper).
+
+    Without ``timeout``, time-outs are retried too. With it, a connection that stays silent that long (or a
+    connect that does not complete) fails at once with ``redis.TimeoutError`` and is dropped: the next call
+    takes a fresh connection."""
+    errors: tuple[type[Exception], ...] = (redis.ConnectionError, BusyLoadingError)
+    if timeout is None:
+        errors += (redis.TimeoutError,)
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries, supported_errors=errors)
+    return redis.Redis.from_url(url, retry=retry, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+#: seconds the web server waits on one Redis answer: its webhooks' appends share one call at a time per
+#: process (:mod:`connector.keeper`), so a connection gone silent (a network cut that sent no reset) would
+#: otherwise hold every later webhook of the process for good; now they are answered 503 (and redelivered)
+#: for these seconds at most, and the next append opens a fresh connection
+WEB_REDIS_TIMEOUT_SECONDS = 5.0
 
 
 _current: Runtime | None = None

@@ -14,7 +14,7 @@ from flask import Flask
 
 from connector.app import create_app
 from connector.logs import configure_logging
-from connector.runtime import Runtime
+from connector.runtime import WEB_REDIS_TIMEOUT_SECONDS, Runtime
 from core.errors import ConfigurationError
 from core.settings import Settings, load_settings
 from demo import channels, conversions, forms, web
@@ -22,7 +22,7 @@ from demo import channels, conversions, forms, web
 
 def create_demo_app(settings: Settings) -> Flask:
     """The relay's web app for ``settings``, serving the demo page when the demo's emulators are set."""
-    app = create_app(runtime=Runtime(settings))
+    app = create_app(runtime=Runtime(settings, redis_timeout=WEB_REDIS_TIMEOUT_SECONDS))
     if settings.chat2crm_demo_emulators:
         app.register_blueprint(web.blueprint)
         app.register_blueprint(forms.blueprint)  # the Meta lead form the page can submit
