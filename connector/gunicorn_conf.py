@@ -40,9 +40,16 @@ logger_class = "connector.gunicorn_conf.SafeLogger"
 
 
 class _SafeLines(logging.Filter):
-    """Rewrites each gunicorn log record as one redacted line (no transcript token, no injected line)."""
+    """Rewrites each gunicorn log record as one redacted line (no transcript token, no injected line).
+
+    The relay's own access line (:data:`ACCESS_LOG_FORMAT`) is made of atoms :meth:`SafeLogger.atoms` made
+    safe one by one: redacting the whole line let a number in the path run on into the status
+    (``/+905321112233 404`` was masked as one phone number, and the line lost its status)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == ACCESS_LOG_FORMAT:
+            record.msg, record.args = record.getMessage(), None
+            return True
         try:
             message = record.getMessage()
         except (TypeError, ValueError, KeyError):
@@ -60,12 +67,14 @@ class SafeLogger(Logger):
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         """The values of the access line's atoms. For the relay's own line (:data:`ACCESS_LOG_FORMAT`) only
-        its four, not gunicorn's every header and environ variable and a formatted clock: those were most of
-        a webhook's logging, which is a sixth of its answer's CPU."""
+        its four, each already safe to write, not gunicorn's every header and environ variable and a formatted
+        clock: those were most of a webhook's logging, which is a sixth of its answer's CPU."""
         if self.cfg.access_log_format != ACCESS_LOG_FORMAT:
             return super().atoms(resp, req, environ, request_time)
         status = resp.status
-        return {"m": environ.get("REQUEST_METHOD"), "U": environ.get("PATH_INFO"),
+        # the two atoms a client chooses, each redacted and on one line (the status and seconds are numbers)
+        return {"m": access_line(str(environ.get("REQUEST_METHOD", "-"))),
+                "U": access_line(str(environ.get("PATH_INFO", "-"))),
                 "s": status.split(None, 1)[0] if isinstance(status, str) else status,
                 "L": f"{request_time.seconds}.{request_time.microseconds:06d}"}
 
