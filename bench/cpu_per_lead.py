@@ -10,9 +10,16 @@ supervisor, its job processes and their children), from the first message until 
 lead's note is in HubSpot; a couple of patients go through first, uncounted, so the one-off work of the first
 lead (the CRM's tag options) is not in the figures. The emulators and the patients' side (this process) are not counted.
 
-Baseline in the same run: ``bench._direct_relay``, the least a relay can do ("webhook → contact, deal,
-note" with three synchronous HubSpot calls, as a generic workflow tool does it), served by the very same
-gunicorn command and fed one webhook per lead.
+Baselines in the same run:
+
+- ``bench._direct_relay``, the least a relay can do ("webhook → contact, deal, note" with three synchronous
+  HubSpot calls, as a generic workflow tool does it), served by the very same gunicorn command and fed one
+  webhook per lead;
+- the floor of this flow's exchanges: ``bench._bare_app`` (a Flask endpoint that answers 200 and does
+  nothing) under the same command, posted as many webhooks per lead as the measured leads brought, the way
+  they came (the patients' messages over kept-alive connections, ``AT_ONCE`` at a time; Meta's statuses over a
+  new connection each, from one thread), plus the direct relay's lead. Whatever the relay does with them, a
+  lead that takes that many webhooks costs at least that much CPU on this server.
 """
 
 from __future__ import annotations
@@ -114,6 +121,45 @@ def baseline(stack: RelayStack) -> tuple[float, int]:
         stop_group(proc)
 
 
+#: a status webhook as Meta posts it (a reply delivered), for the floor's posts
+STATUS_SAMPLE = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+    "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "1"},
+    "statuses": [{"id": "wamid.HBgLNDkxNTExMjM0NTY3OBUCABEYEjdBRTM5RkQ1QUY3RjcxNkQ1QQA=", "status": "delivered",
+                  "timestamp": "1700000000", "recipient_id": "491511234567",
+                  "conversation": {"id": "c0ffee", "origin": {"type": "service"}},
+                  "pricing": {"billable": True, "pricing_model": "CBP", "category": "service"}}]}}]}]}
+
+
+def bare_floor(stack: RelayStack, messages: int, statuses: int) -> float:
+    """CPU seconds the same gunicorn command spends answering ``messages`` and ``statuses`` webhooks from a
+    bare endpoint, posted as the measured leads' were."""
+    proc, url = serve_gunicorn("bench._bare_app:app", stack.env, WEB_WORKERS)
+    local = threading.local()
+    hook = f"{url}/webhooks/whatsapp"
+    message, status = lead_webhook(0), json.dumps(STATUS_SAMPLE).encode()
+
+    def post_message(_: int) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        session.post(hook, data=message, timeout=60, headers={"Content-Type": "application/json"}).raise_for_status()
+
+    def post_statuses(count: int) -> None:
+        for _ in range(count):  # as the emulator posts Meta's statuses: a new connection each
+            requests.post(hook, data=status, timeout=60, headers={"Content-Type": "application/json"}).raise_for_status()
+
+    try:
+        with ThreadPoolExecutor(max_workers=AT_ONCE + 1) as pool:
+            list(pool.map(post_message, range(AT_ONCE * 2)))  # every connection open, every thread started
+            time.sleep(1.0)
+            before = cpu_seconds(proc.pid)
+            side = pool.submit(post_statuses, statuses)
+            list(pool.map(post_message, range(messages)))
+            side.result()
+        return cpu_seconds(proc.pid) - before
+    finally:
+        stop_group(proc)
+
+
 def main() -> None:
     stack = RelayStack(web_workers=WEB_WORKERS, worker_processes=WORKER_PROCESSES)
     try:
@@ -136,6 +182,7 @@ def main() -> None:
         statuses = len(stack.whatsapp.statuses.posted) - statuses0
         channel_calls, crm_calls = stack.whatsapp.calls - channel0, len(stack.crm.calls) - crm0
         direct_cpu, direct_calls = baseline(stack)
+        floor_cpu = bare_floor(stack, LEADS * len(FORM_INTAKE), statuses)
     finally:
         stack.stop()
     web, workers = web1 - web0, workers1 - workers0
@@ -159,7 +206,11 @@ def main() -> None:
           f"{crm_calls / LEADS:.1f} HubSpot calls")
     print(f"baseline, direct relay (1 webhook → contact, deal, note; same gunicorn command): {direct:.1f} ms CPU "
           f"per lead, {direct_calls / LEADS:.1f} HubSpot calls per lead")
-    print(f"ratio chat2crm / baseline: {per_lead / direct:.1f}")
+    floor = floor_cpu * 1000 / LEADS + direct
+    print(f"floor of this flow's exchanges: the same {(webhooks + statuses) / LEADS:.0f} webhooks a lead to a bare "
+          f"endpoint under the same command, {floor_cpu * 1000 / LEADS:.1f} ms, plus the direct relay's lead: "
+          f"{floor:.1f} ms per lead (the replies the bot sends come on top)")
+    print(f"ratio chat2crm / baseline: {per_lead / direct:.1f}; chat2crm / floor: {per_lead / floor:.1f}")
 
 
 if __name__ == "__main__":
