@@ -79,7 +79,9 @@ def warm_up(runtime: Runtime, *, for_forks: bool = True) -> None:
         warm_places()  # the country names in every language: ~0.6 s of imports a fork would repeat
         warm_templates(strings_in([runtime.flows, runtime.mapping]))
         load_adapter(runtime.config.crm).preload_modules()  # the CRM client's modules, imported on first use
-    runtime.redis.connection_pool.disconnect()  # each child opens its own
+    # each child opens its own; only the idle ones are closed: closing one another thread is using (the
+    # web's request threads beside an in-process burst run) left that thread waiting for good on its answer
+    runtime.redis.connection_pool.disconnect(inuse_connections=False)
 
 
 def prepare_adapter(runtime: Runtime) -> None:

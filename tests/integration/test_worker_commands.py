@@ -1,4 +1,5 @@
-"""rq's command channel in a job process: commands arrive, and its connection stays its own.
+"""rq's command channel in a job process: commands arrive, and its connection stays its own; and a worker
+warming up leaves alone the connections other threads of its process are using.
 
 rq gives a worker's listening connection back to the shared pool when the worker stops, while its listening
 thread may still be reading it; the thread then reconnects that connection and reads the answer meant for the
@@ -16,6 +17,7 @@ from rq.command import send_shutdown_command
 
 from connector import queues
 from connector.runtime import Runtime
+from connector.worker import warm_up
 
 
 def _worker(runtime: Runtime) -> queues.RelayWorker:
@@ -58,3 +60,17 @@ def test_rq_s_commands_still_reach_the_job_process(runtime: Runtime) -> None:
     finally:
         worker.unsubscribe()
         signal.signal(signal.SIGINT, previous)
+
+
+def test_warming_up_leaves_alone_a_connection_another_thread_is_using(runtime: Runtime) -> None:
+    # a burst run in a process that also serves webhooks (the tests' in-process relay): warming up closed
+    # every connection of the pool, one a request thread was waiting on among them
+    pool = runtime.redis.connection_pool
+    using = pool.get_connection()
+    try:
+        using.send_command("BLPOP", "warm-up:probe", 5)  # another thread's command, waiting on its answer
+        warm_up(runtime)
+        runtime.redis.rpush("warm-up:probe", "answer")
+        assert using.read_response() == [b"warm-up:probe", b"answer"]
+    finally:
+        pool.release(using)
