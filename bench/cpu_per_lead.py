@@ -97,16 +97,23 @@ def lead_webhook(i: int) -> bytes:
                           "type": "text", "text": {"body": "Hair transplant, Berlin, 10-17 March"}}]}}]}]}).encode()
 
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's kept-alive session (each poster thread keeps its connection, as a patient's does)."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
 def baseline(stack: RelayStack) -> tuple[float, int]:
     """(CPU seconds the direct relay's gunicorn processes spent on ``LEADS`` webhooks, HubSpot calls made)."""
     proc, url = serve_gunicorn("bench._direct_relay:app", stack.env, WEB_WORKERS)
-    local = threading.local()
-
     def post(i: int) -> None:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
         raw = lead_webhook(i)
-        response = session.post(f"{url}/webhooks/whatsapp", data=raw, timeout=60, headers={
+        response = _session().post(f"{url}/webhooks/whatsapp", data=raw, timeout=60, headers={
             "Content-Type": "application/json", "X-Hub-Signature-256": sign(raw, SECRETS["whatsapp_app_secret"])})
         response.raise_for_status()
 
@@ -134,14 +141,11 @@ def bare_floor(stack: RelayStack, messages: int, statuses: int) -> float:
     """CPU seconds the same gunicorn command spends answering ``messages`` and ``statuses`` webhooks from a
     bare endpoint, posted as the measured leads' were."""
     proc, url = serve_gunicorn("bench._bare_app:app", stack.env, WEB_WORKERS)
-    local = threading.local()
     hook = f"{url}/webhooks/whatsapp"
     message, status = lead_webhook(0), json.dumps(STATUS_SAMPLE).encode()
 
     def post_message(_: int) -> None:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        session.post(hook, data=message, timeout=60, headers={"Content-Type": "application/json"}).raise_for_status()
+        _session().post(hook, data=message, timeout=60, headers={"Content-Type": "application/json"}).raise_for_status()
 
     def post_statuses(count: int) -> None:
         for _ in range(count):  # as the emulator posts Meta's statuses: a new connection each
